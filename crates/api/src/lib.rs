@@ -1,0 +1,23 @@
+//! Cattery's API types: Kubernetes-style resources (`apiVersion/kind/metadata/spec/status`),
+//! the `Status` error object, and name validation.
+//!
+//! This crate does no I/O so that the server, the agent, the CLI and tests share one
+//! definition of every object that crosses a process boundary.
+#![forbid(unsafe_code)]
+
+pub mod cluster;
+pub mod meta;
+pub mod names;
+pub mod status;
+pub mod wire;
+
+pub use cluster::*;
+pub use meta::*;
+pub use names::{NameError, validate_dns1123_label};
+pub use status::Status;
+
+/// The API group and version of every Cattery resource.
+pub const API_VERSION: &str = "cattery.dev/v1";
+
+/// The name under which the management plane itself appears (as in Calico).
+pub const MANAGEMENT_CLUSTER_NAME: &str = "cluster";
