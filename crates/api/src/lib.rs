@@ -5,6 +5,7 @@
 //! definition of every object that crosses a process boundary.
 #![forbid(unsafe_code)]
 
+pub mod agent_protocol;
 pub mod cluster;
 pub mod meta;
 pub mod names;

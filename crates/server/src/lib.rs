@@ -1,1 +1,216 @@
-//! stub
+//! The Cattery management plane (`cattery server`).
+//!
+//! Two listeners: the API for people (:9443, bearer tokens) and the tunnel listener for
+//! agents (:9449, mTLS). State lives in SQLite in the data directory; the CA, the server's
+//! certificates and the first admin token are created there on first start.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub mod api;
+pub mod auth;
+pub mod files;
+pub mod https;
+pub mod manifest;
+pub mod pki;
+pub mod proxy;
+pub mod registry;
+pub mod store;
+pub mod tunnel_listener;
+
+use auth::{ADMIN_GROUP, ADMIN_USER, Identity, TokenAuthenticator};
+use pki::Ca;
+use registry::Registry;
+use store::{SqliteStore, StateStore};
+
+/// How to run the management plane.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Holds the CA, certificates, tokens and the state database.
+    pub data_dir: PathBuf,
+    /// People-facing HTTPS listener.
+    pub api_addr: SocketAddr,
+    /// Agents' mTLS tunnel listener.
+    pub tunnel_addr: SocketAddr,
+    /// `host:port` agents dial (`ManagementCluster.spec.address`); derived when `None`.
+    pub address: Option<String>,
+    /// User-supplied API certificate and key (PEM files); the CA issues one otherwise.
+    pub api_tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// Shared state of the API handlers.
+pub struct AppState {
+    /// Clusters and tunnels.
+    pub registry: Arc<Registry>,
+    /// Token authentication.
+    pub auth: TokenAuthenticator,
+    /// Persistent state.
+    pub store: Arc<dyn StateStore>,
+    /// Signs cluster certificates.
+    pub ca: Ca,
+    /// `host:port` agents dial.
+    pub address: String,
+}
+
+/// A started management plane.
+pub struct RunningServer {
+    /// Bound API address.
+    pub api_addr: SocketAddr,
+    /// Bound tunnel address.
+    pub tunnel_addr: SocketAddr,
+    /// Address written into manifests.
+    pub address: String,
+    /// The admin token, only on the first start (it is also in `DATA_DIR/admin.token`).
+    pub admin_token: Option<String>,
+    /// Path of the CA certificate clients should trust.
+    pub ca_file: PathBuf,
+    /// The registry (for embedding, e.g. in `cattery demo` and benchmarks).
+    pub registry: Arc<Registry>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Waits until both listeners have stopped (after the shutdown token is cancelled).
+    pub async fn wait(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.registry.close_all();
+    }
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn derive_address(tunnel: SocketAddr) -> String {
+    if tunnel.ip().is_unspecified() {
+        let host = hostname().unwrap_or_else(|| "localhost".into());
+        tracing::warn!("no --address given; agents will dial {host}:{} (set --address to a name or IP they can reach)", tunnel.port());
+        format!("{host}:{}", tunnel.port())
+    } else {
+        tunnel.to_string()
+    }
+}
+
+/// Starts both listeners; they stop when `shutdown` is cancelled.
+pub async fn start(cfg: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<RunningServer> {
+    let dir = &cfg.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting permissions of {}", dir.display()))?;
+    }
+    let store: Arc<dyn StateStore> = Arc::new(
+        SqliteStore::open(&dir.join("state.db")).with_context(|| format!("opening {}", dir.join("state.db").display()))?,
+    );
+    let ca = Ca::load_or_create(dir).context("loading the CA")?;
+    let auth = TokenAuthenticator::load(store.as_ref())?;
+    let admin_token = if auth.is_empty() {
+        let token = auth.create(
+            store.as_ref(),
+            Identity {
+                user: ADMIN_USER.into(),
+                groups: vec![ADMIN_GROUP.into()],
+            },
+        )?;
+        files::write_private(&dir.join("admin.token"), format!("{token}\n").as_bytes())
+            .context("writing admin.token")?;
+        Some(token)
+    } else {
+        None
+    };
+
+    let tunnel_listener = TcpListener::bind(cfg.tunnel_addr)
+        .await
+        .with_context(|| format!("binding the tunnel listener on {}", cfg.tunnel_addr))?;
+    let api_listener = TcpListener::bind(cfg.api_addr)
+        .await
+        .with_context(|| format!("binding the API listener on {}", cfg.api_addr))?;
+    let tunnel_addr = tunnel_listener.local_addr()?;
+    let api_addr = api_listener.local_addr()?;
+    let address = cfg.address.clone().unwrap_or_else(|| derive_address(tunnel_addr));
+    let (addr_host, _) = cattery_tunnel::dial::split_host_port(&address)
+        .map_err(|e| anyhow::anyhow!("ManagementCluster spec.address: {e}"))?;
+
+    let mut hosts = vec![addr_host, "localhost".into(), "127.0.0.1".into(), "::1".into()];
+    if let Some(h) = hostname() {
+        hosts.push(h);
+    }
+    if !api_addr.ip().is_unspecified() {
+        hosts.push(api_addr.ip().to_string());
+    }
+    hosts.sort();
+    hosts.dedup();
+    let tunnel_cert = pki::server_cert(&ca, dir, "tunnel", &hosts)?;
+    let (api_chain, api_key) = match &cfg.api_tls {
+        Some((cert, key)) => {
+            let c = std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?;
+            let k = std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?;
+            (
+                cattery_tunnel::pem::certs(&cert.display().to_string(), &c)?,
+                cattery_tunnel::pem::private_key(&key.display().to_string(), &k)?,
+            )
+        }
+        None => {
+            let issued = pki::server_cert(&ca, dir, "api", &hosts)?;
+            (
+                cattery_tunnel::pem::certs("api.crt", &issued.cert_pem)?,
+                cattery_tunnel::pem::private_key("api.key", &issued.key_pem)?,
+            )
+        }
+    };
+
+    let registry = Arc::new(Registry::open(store.clone())?);
+    let ca_certs = cattery_tunnel::pem::certs("ca.crt", ca.cert_pem())?;
+    let tunnel_tls = cattery_tunnel::tls::tunnel_server_config(
+        &ca_certs,
+        cattery_tunnel::pem::certs("tunnel.crt", &tunnel_cert.cert_pem)?,
+        cattery_tunnel::pem::private_key("tunnel.key", &tunnel_cert.key_pem)?,
+        registry.clone(),
+    )?;
+    let api_tls = cattery_tunnel::tls::https_server_config(api_chain, api_key)?;
+
+    let state = Arc::new(AppState {
+        registry: registry.clone(),
+        auth,
+        store,
+        ca,
+        address: address.clone(),
+    });
+    let router = api::router(state);
+    let tasks = vec![
+        tokio::spawn(tunnel_listener::serve(
+            tunnel_listener,
+            tokio_rustls::TlsAcceptor::from(Arc::new(tunnel_tls)),
+            registry.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(https::serve(
+            api_listener,
+            tokio_rustls::TlsAcceptor::from(Arc::new(api_tls)),
+            router,
+            shutdown.clone(),
+        )),
+    ];
+    tracing::info!(%api_addr, %tunnel_addr, address, "management plane started");
+    Ok(RunningServer {
+        api_addr,
+        tunnel_addr,
+        address,
+        admin_token,
+        ca_file: dir.join("ca.crt"),
+        registry,
+        tasks,
+    })
+}

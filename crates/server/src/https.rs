@@ -1,0 +1,70 @@
+//! Serving the API router over HTTPS (HTTP/1.1 with upgrades, and HTTP/2).
+
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+/// Largest request head (request line + headers) accepted over HTTP/1.1; beyond it hyper
+/// answers 431 rather than dropping the connection.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Accepts HTTPS connections until `shutdown`, then drains open requests for a few seconds.
+pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, router: Router, shutdown: CancellationToken) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("API accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "API TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .max_buf_size(MAX_HEADER_BYTES)
+                .header_read_timeout(Duration::from_secs(30));
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .adaptive_window(true)
+                .max_header_list_size(MAX_HEADER_BYTES as u32)
+                .max_concurrent_streams(1000);
+            let service = TowerToHyperService::new(router);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(%peer, "API connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::info!("API connections still open after {DRAIN_TIMEOUT:?}; closing them");
+    }
+}

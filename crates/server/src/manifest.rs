@@ -1,0 +1,289 @@
+//! Installation manifests: everything a cluster needs to connect, returned once by
+//! `cluster add` (like Calico's `spec.installationManifest`).
+
+use cattery_api::{
+    API_VERSION, AgentConfig, AgentConfigSpec, AgentCredentials, ConnectionTls, Impersonation,
+    ManagementClusterConnection, ManagementClusterConnectionSpec, ObjectMeta,
+};
+use serde_json::{Value, json};
+
+use crate::auth::ADMIN_GROUP;
+
+/// Namespace the agent runs in.
+pub const NAMESPACE: &str = "cattery-system";
+/// Container image of the agent.
+pub const AGENT_IMAGE: &str = concat!("ghcr.io/cattery-dev/cattery:v", env!("CARGO_PKG_VERSION"));
+
+/// The two shapes a manifest can take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ManifestFormat {
+    /// Kubernetes objects (multi-document YAML) to `kubectl apply`.
+    Kubernetes,
+    /// One `AgentConfig` YAML file for `cattery agent --config`.
+    AgentConfig,
+}
+
+impl std::str::FromStr for ManifestFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "" | "kubernetes" => Ok(ManifestFormat::Kubernetes),
+            "agent-config" => Ok(ManifestFormat::AgentConfig),
+            other => Err(format!("unknown manifest format {other:?}; use kubernetes or agent-config")),
+        }
+    }
+}
+
+/// What goes into a manifest.
+pub struct ManifestInput<'a> {
+    /// Cluster name.
+    pub cluster: &'a str,
+    /// `host:port` agents dial.
+    pub management_cluster_addr: &'a str,
+    /// The cluster's client certificate (PEM).
+    pub cert_pem: &'a str,
+    /// Its private key (PEM).
+    pub key_pem: &'a str,
+    /// The management plane's CA (PEM).
+    pub ca_pem: &'a str,
+}
+
+/// Renders the manifest in `format`.
+pub fn render(format: ManifestFormat, input: &ManifestInput<'_>) -> String {
+    let connection = ManagementClusterConnectionSpec {
+        management_cluster_addr: input.management_cluster_addr.to_string(),
+        tls: ConnectionTls::default(),
+        impersonation: Impersonation::default(),
+    };
+    match format {
+        ManifestFormat::AgentConfig => {
+            let cfg = AgentConfig {
+                api_version: API_VERSION.into(),
+                kind: "AgentConfig".into(),
+                metadata: ObjectMeta {
+                    name: input.cluster.into(),
+                    ..Default::default()
+                },
+                spec: AgentConfigSpec {
+                    management_cluster_addr: connection.management_cluster_addr,
+                    tls: connection.tls,
+                    impersonation: connection.impersonation,
+                    credentials: AgentCredentials {
+                        certificate: input.cert_pem.into(),
+                        private_key: input.key_pem.into(),
+                        ca_certificate: input.ca_pem.into(),
+                    },
+                },
+            };
+            format!(
+                "# Cattery agent configuration for cluster {:?}. Contains a private key: keep it secret (mode 0600).\n# Run: cattery agent --config THIS_FILE [--upstream https://kube-apiserver:6443 ...]\n{}",
+                input.cluster,
+                to_yaml(&serde_json::to_value(&cfg).expect("serializable"))
+            )
+        }
+        ManifestFormat::Kubernetes => {
+            let docs = kubernetes_objects(input, &connection);
+            let mut out = format!(
+                "# Cattery installation manifest for cluster {:?}. Contains a private key: keep it secret.\n# Apply in the managed cluster: kubectl apply -f THIS_FILE\n",
+                input.cluster
+            );
+            for d in docs {
+                out.push_str("---\n");
+                out.push_str(&to_yaml(&d));
+            }
+            out
+        }
+    }
+}
+
+fn to_yaml(v: &Value) -> String {
+    serde_saphyr::to_string(v).expect("JSON values always serialize to YAML")
+}
+
+/// The Kubernetes objects of the manifest, in apply order.
+pub fn kubernetes_objects(input: &ManifestInput<'_>, connection: &ManagementClusterConnectionSpec) -> Vec<Value> {
+    let labels = json!({"app.kubernetes.io/name": "cattery-agent", "app.kubernetes.io/part-of": "cattery"});
+    let mcc = ManagementClusterConnection {
+        api_version: API_VERSION.into(),
+        kind: "ManagementClusterConnection".into(),
+        metadata: ObjectMeta {
+            name: "default".into(),
+            ..Default::default()
+        },
+        spec: connection.clone(),
+    };
+    let resource_names = |list: &[String]| -> Value {
+        if list.iter().any(|x| x == "*") {
+            Value::Null
+        } else {
+            json!(list)
+        }
+    };
+    let imp = &connection.impersonation;
+    let mut impersonate_rules = vec![];
+    for (resource, list) in [
+        ("users", &imp.users),
+        ("groups", &imp.groups),
+        ("serviceaccounts", &imp.service_accounts),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let mut rule = json!({"apiGroups": [""], "resources": [resource], "verbs": ["impersonate"]});
+        if let Value::Array(names) = resource_names(list) {
+            rule["resourceNames"] = Value::Array(names);
+        }
+        impersonate_rules.push(rule);
+    }
+    let mut rules = impersonate_rules;
+    rules.push(json!({"apiGroups": ["cattery.dev"], "resources": ["managementclusterconnections"], "verbs": ["get", "list", "watch"]}));
+    rules.push(json!({"nonResourceURLs": ["/version"], "verbs": ["get"]}));
+
+    vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": labels}}),
+        crd(),
+        serde_json::to_value(&mcc).expect("serializable"),
+        json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": "cattery-agent-tls", "namespace": NAMESPACE, "labels": labels},
+            "stringData": {"tls.crt": input.cert_pem, "tls.key": input.key_pem, "ca.crt": input.ca_pem}
+        }),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "cattery-agent", "namespace": NAMESPACE, "labels": labels}}),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "cattery-agent", "labels": labels},
+            "rules": rules
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "cattery-agent", "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cattery-agent"},
+            "subjects": [{"kind": "ServiceAccount", "name": "cattery-agent", "namespace": NAMESPACE}]
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "cattery-admins", "labels": labels,
+                "annotations": {"cattery.dev/description": "Management-plane administrators (group cattery:admins) are cluster-admin here. Delete this binding to manage their access with your own RBAC."}},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": ADMIN_GROUP}]
+        }),
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "cattery-agent", "namespace": NAMESPACE, "labels": labels},
+            "spec": {
+                "replicas": 1,
+                // Never two agents at once: they would share one certificate.
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": {"app.kubernetes.io/name": "cattery-agent"}},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": "cattery-agent",
+                        "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+                        "containers": [{
+                            "name": "agent",
+                            "image": AGENT_IMAGE,
+                            "args": ["agent", "--connection", "default", "--credentials-dir", "/etc/cattery/tls"],
+                            "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
+                            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+                            "volumeMounts": [{"name": "tls", "mountPath": "/etc/cattery/tls", "readOnly": true}]
+                        }],
+                        "volumes": [{"name": "tls", "secret": {"secretName": "cattery-agent-tls", "defaultMode": 0o400}}]
+                    }
+                }
+            }
+        }),
+    ]
+}
+
+/// The CustomResourceDefinition of `ManagementClusterConnection`.
+pub fn crd() -> Value {
+    let names = json!({"type": "array", "items": {"type": "string"}});
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "managementclusterconnections.cattery.dev"},
+        "spec": {
+            "group": "cattery.dev",
+            "scope": "Cluster",
+            "names": {"plural": "managementclusterconnections", "singular": "managementclusterconnection",
+                      "kind": "ManagementClusterConnection", "listKind": "ManagementClusterConnectionList"},
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "required": ["managementClusterAddr"], "properties": {
+                        "managementClusterAddr": {"type": "string"},
+                        "tls": {"type": "object", "properties": {"ca": {"type": "string", "enum": ["Tigera", "Public"]}}},
+                        "impersonation": {"type": "object", "properties": {"users": names, "groups": names, "serviceAccounts": names}}
+                    }}
+                }}}
+            }]
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+    fn input() -> ManifestInput<'static> {
+        ManifestInput {
+            cluster: "prod-1",
+            management_cluster_addr: "mgmt.example.com:9449",
+            cert_pem: "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n",
+            key_pem: "-----BEGIN PRIVATE KEY-----\nBBB\n-----END PRIVATE KEY-----\n",
+            ca_pem: "-----BEGIN CERTIFICATE-----\nCCC\n-----END CERTIFICATE-----\n",
+        }
+    }
+
+    #[test]
+    fn kubernetes_manifest_is_valid_kubernetes() {
+        let text = render(ManifestFormat::Kubernetes, &input());
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+        let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            ["Namespace", "CustomResourceDefinition", "ManagementClusterConnection", "Secret", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "Deployment"]
+        );
+        for d in &docs {
+            let v = d.clone();
+            match d["kind"].as_str().unwrap() {
+                "Namespace" => drop(serde_json::from_value::<Namespace>(v).unwrap()),
+                "CustomResourceDefinition" => drop(serde_json::from_value::<CustomResourceDefinition>(v).unwrap()),
+                "ManagementClusterConnection" => {
+                    let m: ManagementClusterConnection = serde_json::from_value(v).unwrap();
+                    assert_eq!(m.spec.management_cluster_addr, "mgmt.example.com:9449");
+                }
+                "Secret" => {
+                    let s: Secret = serde_json::from_value(v).unwrap();
+                    let data = s.string_data.unwrap();
+                    assert!(data["tls.key"].contains("BBB") && data["ca.crt"].contains("CCC"));
+                }
+                "ServiceAccount" => drop(serde_json::from_value::<ServiceAccount>(v).unwrap()),
+                "ClusterRole" => {
+                    let r: ClusterRole = serde_json::from_value(v).unwrap();
+                    assert!(r.rules.unwrap().iter().any(|r| r.verbs.contains(&"impersonate".to_string())));
+                }
+                "ClusterRoleBinding" => drop(serde_json::from_value::<ClusterRoleBinding>(v).unwrap()),
+                "Deployment" => {
+                    let d: Deployment = serde_json::from_value(v).unwrap();
+                    let spec = d.spec;
+                    assert_eq!(spec.replicas, Some(1));
+                    assert_eq!(spec.strategy.unwrap().type_.as_deref(), Some("Recreate"));
+                }
+                k => panic!("unexpected kind {k}"),
+            }
+        }
+    }
+
+    #[test]
+    fn agent_config_roundtrips() {
+        let text = render(ManifestFormat::AgentConfig, &input());
+        let cfg: AgentConfig = cattery_api::wire::decode(text.as_bytes()).unwrap();
+        assert_eq!(cfg.metadata.name, "prod-1");
+        assert!(cfg.spec.credentials.private_key.contains("BBB"));
+    }
+}

@@ -1,0 +1,251 @@
+//! `/clusters/{name}/k8s/<path>`: forwards a request through the cluster's tunnel.
+//!
+//! The caller's credentials are never forwarded: `Authorization` and any client-supplied
+//! `Impersonate-*` headers are dropped and `Impersonate-User`/`Impersonate-Group` are set
+//! from the authenticated identity, so the managed cluster's own RBAC applies. Bodies stream
+//! in both directions (watches print events as they happen). HTTP/1.1 upgrades (exec,
+//! attach, port-forward over WebSocket or SPDY) become extended CONNECT (RFC 8441) streams.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use cattery_api::agent_protocol::{HEADER_UPGRADE_METHOD, KUBE_AUTHORITY};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use crate::AppState;
+use crate::api::{ApiError, identity};
+use crate::auth::Identity;
+
+/// Largest proxied request body (kube-apiserver itself caps most at 3 MiB).
+pub const MAX_PROXY_BODY: u64 = 16 << 20;
+
+/// Headers meaningful only for one connection (RFC 9110 §7.6.1), never forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        headers.remove(*n);
+    }
+}
+
+/// Removes the caller's credentials and impersonation headers, then impersonates `who`.
+pub fn set_identity(headers: &mut HeaderMap, who: &Identity) -> Result<(), ApiError> {
+    headers.remove(header::AUTHORIZATION);
+    headers.remove(header::COOKIE);
+    let drop: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("impersonate-"))
+        .cloned()
+        .collect();
+    for k in drop {
+        headers.remove(k);
+    }
+    let value = |s: &str| {
+        HeaderValue::from_str(s).map_err(|_| ApiError::new(400, format!("identity {s:?} cannot be sent as a header")))
+    };
+    headers.insert("impersonate-user", value(&who.user)?);
+    for g in &who.groups {
+        headers.append("impersonate-group", value(g)?);
+    }
+    Ok(())
+}
+
+/// The upgrade protocol requested by an HTTP/1.1 client, if any.
+fn upgrade_protocol(headers: &HeaderMap) -> Option<String> {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
+    if !connection_upgrade {
+        return None;
+    }
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Proxies one request to cluster `name`.
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    Path(params): Path<Vec<(String, String)>>,
+    mut req: Request,
+) -> Response {
+    let name = params
+        .iter()
+        .find(|(k, _)| k == "name")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    match forward(&state, &name, &mut req).await {
+        Ok(res) => res,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn forward(state: &AppState, name: &str, req: &mut Request) -> Result<Response, ApiError> {
+    let who = identity(req);
+    let prefix = format!("/clusters/{name}/k8s");
+    let raw_path = req.uri().path();
+    let rest = raw_path.strip_prefix(&prefix).unwrap_or("");
+    let mut target = if rest.is_empty() { "/".to_string() } else { rest.to_string() };
+    if let Some(q) = req.uri().query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > MAX_PROXY_BODY {
+            return Err(ApiError::new(
+                413,
+                format!("request body of {len} bytes exceeds the proxy's {MAX_PROXY_BODY}-byte limit"),
+            ));
+        }
+    }
+    let mut sender = state.registry.sender(name)?;
+    let upgrade = upgrade_protocol(req.headers());
+    let mut headers = req.headers().clone();
+    strip_hop_by_hop(&mut headers);
+    set_identity(&mut headers, &who)?;
+    let uri = format!("http://{KUBE_AUTHORITY}{target}");
+
+    let unavailable = |e: hyper::Error| {
+        ApiError::new(503, format!("cluster {name:?}: the tunnel failed while sending the request: {e}"))
+    };
+    if let Some(protocol) = upgrade {
+        let client_upgrade = hyper::upgrade::on(&mut *req);
+        headers.insert(
+            HEADER_UPGRADE_METHOD,
+            HeaderValue::from_str(req.method().as_str()).expect("methods are valid header values"),
+        );
+        let mut out = http::Request::builder()
+            .method(Method::CONNECT)
+            .uri(&uri)
+            .body(Body::empty())
+            .map_err(|e| ApiError::new(400, format!("invalid request target: {e}")))?;
+        *out.headers_mut() = headers;
+        out.extensions_mut().insert(hyper::ext::Protocol::from(protocol.as_str()));
+        sender.ready().await.map_err(unavailable)?;
+        let res = sender.send_request(out).await.map_err(unavailable)?;
+        if res.status() != StatusCode::OK {
+            return Ok(plain_response(res));
+        }
+        let mut reply_headers = res.headers().clone();
+        strip_hop_by_hop(&mut reply_headers);
+        let tunnel_upgrade = hyper::upgrade::on(res);
+        let cluster = name.to_string();
+        tokio::spawn(async move {
+            let (client, tunnel) = match tokio::try_join!(client_upgrade, tunnel_upgrade) {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!(cluster, "upgrade failed: {e}");
+                    return;
+                }
+            };
+            let (mut client, mut tunnel) = (TokioIo::new(client), TokioIo::new(tunnel));
+            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut tunnel).await {
+                tracing::debug!(cluster, "upgraded stream ended: {e}");
+            }
+        });
+        let mut reply = Response::new(Body::empty());
+        *reply.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        *reply.headers_mut() = reply_headers;
+        reply.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        reply
+            .headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_str(&protocol).expect("came from a header"));
+        return Ok(reply);
+    }
+
+    let body = std::mem::take(req.body_mut());
+    let body = Body::new(http_body_util::Limited::new(body, MAX_PROXY_BODY as usize));
+    let mut out = http::Request::builder()
+        .method(req.method().clone())
+        .uri(&uri)
+        .body(body)
+        .map_err(|e| ApiError::new(400, format!("invalid request target: {e}")))?;
+    *out.headers_mut() = headers;
+    sender.ready().await.map_err(unavailable)?;
+    let res = sender.send_request(out).await.map_err(unavailable)?;
+    Ok(plain_response(res))
+}
+
+fn plain_response(res: http::Response<hyper::body::Incoming>) -> Response {
+    let (mut parts, body) = res.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, Body::new(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_and_foreign_impersonation_are_replaced() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer secret"));
+        h.insert("impersonate-user", HeaderValue::from_static("system:admin"));
+        h.insert("impersonate-extra-scopes", HeaderValue::from_static("x"));
+        h.insert("accept", HeaderValue::from_static("application/json"));
+        let who = Identity { user: "alice".into(), groups: vec!["dev".into(), "ops".into()] };
+        set_identity(&mut h, &who).unwrap();
+        assert!(h.get("authorization").is_none());
+        assert!(h.get("impersonate-extra-scopes").is_none());
+        assert_eq!(h["impersonate-user"], "alice");
+        let groups: Vec<_> = h.get_all("impersonate-group").iter().collect();
+        assert_eq!(groups, ["dev", "ops"]);
+        assert_eq!(h["accept"], "application/json");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-private"));
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn upgrade_detection() {
+        let mut h = HeaderMap::new();
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        assert_eq!(upgrade_protocol(&h), None);
+        h.insert("connection", HeaderValue::from_static("keep-alive, Upgrade"));
+        assert_eq!(upgrade_protocol(&h).as_deref(), Some("websocket"));
+    }
+}
