@@ -1,1 +1,80 @@
-fn main() {}
+//! `cattery`: one binary for the management plane, the agent, the cluster simulator, the
+//! demo and the client commands. This file only parses arguments and wires commands.
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+
+mod client;
+mod commands;
+mod output;
+
+/// Cattery: one management plane for many Kubernetes clusters.
+#[derive(Parser)]
+#[command(name = "cattery", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the management plane (API on :9443, agent tunnels on :9449).
+    Server(commands::server::ServerArgs),
+    /// Run the agent of one managed cluster (dials the management plane).
+    Agent(commands::agent::AgentArgs),
+    /// Run a simulated Kubernetes cluster (for the demo and tests; not a real cluster).
+    SimCluster(cattery_sim::SimArgs),
+    /// Start a management plane with simulated clusters and their agents, all on loopback.
+    Demo(commands::demo::DemoArgs),
+    /// Save the management plane's address, token and CA for later commands.
+    Login(commands::login::LoginArgs),
+    /// Register, list, inspect and remove managed clusters.
+    #[command(subcommand)]
+    Cluster(commands::cluster::ClusterCommand),
+    /// Print a kubeconfig that reaches a cluster through the management plane.
+    Kubeconfig(commands::kubeconfig::KubeconfigArgs),
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CATTERY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let long_running = matches!(
+        cli.command,
+        Command::Server(_) | Command::Agent(_) | Command::SimCluster(_) | Command::Demo(_)
+    );
+    init_logging(if long_running { "info" } else { "warn" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Server(a) => commands::server::run(a).await,
+            Command::Agent(a) => commands::agent::run(a).await,
+            Command::SimCluster(a) => commands::sim::run(a).await,
+            Command::Demo(a) => commands::demo::run(a).await,
+            Command::Login(a) => commands::login::run(a).await,
+            Command::Cluster(c) => commands::cluster::run(c).await,
+            Command::Kubeconfig(a) => commands::kubeconfig::run(a).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

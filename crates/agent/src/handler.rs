@@ -1,0 +1,211 @@
+//! Requests arriving over the tunnel: control requests for the agent itself, or requests
+//! to forward to the cluster's Kubernetes API.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cattery_api::Impersonation;
+use cattery_api::agent_protocol::{
+    AGENT_AUTHORITY, AgentInfo, HEADER_UPGRADE_METHOD, PATH_INFO, PATH_PING, PATH_REFUSED,
+};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::upstream::{AgentBody, Upstream};
+
+/// Headers never forwarded (connection-specific; RFC 9110 §7.6.1 and RFC 9113 §8.2.2).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    HEADER_UPGRADE_METHOD,
+];
+
+/// Shared by every stream of a tunnel.
+pub struct Handler {
+    /// The cluster's Kubernetes API.
+    pub upstream: Upstream,
+    /// Who the management plane may impersonate.
+    pub impersonation: Impersonation,
+    /// Set when the management plane refuses this tunnel (with its reason).
+    pub refused: std::sync::Mutex<Option<String>>,
+}
+
+fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> http::Response<AgentBody> {
+    let mut res = http::Response::new(Full::new(body.into()).map_err(|never| match never {}).boxed());
+    *res.status_mut() = status;
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res
+}
+
+fn status(code: u16, message: String) -> http::Response<AgentBody> {
+    let s = cattery_api::Status::failure(code, message);
+    full(
+        StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
+        "application/json",
+        serde_json::to_vec(&s).unwrap_or_default(),
+    )
+}
+
+fn strip(headers: &mut HeaderMap) {
+    for h in HOP_BY_HOP {
+        headers.remove(*h);
+    }
+}
+
+impl Handler {
+    /// Entry point of the tunnel's HTTP/2 service.
+    pub async fn handle(self: Arc<Self>, req: http::Request<Incoming>) -> Result<http::Response<AgentBody>, Infallible> {
+        let is_control = req.uri().authority().is_some_and(|a| a.as_str() == AGENT_AUTHORITY);
+        Ok(if is_control {
+            self.control(req).await
+        } else {
+            self.forward(req).await
+        })
+    }
+
+    async fn control(&self, req: http::Request<Incoming>) -> http::Response<AgentBody> {
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, PATH_PING) => full(StatusCode::OK, "text/plain", "pong"),
+            (&Method::GET, PATH_INFO) => {
+                let mut info = AgentInfo {
+                    agent_version: crate::VERSION.into(),
+                    ..Default::default()
+                };
+                match self.upstream.kubernetes_version().await {
+                    Ok(v) => info.kubernetes_version = Some(v),
+                    Err(e) => {
+                        tracing::warn!("cannot read the cluster's Kubernetes version: {e:#}");
+                        info.kubernetes_error = Some(format!("{e:#}"));
+                    }
+                }
+                full(StatusCode::OK, "application/json", serde_json::to_vec(&info).unwrap_or_default())
+            }
+            (&Method::POST, PATH_REFUSED) => {
+                let body = http_body_util::Limited::new(req.into_body(), 4096)
+                    .collect()
+                    .await
+                    .map(|c| String::from_utf8_lossy(&c.to_bytes()).into_owned())
+                    .unwrap_or_default();
+                tracing::error!("the management plane refused this tunnel: {body}");
+                *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(body);
+                full(StatusCode::OK, "text/plain", "")
+            }
+            _ => status(404, format!("no agent endpoint {} {}", req.method(), req.uri().path())),
+        }
+    }
+
+    /// Refuses to act as anyone the connection spec does not allow (and never as the agent
+    /// itself: a request without `Impersonate-User` would run with the agent's own rights).
+    fn check_impersonation(&self, headers: &HeaderMap) -> Result<(), String> {
+        let user = headers
+            .get("impersonate-user")
+            .and_then(|v| v.to_str().ok())
+            .ok_or("the request does not name a user to impersonate; refusing to act with the agent's own rights")?;
+        if !self.impersonation.allows_user(user) {
+            return Err(format!("impersonating user {user:?} is not allowed by this cluster's ManagementClusterConnection spec.impersonation.users"));
+        }
+        for g in headers.get_all("impersonate-group") {
+            let g = g.to_str().map_err(|_| "an Impersonate-Group header is not valid text")?;
+            if !self.impersonation.allows_group(g) {
+                return Err(format!("impersonating group {g:?} is not allowed by this cluster's ManagementClusterConnection spec.impersonation.groups"));
+            }
+        }
+        Ok(())
+    }
+
+    async fn forward(&self, req: http::Request<Incoming>) -> http::Response<AgentBody> {
+        if let Err(e) = self.check_impersonation(req.headers()) {
+            return status(403, e);
+        }
+        let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+        let uri = match self.upstream.uri(&path) {
+            Ok(u) => u,
+            Err(e) => return status(400, format!("invalid request path {path:?}: {e}")),
+        };
+        let protocol = req.extensions().get::<hyper::ext::Protocol>().map(|p| p.as_str().to_string());
+        if let (true, Some(protocol)) = (req.method() == Method::CONNECT, protocol) {
+            return self.forward_upgrade(req, uri, protocol).await;
+        }
+        let (parts, body) = req.into_parts();
+        let mut out = http::Request::new(body.map_err(Into::into).boxed());
+        *out.method_mut() = parts.method;
+        *out.uri_mut() = uri;
+        *out.headers_mut() = parts.headers;
+        strip(out.headers_mut());
+        self.upstream.authorize(out.headers_mut());
+        match self.upstream.send(out).await {
+            Ok(res) => {
+                let (mut parts, body) = res.into_parts();
+                strip(&mut parts.headers);
+                http::Response::from_parts(parts, body.map_err(Into::into).boxed())
+            }
+            Err(e) => status(502, format!("the cluster's Kubernetes API is unreachable from the agent: {e:#}")),
+        }
+    }
+
+    /// Turns an extended CONNECT from the tunnel into an HTTP/1.1 upgrade toward the API
+    /// server, then splices the two byte streams.
+    async fn forward_upgrade(
+        &self,
+        mut req: http::Request<Incoming>,
+        uri: http::Uri,
+        protocol: String,
+    ) -> http::Response<AgentBody> {
+        let method = req
+            .headers()
+            .get(HEADER_UPGRADE_METHOD)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+            .unwrap_or(Method::GET);
+        let tunnel_side = hyper::upgrade::on(&mut req);
+        let mut headers = req.headers().clone();
+        strip(&mut headers);
+        self.upstream.authorize(&mut headers);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        match HeaderValue::from_str(&protocol) {
+            Ok(v) => headers.insert(header::UPGRADE, v),
+            Err(_) => return status(400, format!("invalid upgrade protocol {protocol:?}")),
+        };
+        let mut out = http::Request::new(http_body_util::Empty::new().map_err(|never| match never {}).boxed());
+        *out.method_mut() = method;
+        *out.uri_mut() = uri;
+        *out.headers_mut() = headers;
+        let res = match self.upstream.send_upgrade(out).await {
+            Ok(res) => res,
+            Err(e) => return status(502, format!("the cluster's Kubernetes API is unreachable from the agent: {e:#}")),
+        };
+        if res.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let (mut parts, body) = res.into_parts();
+            strip(&mut parts.headers);
+            return http::Response::from_parts(parts, body.map_err(Into::into).boxed());
+        }
+        let mut reply_headers = res.headers().clone();
+        strip(&mut reply_headers);
+        let upstream_side = hyper::upgrade::on(res);
+        tokio::spawn(async move {
+            match tokio::try_join!(tunnel_side, upstream_side) {
+                Ok((a, b)) => {
+                    let (mut a, mut b) = (TokioIo::new(a), TokioIo::new(b));
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut a, &mut b).await {
+                        tracing::debug!("upgraded stream ended: {e}");
+                    }
+                }
+                Err(e) => tracing::debug!("upgrade failed: {e}"),
+            }
+        });
+        let mut reply = full(StatusCode::OK, "application/octet-stream", Bytes::new());
+        *reply.headers_mut() = reply_headers;
+        reply
+    }
+}

@@ -1,0 +1,75 @@
+//! `cattery agent`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use cattery_agent::{AgentSettings, UpstreamSettings};
+use cattery_api::ManagementClusterConnectionSpec;
+
+/// Flags of `cattery agent`.
+#[derive(clap::Args, Debug)]
+pub struct AgentArgs {
+    /// AgentConfig file from `cattery cluster add --format agent-config`.
+    #[arg(long, conflicts_with_all = ["connection", "credentials_dir"])]
+    pub config: Option<PathBuf>,
+    /// In a cluster: name of the ManagementClusterConnection resource to read.
+    #[arg(long, requires = "credentials_dir")]
+    pub connection: Option<String>,
+    /// In a cluster: directory with tls.crt, tls.key and ca.crt (the mounted Secret).
+    #[arg(long)]
+    pub credentials_dir: Option<PathBuf>,
+    /// Kubernetes API URL (default: in-cluster, from KUBERNETES_SERVICE_HOST/PORT).
+    #[arg(long)]
+    pub upstream: Option<String>,
+    /// Bearer token file for --upstream.
+    #[arg(long)]
+    pub upstream_token_file: Option<PathBuf>,
+    /// CA bundle for an https --upstream (default: system roots).
+    #[arg(long)]
+    pub upstream_ca_file: Option<PathBuf>,
+    /// Longest wait between reconnect attempts (e.g. 60s, 5m).
+    #[arg(long, default_value = "60s", value_parser = super::parse_duration)]
+    pub reconnect_max_delay: Duration,
+}
+
+fn upstream(args: &AgentArgs) -> anyhow::Result<UpstreamSettings> {
+    Ok(match &args.upstream {
+        Some(url) => UpstreamSettings {
+            url: url.clone(),
+            token_file: args.upstream_token_file.clone(),
+            ca_file: args.upstream_ca_file.clone(),
+        },
+        None => UpstreamSettings::in_cluster()?,
+    })
+}
+
+/// Loads settings from either source.
+pub async fn settings(args: &AgentArgs) -> anyhow::Result<AgentSettings> {
+    let upstream = upstream(args)?;
+    let mut s = match (&args.config, &args.connection, &args.credentials_dir) {
+        (Some(file), _, _) => AgentSettings::from_config_file(file, upstream)?,
+        (None, Some(name), Some(dir)) => {
+            let client = cattery_agent::upstream::Upstream::new(&upstream)?;
+            let path = format!("/apis/cattery.dev/v1/managementclusterconnections/{name}");
+            let obj = client
+                .get_json(&path)
+                .await
+                .with_context(|| format!("reading ManagementClusterConnection {name:?} from {}", upstream.url))?;
+            let spec: ManagementClusterConnectionSpec = serde_json::from_value(obj["spec"].clone())
+                .with_context(|| format!("ManagementClusterConnection {name:?} spec"))?;
+            AgentSettings::from_credentials_dir(dir, &spec, upstream)?
+        }
+        _ => anyhow::bail!("give --config FILE, or --connection NAME with --credentials-dir DIR"),
+    };
+    s.reconnect_max_delay = args.reconnect_max_delay;
+    Ok(s)
+}
+
+/// Runs the agent until Ctrl-C or a permanent error.
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let settings = settings(&args).await?;
+    let shutdown = super::shutdown_on_signal();
+    cattery_agent::run(settings, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! `cattery cluster add|list|get|remove`.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use cattery_api::{API_VERSION, List, ManagedCluster, ObjectMeta};
+
+use crate::client::{ApiClient, ConnectArgs};
+use crate::output::{Format, print_object, print_table};
+
+const BASE: &str = "/apis/cattery.dev/v1/managedclusters";
+
+/// Cluster subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Register a cluster and print its installation manifest (shown once).
+    Add {
+        /// Cluster name (DNS-1123 label).
+        name: String,
+        /// Labels, e.g. env=prod,region=eu.
+        #[arg(long, value_delimiter = ',')]
+        labels: Vec<String>,
+        /// Manifest shape.
+        #[arg(long, default_value = "kubernetes", value_parser = ["kubernetes", "agent-config"])]
+        format: String,
+        /// Print the whole ManagedCluster (manifest in spec.installationManifest) instead.
+        #[arg(short, long)]
+        output: Option<Format>,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// List clusters and their connection status.
+    List {
+        /// Output format.
+        #[arg(short, long, default_value = "table")]
+        output: Format,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Show one cluster.
+    Get {
+        /// Cluster name.
+        name: String,
+        /// Output format.
+        #[arg(short, long, default_value = "table")]
+        output: Format,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Remove a cluster: closes its tunnel and revokes its certificate.
+    Remove {
+        /// Cluster name.
+        name: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+}
+
+fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    labels
+        .iter()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l
+                .split_once('=')
+                .with_context(|| format!("label {l:?} must be KEY=VALUE"))?;
+            anyhow::ensure!(!k.is_empty(), "label {l:?} has an empty key");
+            Ok((k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+fn age(ts: &str) -> String {
+    let Ok(t) = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339) else {
+        return "-".into();
+    };
+    let secs = (time::OffsetDateTime::now_utc() - t).whole_seconds().max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+fn row(c: &ManagedCluster) -> Vec<String> {
+    let status = c.status.clone().unwrap_or_default();
+    let cond = status.connected();
+    vec![
+        c.metadata.name.clone(),
+        cond.map(|c| c.status.to_string()).unwrap_or_else(|| "Unknown".into()),
+        cond.map(|c| c.reason.clone()).unwrap_or_default(),
+        cond.map(|c| age(&c.last_transition_time)).unwrap_or_else(|| "-".into()),
+        status.remote_address.unwrap_or_else(|| "-".into()),
+        status.agent_version.unwrap_or_else(|| "-".into()),
+        status.kubernetes_version.unwrap_or_else(|| "-".into()),
+    ]
+}
+
+const HEADER: &[&str] = &["NAME", "CONNECTED", "REASON", "SINCE", "REMOTE", "AGENT", "KUBERNETES"];
+
+/// Runs a cluster subcommand.
+pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClusterCommand::Add { name, labels, format, output, connect } => {
+            let client = ApiClient::new(connect.resolve()?)?;
+            let body = ManagedCluster {
+                api_version: API_VERSION.into(),
+                kind: "ManagedCluster".into(),
+                metadata: ObjectMeta {
+                    name: name.clone(),
+                    labels: parse_labels(&labels)?,
+                    ..Default::default()
+                },
+                spec: Default::default(),
+                status: None,
+            };
+            let bytes = client
+                .call(
+                    http::Method::POST,
+                    &format!("{BASE}?manifestFormat={format}"),
+                    Some(serde_json::to_vec(&body)?),
+                )
+                .await?;
+            let created: ManagedCluster = serde_json::from_slice(&bytes)?;
+            match output {
+                Some(f @ (Format::Json | Format::Yaml)) => print_object(f, &created)?,
+                _ => {
+                    let manifest = created
+                        .spec
+                        .installation_manifest
+                        .context("the server returned no installation manifest")?;
+                    print!("{manifest}");
+                    eprintln!("cluster {name:?} added; the manifest above is shown only once and holds the cluster's private key");
+                }
+            }
+        }
+        ClusterCommand::List { output, connect } => {
+            let client = ApiClient::new(connect.resolve()?)?;
+            let list: List<ManagedCluster> = client.get(BASE).await?;
+            match output {
+                Format::Table => print_table(HEADER, &list.items.iter().map(row).collect::<Vec<_>>()),
+                f => print_object(f, &list)?,
+            }
+        }
+        ClusterCommand::Get { name, output, connect } => {
+            let client = ApiClient::new(connect.resolve()?)?;
+            let c: ManagedCluster = client.get(&format!("{BASE}/{}", encode(&name))).await?;
+            match output {
+                Format::Table => {
+                    print_table(HEADER, &[row(&c)]);
+                    if let Some(cond) = c.status.as_ref().and_then(|s| s.connected()) {
+                        println!("\n{}: {}", cond.reason, cond.message);
+                    }
+                }
+                f => print_object(f, &c)?,
+            }
+        }
+        ClusterCommand::Remove { name, connect } => {
+            let client = ApiClient::new(connect.resolve()?)?;
+            client.call(http::Method::DELETE, &format!("{BASE}/{}", encode(&name)), None).await?;
+            eprintln!("cluster {name:?} removed; its tunnel is closed and its certificate revoked");
+        }
+    }
+    Ok(())
+}
+
+/// Percent-encodes a path segment so any user input reaches the server as one segment
+/// (the server then rejects invalid names with a clear error).
+pub fn encode(segment: &str) -> String {
+    let mut out = String::new();
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

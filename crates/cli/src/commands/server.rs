@@ -1,0 +1,79 @@
+//! `cattery server`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use cattery_api::ManagementCluster;
+
+/// Flags of `cattery server`.
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs {
+    /// Directory for the CA, certificates, tokens and state database.
+    #[arg(long, default_value = "./cattery-data")]
+    pub data_dir: PathBuf,
+    /// Address of the people-facing HTTPS API.
+    #[arg(long, default_value = "0.0.0.0:9443")]
+    pub api_addr: SocketAddr,
+    /// Address of the agents' mTLS tunnel listener.
+    #[arg(long, default_value = "0.0.0.0:9449")]
+    pub tunnel_addr: SocketAddr,
+    /// HOST:PORT agents dial (ManagementCluster spec.address); derived from --tunnel-addr if unset.
+    #[arg(long)]
+    pub address: Option<String>,
+    /// A ManagementCluster resource (YAML or JSON) giving spec.address.
+    #[arg(short = 'f', long = "filename", conflicts_with = "address")]
+    pub file: Option<PathBuf>,
+    /// PEM certificate for the API listener (default: issued by the built-in CA).
+    #[arg(long, requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+}
+
+/// Reads `spec.address` from a ManagementCluster file.
+pub fn address_from_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mc: ManagementCluster = cattery_api::wire::decode(&bytes).with_context(|| path.display().to_string())?;
+    cattery_api::wire::check_type(
+        &mc.api_version,
+        &mc.kind,
+        &[cattery_api::API_VERSION, "operator.tigera.io/v1"],
+        "ManagementCluster",
+    )
+    .with_context(|| path.display().to_string())?;
+    cattery_tunnel::dial::split_host_port(&mc.spec.address)
+        .with_context(|| format!("{}: spec.address", path.display()))?;
+    Ok(mc.spec.address)
+}
+
+/// Runs the management plane until Ctrl-C.
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let address = match &args.file {
+        Some(f) => Some(address_from_file(f)?),
+        None => args.address.clone(),
+    };
+    let shutdown = super::shutdown_on_signal();
+    let server = cattery_server::start(
+        cattery_server::ServerConfig {
+            data_dir: args.data_dir.clone(),
+            api_addr: args.api_addr,
+            tunnel_addr: args.tunnel_addr,
+            address,
+            api_tls: args.tls_cert_file.clone().zip(args.tls_key_file.clone()),
+        },
+        shutdown,
+    )
+    .await?;
+    eprintln!("Cattery management plane");
+    eprintln!("  API:     https://{}", server.api_addr);
+    eprintln!("  tunnels: {} (agents dial {})", server.tunnel_addr, server.address);
+    eprintln!("  CA:      {}", server.ca_file.display());
+    if let Some(token) = &server.admin_token {
+        eprintln!("  admin token (shown once; also in {}):", args.data_dir.join("admin.token").display());
+        println!("{token}");
+    }
+    server.wait().await;
+    Ok(())
+}
