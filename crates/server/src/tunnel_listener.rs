@@ -90,21 +90,25 @@ async fn handle(
         tracing::warn!("refused tunnel from {peer}: certificate was revoked during the handshake");
         return;
     };
-    let (sender, conn) = match session::client_handshake::<_, Body>(tls).await {
+    let closer = CancellationToken::new();
+    let io = cattery_tunnel::closable::Closable::new(tls, closer.clone());
+    let (sender, conn) = match session::client_handshake::<_, Body>(io).await {
         Ok(x) => x,
         Err(e) => {
             tracing::warn!(cluster = name, "HTTP/2 handshake with agent failed: {e}");
             return;
         }
     };
-    let closer = CancellationToken::new();
     let conn_task = {
         let closer = closer.clone();
         tokio::spawn(async move {
             tokio::select! {
                 r = conn => r.map_err(|e| e.to_string()).err().unwrap_or_else(|| "the agent closed it".into()),
                 _ = closer.cancelled() => "closed by the management plane".into(),
-                _ = shutdown.cancelled() => "the management plane is shutting down".into(),
+                _ = shutdown.cancelled() => {
+                    closer.cancel();
+                    "the management plane is shutting down".into()
+                }
             }
         })
     };

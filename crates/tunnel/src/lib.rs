@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod closable;
 pub mod dial;
 pub mod fingerprint;
 pub mod pem;
