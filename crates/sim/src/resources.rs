@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 /// One column of the server-side `Table` (what `kubectl get` prints), besides
 /// the NAME and AGE columns every type gets.
+#[derive(Debug)]
 pub struct Column {
     /// Header as kubectl prints it (upper-cased by kubectl).
     pub name: &'static str,
@@ -19,6 +20,7 @@ pub struct Column {
 }
 
 /// A Kubernetes resource type the simulator serves.
+#[derive(Debug)]
 pub struct ResourceType {
     /// API group; empty for the core group.
     pub group: &'static str,
@@ -68,7 +70,12 @@ pub static RESOURCES: &[ResourceType] = &[
         kind: "Namespace",
         namespaced: false,
         short_names: &["ns"],
-        columns: &[Column { name: "Status", ty: "string", priority: 0, cell: ns_status }],
+        columns: &[Column {
+            name: "Status",
+            ty: "string",
+            priority: 0,
+            cell: ns_status,
+        }],
     },
     ResourceType {
         group: "",
@@ -79,11 +86,36 @@ pub static RESOURCES: &[ResourceType] = &[
         namespaced: true,
         short_names: &["po"],
         columns: &[
-            Column { name: "Ready", ty: "string", priority: 0, cell: pod_ready },
-            Column { name: "Status", ty: "string", priority: 0, cell: pod_status },
-            Column { name: "Restarts", ty: "string", priority: 0, cell: pod_restarts },
-            Column { name: "IP", ty: "string", priority: 1, cell: pod_ip },
-            Column { name: "Node", ty: "string", priority: 1, cell: pod_node },
+            Column {
+                name: "Ready",
+                ty: "string",
+                priority: 0,
+                cell: pod_ready,
+            },
+            Column {
+                name: "Status",
+                ty: "string",
+                priority: 0,
+                cell: pod_status,
+            },
+            Column {
+                name: "Restarts",
+                ty: "string",
+                priority: 0,
+                cell: pod_restarts,
+            },
+            Column {
+                name: "IP",
+                ty: "string",
+                priority: 1,
+                cell: pod_ip,
+            },
+            Column {
+                name: "Node",
+                ty: "string",
+                priority: 1,
+                cell: pod_node,
+            },
         ],
     },
     ResourceType {
@@ -95,11 +127,36 @@ pub static RESOURCES: &[ResourceType] = &[
         namespaced: true,
         short_names: &["svc"],
         columns: &[
-            Column { name: "Type", ty: "string", priority: 0, cell: svc_type },
-            Column { name: "Cluster-IP", ty: "string", priority: 0, cell: svc_cluster_ip },
-            Column { name: "External-IP", ty: "string", priority: 0, cell: none_cell },
-            Column { name: "Port(s)", ty: "string", priority: 0, cell: svc_ports },
-            Column { name: "Selector", ty: "string", priority: 1, cell: svc_selector },
+            Column {
+                name: "Type",
+                ty: "string",
+                priority: 0,
+                cell: svc_type,
+            },
+            Column {
+                name: "Cluster-IP",
+                ty: "string",
+                priority: 0,
+                cell: svc_cluster_ip,
+            },
+            Column {
+                name: "External-IP",
+                ty: "string",
+                priority: 0,
+                cell: none_cell,
+            },
+            Column {
+                name: "Port(s)",
+                ty: "string",
+                priority: 0,
+                cell: svc_ports,
+            },
+            Column {
+                name: "Selector",
+                ty: "string",
+                priority: 1,
+                cell: svc_selector,
+            },
         ],
     },
     ResourceType {
@@ -110,7 +167,12 @@ pub static RESOURCES: &[ResourceType] = &[
         kind: "ConfigMap",
         namespaced: true,
         short_names: &["cm"],
-        columns: &[Column { name: "Data", ty: "integer", priority: 0, cell: cm_data }],
+        columns: &[Column {
+            name: "Data",
+            ty: "integer",
+            priority: 0,
+            cell: cm_data,
+        }],
     },
     ResourceType {
         group: "networking.k8s.io",
@@ -120,7 +182,12 @@ pub static RESOURCES: &[ResourceType] = &[
         kind: "NetworkPolicy",
         namespaced: true,
         short_names: &["netpol"],
-        columns: &[Column { name: "Pod-Selector", ty: "string", priority: 0, cell: netpol_selector }],
+        columns: &[Column {
+            name: "Pod-Selector",
+            ty: "string",
+            priority: 0,
+            cell: netpol_selector,
+        }],
     },
     ResourceType {
         group: "cattery.dev",
@@ -142,9 +209,17 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
         .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
-/// The type whose objects have this `kind` (used for watch bookmarks and seeds).
-pub fn by_kind(kind: &str) -> Option<&'static ResourceType> {
-    RESOURCES.iter().find(|r| r.kind == kind)
+/// Whether the type has a `/status` subresource (and a server-owned status).
+pub fn has_status_subresource(res: &ResourceType) -> bool {
+    matches!(
+        res.kind,
+        "Pod" | "Service" | "Namespace" | "ManagementClusterConnection"
+    )
+}
+
+/// The `namespaces` type (namespaced objects must live in one).
+pub fn namespaces() -> &'static ResourceType {
+    &RESOURCES[0]
 }
 
 fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
@@ -160,7 +235,9 @@ fn ns_status(v: &Value) -> Value {
 }
 
 fn pod_ready(v: &Value) -> Value {
-    let statuses = v.pointer("/status/containerStatuses").and_then(Value::as_array);
+    let statuses = v
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array);
     let total = v
         .pointer("/spec/containers")
         .and_then(Value::as_array)
@@ -214,7 +291,11 @@ fn svc_ports(v: &Value) -> Value {
             format!("{port}/{proto}")
         })
         .collect();
-    json!(if ports.is_empty() { "<none>".to_string() } else { ports.join(",") })
+    json!(if ports.is_empty() {
+        "<none>".to_string()
+    } else {
+        ports.join(",")
+    })
 }
 
 fn selector_string(map: Option<&Value>) -> String {
@@ -224,7 +305,11 @@ fn selector_string(map: Option<&Value>) -> String {
         .flatten()
         .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
         .collect();
-    if pairs.is_empty() { "<none>".to_string() } else { pairs.join(",") }
+    if pairs.is_empty() {
+        "<none>".to_string()
+    } else {
+        pairs.join(",")
+    }
 }
 
 fn svc_selector(v: &Value) -> Value {
@@ -232,8 +317,7 @@ fn svc_selector(v: &Value) -> Value {
 }
 
 fn netpol_selector(v: &Value) -> Value {
-    let s = selector_string(v.pointer("/spec/podSelector/matchLabels"));
-    json!(if s == "<none>" { "<none>".to_string() } else { s })
+    json!(selector_string(v.pointer("/spec/podSelector/matchLabels")))
 }
 
 fn cm_data(v: &Value) -> Value {
@@ -252,9 +336,19 @@ mod tests {
     #[test]
     fn lookups() {
         assert_eq!(find("", "v1", "pods").unwrap().kind, "Pod");
-        assert_eq!(find("networking.k8s.io", "v1", "networkpolicies").unwrap().api_version(), "networking.k8s.io/v1");
+        assert_eq!(
+            find("networking.k8s.io", "v1", "networkpolicies")
+                .unwrap()
+                .api_version(),
+            "networking.k8s.io/v1"
+        );
         assert!(find("", "v1", "deployments").is_none());
-        assert_eq!(by_kind("ManagementClusterConnection").unwrap().gv_path(), "/apis/cattery.dev/v1");
+        assert_eq!(
+            find("cattery.dev", "v1", "managementclusterconnections")
+                .unwrap()
+                .gv_path(),
+            "/apis/cattery.dev/v1"
+        );
     }
 
     #[test]

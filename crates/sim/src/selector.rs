@@ -38,7 +38,11 @@ fn split_top_level(s: &str) -> Vec<&str> {
         }
     }
     parts.push(&s[start..]);
-    parts.into_iter().map(str::trim).filter(|p| !p.is_empty()).collect()
+    parts
+        .into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 fn parse_set(key: &str, rest: &str, negate: bool) -> Result<Req, String> {
@@ -47,8 +51,16 @@ fn parse_set(key: &str, rest: &str, negate: bool) -> Result<Req, String> {
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
         .ok_or_else(|| format!("expected '(value,...)' after '{key}'"))?;
-    let values = inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
-    Ok(if negate { Req::NotIn(key.to_string(), values) } else { Req::In(key.to_string(), values) })
+    let values = inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
+    Ok(if negate {
+        Req::NotIn(key.to_string(), values)
+    } else {
+        Req::In(key.to_string(), values)
+    })
 }
 
 impl LabelSelector {
@@ -109,7 +121,9 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(format!("invalid selector: {part:?}; expected field=value or field!=value"));
+                return Err(format!(
+                    "invalid selector: {part:?}; expected field=value or field!=value"
+                ));
             };
             terms.push((path.trim().to_string(), equal, value.trim().to_string()));
         }
@@ -143,8 +157,16 @@ mod tests {
     fn equality_and_inequality() {
         let p = pod(json!({"app": "cart", "tier": "web"}));
         assert!(LabelSelector::parse("app=cart").unwrap().matches(&p));
-        assert!(LabelSelector::parse("app==cart,tier=web").unwrap().matches(&p));
-        assert!(!LabelSelector::parse("app=cart,tier=db").unwrap().matches(&p));
+        assert!(
+            LabelSelector::parse("app==cart,tier=web")
+                .unwrap()
+                .matches(&p)
+        );
+        assert!(
+            !LabelSelector::parse("app=cart,tier=db")
+                .unwrap()
+                .matches(&p)
+        );
         assert!(LabelSelector::parse("app!=api").unwrap().matches(&p));
         assert!(!LabelSelector::parse("app!=cart").unwrap().matches(&p));
         assert!(LabelSelector::parse("").unwrap().matches(&p));
@@ -153,11 +175,23 @@ mod tests {
     #[test]
     fn set_based() {
         let p = pod(json!({"app": "cart"}));
-        assert!(LabelSelector::parse("app in (cart, frontend)").unwrap().matches(&p));
-        assert!(!LabelSelector::parse("app notin (cart,frontend)").unwrap().matches(&p));
+        assert!(
+            LabelSelector::parse("app in (cart, frontend)")
+                .unwrap()
+                .matches(&p)
+        );
+        assert!(
+            !LabelSelector::parse("app notin (cart,frontend)")
+                .unwrap()
+                .matches(&p)
+        );
         assert!(LabelSelector::parse("app,!tier").unwrap().matches(&p));
         assert!(!LabelSelector::parse("tier").unwrap().matches(&p));
-        assert!(LabelSelector::parse("tier notin (web)").unwrap().matches(&p));
+        assert!(
+            LabelSelector::parse("tier notin (web)")
+                .unwrap()
+                .matches(&p)
+        );
         assert!(LabelSelector::parse("app in (x),tier").unwrap() != LabelSelector::default());
         assert!(LabelSelector::parse("app in x").is_err());
         assert!(LabelSelector::parse("bad key").is_err());
@@ -167,8 +201,16 @@ mod tests {
     fn field_selectors() {
         let p = pod(json!({}));
         assert!(FieldSelector::parse("metadata.name=p").unwrap().matches(&p));
-        assert!(FieldSelector::parse("metadata.namespace=shop,status.phase=Running").unwrap().matches(&p));
-        assert!(!FieldSelector::parse("metadata.name!=p").unwrap().matches(&p));
+        assert!(
+            FieldSelector::parse("metadata.namespace=shop,status.phase=Running")
+                .unwrap()
+                .matches(&p)
+        );
+        assert!(
+            !FieldSelector::parse("metadata.name!=p")
+                .unwrap()
+                .matches(&p)
+        );
         assert!(FieldSelector::parse("spec.nodeName=").unwrap().matches(&p));
         assert!(FieldSelector::parse("metadata.name").is_err());
     }

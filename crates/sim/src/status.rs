@@ -117,7 +117,12 @@ impl ApiError {
             ApiError::NotFound { kind, name } | ApiError::AlreadyExists { kind, name } => {
                 Some(json!({"name": name, "kind": kind}))
             }
-            ApiError::Invalid { kind, name, field, detail } => Some(json!({
+            ApiError::Invalid {
+                kind,
+                name,
+                field,
+                detail,
+            } => Some(json!({
                 "name": name,
                 "kind": kind,
                 "causes": [{"reason": "FieldValueInvalid", "message": detail, "field": field}],
@@ -137,18 +142,17 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A `Success` status, as returned by some deletes and by exec on channel 3.
-pub fn success() -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn not_found_status_has_details() {
-        let s = ApiError::NotFound { kind: "pods".into(), name: "x".into() }.to_status();
+        let s = ApiError::NotFound {
+            kind: "pods".into(),
+            name: "x".into(),
+        }
+        .to_status();
         assert_eq!(s["code"], 404);
         assert_eq!(s["reason"], "NotFound");
         assert_eq!(s["message"], "pods \"x\" not found");

@@ -1,0 +1,314 @@
+//! Real kubectl against the simulator: get, get -w, apply, delete, exec,
+//! HTTPS with a bearer token.
+
+mod common;
+
+use common::{Options, Sim, Streaming};
+use sha2::{Digest, Sha256};
+
+const POD: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: shop
+  labels:
+    app: web
+spec:
+  containers:
+  - name: web
+    image: nginx:1.27
+  - name: sidecar
+    image: busybox:1.36
+";
+
+#[tokio::test]
+async fn get_prints_seeded_objects_as_tables() {
+    let sim = Sim::start().await;
+    let pods = sim.kubectl_ok(&["get", "pods", "-n", "shop"]).await;
+    let header: Vec<&str> = pods.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+    assert!(
+        pods.lines()
+            .any(|l| l.starts_with("cart-") && l.contains("1/1") && l.contains("Running")),
+        "{pods}"
+    );
+    assert_eq!(pods.lines().count(), 4, "{pods}");
+
+    let all = sim
+        .kubectl_ok(&["get", "po", "-A", "-l", "app in (api,db)"])
+        .await;
+    assert!(
+        all.lines().next().unwrap().starts_with("NAMESPACE"),
+        "{all}"
+    );
+    assert_eq!(
+        all.lines().filter(|l| l.starts_with("payments")).count(),
+        2,
+        "{all}"
+    );
+
+    let ns = sim
+        .kubectl_ok(&[
+            "get",
+            "ns",
+            "-l",
+            "cattery.dev/sim-cluster=test-sim",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(ns.trim(), "namespace/kube-system");
+
+    let svc = sim
+        .kubectl_ok(&[
+            "get",
+            "svc",
+            "-n",
+            "payments",
+            "db",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])
+        .await;
+    assert!(svc.starts_with("10.96."), "{svc}");
+    let netpol = sim.kubectl_ok(&["get", "netpol", "-n", "payments"]).await;
+    assert!(
+        netpol.contains("db-allow-api") && netpol.contains("app=db"),
+        "{netpol}"
+    );
+
+    let info = sim.kubectl_ok(&["get", "--raw", "/_sim/info"]).await;
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["name"], "test-sim");
+
+    let missing = sim.kubectl(&["get", "pod", "nope", "-n", "shop"]).await;
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("pods \"nope\" not found"));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn get_watch_prints_events_while_open() {
+    let sim = Sim::start().await;
+    let mut watch = Streaming::spawn(&sim, &["get", "pods", "-n", "shop", "-w"]);
+    watch
+        .until("the seeded checkout pod", |l| l.starts_with("checkout-"))
+        .await;
+
+    let path = sim.file("pod.yaml", POD);
+    sim.kubectl_ok(&["apply", "-f", &path]).await;
+    let line = watch.until("the new pod", |l| l.starts_with("web ")).await;
+    assert!(line.contains("2/2") && line.contains("Running"), "{line}");
+
+    sim.kubectl_ok(&["delete", "pod", "web", "-n", "shop"])
+        .await;
+    watch.until("the deletion", |l| l.starts_with("web ")).await;
+    assert!(
+        watch.child.try_wait().unwrap().is_none(),
+        "the watch is still open"
+    );
+    watch.child.kill().await.unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn apply_creates_then_patches() {
+    let sim = Sim::start().await;
+    let path = sim.file("pod.yaml", POD);
+    let out = sim.kubectl_ok(&["apply", "-f", &path]).await;
+    assert_eq!(out.trim(), "pod/web created");
+
+    let changed = POD
+        .replace("nginx:1.27", "nginx:1.28")
+        .replace("app: web", "app: web\n    tier: front");
+    sim.file("pod.yaml", &changed);
+    let out = sim.kubectl_ok(&["apply", "-f", &path]).await;
+    assert_eq!(out.trim(), "pod/web configured");
+    let images = sim
+        .kubectl_ok(&[
+            "get",
+            "pod",
+            "web",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.spec.containers[*].image}",
+        ])
+        .await;
+    assert_eq!(
+        images, "nginx:1.28 busybox:1.36",
+        "strategic merge kept both containers in order"
+    );
+    let meta = sim
+        .kubectl_ok(&[
+            "get",
+            "pod",
+            "web",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.metadata.labels.tier} {.metadata.generation}",
+        ])
+        .await;
+    assert_eq!(meta, "front 2");
+    let out = sim.kubectl_ok(&["apply", "-f", &path]).await;
+    assert_eq!(out.trim(), "pod/web unchanged");
+
+    // A custom type (merge patch path) and a wrong-namespace error.
+    let mcc = sim.file(
+        "mcc.yaml",
+        "apiVersion: cattery.dev/v1\nkind: ManagementClusterConnection\nmetadata:\n  name: main\nspec:\n  url: https://a\n",
+    );
+    sim.kubectl_ok(&["apply", "-f", &mcc]).await;
+    sim.file(
+        "mcc.yaml",
+        &std::fs::read_to_string(&mcc)
+            .unwrap()
+            .replace("https://a", "https://b"),
+    );
+    sim.kubectl_ok(&["apply", "-f", &mcc]).await;
+    let url = sim
+        .kubectl_ok(&[
+            "get",
+            "managementclusterconnections",
+            "main",
+            "-o",
+            "jsonpath={.spec.url}",
+        ])
+        .await;
+    assert_eq!(url, "https://b");
+
+    let bad = sim.file(
+        "bad.yaml",
+        &POD.replace("namespace: shop", "namespace: nowhere"),
+    );
+    let out = sim.kubectl(&["apply", "-f", &bad]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("namespaces \"nowhere\" not found"));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn delete_objects_and_namespaces() {
+    let sim = Sim::start().await;
+    let out = sim
+        .kubectl_ok(&["delete", "svc", "cart", "-n", "shop"])
+        .await;
+    assert_eq!(out.trim(), "service \"cart\" deleted");
+    let gone = sim.kubectl(&["get", "svc", "cart", "-n", "shop"]).await;
+    assert!(!gone.status.success());
+
+    sim.kubectl_ok(&["delete", "ns", "payments"]).await;
+    let out = sim.kubectl(&["get", "pods", "-n", "payments"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("No resources found"),
+        "{out:?}"
+    );
+    let out = sim.kubectl(&["get", "netpol", "-A"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("No resources found"),
+        "{out:?}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn exec_over_websocket() {
+    let sim = Sim::start().await;
+    let pod = "cart-7d4b9c6f8-m5p2w";
+    let out = sim
+        .kubectl_ok(&["exec", "-n", "shop", pod, "--", "echo", "hi"])
+        .await;
+    assert_eq!(out, "hi\n");
+    assert_eq!(
+        sim.kubectl_ok(&["exec", "-n", "shop", pod, "--", "hostname"])
+            .await,
+        format!("{pod}\n")
+    );
+
+    let out = sim
+        .kubectl(&["exec", "-n", "shop", pod, "--", "ls", "/"])
+        .await;
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ls: command not found"));
+
+    let mut cat = sim.kubectl_cmd(&["exec", "-i", "-n", "shop", pod, "--", "cat"]);
+    cat.stdin(std::process::Stdio::piped());
+    let mut child = cat.spawn().unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"one\ntwo\n").await.unwrap();
+    }
+    let out = tokio::time::timeout(common::WAIT, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"one\ntwo\n");
+
+    let out = sim
+        .kubectl(&["exec", "-n", "shop", "nope", "--", "echo"])
+        .await;
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pods \"nope\" not found"),
+        "{out:?}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn https_with_bearer_token() {
+    let sim = Sim::start_with(Options {
+        name: "secure",
+        tls: true,
+        token: Some("s3cret"),
+        ..Options::default()
+    })
+    .await;
+    assert!(sim.url.starts_with("https://"));
+    let ns = sim
+        .kubectl_ok(&[
+            "get",
+            "ns",
+            "kube-system",
+            "-o",
+            "jsonpath={.metadata.labels}",
+        ])
+        .await;
+    assert!(
+        ns.contains("\"cattery.dev/sim-cluster\":\"secure\""),
+        "{ns}"
+    );
+    assert_eq!(
+        sim.kubectl_ok(&[
+            "exec", "-n", "payments", "db-0", "--", "echo", "over", "tls"
+        ])
+        .await,
+        "over tls\n"
+    );
+
+    // The request log keeps a hash of the Authorization header, never the token.
+    let log = sim.kubectl_ok(&["get", "--raw", "/_sim/requests"]).await;
+    let want = hex::encode(Sha256::digest(b"Bearer s3cret"));
+    assert!(log.contains(&want), "{log}");
+    assert!(!log.contains("s3cret"));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_token_is_unauthorized() {
+    let sim = Sim::start_with(Options {
+        token: Some("right"),
+        client_token: Some("wrong"),
+        ..Options::default()
+    })
+    .await;
+    let out = sim.kubectl(&["get", "pods", "-n", "shop"]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("You must be logged in to the server"),
+        "{out:?}"
+    );
+    sim.shutdown().await;
+}
