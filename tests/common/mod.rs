@@ -1,0 +1,335 @@
+//! Helpers for end-to-end tests: real `cattery` processes on 127.0.0.1 with ephemeral
+//! ports, real TLS, real kubectl; bounded waits on conditions instead of sleeps.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of the binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cattery")
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout` naming `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed when dropped; its output goes to files in the test's directory.
+pub struct Proc {
+    pub child: Child,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(dir: &Path, name: &str, args: &[&str], envs: &[(&str, &str)]) -> Proc {
+        let stdout = dir.join(format!("{name}.out"));
+        let stderr = dir.join(format!("{name}.log"));
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .env("CATTERY_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {name}: {e}"));
+        Proc { child, stdout, stderr, name: name.into() }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let name = self.name.clone();
+        wait_for(&format!("{name} to exit"), timeout, || self.child.try_wait().unwrap())
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A running management plane.
+pub struct Server {
+    pub proc: Proc,
+    pub dir: PathBuf,
+    pub data: PathBuf,
+    pub api_port: u16,
+    pub tunnel_port: u16,
+    pub url: String,
+    pub token: String,
+    pub ca: PathBuf,
+}
+
+impl Server {
+    pub fn start(dir: &Path) -> Server {
+        Server::start_on(dir, "server", free_port(), free_port())
+    }
+
+    pub fn start_on(dir: &Path, name: &str, api_port: u16, tunnel_port: u16) -> Server {
+        let data = dir.join(format!("{name}-data"));
+        let api = format!("127.0.0.1:{api_port}");
+        let tunnel = format!("127.0.0.1:{tunnel_port}");
+        let proc = Proc::spawn(
+            dir,
+            name,
+            &["server", "--data-dir", data.to_str().unwrap(), "--api-addr", &api, "--tunnel-addr", &tunnel],
+            &[],
+        );
+        let url = format!("https://{api}");
+        let token_file = data.join("admin.token");
+        let token = wait_for("admin.token", Duration::from_secs(20), || {
+            std::fs::read_to_string(&token_file).ok().filter(|t| t.ends_with('\n'))
+        })
+        .trim()
+        .to_string();
+        let s = Server { proc, dir: dir.into(), ca: data.join("ca.crt"), data, api_port, tunnel_port, url, token };
+        wait_for("the API to answer /healthz", Duration::from_secs(20), || {
+            (s.curl(&["/healthz"]).1 == 200).then_some(())
+        });
+        s
+    }
+
+    /// Environment for client commands.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("CATTERY_SERVER".into(), self.url.clone()),
+            ("CATTERY_TOKEN".into(), self.token.clone()),
+            ("CATTERY_CA_FILE".into(), self.ca.display().to_string()),
+            ("CATTERY_CONFIG".into(), self.dir.join("no-such-config.json").display().to_string()),
+        ]
+    }
+
+    /// Runs a client command.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(bin());
+        cmd.args(args);
+        for (k, v) in self.env() {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    /// Runs a client command that must succeed; returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "cattery {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// curl against the API with the admin token: returns (body, status). Extra args first.
+    pub fn curl(&self, args: &[&str]) -> (String, u16) {
+        self.curl_as(Some(&self.token), args)
+    }
+
+    pub fn curl_as(&self, token: Option<&str>, args: &[&str]) -> (String, u16) {
+        let (path, extra) = args.split_first().unwrap();
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "20", "--cacert", self.ca.to_str().unwrap(), "-w", "\n%{http_code}"]);
+        if let Some(t) = token {
+            cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+        }
+        cmd.args(extra).arg(format!("{}{}", self.url, path));
+        let out = cmd.output().expect("curl is installed");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (body.to_string(), code.trim().parse().unwrap_or(0))
+    }
+
+    /// `ManagedCluster` JSON of `name`.
+    pub fn cluster_json(&self, name: &str) -> serde_json::Value {
+        let (body, code) = self.curl(&[&format!("/apis/cattery.dev/v1/managedclusters/{name}")]);
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// The `ManagedClusterConnected` status of `name`.
+    pub fn connected(&self, name: &str) -> String {
+        self.cluster_json(name)["status"]["conditions"][0]["status"].as_str().unwrap_or("").to_string()
+    }
+
+    pub fn wait_connected(&self, name: &str, want: &str) {
+        wait_for(&format!("cluster {name} ManagedClusterConnected={want}"), Duration::from_secs(30), || {
+            (self.connected(name) == want).then_some(())
+        });
+    }
+
+    /// Registers `name` and writes its agent config; returns the config path.
+    pub fn add_cluster(&self, name: &str) -> PathBuf {
+        let manifest = self.cli_ok(&["cluster", "add", name, "--format", "agent-config"]);
+        let path = self.dir.join(format!("agent-{name}.yaml"));
+        std::fs::write(&path, manifest).unwrap();
+        path
+    }
+
+    /// Writes a kubeconfig for `name`; returns its path.
+    pub fn kubeconfig(&self, name: &str) -> PathBuf {
+        let kc = self.cli_ok(&["kubeconfig", name]);
+        let path = self.dir.join(format!("kubeconfig-{name}"));
+        std::fs::write(&path, kc).unwrap();
+        path
+    }
+}
+
+/// A simulated cluster process.
+pub struct Sim {
+    pub proc: Proc,
+    pub url: String,
+}
+
+impl Sim {
+    pub fn start(dir: &Path, name: &str, token_file: Option<&Path>) -> Sim {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec!["sim-cluster", "--listen", &listen, "--name", name];
+        let tf = token_file.map(|p| p.display().to_string());
+        if let Some(tf) = &tf {
+            args.extend(["--token-file", tf.as_str()]);
+        }
+        let proc = Proc::spawn(dir, &format!("sim-{name}"), &args, &[]);
+        let url = format!("http://{listen}");
+        let sim = Sim { proc, url };
+        wait_for("the simulator to answer", Duration::from_secs(20), || sim.get("/_sim/info"));
+        sim
+    }
+
+    /// GET a simulator debug path (no auth needed for /_sim/*).
+    pub fn get(&self, path: &str) -> Option<serde_json::Value> {
+        let out = Command::new("curl").args(["-sf", "--max-time", "5", &format!("{}{path}", self.url)]).output().ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        self.get("/_sim/requests").and_then(|v| v.as_array().cloned()).unwrap_or_default()
+    }
+}
+
+/// Starts an agent for `config` against `upstream`.
+pub fn start_agent(dir: &Path, name: &str, config: &Path, upstream: &str, extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "agent",
+        "--config",
+        config.to_str().unwrap(),
+        "--upstream",
+        upstream,
+        "--reconnect-max-delay",
+        "1s",
+    ];
+    args.extend_from_slice(extra);
+    Proc::spawn(dir, &format!("agent-{name}"), &args, &[])
+}
+
+/// Runs kubectl with `kubeconfig`.
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--request-timeout=20s")
+        .args(args)
+        .output()
+        .expect("kubectl is installed")
+}
+
+pub fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = kubectl(kubeconfig, args);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Reads lines of a child's stdout on a thread; lets a test wait for a matching line.
+pub struct LineReader {
+    rx: std::sync::mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl LineReader {
+    pub fn new(stdout: std::process::ChildStdout) -> LineReader {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        LineReader { rx, seen: vec![] }
+    }
+
+    /// Waits for a line containing `needle`.
+    pub fn wait_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line containing {needle:?} within {timeout:?}; saw {:?}", self.seen),
+            }
+        }
+    }
+
+    /// True once the stream has ended (the process closed stdout).
+    pub fn wait_eof(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return true,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return false,
+            }
+        }
+    }
+}
+
+/// sha256 hex of `s` (the simulator records hashes of Authorization headers).
+pub fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
