@@ -12,7 +12,7 @@ const T: Duration = Duration::from_secs(30);
 
 #[test]
 fn kubectl_through_the_management_plane() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let d = dir.path();
     let server = Server::start(d);
     // The simulator authenticates the agent like a kube-apiserver would.
@@ -32,7 +32,12 @@ fn kubectl_through_the_management_plane() {
     let c = server.cluster_json("alpha");
     assert_eq!(c["status"]["kubernetesVersion"], "v1.32.0-sim");
     assert_eq!(c["status"]["agentVersion"], env!("CARGO_PKG_VERSION"));
-    assert!(c["status"]["remoteAddress"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(
+        c["status"]["remoteAddress"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
     assert!(c["status"]["connectedSince"].is_string());
 
     let kc = server.kubeconfig("alpha");
@@ -43,21 +48,36 @@ fn kubectl_through_the_management_plane() {
     let mut watch = std::process::Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(&kc)
-        .args(["get", "configmaps", "-n", "shop", "-w", "--output-watch-events", "-o", "name"])
+        .args([
+            "get",
+            "configmaps",
+            "-n",
+            "shop",
+            "-w",
+            "--output-watch-events",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut lines = LineReader::new(watch.stdout.take().unwrap());
     // The first event proves the watch is established before we create anything.
-    kubectl_ok(&kc, &["create", "configmap", "first", "-n", "shop", "--from-literal=a=1"]);
-    lines.wait_line("configmap/first", T);
-    kubectl_ok(&kc, &["create", "configmap", "watched", "-n", "shop", "--from-literal=a=1"]);
-    let line = lines.wait_line("configmap/watched", T);
-    assert!(line.contains("ADDED"), "{line}");
+    let configmap = |name: &str| {
+        let f = d.join(format!("{name}.yaml"));
+        std::fs::write(&f, format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: shop\ndata:\n  a: \"1\"\n")).unwrap();
+        f
+    };
+    kubectl_ok(&kc, &["apply", "-f", configmap("first").to_str().unwrap()]);
+    lines.wait_line("first", T);
+    kubectl_ok(
+        &kc,
+        &["apply", "-f", configmap("watched").to_str().unwrap()],
+    );
+    let line = lines.wait_line("watched", T);
+    assert!(line.starts_with("ADDED"), "{line}");
     kubectl_ok(&kc, &["delete", "configmap", "watched", "-n", "shop"]);
     let line = lines.wait_line("DELETED", T);
-    assert!(line.contains("configmap/watched"), "{line}");
+    assert!(line.contains("watched"), "{line}");
     let _ = watch.kill();
     let _ = watch.wait();
 
@@ -76,35 +96,72 @@ fn kubectl_through_the_management_plane() {
     assert!(kubectl_ok(&kc, &["apply", "-f", policy.to_str().unwrap()]).contains("created"));
     write_policy(9090);
     assert!(kubectl_ok(&kc, &["apply", "-f", policy.to_str().unwrap()]).contains("configured"));
-    let got = kubectl_ok(&kc, &["get", "networkpolicy", "allow-web", "-n", "shop", "-o", "jsonpath={.spec.ingress[0].ports[0].port}"]);
+    let got = kubectl_ok(
+        &kc,
+        &[
+            "get",
+            "networkpolicy",
+            "allow-web",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.spec.ingress[0].ports[0].port}",
+        ],
+    );
     assert_eq!(got, "9090");
     kubectl_ok(&kc, &["delete", "-f", policy.to_str().unwrap()]);
     let out = kubectl(&kc, &["get", "networkpolicy", "allow-web", "-n", "shop"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound"));
 
     // exec (WebSocket upgrade carried as extended CONNECT through the tunnel).
-    let pod = kubectl_ok(&kc, &["get", "pods", "-n", "shop", "-l", "app=frontend", "-o", "jsonpath={.items[0].metadata.name}"]);
-    let out = kubectl_ok(&kc, &["exec", "-n", "shop", &pod, "--", "echo", "hello", "tunnel"]);
+    let pod = kubectl_ok(
+        &kc,
+        &[
+            "get",
+            "pods",
+            "-n",
+            "shop",
+            "-l",
+            "app=frontend",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
+    );
+    let out = kubectl_ok(
+        &kc,
+        &["exec", "-n", "shop", &pod, "--", "echo", "hello", "tunnel"],
+    );
     assert_eq!(out, "hello tunnel\n");
 
     // Impersonation: every proxied request carries the admin identity; the user's token never
     // arrives, only the agent's own service-account token.
     let reqs = sim.requests();
-    let proxied: Vec<_> = reqs.iter().filter(|r| r["path"].as_str().is_some_and(|p| p.contains("/shop/"))).collect();
+    let proxied: Vec<_> = reqs
+        .iter()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.contains("/shop/")))
+        .collect();
     assert!(!proxied.is_empty());
     let user_hash = sha256_hex(&format!("Bearer {}", server.token));
     let agent_hash = sha256_hex("Bearer agent-service-account-token");
     for r in &proxied {
         assert_eq!(r["impersonateUser"], "cattery:admin", "{r}");
-        assert_eq!(r["impersonateGroups"], serde_json::json!(["cattery:admins"]), "{r}");
-        assert_ne!(r["authorizationSha256"], user_hash.as_str(), "user token forwarded: {r}");
+        assert_eq!(
+            r["impersonateGroups"],
+            serde_json::json!(["cattery:admins"]),
+            "{r}"
+        );
+        assert_ne!(
+            r["authorizationSha256"],
+            user_hash.as_str(),
+            "user token forwarded: {r}"
+        );
         assert_eq!(r["authorizationSha256"], agent_hash.as_str(), "{r}");
     }
 }
 
 #[test]
 fn remove_closes_the_tunnel_and_revokes_the_certificate() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let d = dir.path();
     let server = Server::start(d);
     let sim = Sim::start(d, "beta", None);
@@ -129,8 +186,14 @@ fn remove_closes_the_tunnel_and_revokes_the_certificate() {
     let started = std::time::Instant::now();
     // The requirement is "closed within 1 s"; the budget here leaves room for a loaded CI
     // machine, and the measured time is printed.
-    assert!(lines.wait_eof(Duration::from_secs(3)), "the watch through the removed cluster's tunnel stayed open");
-    eprintln!("watch ended {:?} after the remove command returned", started.elapsed());
+    assert!(
+        lines.wait_eof(Duration::from_secs(3)),
+        "the watch through the removed cluster's tunnel stayed open"
+    );
+    eprintln!(
+        "watch ended {:?} after the remove command returned",
+        started.elapsed()
+    );
     let _ = watch.wait();
 
     // The agent's reconnect is refused at the handshake; it says why and stops.
@@ -138,13 +201,21 @@ fn remove_closes_the_tunnel_and_revokes_the_certificate() {
     assert!(!status.success());
     let log = agent.log();
     assert!(log.contains("revoked"), "{log}");
-    wait_for("the server to log the refusal", T, || server.proc.log().contains("refused tunnel").then_some(()));
+    wait_for("the server to log the refusal", T, || {
+        server.proc.log().contains("refused tunnel").then_some(())
+    });
     let (body, code) = server.curl(&["/clusters/beta/k8s/api"]);
     assert_eq!(code, 404, "{body}");
-    assert_eq!(server.cli(&["cluster", "get", "beta"]).status.code(), Some(1));
+    assert_eq!(
+        server.cli(&["cluster", "get", "beta"]).status.code(),
+        Some(1)
+    );
 
     // Adding the name again issues a new certificate; the old config stays refused.
+    let old_cfg = d.join("agent-beta-old.yaml");
+    std::fs::copy(&cfg, &old_cfg).unwrap();
     let cfg2 = server.add_cluster("beta");
+    let cfg = old_cfg;
     let mut old = start_agent(d, "beta-old", &cfg, &sim.url, &[]);
     assert!(!old.wait_exit(T).success());
     assert!(old.log().contains("revoked"));
@@ -154,7 +225,7 @@ fn remove_closes_the_tunnel_and_revokes_the_certificate() {
 
 #[test]
 fn agent_reconnects_after_server_restart() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let d = dir.path();
     let (api, tunnel) = (free_port(), free_port());
     let mut server = Server::start_on(d, "server", api, tunnel);
@@ -169,20 +240,33 @@ fn agent_reconnects_after_server_restart() {
     let proc = Proc::spawn(
         d,
         "server-2",
-        &["server", "--data-dir", server.data.to_str().unwrap(), "--api-addr", &format!("127.0.0.1:{api}"), "--tunnel-addr", &format!("127.0.0.1:{tunnel}")],
+        &[
+            "server",
+            "--data-dir",
+            server.data.to_str().unwrap(),
+            "--api-addr",
+            &format!("127.0.0.1:{api}"),
+            "--tunnel-addr",
+            &format!("127.0.0.1:{tunnel}"),
+        ],
         &[],
     );
     server.proc = proc;
-    wait_for("the restarted API", T, || (server.curl(&["/healthz"]).1 == 200).then_some(()));
+    wait_for("the restarted API", T, || {
+        (server.curl(&["/healthz"]).1 == 200).then_some(())
+    });
     server.wait_connected("gamma", "True");
     let ns = kubectl_ok(&kc, &["get", "ns"]);
     assert!(ns.contains("payments"), "{ns}");
-    assert!(!server.proc.log().contains("admin token"), "a restart must not mint a new admin token");
+    assert!(
+        !server.proc.log().contains("admin token"),
+        "a restart must not mint a new admin token"
+    );
 }
 
 #[test]
 fn foreign_and_mismatched_certificates_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let d = dir.path();
     let server = Server::start(d);
     let other = Server::start_on(d, "other", free_port(), free_port());
@@ -190,21 +274,29 @@ fn foreign_and_mismatched_certificates_are_refused() {
 
     // A certificate from another management plane's CA, presented to ours.
     let other_cfg = other.add_cluster("delta");
-    let mut cfg: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(&other_cfg).unwrap()).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&other_cfg).unwrap()).unwrap();
     cfg["spec"]["managementClusterAddr"] = format!("127.0.0.1:{}", server.tunnel_port).into();
-    cfg["spec"]["credentials"]["caCertificate"] = std::fs::read_to_string(&server.ca).unwrap().into();
+    cfg["spec"]["credentials"]["caCertificate"] =
+        std::fs::read_to_string(&server.ca).unwrap().into();
     let foreign = d.join("foreign.json");
     std::fs::write(&foreign, serde_json::to_vec(&cfg).unwrap()).unwrap();
     server.add_cluster("delta");
     let mut agent = start_agent(d, "foreign", &foreign, &sim.url, &[]);
     assert!(!agent.wait_exit(T).success());
-    assert!(agent.log().contains("foreign certificate"), "{}", agent.log());
+    assert!(
+        agent.log().contains("foreign certificate"),
+        "{}",
+        agent.log()
+    );
     assert_eq!(server.connected("delta"), "False");
 
     // The wrong CA for the management plane: the agent refuses the server.
     let own_cfg = d.join("agent-delta.yaml");
-    let mut cfg: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(&own_cfg).unwrap()).unwrap();
-    cfg["spec"]["credentials"]["caCertificate"] = std::fs::read_to_string(&other.ca).unwrap().into();
+    let mut cfg: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&own_cfg).unwrap()).unwrap();
+    cfg["spec"]["credentials"]["caCertificate"] =
+        std::fs::read_to_string(&other.ca).unwrap().into();
     let wrong_ca = d.join("wrong-ca.json");
     std::fs::write(&wrong_ca, serde_json::to_vec(&cfg).unwrap()).unwrap();
     let mut agent = start_agent(d, "wrong-ca", &wrong_ca, &sim.url, &[]);
@@ -216,7 +308,9 @@ fn foreign_and_mismatched_certificates_are_refused() {
     let unreachable = d.join("unreachable.json");
     std::fs::write(&unreachable, serde_json::to_vec(&cfg).unwrap()).unwrap();
     let agent = start_agent(d, "unreachable", &unreachable, &sim.url, &[]);
-    wait_for("two connection attempts", T, || (agent.log().matches("cannot reach").count() >= 2).then_some(()));
+    wait_for("two connection attempts", T, || {
+        (agent.log().matches("cannot reach").count() >= 2).then_some(())
+    });
     assert!(agent.log().contains("retrying in"));
 
     // An expired certificate is caught by the agent before it dials.
@@ -225,7 +319,7 @@ fn foreign_and_mismatched_certificates_are_refused() {
 
 #[test]
 fn three_clusters_answer_for_themselves_under_concurrency() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let d = dir.path();
     let server = Server::start(d);
     let names = ["east", "west", "north"];
@@ -247,7 +341,11 @@ fn three_clusters_answer_for_themselves_under_concurrency() {
             std::thread::spawn(move || {
                 let out = std::process::Command::new("curl")
                     .args(["-sS", "--max-time", "20", "--cacert", ca.to_str().unwrap()])
-                    .args(if i % 2 == 0 { ["--http2"] } else { ["--http1.1"] })
+                    .args(if i % 2 == 0 {
+                        ["--http2"]
+                    } else {
+                        ["--http1.1"]
+                    })
                     .args(["-H", &format!("Authorization: Bearer {token}")])
                     .arg(format!("{url}/clusters/{name}/k8s/_sim/info"))
                     .output()
@@ -266,7 +364,7 @@ fn three_clusters_answer_for_themselves_under_concurrency() {
 
 #[test]
 fn two_agents_with_one_certificate_are_reported_as_a_conflict() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let d = dir.path();
     let server = Server::start(d);
     let sim = Sim::start(d, "twin", None);
@@ -280,10 +378,19 @@ fn two_agents_with_one_certificate_are_reported_as_a_conflict() {
         (c["status"]["conditions"][0]["reason"] == "ConflictingAgents").then_some(())
     });
     let c = server.cluster_json("twin");
-    assert_eq!(c["status"]["conditions"][0]["status"], "True", "the first tunnel still serves");
-    assert_eq!(c["status"]["remoteAddress"], first_remote, "the live tunnel was not replaced");
+    assert_eq!(
+        c["status"]["conditions"][0]["status"], "True",
+        "the first tunnel still serves"
+    );
+    assert_eq!(
+        c["status"]["remoteAddress"], first_remote,
+        "the live tunnel was not replaced"
+    );
     wait_for("the second agent to log the refusal", T, || {
-        second.log().contains("another agent with the certificate").then_some(())
+        second
+            .log()
+            .contains("another agent with the certificate")
+            .then_some(())
     });
     let (_, code) = server.curl(&["/clusters/twin/k8s/api"]);
     assert_eq!(code, 200);
@@ -291,24 +398,49 @@ fn two_agents_with_one_certificate_are_reported_as_a_conflict() {
 
 #[test]
 fn bad_input_gets_clear_errors() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let d = dir.path();
     let server = Server::start(d);
     let post = |body: &str| {
-        server.curl(&["/apis/cattery.dev/v1/managedclusters", "-X", "POST", "-H", "Content-Type: application/json", "--data-binary", body])
+        server.curl(&[
+            "/apis/cattery.dev/v1/managedclusters",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ])
     };
-    let (body, code) = post(r#"{"apiVersion":"cattery.dev/v1","kind":"ManagedCluster","metadata":{"name":"Not_A_Label"}}"#);
+    let (body, code) = post(
+        r#"{"apiVersion":"cattery.dev/v1","kind":"ManagedCluster","metadata":{"name":"Not_A_Label"}}"#,
+    );
     assert_eq!(code, 400);
-    assert!(body.contains("DNS-1123") && body.contains("\"kind\":\"Status\""), "{body}");
-    let (body, code) = post(r#"{"apiVersion":"cattery.dev/v1","kind":"ManagedCluster","metadata":{"name":"ok","nmae":"x"}}"#);
+    assert!(
+        body.contains("DNS-1123") && body.contains("\"kind\":\"Status\""),
+        "{body}"
+    );
+    let (body, code) = post(
+        r#"{"apiVersion":"cattery.dev/v1","kind":"ManagedCluster","metadata":{"name":"ok","nmae":"x"}}"#,
+    );
     assert_eq!(code, 400);
     assert!(body.contains("nmae"), "{body}");
-    let (body, code) = post(r#"{"apiVersion":"cattery.dev/v1","kind":"ManagedCluster","metadata":{"name":"#);
+    let (body, code) =
+        post(r#"{"apiVersion":"cattery.dev/v1","kind":"ManagedCluster","metadata":{"name":"#);
     assert_eq!(code, 400, "{body}");
-    let (body, code) = post(r#"{"apiVersion":"cattery.dev/v1","kind":"Pod","metadata":{"name":"ok"}}"#);
+    let (body, code) =
+        post(r#"{"apiVersion":"cattery.dev/v1","kind":"Pod","metadata":{"name":"ok"}}"#);
     assert_eq!(code, 400);
     assert!(body.contains("ManagedCluster"), "{body}");
-    let (body, code) = server.curl(&["/apis/cattery.dev/v1/managedclusters", "-X", "POST", "-H", "Content-Type: application/yaml", "--data-binary", "apiVersion: cattery.dev/v1\nkind: ManagedCluster\nmetadata:\n  name: yaml-one\nspek: {}\n"]);
+    let (body, code) = server.curl(&[
+        "/apis/cattery.dev/v1/managedclusters",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/yaml",
+        "--data-binary",
+        "apiVersion: cattery.dev/v1\nkind: ManagedCluster\nmetadata:\n  name: yaml-one\nspek: {}\n",
+    ]);
     assert_eq!(code, 400);
     assert!(body.contains("spek"), "{body}");
     let ok = r#"{"apiVersion":"cattery.dev/v1","kind":"ManagedCluster","metadata":{"name":"dup"}}"#;
@@ -316,10 +448,19 @@ fn bad_input_gets_clear_errors() {
     let (body, code) = post(ok);
     assert_eq!(code, 409);
     assert!(body.contains("AlreadyExists"), "{body}");
-    let big = format!(r#"{{"apiVersion":"cattery.dev/v1","kind":"ManagedCluster","metadata":{{"name":"big","annotations":{{"a":"{}"}}}}}}"#, "x".repeat(2 << 20));
+    let big = format!(
+        r#"{{"apiVersion":"cattery.dev/v1","kind":"ManagedCluster","metadata":{{"name":"big","annotations":{{"a":"{}"}}}}}}"#,
+        "x".repeat(2 << 20)
+    );
     let big_file = d.join("big.json");
     std::fs::write(&big_file, big).unwrap();
-    let (_, code) = server.curl(&["/apis/cattery.dev/v1/managedclusters", "-X", "POST", "--data-binary", &format!("@{}", big_file.display())]);
+    let (_, code) = server.curl(&[
+        "/apis/cattery.dev/v1/managedclusters",
+        "-X",
+        "POST",
+        "--data-binary",
+        &format!("@{}", big_file.display()),
+    ]);
     assert_eq!(code, 413);
     let (body, code) = server.curl(&["/apis/cattery.dev/v1/managedclusters/nope"]);
     assert_eq!(code, 404, "{body}");
@@ -329,7 +470,10 @@ fn bad_input_gets_clear_errors() {
     let t0 = std::time::Instant::now();
     let (body, code) = server.curl(&["/clusters/dup/k8s/api"]);
     assert_eq!(code, 503, "{body}");
-    assert!(body.contains("\\\"dup\\\" is not connected") || body.contains("dup"), "{body}");
+    assert!(
+        body.contains("\\\"dup\\\" is not connected") || body.contains("dup"),
+        "{body}"
+    );
     eprintln!("503 answered in {:?}", t0.elapsed());
     // Authentication: none, or wrong.
     let (body, code) = server.curl_as(None, &["/apis/cattery.dev/v1/managedclusters"]);
@@ -338,7 +482,12 @@ fn bad_input_gets_clear_errors() {
     assert_eq!(code, 401);
     // Oversized headers: 431, not a dropped connection.
     let huge = format!("X-Big: {}", "y".repeat(100 * 1024));
-    let (_, code) = server.curl(&["/apis/cattery.dev/v1/managedclusters", "--http1.1", "-H", &huge]);
+    let (_, code) = server.curl(&[
+        "/apis/cattery.dev/v1/managedclusters",
+        "--http1.1",
+        "-H",
+        &huge,
+    ]);
     assert_eq!(code, 431);
     // CLI errors name the problem and exit non-zero.
     let out = server.cli(&["cluster", "add", "UPPER"]);
@@ -350,43 +499,93 @@ fn bad_input_gets_clear_errors() {
 
 #[test]
 fn cli_lists_and_prints_kubernetes_style_objects() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let d = dir.path();
     let server = Server::start(d);
-    let manifest = server.cli_ok(&["cluster", "add", "prod-eu", "--labels", "env=prod,region=eu"]);
+    let manifest = server.cli_ok(&[
+        "cluster",
+        "add",
+        "prod-eu",
+        "--labels",
+        "env=prod,region=eu",
+    ]);
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&manifest).unwrap();
     for doc in &docs {
         match doc["kind"].as_str().unwrap() {
-            "Deployment" => drop(serde_json::from_value::<k8s_openapi::api::apps::v1::Deployment>(doc.clone()).unwrap()),
-            "Secret" => drop(serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(doc.clone()).unwrap()),
-            "ClusterRole" => drop(serde_json::from_value::<k8s_openapi::api::rbac::v1::ClusterRole>(doc.clone()).unwrap()),
+            "Deployment" => drop(
+                serde_json::from_value::<k8s_openapi::api::apps::v1::Deployment>(doc.clone())
+                    .unwrap(),
+            ),
+            "Secret" => drop(
+                serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(doc.clone()).unwrap(),
+            ),
+            "ClusterRole" => drop(
+                serde_json::from_value::<k8s_openapi::api::rbac::v1::ClusterRole>(doc.clone())
+                    .unwrap(),
+            ),
             _ => {}
         }
     }
     assert_eq!(docs.len(), 9);
-    let list: serde_json::Value = serde_json::from_str(&server.cli_ok(&["cluster", "list", "-o", "json"])).unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["cluster", "list", "-o", "json"])).unwrap();
     assert_eq!(list["kind"], "ManagedClusterList");
     assert_eq!(list["items"][0]["metadata"]["labels"]["region"], "eu");
-    assert!(list["items"][0]["spec"].get("installationManifest").is_none(), "the manifest is shown only once");
+    assert!(
+        list["items"][0]["spec"]
+            .get("installationManifest")
+            .is_none(),
+        "the manifest is shown only once"
+    );
     let yaml = server.cli_ok(&["cluster", "get", "prod-eu", "-o", "yaml"]);
     assert!(yaml.contains("ManagedClusterConnected"), "{yaml}");
     let table = server.cli_ok(&["cluster", "list"]);
-    assert!(table.starts_with("NAME") && table.contains("prod-eu") && table.contains("AwaitingAgent"), "{table}");
+    assert!(
+        table.starts_with("NAME") && table.contains("prod-eu") && table.contains("AwaitingAgent"),
+        "{table}"
+    );
 
     // login saves a 0600 file that later commands use without flags.
     let cfg = d.join("login.json");
     let out = std::process::Command::new(bin())
-        .args(["login", "--server", &server.url, "--token", &server.token, "--ca-file", server.ca.to_str().unwrap(), "--config", cfg.to_str().unwrap()])
+        .args([
+            "login",
+            "--server",
+            &server.url,
+            "--token",
+            &server.token,
+            "--ca-file",
+            server.ca.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o777, 0o600);
-    let out = std::process::Command::new(bin()).args(["cluster", "list"]).env("CATTERY_CONFIG", &cfg).env_remove("CATTERY_SERVER").env_remove("CATTERY_TOKEN").output().unwrap();
+    assert_eq!(
+        std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let out = std::process::Command::new(bin())
+        .args(["cluster", "list"])
+        .env("CATTERY_CONFIG", &cfg)
+        .env_remove("CATTERY_SERVER")
+        .env_remove("CATTERY_TOKEN")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("prod-eu"));
     // Secrets on disk are owner-only.
     for f in ["ca.key", "admin.token", "tunnel.key", "api.key"] {
-        let mode = std::fs::metadata(server.data.join(f)).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(server.data.join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "{f}");
     }
 }

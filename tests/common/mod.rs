@@ -13,9 +13,23 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_cattery")
 }
 
+/// A fresh directory for one test; kept for inspection when `CATTERY_KEEP_TEST_DIRS` is set.
+pub fn test_dir() -> tempfile::TempDir {
+    let mut b = tempfile::Builder::new();
+    b.prefix("cattery-test-");
+    if std::env::var_os("CATTERY_KEEP_TEST_DIRS").is_some() {
+        b.disable_cleanup(true);
+    }
+    b.tempdir().unwrap()
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout` naming `what`.
@@ -25,7 +39,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -53,8 +70,15 @@ impl Proc {
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {name}: {e}"));
-        Proc { child, stdout, stderr, name: name.into() }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
+        Proc {
+            child,
+            stdout,
+            stderr,
+            name: name.into(),
+        }
     }
 
     pub fn log(&self) -> String {
@@ -64,7 +88,9 @@ impl Proc {
     /// Waits for the process to exit by itself.
     pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let name = self.name.clone();
-        wait_for(&format!("{name} to exit"), timeout, || self.child.try_wait().unwrap())
+        wait_for(&format!("{name} to exit"), timeout, || {
+            self.child.try_wait().unwrap()
+        })
     }
 
     pub fn kill(&mut self) {
@@ -103,20 +129,41 @@ impl Server {
         let proc = Proc::spawn(
             dir,
             name,
-            &["server", "--data-dir", data.to_str().unwrap(), "--api-addr", &api, "--tunnel-addr", &tunnel],
+            &[
+                "server",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--api-addr",
+                &api,
+                "--tunnel-addr",
+                &tunnel,
+            ],
             &[],
         );
         let url = format!("https://{api}");
         let token_file = data.join("admin.token");
         let token = wait_for("admin.token", Duration::from_secs(20), || {
-            std::fs::read_to_string(&token_file).ok().filter(|t| t.ends_with('\n'))
+            std::fs::read_to_string(&token_file)
+                .ok()
+                .filter(|t| t.ends_with('\n'))
         })
         .trim()
         .to_string();
-        let s = Server { proc, dir: dir.into(), ca: data.join("ca.crt"), data, api_port, tunnel_port, url, token };
-        wait_for("the API to answer /healthz", Duration::from_secs(20), || {
-            (s.curl(&["/healthz"]).1 == 200).then_some(())
-        });
+        let s = Server {
+            proc,
+            dir: dir.into(),
+            ca: data.join("ca.crt"),
+            data,
+            api_port,
+            tunnel_port,
+            url,
+            token,
+        };
+        wait_for(
+            "the API to answer /healthz",
+            Duration::from_secs(20),
+            || (s.curl(&["/healthz"]).1 == 200).then_some(()),
+        );
         s
     }
 
@@ -126,7 +173,10 @@ impl Server {
             ("CATTERY_SERVER".into(), self.url.clone()),
             ("CATTERY_TOKEN".into(), self.token.clone()),
             ("CATTERY_CA_FILE".into(), self.ca.display().to_string()),
-            ("CATTERY_CONFIG".into(), self.dir.join("no-such-config.json").display().to_string()),
+            (
+                "CATTERY_CONFIG".into(),
+                self.dir.join("no-such-config.json").display().to_string(),
+            ),
         ]
     }
 
@@ -160,7 +210,15 @@ impl Server {
     pub fn curl_as(&self, token: Option<&str>, args: &[&str]) -> (String, u16) {
         let (path, extra) = args.split_first().unwrap();
         let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--max-time", "20", "--cacert", self.ca.to_str().unwrap(), "-w", "\n%{http_code}"]);
+        cmd.args([
+            "-sS",
+            "--max-time",
+            "20",
+            "--cacert",
+            self.ca.to_str().unwrap(),
+            "-w",
+            "\n%{http_code}",
+        ]);
         if let Some(t) = token {
             cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
         }
@@ -180,13 +238,18 @@ impl Server {
 
     /// The `ManagedClusterConnected` status of `name`.
     pub fn connected(&self, name: &str) -> String {
-        self.cluster_json(name)["status"]["conditions"][0]["status"].as_str().unwrap_or("").to_string()
+        self.cluster_json(name)["status"]["conditions"][0]["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 
     pub fn wait_connected(&self, name: &str, want: &str) {
-        wait_for(&format!("cluster {name} ManagedClusterConnected={want}"), Duration::from_secs(30), || {
-            (self.connected(name) == want).then_some(())
-        });
+        wait_for(
+            &format!("cluster {name} ManagedClusterConnected={want}"),
+            Duration::from_secs(30),
+            || (self.connected(name) == want).then_some(()),
+        );
     }
 
     /// Registers `name` and writes its agent config; returns the config path.
@@ -224,13 +287,18 @@ impl Sim {
         let proc = Proc::spawn(dir, &format!("sim-{name}"), &args, &[]);
         let url = format!("http://{listen}");
         let sim = Sim { proc, url };
-        wait_for("the simulator to answer", Duration::from_secs(20), || sim.get("/_sim/info"));
+        wait_for("the simulator to answer", Duration::from_secs(20), || {
+            sim.get("/_sim/info")
+        });
         sim
     }
 
     /// GET a simulator debug path (no auth needed for /_sim/*).
     pub fn get(&self, path: &str) -> Option<serde_json::Value> {
-        let out = Command::new("curl").args(["-sf", "--max-time", "5", &format!("{}{path}", self.url)]).output().ok()?;
+        let out = Command::new("curl")
+            .args(["-sf", "--max-time", "5", &format!("{}{path}", self.url)])
+            .output()
+            .ok()?;
         if !out.status.success() {
             return None;
         }
@@ -238,7 +306,9 @@ impl Sim {
     }
 
     pub fn requests(&self) -> Vec<serde_json::Value> {
-        self.get("/_sim/requests").and_then(|v| v.as_array().cloned()).unwrap_or_default()
+        self.get("/_sim/requests")
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
     }
 }
 
@@ -309,7 +379,10 @@ impl LineReader {
                         return line;
                     }
                 }
-                Err(_) => panic!("no line containing {needle:?} within {timeout:?}; saw {:?}", self.seen),
+                Err(_) => panic!(
+                    "no line containing {needle:?} within {timeout:?}; saw {:?}",
+                    self.seen
+                ),
             }
         }
     }

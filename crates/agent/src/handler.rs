@@ -41,10 +41,19 @@ pub struct Handler {
     pub refused: std::sync::Mutex<Option<String>>,
 }
 
-fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> http::Response<AgentBody> {
-    let mut res = http::Response::new(Full::new(body.into()).map_err(|never| match never {}).boxed());
+fn full(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> http::Response<AgentBody> {
+    let mut res = http::Response::new(
+        Full::new(body.into())
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *res.status_mut() = status;
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     res
 }
 
@@ -65,8 +74,14 @@ fn strip(headers: &mut HeaderMap) {
 
 impl Handler {
     /// Entry point of the tunnel's HTTP/2 service.
-    pub async fn handle(self: Arc<Self>, req: http::Request<Incoming>) -> Result<http::Response<AgentBody>, Infallible> {
-        let is_control = req.uri().authority().is_some_and(|a| a.as_str() == AGENT_AUTHORITY);
+    pub async fn handle(
+        self: Arc<Self>,
+        req: http::Request<Incoming>,
+    ) -> Result<http::Response<AgentBody>, Infallible> {
+        let is_control = req
+            .uri()
+            .authority()
+            .is_some_and(|a| a.as_str() == AGENT_AUTHORITY);
         Ok(if is_control {
             self.control(req).await
         } else {
@@ -89,7 +104,11 @@ impl Handler {
                         info.kubernetes_error = Some(format!("{e:#}"));
                     }
                 }
-                full(StatusCode::OK, "application/json", serde_json::to_vec(&info).unwrap_or_default())
+                full(
+                    StatusCode::OK,
+                    "application/json",
+                    serde_json::to_vec(&info).unwrap_or_default(),
+                )
             }
             (&Method::POST, PATH_REFUSED) => {
                 let body = http_body_util::Limited::new(req.into_body(), 4096)
@@ -101,7 +120,10 @@ impl Handler {
                 *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(body);
                 full(StatusCode::OK, "text/plain", "")
             }
-            _ => status(404, format!("no agent endpoint {} {}", req.method(), req.uri().path())),
+            _ => status(
+                404,
+                format!("no agent endpoint {} {}", req.method(), req.uri().path()),
+            ),
         }
     }
 
@@ -113,12 +135,18 @@ impl Handler {
             .and_then(|v| v.to_str().ok())
             .ok_or("the request does not name a user to impersonate; refusing to act with the agent's own rights")?;
         if !self.impersonation.allows_user(user) {
-            return Err(format!("impersonating user {user:?} is not allowed by this cluster's ManagementClusterConnection spec.impersonation.users"));
+            return Err(format!(
+                "impersonating user {user:?} is not allowed by this cluster's ManagementClusterConnection spec.impersonation.users"
+            ));
         }
         for g in headers.get_all("impersonate-group") {
-            let g = g.to_str().map_err(|_| "an Impersonate-Group header is not valid text")?;
+            let g = g
+                .to_str()
+                .map_err(|_| "an Impersonate-Group header is not valid text")?;
             if !self.impersonation.allows_group(g) {
-                return Err(format!("impersonating group {g:?} is not allowed by this cluster's ManagementClusterConnection spec.impersonation.groups"));
+                return Err(format!(
+                    "impersonating group {g:?} is not allowed by this cluster's ManagementClusterConnection spec.impersonation.groups"
+                ));
             }
         }
         Ok(())
@@ -128,12 +156,20 @@ impl Handler {
         if let Err(e) = self.check_impersonation(req.headers()) {
             return status(403, e);
         }
-        let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string();
         let uri = match self.upstream.uri(&path) {
             Ok(u) => u,
             Err(e) => return status(400, format!("invalid request path {path:?}: {e}")),
         };
-        let protocol = req.extensions().get::<hyper::ext::Protocol>().map(|p| p.as_str().to_string());
+        let protocol = req
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .map(|p| p.as_str().to_string());
         if let (true, Some(protocol)) = (req.method() == Method::CONNECT, protocol) {
             return self.forward_upgrade(req, uri, protocol).await;
         }
@@ -150,7 +186,10 @@ impl Handler {
                 strip(&mut parts.headers);
                 http::Response::from_parts(parts, body.map_err(Into::into).boxed())
             }
-            Err(e) => status(502, format!("the cluster's Kubernetes API is unreachable from the agent: {e:#}")),
+            Err(e) => status(
+                502,
+                format!("the cluster's Kubernetes API is unreachable from the agent: {e:#}"),
+            ),
         }
     }
 
@@ -177,13 +216,22 @@ impl Handler {
             Ok(v) => headers.insert(header::UPGRADE, v),
             Err(_) => return status(400, format!("invalid upgrade protocol {protocol:?}")),
         };
-        let mut out = http::Request::new(http_body_util::Empty::new().map_err(|never| match never {}).boxed());
+        let mut out = http::Request::new(
+            http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed(),
+        );
         *out.method_mut() = method;
         *out.uri_mut() = uri;
         *out.headers_mut() = headers;
         let res = match self.upstream.send_upgrade(out).await {
             Ok(res) => res,
-            Err(e) => return status(502, format!("the cluster's Kubernetes API is unreachable from the agent: {e:#}")),
+            Err(e) => {
+                return status(
+                    502,
+                    format!("the cluster's Kubernetes API is unreachable from the agent: {e:#}"),
+                );
+            }
         };
         if res.status() != StatusCode::SWITCHING_PROTOCOLS {
             let (mut parts, body) = res.into_parts();

@@ -25,7 +25,9 @@ pub enum AgentError {
     #[error("{0:#}")]
     Config(anyhow::Error),
     /// The cluster's certificate has expired.
-    #[error("this cluster's certificate expired at {0}; re-register the cluster (cattery cluster remove/add) and apply the new manifest")]
+    #[error(
+        "this cluster's certificate expired at {0}; re-register the cluster (cattery cluster remove/add) and apply the new manifest"
+    )]
     CertificateExpired(String),
     /// The management plane refused the certificate, or we refused the management plane's.
     #[error("{0}")]
@@ -36,7 +38,9 @@ pub enum AgentError {
 pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result<(), AgentError> {
     if let Some(not_after) = settings.cert_not_after() {
         if not_after < time::OffsetDateTime::now_utc() {
-            return Err(AgentError::CertificateExpired(cattery_api::rfc3339(not_after)));
+            return Err(AgentError::CertificateExpired(cattery_api::rfc3339(
+                not_after,
+            )));
         }
     }
     let upstream = Upstream::new(&settings.upstream).map_err(AgentError::Config)?;
@@ -50,7 +54,12 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
     let addr = settings.management_cluster_addr.clone();
     let (host, _) = split_host_port(&addr).map_err(|e| AgentError::Config(e.into()))?;
     let mut backoff = Backoff::new(MIN_DELAY, settings.reconnect_max_delay);
-    tracing::info!(cluster = settings.cluster, management = addr, upstream = settings.upstream.url, "agent starting");
+    tracing::info!(
+        cluster = settings.cluster,
+        management = addr,
+        upstream = settings.upstream.url,
+        "agent starting"
+    );
 
     loop {
         let proxy = Proxy::from_env(&host);
@@ -90,14 +99,20 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
                         return Ok(());
                     }
                 };
-                let refused = handler.refused.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let refused = handler
+                    .refused
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
                 match (&result, refused) {
                     (_, Some(reason)) => tracing::warn!("tunnel refused: {reason}"),
                     (Ok(()), None) => tracing::warn!("tunnel closed by the management plane"),
                     (Err(e), None) => {
                         if let Some(tls_err) = cattery_tunnel::tls::find_rustls_error(e) {
                             if cattery_tunnel::tls::is_permanent(tls_err) {
-                                return Err(AgentError::Refused(DialError::Tls(tls_err.clone()).to_string()));
+                                return Err(AgentError::Refused(
+                                    DialError::Tls(tls_err.clone()).to_string(),
+                                ));
                             }
                         }
                         tracing::warn!("tunnel lost: {e}");

@@ -26,10 +26,15 @@ pub struct UpstreamSettings {
 impl UpstreamSettings {
     /// The in-cluster defaults (`KUBERNETES_SERVICE_HOST/PORT`, service-account token and CA).
     pub fn in_cluster() -> anyhow::Result<Self> {
-        let host = std::env::var("KUBERNETES_SERVICE_HOST")
-            .context("KUBERNETES_SERVICE_HOST is not set: not running in a pod; pass --upstream URL")?;
+        let host = std::env::var("KUBERNETES_SERVICE_HOST").context(
+            "KUBERNETES_SERVICE_HOST is not set: not running in a pod; pass --upstream URL",
+        )?;
         let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
-        let host = if host.contains(':') { format!("[{host}]") } else { host };
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
         Ok(UpstreamSettings {
             url: format!("https://{host}:{port}"),
             token_file: Some(Path::new(SA_DIR).join("token")),
@@ -109,7 +114,11 @@ impl AgentSettings {
         Ok(AgentSettings {
             cluster,
             management_cluster_addr: connection.management_cluster_addr.clone(),
-            server_roots: roots(connection.tls.ca, ca_pem, &format!("{source}: CA certificate"))?,
+            server_roots: roots(
+                connection.tls.ca,
+                ca_pem,
+                &format!("{source}: CA certificate"),
+            )?,
             cert_chain,
             key,
             impersonation: connection.impersonation.clone(),
@@ -121,9 +130,15 @@ impl AgentSettings {
     /// Reads an `AgentConfig` file (`cattery cluster add --format agent-config`).
     pub fn from_config_file(path: &Path, upstream: UpstreamSettings) -> anyhow::Result<Self> {
         let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let cfg: AgentConfig = cattery_api::wire::decode(&text).with_context(|| format!("{}", path.display()))?;
-        cattery_api::wire::check_type(&cfg.api_version, &cfg.kind, &[cattery_api::API_VERSION], "AgentConfig")
-            .with_context(|| format!("{}", path.display()))?;
+        let cfg: AgentConfig =
+            cattery_api::wire::decode(&text).with_context(|| format!("{}", path.display()))?;
+        cattery_api::wire::check_type(
+            &cfg.api_version,
+            &cfg.kind,
+            &[cattery_api::API_VERSION],
+            "AgentConfig",
+        )
+        .with_context(|| format!("{}", path.display()))?;
         let c = &cfg.spec.credentials;
         let s = Self::from_parts(
             &cfg.spec.connection(),
@@ -152,7 +167,8 @@ impl AgentSettings {
         upstream: UpstreamSettings,
     ) -> anyhow::Result<Self> {
         let read = |f: &str| {
-            std::fs::read_to_string(dir.join(f)).with_context(|| format!("reading {}", dir.join(f).display()))
+            std::fs::read_to_string(dir.join(f))
+                .with_context(|| format!("reading {}", dir.join(f).display()))
         };
         Self::from_parts(
             connection,

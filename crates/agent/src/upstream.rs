@@ -75,7 +75,8 @@ impl Upstream {
         );
         let roots = match &settings.ca_file {
             Some(f) => {
-                let pem = std::fs::read_to_string(f).with_context(|| format!("reading upstream CA {}", f.display()))?;
+                let pem = std::fs::read_to_string(f)
+                    .with_context(|| format!("reading upstream CA {}", f.display()))?;
                 ServerRoots::Ca(cattery_tunnel::pem::certs(&f.display().to_string(), &pem)?)
             }
             None => ServerRoots::System,
@@ -114,7 +115,11 @@ impl Upstream {
     /// The full upstream URI for a path-and-query received over the tunnel.
     pub fn uri(&self, path_and_query: &str) -> Result<http::Uri, http::Error> {
         let scheme = self.base.scheme_str().unwrap_or("https");
-        let authority = self.base.authority().map(|a| a.as_str()).unwrap_or_default();
+        let authority = self
+            .base
+            .authority()
+            .map(|a| a.as_str())
+            .unwrap_or_default();
         let prefix = self.base.path().trim_end_matches('/');
         Ok(format!("{scheme}://{authority}{prefix}{path_and_query}").parse()?)
     }
@@ -149,7 +154,11 @@ impl Upstream {
     pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
         let mut req = http::Request::get(self.uri(path)?)
             .header(http::header::ACCEPT, "application/json")
-            .body(Empty::<Bytes>::new().map_err(|never| match never {}).boxed())?;
+            .body(
+                Empty::<Bytes>::new()
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )?;
         self.authorize(req.headers_mut());
         let res = tokio::time::timeout(Duration::from_secs(10), self.send(req))
             .await

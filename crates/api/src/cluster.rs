@@ -71,7 +71,9 @@ pub struct ManagedClusterStatus {
 impl ManagedClusterStatus {
     /// The `ManagedClusterConnected` condition, if present.
     pub fn connected(&self) -> Option<&Condition> {
-        self.conditions.iter().find(|c| c.type_ == CONDITION_CONNECTED)
+        self.conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_CONNECTED)
     }
 }
 

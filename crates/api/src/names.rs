@@ -4,13 +4,17 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
     /// The name is empty.
-    #[error("name must not be empty (a DNS-1123 label: lowercase letters, digits and '-', 1-63 characters, starting and ending with a letter or digit)")]
+    #[error(
+        "name must not be empty (a DNS-1123 label: lowercase letters, digits and '-', 1-63 characters, starting and ending with a letter or digit)"
+    )]
     Empty,
     /// The name is longer than 63 characters.
     #[error("name {0:?} is {1} characters long; a DNS-1123 label has at most 63")]
     TooLong(String, usize),
     /// The name has a character outside `[a-z0-9-]`.
-    #[error("name {0:?} contains {1:?}; a DNS-1123 label may contain only lowercase letters, digits and '-'")]
+    #[error(
+        "name {0:?} contains {1:?}; a DNS-1123 label may contain only lowercase letters, digits and '-'"
+    )]
     BadChar(String, char),
     /// The name starts or ends with '-'.
     #[error("name {0:?} must start and end with a lowercase letter or digit (DNS-1123 label)")]
@@ -61,12 +65,30 @@ mod tests {
     #[test]
     fn rejects_non_labels_with_reason() {
         assert_eq!(validate_dns1123_label(""), Err(NameError::Empty));
-        assert!(matches!(validate_dns1123_label(&"a".repeat(64)), Err(NameError::TooLong(_, 64))));
-        assert!(matches!(validate_dns1123_label("Prod"), Err(NameError::BadChar(_, 'P'))));
-        assert!(matches!(validate_dns1123_label("a.b"), Err(NameError::BadChar(_, '.'))));
-        assert!(matches!(validate_dns1123_label("a/b"), Err(NameError::BadChar(_, '/'))));
-        assert!(matches!(validate_dns1123_label("-a"), Err(NameError::BadEdge(_))));
-        assert!(matches!(validate_dns1123_label("a-"), Err(NameError::BadEdge(_))));
+        assert!(matches!(
+            validate_dns1123_label(&"a".repeat(64)),
+            Err(NameError::TooLong(_, 64))
+        ));
+        assert!(matches!(
+            validate_dns1123_label("Prod"),
+            Err(NameError::BadChar(_, 'P'))
+        ));
+        assert!(matches!(
+            validate_dns1123_label("a.b"),
+            Err(NameError::BadChar(_, '.'))
+        ));
+        assert!(matches!(
+            validate_dns1123_label("a/b"),
+            Err(NameError::BadChar(_, '/'))
+        ));
+        assert!(matches!(
+            validate_dns1123_label("-a"),
+            Err(NameError::BadEdge(_))
+        ));
+        assert!(matches!(
+            validate_dns1123_label("a-"),
+            Err(NameError::BadEdge(_))
+        ));
         let msg = validate_dns1123_label("UPPER").unwrap_err().to_string();
         assert!(msg.contains("DNS-1123"), "{msg}");
     }

@@ -50,7 +50,9 @@ pub fn config_path() -> PathBuf {
     }
     let base = std::env::var("XDG_CONFIG_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".config"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".config")
+        });
     base.join("cattery").join("config.json")
 }
 
@@ -71,7 +73,10 @@ impl ConnectArgs {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let saved: Option<SavedLogin> = std::fs::read(config_path())
             .ok()
-            .map(|b| serde_json::from_slice(&b).with_context(|| format!("parsing {}", config_path().display())))
+            .map(|b| {
+                serde_json::from_slice(&b)
+                    .with_context(|| format!("parsing {}", config_path().display()))
+            })
             .transpose()?;
         let server = self
             .server
@@ -85,8 +90,15 @@ impl ConnectArgs {
             .or_else(|| env("CATTERY_TOKEN"))
             .or_else(|| saved.as_ref().map(|s| s.token.clone()))
             .context("no token given: pass --token, set CATTERY_TOKEN or run `cattery login`")?;
-        let ca_pem = match self.ca_file.clone().or_else(|| env("CATTERY_CA_FILE").map(PathBuf::from)) {
-            Some(f) => Some(std::fs::read_to_string(&f).with_context(|| format!("reading CA file {}", f.display()))?),
+        let ca_pem = match self
+            .ca_file
+            .clone()
+            .or_else(|| env("CATTERY_CA_FILE").map(PathBuf::from))
+        {
+            Some(f) => Some(
+                std::fs::read_to_string(&f)
+                    .with_context(|| format!("reading CA file {}", f.display()))?,
+            ),
             None => saved.and_then(|s| s.certificate_authority),
         };
         Ok(Target {
@@ -140,12 +152,20 @@ impl ApiClient {
 
     /// Sends a request and returns the body of a 2xx answer; a `Status` body otherwise
     /// becomes an [`ApiFailure`].
-    pub async fn call(&self, method: http::Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<Bytes> {
+    pub async fn call(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<Bytes> {
         let url = format!("{}{}", self.target.server, path);
         let mut req = http::Request::builder()
             .method(method.clone())
             .uri(&url)
-            .header(http::header::AUTHORIZATION, format!("Bearer {}", self.target.token))
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.target.token),
+            )
             .header(http::header::ACCEPT, "application/json");
         if body.is_some() {
             req = req.header(http::header::CONTENT_TYPE, "application/json");
@@ -164,7 +184,10 @@ impl ApiClient {
         }
         match serde_json::from_slice::<cattery_api::Status>(&bytes) {
             Ok(s) => Err(ApiFailure(s).into()),
-            Err(_) => bail!("{method} {url}: {status}: {}", String::from_utf8_lossy(&bytes)),
+            Err(_) => bail!(
+                "{method} {url}: {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            ),
         }
     }
 

@@ -52,7 +52,10 @@ fn main() -> std::process::ExitCode {
         Command::Server(_) | Command::Agent(_) | Command::SimCluster(_) | Command::Demo(_)
     );
     init_logging(if long_running { "info" } else { "warn" });
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");

@@ -17,7 +17,10 @@ pub enum Format {
 /// Prints `value` as JSON or YAML.
 pub fn print_object<T: Serialize>(format: Format, value: &T) -> anyhow::Result<()> {
     match format {
-        Format::Yaml => print!("{}", serde_saphyr::to_string(&serde_json::to_value(value)?)?),
+        Format::Yaml => print!(
+            "{}",
+            serde_saphyr::to_string(&serde_json::to_value(value)?)?
+        ),
         _ => println!("{}", serde_json::to_string_pretty(value)?),
     }
     Ok(())

@@ -29,7 +29,10 @@ pub const ADMIN_GROUP: &str = "cattery:admins";
 pub fn generate_token() -> String {
     let mut buf = [0u8; 32];
     getrandom::fill(&mut buf).expect("the operating system's random number generator failed");
-    format!("cat_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
+    format!(
+        "cat_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+    )
 }
 
 /// A short random hex id.
@@ -56,7 +59,13 @@ impl TokenAuthenticator {
             .into_iter()
             .filter_map(|t| {
                 let hash: [u8; 32] = hex::decode(&t.sha256).ok()?.try_into().ok()?;
-                Some((hash, Identity { user: t.user, groups: t.groups }))
+                Some((
+                    hash,
+                    Identity {
+                        user: t.user,
+                        groups: t.groups,
+                    },
+                ))
             })
             .collect();
         Ok(TokenAuthenticator {
@@ -66,7 +75,10 @@ impl TokenAuthenticator {
 
     /// Whether any token exists (first start creates the admin token when none does).
     pub fn is_empty(&self) -> bool {
-        self.tokens.read().unwrap_or_else(|p| p.into_inner()).is_empty()
+        self.tokens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
     }
 
     /// Creates a token for `identity`, stores its hash and returns the token (shown once).
@@ -112,7 +124,10 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
         let auth = TokenAuthenticator::load(&store).unwrap();
         assert!(auth.is_empty());
-        let id = Identity { user: "u".into(), groups: vec!["g".into()] };
+        let id = Identity {
+            user: "u".into(),
+            groups: vec!["g".into()],
+        };
         let token = auth.create(&store, id.clone()).unwrap();
         assert_eq!(auth.authenticate(&token), Some(id.clone()));
         assert_eq!(auth.authenticate("cat_wrong"), None);

@@ -95,7 +95,10 @@ fn hostname() -> Option<String> {
 fn derive_address(tunnel: SocketAddr) -> String {
     if tunnel.ip().is_unspecified() {
         let host = hostname().unwrap_or_else(|| "localhost".into());
-        tracing::warn!("no --address given; agents will dial {host}:{} (set --address to a name or IP they can reach)", tunnel.port());
+        tracing::warn!(
+            "no --address given; agents will dial {host}:{} (set --address to a name or IP they can reach)",
+            tunnel.port()
+        );
         format!("{host}:{}", tunnel.port())
     } else {
         tunnel.to_string()
@@ -103,7 +106,10 @@ fn derive_address(tunnel: SocketAddr) -> String {
 }
 
 /// Starts both listeners; they stop when `shutdown` is cancelled.
-pub async fn start(cfg: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<RunningServer> {
+pub async fn start(
+    cfg: ServerConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningServer> {
     let dir = &cfg.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
     {
@@ -112,7 +118,8 @@ pub async fn start(cfg: ServerConfig, shutdown: CancellationToken) -> anyhow::Re
             .with_context(|| format!("restricting permissions of {}", dir.display()))?;
     }
     let store: Arc<dyn StateStore> = Arc::new(
-        SqliteStore::open(&dir.join("state.db")).with_context(|| format!("opening {}", dir.join("state.db").display()))?,
+        SqliteStore::open(&dir.join("state.db"))
+            .with_context(|| format!("opening {}", dir.join("state.db").display()))?,
     );
     let ca = Ca::load_or_create(dir).context("loading the CA")?;
     let auth = TokenAuthenticator::load(store.as_ref())?;
@@ -139,11 +146,19 @@ pub async fn start(cfg: ServerConfig, shutdown: CancellationToken) -> anyhow::Re
         .with_context(|| format!("binding the API listener on {}", cfg.api_addr))?;
     let tunnel_addr = tunnel_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
-    let address = cfg.address.clone().unwrap_or_else(|| derive_address(tunnel_addr));
+    let address = cfg
+        .address
+        .clone()
+        .unwrap_or_else(|| derive_address(tunnel_addr));
     let (addr_host, _) = cattery_tunnel::dial::split_host_port(&address)
         .map_err(|e| anyhow::anyhow!("ManagementCluster spec.address: {e}"))?;
 
-    let mut hosts = vec![addr_host, "localhost".into(), "127.0.0.1".into(), "::1".into()];
+    let mut hosts = vec![
+        addr_host,
+        "localhost".into(),
+        "127.0.0.1".into(),
+        "::1".into(),
+    ];
     if let Some(h) = hostname() {
         hosts.push(h);
     }
@@ -155,8 +170,10 @@ pub async fn start(cfg: ServerConfig, shutdown: CancellationToken) -> anyhow::Re
     let tunnel_cert = pki::server_cert(&ca, dir, "tunnel", &hosts)?;
     let (api_chain, api_key) = match &cfg.api_tls {
         Some((cert, key)) => {
-            let c = std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?;
-            let k = std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?;
+            let c = std::fs::read_to_string(cert)
+                .with_context(|| format!("reading {}", cert.display()))?;
+            let k = std::fs::read_to_string(key)
+                .with_context(|| format!("reading {}", key.display()))?;
             (
                 cattery_tunnel::pem::certs(&cert.display().to_string(), &c)?,
                 cattery_tunnel::pem::private_key(&key.display().to_string(), &k)?,

@@ -29,7 +29,9 @@ impl std::str::FromStr for ManifestFormat {
         match s {
             "" | "kubernetes" => Ok(ManifestFormat::Kubernetes),
             "agent-config" => Ok(ManifestFormat::AgentConfig),
-            other => Err(format!("unknown manifest format {other:?}; use kubernetes or agent-config")),
+            other => Err(format!(
+                "unknown manifest format {other:?}; use kubernetes or agent-config"
+            )),
         }
     }
 }
@@ -101,8 +103,12 @@ fn to_yaml(v: &Value) -> String {
 }
 
 /// The Kubernetes objects of the manifest, in apply order.
-pub fn kubernetes_objects(input: &ManifestInput<'_>, connection: &ManagementClusterConnectionSpec) -> Vec<Value> {
-    let labels = json!({"app.kubernetes.io/name": "cattery-agent", "app.kubernetes.io/part-of": "cattery"});
+pub fn kubernetes_objects(
+    input: &ManifestInput<'_>,
+    connection: &ManagementClusterConnectionSpec,
+) -> Vec<Value> {
+    let labels =
+        json!({"app.kubernetes.io/name": "cattery-agent", "app.kubernetes.io/part-of": "cattery"});
     let mcc = ManagementClusterConnection {
         api_version: API_VERSION.into(),
         kind: "ManagementClusterConnection".into(),
@@ -129,7 +135,8 @@ pub fn kubernetes_objects(input: &ManifestInput<'_>, connection: &ManagementClus
         if list.is_empty() {
             continue;
         }
-        let mut rule = json!({"apiGroups": [""], "resources": [resource], "verbs": ["impersonate"]});
+        let mut rule =
+            json!({"apiGroups": [""], "resources": [resource], "verbs": ["impersonate"]});
         if let Value::Array(names) = resource_names(list) {
             rule["resourceNames"] = Value::Array(names);
         }
@@ -246,13 +253,25 @@ mod tests {
         let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
         assert_eq!(
             kinds,
-            ["Namespace", "CustomResourceDefinition", "ManagementClusterConnection", "Secret", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "Deployment"]
+            [
+                "Namespace",
+                "CustomResourceDefinition",
+                "ManagementClusterConnection",
+                "Secret",
+                "ServiceAccount",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "ClusterRoleBinding",
+                "Deployment"
+            ]
         );
         for d in &docs {
             let v = d.clone();
             match d["kind"].as_str().unwrap() {
                 "Namespace" => drop(serde_json::from_value::<Namespace>(v).unwrap()),
-                "CustomResourceDefinition" => drop(serde_json::from_value::<CustomResourceDefinition>(v).unwrap()),
+                "CustomResourceDefinition" => {
+                    drop(serde_json::from_value::<CustomResourceDefinition>(v).unwrap())
+                }
                 "ManagementClusterConnection" => {
                     let m: ManagementClusterConnection = serde_json::from_value(v).unwrap();
                     assert_eq!(m.spec.management_cluster_addr, "mgmt.example.com:9449");
@@ -265,9 +284,16 @@ mod tests {
                 "ServiceAccount" => drop(serde_json::from_value::<ServiceAccount>(v).unwrap()),
                 "ClusterRole" => {
                     let r: ClusterRole = serde_json::from_value(v).unwrap();
-                    assert!(r.rules.unwrap().iter().any(|r| r.verbs.contains(&"impersonate".to_string())));
+                    assert!(
+                        r.rules
+                            .unwrap()
+                            .iter()
+                            .any(|r| r.verbs.contains(&"impersonate".to_string()))
+                    );
                 }
-                "ClusterRoleBinding" => drop(serde_json::from_value::<ClusterRoleBinding>(v).unwrap()),
+                "ClusterRoleBinding" => {
+                    drop(serde_json::from_value::<ClusterRoleBinding>(v).unwrap())
+                }
                 "Deployment" => {
                     let d: Deployment = serde_json::from_value(v).unwrap();
                     let spec = d.spec;

@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -57,7 +57,9 @@ pub struct Issued {
 
 impl std::fmt::Debug for Issued {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Issued").field("not_after", &self.not_after).finish_non_exhaustive()
+        f.debug_struct("Issued")
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
     }
 }
 
@@ -82,7 +84,13 @@ impl Ca {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "cattery-ca");
+        // A unique CN: certificate paths are built by issuer name, so two management planes'
+        // CAs must never share one, or a foreign certificate fails as "bad signature"
+        // instead of "unknown CA".
+        dn.push(
+            DnType::CommonName,
+            format!("cattery-ca-{}", crate::auth::random_id(6)),
+        );
         dn.push(DnType::OrganizationName, "Cattery");
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -110,7 +118,13 @@ impl Ca {
 
     /// Signs a client certificate for cluster `name` (CN = name, EKU clientAuth).
     pub fn issue_client(&self, name: &str) -> Result<Issued, PkiError> {
-        self.issue(name, &[], ExtendedKeyUsagePurpose::ClientAuth, CLIENT_CERT_VALIDITY, OffsetDateTime::now_utc())
+        self.issue(
+            name,
+            &[],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            CLIENT_CERT_VALIDITY,
+            OffsetDateTime::now_utc(),
+        )
     }
 
     /// Signs a client certificate with explicit validity (tests use it for expired certs).
@@ -120,12 +134,24 @@ impl Ca {
         not_before: OffsetDateTime,
         validity: Duration,
     ) -> Result<Issued, PkiError> {
-        self.issue(name, &[], ExtendedKeyUsagePurpose::ClientAuth, validity, not_before)
+        self.issue(
+            name,
+            &[],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            validity,
+            not_before,
+        )
     }
 
     /// Signs a server certificate for `hosts` (DNS names or IP addresses).
     pub fn issue_server(&self, cn: &str, hosts: &[String]) -> Result<Issued, PkiError> {
-        self.issue(cn, hosts, ExtendedKeyUsagePurpose::ServerAuth, SERVER_CERT_VALIDITY, OffsetDateTime::now_utc())
+        self.issue(
+            cn,
+            hosts,
+            ExtendedKeyUsagePurpose::ServerAuth,
+            SERVER_CERT_VALIDITY,
+            OffsetDateTime::now_utc(),
+        )
     }
 
     fn issue(

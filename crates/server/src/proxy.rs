@@ -67,7 +67,8 @@ pub fn set_identity(headers: &mut HeaderMap, who: &Identity) -> Result<(), ApiEr
         headers.remove(k);
     }
     let value = |s: &str| {
-        HeaderValue::from_str(s).map_err(|_| ApiError::new(400, format!("identity {s:?} cannot be sent as a header")))
+        HeaderValue::from_str(s)
+            .map_err(|_| ApiError::new(400, format!("identity {s:?} cannot be sent as a header")))
     };
     headers.insert("impersonate-user", value(&who.user)?);
     for g in &who.groups {
@@ -82,7 +83,10 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<String> {
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
     if !connection_upgrade {
         return None;
     }
@@ -104,6 +108,10 @@ pub async fn handle(
         .find(|(k, _)| k == "name")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
+    req = match crate::api::refuse_oversized(req, MAX_PROXY_BODY).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
     match forward(&state, &name, &mut req).await {
         Ok(res) => res,
         Err(e) => e.into_response(),
@@ -115,23 +123,14 @@ async fn forward(state: &AppState, name: &str, req: &mut Request) -> Result<Resp
     let prefix = format!("/clusters/{name}/k8s");
     let raw_path = req.uri().path();
     let rest = raw_path.strip_prefix(&prefix).unwrap_or("");
-    let mut target = if rest.is_empty() { "/".to_string() } else { rest.to_string() };
+    let mut target = if rest.is_empty() {
+        "/".to_string()
+    } else {
+        rest.to_string()
+    };
     if let Some(q) = req.uri().query() {
         target.push('?');
         target.push_str(q);
-    }
-    if let Some(len) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > MAX_PROXY_BODY {
-            return Err(ApiError::new(
-                413,
-                format!("request body of {len} bytes exceeds the proxy's {MAX_PROXY_BODY}-byte limit"),
-            ));
-        }
     }
     let mut sender = state.registry.sender(name)?;
     let upgrade = upgrade_protocol(req.headers());
@@ -141,7 +140,10 @@ async fn forward(state: &AppState, name: &str, req: &mut Request) -> Result<Resp
     let uri = format!("http://{KUBE_AUTHORITY}{target}");
 
     let unavailable = |e: hyper::Error| {
-        ApiError::new(503, format!("cluster {name:?}: the tunnel failed while sending the request: {e}"))
+        ApiError::new(
+            503,
+            format!("cluster {name:?}: the tunnel failed while sending the request: {e}"),
+        )
     };
     if let Some(protocol) = upgrade {
         let client_upgrade = hyper::upgrade::on(&mut *req);
@@ -155,7 +157,8 @@ async fn forward(state: &AppState, name: &str, req: &mut Request) -> Result<Resp
             .body(Body::empty())
             .map_err(|e| ApiError::new(400, format!("invalid request target: {e}")))?;
         *out.headers_mut() = headers;
-        out.extensions_mut().insert(hyper::ext::Protocol::from(protocol.as_str()));
+        out.extensions_mut()
+            .insert(hyper::ext::Protocol::from(protocol.as_str()));
         sender.ready().await.map_err(unavailable)?;
         let res = sender.send_request(out).await.map_err(unavailable)?;
         if res.status() != StatusCode::OK {
@@ -181,10 +184,13 @@ async fn forward(state: &AppState, name: &str, req: &mut Request) -> Result<Resp
         let mut reply = Response::new(Body::empty());
         *reply.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         *reply.headers_mut() = reply_headers;
-        reply.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         reply
             .headers_mut()
-            .insert(header::UPGRADE, HeaderValue::from_str(&protocol).expect("came from a header"));
+            .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        reply.headers_mut().insert(
+            header::UPGRADE,
+            HeaderValue::from_str(&protocol).expect("came from a header"),
+        );
         return Ok(reply);
     }
 
@@ -218,7 +224,10 @@ mod tests {
         h.insert("impersonate-user", HeaderValue::from_static("system:admin"));
         h.insert("impersonate-extra-scopes", HeaderValue::from_static("x"));
         h.insert("accept", HeaderValue::from_static("application/json"));
-        let who = Identity { user: "alice".into(), groups: vec!["dev".into(), "ops".into()] };
+        let who = Identity {
+            user: "alice".into(),
+            groups: vec!["dev".into(), "ops".into()],
+        };
         set_identity(&mut h, &who).unwrap();
         assert!(h.get("authorization").is_none());
         assert!(h.get("impersonate-extra-scopes").is_none());
@@ -231,7 +240,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_are_dropped() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-private"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
         h.insert("x-private", HeaderValue::from_static("1"));
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         h.insert("x-keep", HeaderValue::from_static("1"));
@@ -245,7 +257,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("upgrade", HeaderValue::from_static("websocket"));
         assert_eq!(upgrade_protocol(&h), None);
-        h.insert("connection", HeaderValue::from_static("keep-alive, Upgrade"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
         assert_eq!(upgrade_protocol(&h).as_deref(), Some("websocket"));
     }
 }

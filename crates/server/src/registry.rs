@@ -67,7 +67,9 @@ pub enum AttachError {
     #[error("certificate of cluster {0:?} is no longer current")]
     NotCurrent(String),
     /// Another agent with the same certificate holds a live tunnel.
-    #[error("another agent with the certificate of cluster {cluster:?} is connected from {existing}; only one agent per cluster may connect")]
+    #[error(
+        "another agent with the certificate of cluster {cluster:?} is connected from {existing}; only one agent per cluster may connect"
+    )]
     Conflict {
         /// Cluster name.
         cluster: String,
@@ -118,7 +120,12 @@ fn condition(status: ConditionStatus, reason: &str, message: impl Into<String>) 
     }
 }
 
-fn set_condition(entry: &mut Entry, status: ConditionStatus, reason: &str, message: impl Into<String>) {
+fn set_condition(
+    entry: &mut Entry,
+    status: ConditionStatus,
+    reason: &str,
+    message: impl Into<String>,
+) {
     let mut c = condition(status, reason, message);
     if entry.condition.status == status {
         c.last_transition_time = entry.condition.last_transition_time.clone();
@@ -183,9 +190,10 @@ impl Registry {
             });
         }
         self.store.create_cluster(&record)?;
-        inner
-            .certs
-            .insert(record.cert_fingerprint.clone(), CertState::Current(record.name.clone()));
+        inner.certs.insert(
+            record.cert_fingerprint.clone(),
+            CertState::Current(record.name.clone()),
+        );
         let entry = Entry {
             record,
             tunnel: None,
@@ -206,10 +214,13 @@ impl Registry {
         let mut inner = self.lock();
         let reason = format!("cluster {name:?} was removed at {}", now_rfc3339());
         self.store.delete_cluster(name, &reason)?;
-        let mut entry = inner.clusters.remove(name).ok_or_else(|| StoreError::NotFound {
-            kind: "ManagedCluster",
-            name: name.into(),
-        })?;
+        let mut entry = inner
+            .clusters
+            .remove(name)
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "ManagedCluster",
+                name: name.into(),
+            })?;
         for state in inner.certs.values_mut() {
             if matches!(state, CertState::Current(c) if c == name) {
                 *state = CertState::Revoked {
@@ -248,13 +259,24 @@ impl Registry {
                     e,
                     ConditionStatus::False,
                     "AgentNotConnected",
-                    format!("the agent has not reconnected within {}s of the management plane starting", RECONNECT_GRACE.as_secs()),
+                    format!(
+                        "the agent has not reconnected within {}s of the management plane starting",
+                        RECONNECT_GRACE.as_secs()
+                    ),
                 );
             }
-            if e.conflict.as_ref().is_some_and(|(at, _)| at.elapsed() > CONFLICT_MEMORY) {
+            if e.conflict
+                .as_ref()
+                .is_some_and(|(at, _)| at.elapsed() > CONFLICT_MEMORY)
+            {
                 e.conflict = None;
                 if e.tunnel.is_some() && e.condition.reason == "ConflictingAgents" {
-                    set_condition(e, ConditionStatus::True, "TunnelConnected", "the agent's tunnel is up");
+                    set_condition(
+                        e,
+                        ConditionStatus::True,
+                        "TunnelConnected",
+                        "the agent's tunnel is up",
+                    );
                 }
             }
         }
@@ -263,7 +285,10 @@ impl Registry {
     /// The sender of `name`'s live tunnel.
     pub fn sender(&self, name: &str) -> Result<Sender<Body>, LookupError> {
         let inner = self.lock();
-        let entry = inner.clusters.get(name).ok_or_else(|| LookupError::NotFound(name.into()))?;
+        let entry = inner
+            .clusters
+            .get(name)
+            .ok_or_else(|| LookupError::NotFound(name.into()))?;
         match &entry.tunnel {
             Some((_, t)) if !t.sender.is_closed() => Ok(t.sender.clone()),
             _ => Err(LookupError::NotConnected {
@@ -291,7 +316,12 @@ impl Registry {
     /// Makes `tunnel` the cluster's live tunnel. If another tunnel is live and still answers
     /// a ping, the new one is refused as a conflict (a copied certificate, or two agent
     /// replicas) and the conflict is shown in the cluster's condition.
-    pub async fn attach(&self, name: &str, fingerprint: &str, tunnel: Tunnel) -> Result<u64, AttachError> {
+    pub async fn attach(
+        &self,
+        name: &str,
+        fingerprint: &str,
+        tunnel: Tunnel,
+    ) -> Result<u64, AttachError> {
         let old = {
             let inner = self.lock();
             if !matches!(inner.certs.get(fingerprint), Some(CertState::Current(c)) if c == name) {
@@ -338,7 +368,9 @@ impl Registry {
         let msg = format!("tunnel from {} is up", tunnel.remote);
         entry.tunnel = Some((id, tunnel));
         match entry.conflict.clone() {
-            Some((_, conflict)) => set_condition(entry, ConditionStatus::True, "ConflictingAgents", conflict),
+            Some((_, conflict)) => {
+                set_condition(entry, ConditionStatus::True, "ConflictingAgents", conflict)
+            }
             None => set_condition(entry, ConditionStatus::True, "TunnelConnected", msg),
         }
         Ok(id)
@@ -357,7 +389,11 @@ impl Registry {
                 entry,
                 ConditionStatus::False,
                 "TunnelClosed",
-                format!("the tunnel from {} closed at {}: {why}", t.remote, now_rfc3339()),
+                format!(
+                    "the tunnel from {} closed at {}: {why}",
+                    t.remote,
+                    now_rfc3339()
+                ),
             );
         }
     }
@@ -401,7 +437,11 @@ fn view(e: &Entry) -> ManagedCluster {
 }
 
 impl PeerCheck for Registry {
-    fn check(&self, fingerprint: &str, end_entity: &CertificateDer<'_>) -> Result<(), CertificateError> {
+    fn check(
+        &self,
+        fingerprint: &str,
+        end_entity: &CertificateDer<'_>,
+    ) -> Result<(), CertificateError> {
         let state = self.lock().certs.get(fingerprint).cloned();
         match state {
             Some(CertState::Current(cluster)) => {
@@ -409,16 +449,28 @@ impl PeerCheck for Registry {
                 if cn == cluster {
                     Ok(())
                 } else {
-                    tracing::warn!(fingerprint, cn, cluster, "refused tunnel: certificate CN does not match the cluster it was issued for");
+                    tracing::warn!(
+                        fingerprint,
+                        cn,
+                        cluster,
+                        "refused tunnel: certificate CN does not match the cluster it was issued for"
+                    );
                     Err(CertificateError::ApplicationVerificationFailure)
                 }
             }
             Some(CertState::Revoked { cluster, reason }) => {
-                tracing::warn!(fingerprint, cluster, "refused tunnel: certificate revoked ({reason})");
+                tracing::warn!(
+                    fingerprint,
+                    cluster,
+                    "refused tunnel: certificate revoked ({reason})"
+                );
                 Err(CertificateError::Revoked)
             }
             None => {
-                tracing::warn!(fingerprint, "refused tunnel: certificate signed by our CA but never registered");
+                tracing::warn!(
+                    fingerprint,
+                    "refused tunnel: certificate signed by our CA but never registered"
+                );
                 Err(CertificateError::ApplicationVerificationFailure)
             }
         }

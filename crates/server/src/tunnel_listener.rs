@@ -72,7 +72,9 @@ async fn handle(
             return;
         }
         Err(_) => {
-            tracing::warn!("refused tunnel from {peer}: TLS handshake not completed within {HANDSHAKE_TIMEOUT:?}");
+            tracing::warn!(
+                "refused tunnel from {peer}: TLS handshake not completed within {HANDSHAKE_TIMEOUT:?}"
+            );
             return;
         }
     };
@@ -115,12 +117,18 @@ async fn handle(
     let info = match tokio::time::timeout(INFO_TIMEOUT, agent_info(sender.clone())).await {
         Ok(Ok(info)) => info,
         Ok(Err(e)) => {
-            tracing::warn!(cluster = name, "agent did not report its versions: {e}; closing");
+            tracing::warn!(
+                cluster = name,
+                "agent did not report its versions: {e}; closing"
+            );
             closer.cancel();
             return;
         }
         Err(_) => {
-            tracing::warn!(cluster = name, "agent did not report its versions within {INFO_TIMEOUT:?}; closing");
+            tracing::warn!(
+                cluster = name,
+                "agent did not report its versions within {INFO_TIMEOUT:?}; closing"
+            );
             closer.cancel();
             return;
         }
@@ -193,7 +201,11 @@ pub async fn ping(mut sender: Sender<Body>) -> bool {
 async fn refuse(mut sender: Sender<Body>, reason: String) {
     if sender.ready().await.is_ok() {
         let _ = sender
-            .send_request(control_request(http::Method::POST, PATH_REFUSED, Body::from(reason)))
+            .send_request(control_request(
+                http::Method::POST,
+                PATH_REFUSED,
+                Body::from(reason),
+            ))
             .await;
     }
 }

@@ -30,7 +30,9 @@ impl Backoff {
     /// The delay before the next attempt.
     pub fn next_delay(&mut self) -> Duration {
         // `without_max_times` makes the iterator endless; the fallback is defensive.
-        self.current.next().unwrap_or(self.builder.build().next().unwrap_or_default())
+        self.current
+            .next()
+            .unwrap_or(self.builder.build().next().unwrap_or_default())
     }
 
     /// Starts again from the minimum delay.
@@ -47,7 +49,10 @@ mod tests {
     fn grows_and_is_capped() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         let delays: Vec<_> = (0..20).map(|_| b.next_delay()).collect();
-        assert!(delays.iter().all(|d| *d <= Duration::from_secs(4)), "{delays:?}");
+        assert!(
+            delays.iter().all(|d| *d <= Duration::from_secs(4)),
+            "{delays:?}"
+        );
         assert!(delays[15] >= Duration::from_secs(1), "{delays:?}");
         b.reset();
         assert!(b.next_delay() < Duration::from_millis(300));

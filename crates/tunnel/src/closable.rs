@@ -39,11 +39,18 @@ impl<T> Closable<T> {
 }
 
 fn aborted() -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionAborted, "tunnel closed by the management plane")
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "tunnel closed by the management plane",
+    )
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Closable<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if self.is_closed(cx) {
             return Poll::Ready(Err(aborted()));
         }
@@ -52,7 +59,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Closable<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Closable<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         if self.is_closed(cx) {
             return Poll::Ready(Err(aborted()));
         }
@@ -102,7 +113,10 @@ mod tests {
         });
         tokio::task::yield_now().await;
         token.cancel();
-        let r = tokio::time::timeout(std::time::Duration::from_secs(5), reader).await.unwrap().unwrap();
+        let r = tokio::time::timeout(std::time::Duration::from_secs(5), reader)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(r.unwrap_err().kind(), io::ErrorKind::ConnectionAborted);
     }
 }

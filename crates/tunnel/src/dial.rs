@@ -93,24 +93,38 @@ impl Proxy {
             Some((a, h)) => (Some(a), h),
             None => (None, rest),
         };
-        let addr = if hostport.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        let addr = if hostport
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
             hostport.to_string()
         } else {
             format!("{hostport}:80")
         };
         use base64::Engine;
-        let authorization =
-            auth.map(|a| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(a)));
-        Some(Proxy { addr, authorization })
+        let authorization = auth.map(|a| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(a)
+            )
+        });
+        Some(Proxy {
+            addr,
+            authorization,
+        })
     }
 }
 
 fn no_proxy_matches(no_proxy: &str, host: &str) -> bool {
-    no_proxy.split(',').map(str::trim).filter(|s| !s.is_empty()).any(|entry| {
-        entry == "*"
-            || entry == host
-            || host.ends_with(&format!(".{}", entry.trim_start_matches('.')))
-    })
+    no_proxy
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .any(|entry| {
+            entry == "*"
+                || entry == host
+                || host.ends_with(&format!(".{}", entry.trim_start_matches('.')))
+        })
 }
 
 /// Splits `host:port` (IPv6 in brackets allowed).
@@ -128,10 +142,12 @@ pub fn split_host_port(addr: &str) -> Result<(String, u16), DialError> {
 /// Opens TCP to `addr`, through `proxy` when given.
 pub async fn connect_tcp(addr: &str, proxy: Option<&Proxy>) -> Result<BoxedIo, DialError> {
     let Some(proxy) = proxy else {
-        let tcp = TcpStream::connect(addr).await.map_err(|source| DialError::Unreachable {
-            addr: addr.to_string(),
-            source,
-        })?;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|source| DialError::Unreachable {
+                addr: addr.to_string(),
+                source,
+            })?;
         let _ = tcp.set_nodelay(true);
         return Ok(Box::new(tcp));
     };
@@ -139,10 +155,12 @@ pub async fn connect_tcp(addr: &str, proxy: Option<&Proxy>) -> Result<BoxedIo, D
         proxy: proxy.addr.clone(),
         message,
     };
-    let tcp = TcpStream::connect(&proxy.addr).await.map_err(|source| DialError::Unreachable {
-        addr: proxy.addr.clone(),
-        source,
-    })?;
+    let tcp = TcpStream::connect(&proxy.addr)
+        .await
+        .map_err(|source| DialError::Unreachable {
+            addr: proxy.addr.clone(),
+            source,
+        })?;
     let _ = tcp.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
@@ -156,13 +174,19 @@ pub async fn connect_tcp(addr: &str, proxy: Option<&Proxy>) -> Result<BoxedIo, D
         .map_err(|e| perr(e.to_string()))?;
     if let Some(a) = &proxy.authorization {
         let v = http::HeaderValue::from_str(a).map_err(|e| perr(e.to_string()))?;
-        req.headers_mut().insert(http::header::PROXY_AUTHORIZATION, v);
+        req.headers_mut()
+            .insert(http::header::PROXY_AUTHORIZATION, v);
     }
-    let res = sender.send_request(req).await.map_err(|e| perr(e.to_string()))?;
+    let res = sender
+        .send_request(req)
+        .await
+        .map_err(|e| perr(e.to_string()))?;
     if res.status() != http::StatusCode::OK {
         return Err(perr(format!("CONNECT {addr} answered {}", res.status())));
     }
-    let upgraded = hyper::upgrade::on(res).await.map_err(|e| perr(e.to_string()))?;
+    let upgraded = hyper::upgrade::on(res)
+        .await
+        .map_err(|e| perr(e.to_string()))?;
     Ok(Box::new(TokioIo::new(upgraded)))
 }
 
@@ -178,15 +202,16 @@ pub async fn dial(
         ServerName::try_from(host.clone()).map_err(|_| DialError::BadAddress(addr.to_string()))?;
     let fut = async {
         let io = connect_tcp(addr, proxy).await?;
-        TlsConnector::from(tls).connect(server_name, io).await.map_err(|e| {
-            match crate::tls::find_rustls_error(&e) {
+        TlsConnector::from(tls)
+            .connect(server_name, io)
+            .await
+            .map_err(|e| match crate::tls::find_rustls_error(&e) {
                 Some(r) => DialError::Tls(r.clone()),
                 None => DialError::Handshake {
                     addr: addr.to_string(),
                     source: e,
                 },
-            }
-        })
+            })
     };
     tokio::time::timeout(timeout, fut)
         .await
@@ -207,7 +232,10 @@ mod tests {
 
     #[test]
     fn no_proxy_rules() {
-        assert!(no_proxy_matches("localhost,.corp.example", "mgmt.corp.example"));
+        assert!(no_proxy_matches(
+            "localhost,.corp.example",
+            "mgmt.corp.example"
+        ));
         assert!(no_proxy_matches("*", "x"));
         assert!(!no_proxy_matches("corp.example", "example"));
     }

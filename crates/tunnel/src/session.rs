@@ -35,7 +35,10 @@ pub type Sender<B> = h2client::SendRequest<B>;
 /// tunnel to make progress; it resolves when the tunnel ends.
 pub async fn client_handshake<I, B>(
     io: I,
-) -> hyper::Result<(Sender<B>, h2client::Connection<TokioIo<I>, B, TokioExecutor>)>
+) -> hyper::Result<(
+    Sender<B>,
+    h2client::Connection<TokioIo<I>, B, TokioExecutor>,
+)>
 where
     I: TunnelIo,
     B: Body + Send + Unpin + 'static,

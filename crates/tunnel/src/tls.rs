@@ -9,8 +9,8 @@ use std::sync::Arc;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore,
     ServerConfig, SignatureScheme,
@@ -44,7 +44,11 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// `certificate_revoked` alert, which the agent reports as "removed or superseded".
 pub trait PeerCheck: Send + Sync + std::fmt::Debug {
     /// `fingerprint` is the hex SHA-256 of `end_entity`.
-    fn check(&self, fingerprint: &str, end_entity: &CertificateDer<'_>) -> Result<(), CertificateError>;
+    fn check(
+        &self,
+        fingerprint: &str,
+        end_entity: &CertificateDer<'_>,
+    ) -> Result<(), CertificateError>;
 }
 
 #[derive(Debug)]
@@ -231,7 +235,9 @@ pub fn is_permanent(err: &rustls::Error) -> bool {
 }
 
 /// Finds a rustls error inside an error chain (hyper and tokio wrap it in `io::Error`).
-pub fn find_rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+pub fn find_rustls_error<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::Error> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(r) = e.downcast_ref::<rustls::Error>() {

@@ -52,10 +52,12 @@ pub async fn settings(args: &AgentArgs) -> anyhow::Result<AgentSettings> {
         (None, Some(name), Some(dir)) => {
             let client = cattery_agent::upstream::Upstream::new(&upstream)?;
             let path = format!("/apis/cattery.dev/v1/managementclusterconnections/{name}");
-            let obj = client
-                .get_json(&path)
-                .await
-                .with_context(|| format!("reading ManagementClusterConnection {name:?} from {}", upstream.url))?;
+            let obj = client.get_json(&path).await.with_context(|| {
+                format!(
+                    "reading ManagementClusterConnection {name:?} from {}",
+                    upstream.url
+                )
+            })?;
             let spec: ManagementClusterConnectionSpec = serde_json::from_value(obj["spec"].clone())
                 .with_context(|| format!("ManagementClusterConnection {name:?} spec"))?;
             AgentSettings::from_credentials_dir(dir, &spec, upstream)?

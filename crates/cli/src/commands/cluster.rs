@@ -71,7 +71,8 @@ fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 fn age(ts: &str) -> String {
-    let Ok(t) = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339) else {
+    let Ok(t) = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+    else {
         return "-".into();
     };
     let secs = (time::OffsetDateTime::now_utc() - t).whole_seconds().max(0);
@@ -88,21 +89,37 @@ fn row(c: &ManagedCluster) -> Vec<String> {
     let cond = status.connected();
     vec![
         c.metadata.name.clone(),
-        cond.map(|c| c.status.to_string()).unwrap_or_else(|| "Unknown".into()),
+        cond.map(|c| c.status.to_string())
+            .unwrap_or_else(|| "Unknown".into()),
         cond.map(|c| c.reason.clone()).unwrap_or_default(),
-        cond.map(|c| age(&c.last_transition_time)).unwrap_or_else(|| "-".into()),
+        cond.map(|c| age(&c.last_transition_time))
+            .unwrap_or_else(|| "-".into()),
         status.remote_address.unwrap_or_else(|| "-".into()),
         status.agent_version.unwrap_or_else(|| "-".into()),
         status.kubernetes_version.unwrap_or_else(|| "-".into()),
     ]
 }
 
-const HEADER: &[&str] = &["NAME", "CONNECTED", "REASON", "SINCE", "REMOTE", "AGENT", "KUBERNETES"];
+const HEADER: &[&str] = &[
+    "NAME",
+    "CONNECTED",
+    "REASON",
+    "SINCE",
+    "REMOTE",
+    "AGENT",
+    "KUBERNETES",
+];
 
 /// Runs a cluster subcommand.
 pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
     match cmd {
-        ClusterCommand::Add { name, labels, format, output, connect } => {
+        ClusterCommand::Add {
+            name,
+            labels,
+            format,
+            output,
+            connect,
+        } => {
             let client = ApiClient::new(connect.resolve()?)?;
             let body = ManagedCluster {
                 api_version: API_VERSION.into(),
@@ -131,7 +148,9 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
                         .installation_manifest
                         .context("the server returned no installation manifest")?;
                     print!("{manifest}");
-                    eprintln!("cluster {name:?} added; the manifest above is shown only once and holds the cluster's private key");
+                    eprintln!(
+                        "cluster {name:?} added; the manifest above is shown only once and holds the cluster's private key"
+                    );
                 }
             }
         }
@@ -139,11 +158,17 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
             let client = ApiClient::new(connect.resolve()?)?;
             let list: List<ManagedCluster> = client.get(BASE).await?;
             match output {
-                Format::Table => print_table(HEADER, &list.items.iter().map(row).collect::<Vec<_>>()),
+                Format::Table => {
+                    print_table(HEADER, &list.items.iter().map(row).collect::<Vec<_>>())
+                }
                 f => print_object(f, &list)?,
             }
         }
-        ClusterCommand::Get { name, output, connect } => {
+        ClusterCommand::Get {
+            name,
+            output,
+            connect,
+        } => {
             let client = ApiClient::new(connect.resolve()?)?;
             let c: ManagedCluster = client.get(&format!("{BASE}/{}", encode(&name))).await?;
             match output {
@@ -158,7 +183,13 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
         }
         ClusterCommand::Remove { name, connect } => {
             let client = ApiClient::new(connect.resolve()?)?;
-            client.call(http::Method::DELETE, &format!("{BASE}/{}", encode(&name)), None).await?;
+            client
+                .call(
+                    http::Method::DELETE,
+                    &format!("{BASE}/{}", encode(&name)),
+                    None,
+                )
+                .await?;
             eprintln!("cluster {name:?} removed; its tunnel is closed and its certificate revoked");
         }
     }

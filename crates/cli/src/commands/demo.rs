@@ -61,7 +61,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
-    let token = server.admin_token.clone().context("a fresh data dir always yields an admin token")?;
+    let token = server
+        .admin_token
+        .clone()
+        .context("a fresh data dir always yields an admin token")?;
     let target = Target {
         server: format!("https://{}", server.api_addr),
         token: token.clone(),
@@ -100,7 +103,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 .await?,
         )?;
         let cfg_path = args.data_dir.join(format!("agent-{name}.yaml"));
-        super::login::write_private(&cfg_path, created.spec.installation_manifest.unwrap_or_default().as_bytes())?;
+        super::login::write_private(
+            &cfg_path,
+            created
+                .spec
+                .installation_manifest
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
         let mut settings = AgentSettings::from_config_file(
             &cfg_path,
             UpstreamSettings {
@@ -125,7 +135,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         names.push(name);
     }
     let kubeconfig = args.data_dir.join("kubeconfig");
-    super::login::write_private(&kubeconfig, super::kubeconfig::render(&target, &names)?.as_bytes())?;
+    super::login::write_private(
+        &kubeconfig,
+        super::kubeconfig::render(&target, &names)?.as_bytes(),
+    )?;
     let token_file = args.data_dir.join("admin.token");
     let ca_file = server.ca_file.display().to_string();
     let kc = kubeconfig.display().to_string();

@@ -53,7 +53,10 @@ pub async fn run(args: KubeconfigArgs) -> anyhow::Result<()> {
     let client = ApiClient::new(args.connect.resolve()?)?;
     for n in &args.names {
         let _: ManagedCluster = client
-            .get(&format!("/apis/cattery.dev/v1/managedclusters/{}", super::cluster::encode(n)))
+            .get(&format!(
+                "/apis/cattery.dev/v1/managedclusters/{}",
+                super::cluster::encode(n)
+            ))
             .await?;
     }
     print!("{}", render(client.target(), &args.names)?);

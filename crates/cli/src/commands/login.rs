@@ -20,7 +20,10 @@ pub struct LoginArgs {
 pub async fn run(args: LoginArgs) -> anyhow::Result<()> {
     let target = args.connect.resolve()?;
     let client = ApiClient::new(target.clone())?;
-    let _: serde_json::Value = client.get("/apis/cattery.dev/v1/managedclusters").await.context("checking the login")?;
+    let _: serde_json::Value = client
+        .get("/apis/cattery.dev/v1/managedclusters")
+        .await
+        .context("checking the login")?;
     let path = args.config.unwrap_or_else(config_path);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -31,7 +34,11 @@ pub async fn run(args: LoginArgs) -> anyhow::Result<()> {
         certificate_authority: target.ca_pem.clone(),
     };
     write_private(&path, &serde_json::to_vec_pretty(&saved)?)?;
-    eprintln!("logged in to {}; saved to {}", target.server, path.display());
+    eprintln!(
+        "logged in to {}; saved to {}",
+        target.server,
+        path.display()
+    );
     Ok(())
 }
 
@@ -50,6 +57,7 @@ pub fn write_private(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> 
         use std::os::unix::fs::PermissionsExt;
         f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
-    f.write_all(data).with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

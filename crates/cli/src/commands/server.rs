@@ -35,7 +35,8 @@ pub struct ServerArgs {
 /// Reads `spec.address` from a ManagementCluster file.
 pub fn address_from_file(path: &std::path::Path) -> anyhow::Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let mc: ManagementCluster = cattery_api::wire::decode(&bytes).with_context(|| path.display().to_string())?;
+    let mc: ManagementCluster =
+        cattery_api::wire::decode(&bytes).with_context(|| path.display().to_string())?;
     cattery_api::wire::check_type(
         &mc.api_version,
         &mc.kind,
@@ -68,10 +69,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     .await?;
     eprintln!("Cattery management plane");
     eprintln!("  API:     https://{}", server.api_addr);
-    eprintln!("  tunnels: {} (agents dial {})", server.tunnel_addr, server.address);
+    eprintln!(
+        "  tunnels: {} (agents dial {})",
+        server.tunnel_addr, server.address
+    );
     eprintln!("  CA:      {}", server.ca_file.display());
     if let Some(token) = &server.admin_token {
-        eprintln!("  admin token (shown once; also in {}):", args.data_dir.join("admin.token").display());
+        eprintln!(
+            "  admin token (shown once; also in {}):",
+            args.data_dir.join("admin.token").display()
+        );
         println!("{token}");
     }
     server.wait().await;

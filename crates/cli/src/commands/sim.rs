@@ -4,6 +4,9 @@
 pub async fn run(args: cattery_sim::SimArgs) -> anyhow::Result<()> {
     let shutdown = super::shutdown_on_signal();
     let sim = cattery_sim::SimServer::bind(&args).await?;
-    eprintln!("simulated cluster {:?} serving {} (a simulator, not a real Kubernetes cluster)", args.name, sim.url);
+    eprintln!(
+        "simulated cluster {:?} serving {} (a simulator, not a real Kubernetes cluster)",
+        args.name, sim.url
+    );
     sim.run(shutdown).await
 }

@@ -36,23 +36,38 @@ pub async fn create(
         .parse()
         .map_err(|e: String| ApiError::new(400, e))?;
     let headers = req.headers().clone();
-    let body = read_body(req.into_body(), MAX_RESOURCE_BODY).await?;
+    let body = read_body(req, MAX_RESOURCE_BODY).await?;
     let mut cluster: ManagedCluster = decode(&body)?;
-    check_type(&cluster.api_version, &cluster.kind, &[API_VERSION], "ManagedCluster")?;
+    check_type(
+        &cluster.api_version,
+        &cluster.kind,
+        &[API_VERSION],
+        "ManagedCluster",
+    )?;
     let name = cluster.metadata.name.clone();
-    validate_dns1123_label(&name)
-        .map_err(|e| ApiError::with_reason(400, "Invalid", format!("ManagedCluster metadata.name: {e}")))?;
+    validate_dns1123_label(&name).map_err(|e| {
+        ApiError::with_reason(400, "Invalid", format!("ManagedCluster metadata.name: {e}"))
+    })?;
     if name == cattery_api::MANAGEMENT_CLUSTER_NAME {
         return Err(ApiError::with_reason(
             400,
             "Invalid",
-            format!("ManagedCluster metadata.name: {name:?} is reserved for the management plane itself"),
+            format!(
+                "ManagedCluster metadata.name: {name:?} is reserved for the management plane itself"
+            ),
         ));
     }
     if state.registry.get(&name).is_some() {
-        return Err(ApiError::with_reason(409, "AlreadyExists", format!("managedclusters {name:?} already exists")));
+        return Err(ApiError::with_reason(
+            409,
+            "AlreadyExists",
+            format!("managedclusters {name:?} already exists"),
+        ));
     }
-    let issued = state.ca.issue_client(&name).map_err(|e| ApiError::new(500, e.to_string()))?;
+    let issued = state
+        .ca
+        .issue_client(&name)
+        .map_err(|e| ApiError::new(500, e.to_string()))?;
     let record = ClusterRecord {
         name: name.clone(),
         uid: crate::auth::random_id(16),

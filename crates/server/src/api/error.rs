@@ -25,7 +25,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let code = http::StatusCode::from_u16(self.0.code).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        let code = http::StatusCode::from_u16(self.0.code)
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
         let mut res = (code, axum::Json(self.0)).into_response();
         if code == http::StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
@@ -40,7 +41,9 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match &e {
-            StoreError::AlreadyExists { .. } => ApiError::with_reason(409, "AlreadyExists", e.to_string()),
+            StoreError::AlreadyExists { .. } => {
+                ApiError::with_reason(409, "AlreadyExists", e.to_string())
+            }
             StoreError::NotFound { .. } => ApiError::new(404, e.to_string()),
             StoreError::Backend(_) => {
                 tracing::error!("{e}");

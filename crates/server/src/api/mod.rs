@@ -41,7 +41,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/clusters/{name}/k8s", any(crate::proxy::handle))
         .route("/clusters/{name}/k8s/{*rest}", any(crate::proxy::handle))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate));
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(authenticated)
@@ -49,7 +52,10 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::new(404, format!("no route for {} {}", req.method(), req.uri().path()))
+    ApiError::new(
+        404,
+        format!("no route for {} {}", req.method(), req.uri().path()),
+    )
 }
 
 async fn version() -> axum::Json<serde_json::Value> {
@@ -57,18 +63,32 @@ async fn version() -> axum::Json<serde_json::Value> {
 }
 
 /// Resolves the bearer token to an [`Identity`] stored in the request's extensions.
-async fn authenticate(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let token = req
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     let Some(token) = token else {
-        return ApiError::new(401, "no bearer token: pass --token, set CATTERY_TOKEN or run `cattery login`").into_response();
+        return ApiError::new(
+            401,
+            "no bearer token: pass --token, set CATTERY_TOKEN or run `cattery login`",
+        )
+        .into_response();
     };
     let Some(identity) = state.auth.authenticate(token) else {
-        tracing::info!(path = req.uri().path(), "authentication failed: unknown token");
+        tracing::info!(
+            path = req.uri().path(),
+            "authentication failed: unknown token"
+        );
         return ApiError::new(401, "the bearer token is not valid").into_response();
     };
     req.extensions_mut().insert(identity);
@@ -83,8 +103,12 @@ pub fn identity(req: &Request) -> Identity {
         .expect("authenticate middleware runs before every authenticated route")
 }
 
-/// Reads a request body up to `limit` bytes, answering 413 beyond it.
-pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+/// Reads a request body up to `limit` bytes, answering 413 beyond it. A declared
+/// `Content-Length` over the limit is refused before reading, so a client waiting on
+/// `Expect: 100-continue` gets the 413 instead of a connection reset mid-upload.
+pub async fn read_body(req: Request, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    let req = refuse_oversized(req, limit as u64).await?;
+    let body: Body = req.into_body();
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
@@ -95,8 +119,47 @@ pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiErro
     }
 }
 
+/// Largest body read and discarded before answering 413 over HTTP/2 (see [`refuse_oversized`]).
+const MAX_DISCARD: u64 = 64 << 20;
+
+/// Answers 413 when the declared `Content-Length` exceeds `limit`.
+///
+/// Over HTTP/1.1 the body is left unread, so a client waiting on `Expect: 100-continue`
+/// never sends it. Over HTTP/2 the body (up to [`MAX_DISCARD`]) is read and dropped first:
+/// answering mid-upload resets the stream, and common clients then report a framing error
+/// instead of the 413.
+pub async fn refuse_oversized(req: Request, limit: u64) -> Result<Request, ApiError> {
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let Some(len) = declared.filter(|len| *len > limit) else {
+        return Ok(req);
+    };
+    if req.version() == http::Version::HTTP_2 && len <= MAX_DISCARD {
+        let mut body = req.into_body();
+        let drain = async {
+            while let Some(frame) = body.frame().await {
+                if frame.is_err() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), drain).await;
+    }
+    Err(ApiError::new(
+        413,
+        format!("request body of {len} bytes is larger than the {limit}-byte limit"),
+    ))
+}
+
 /// Serializes `value` as YAML when the client accepts only YAML, else JSON.
-pub fn respond<T: Serialize>(headers: &http::HeaderMap, code: http::StatusCode, value: &T) -> Response {
+pub fn respond<T: Serialize>(
+    headers: &http::HeaderMap,
+    code: http::StatusCode,
+    value: &T,
+) -> Response {
     let wants_yaml = headers
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())

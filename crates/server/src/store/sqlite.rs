@@ -45,9 +45,12 @@ impl SqliteStore {
     /// and must survive power loss.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let conn = Connection::open(path).map_err(backend)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
@@ -78,7 +81,11 @@ impl StateStore for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(backend)?;
         let exists: Option<String> = tx
-            .query_row("SELECT name FROM clusters WHERE name = ?1", [&c.name], |r| r.get(0))
+            .query_row(
+                "SELECT name FROM clusters WHERE name = ?1",
+                [&c.name],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(backend)?;
         if exists.is_some() {
@@ -87,7 +94,8 @@ impl StateStore for SqliteStore {
                 name: c.name.clone(),
             });
         }
-        let labels = serde_json::to_string(&c.labels).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let labels =
+            serde_json::to_string(&c.labels).map_err(|e| StoreError::Backend(e.to_string()))?;
         tx.execute(
             "INSERT INTO clusters (name, uid, labels, created_at, cert_fingerprint, cert_not_after) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![c.name, c.uid, labels, c.created_at, c.cert_fingerprint, c.cert_not_after],
@@ -116,7 +124,8 @@ impl StateStore for SqliteStore {
                 kind: "ManagedCluster",
                 name: name.to_string(),
             })?;
-        tx.execute("DELETE FROM clusters WHERE name = ?1", [name]).map_err(backend)?;
+        tx.execute("DELETE FROM clusters WHERE name = ?1", [name])
+            .map_err(backend)?;
         tx.execute(
             "UPDATE certificates SET revoked_reason = ?2 WHERE cluster = ?1 AND revoked_reason IS NULL",
             params![name, reason],
@@ -153,7 +162,8 @@ impl StateStore for SqliteStore {
     }
 
     fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
-        let groups = serde_json::to_string(&t.groups).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let groups =
+            serde_json::to_string(&t.groups).map_err(|e| StoreError::Backend(e.to_string()))?;
         self.conn()
             .execute(
                 "INSERT INTO tokens (id, user, groups, sha256, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -206,15 +216,29 @@ mod tests {
         {
             let s = SqliteStore::open(&path).unwrap();
             s.create_cluster(&rec("a", "f1")).unwrap();
-            assert!(matches!(s.create_cluster(&rec("a", "f2")), Err(StoreError::AlreadyExists { .. })));
+            assert!(matches!(
+                s.create_cluster(&rec("a", "f2")),
+                Err(StoreError::AlreadyExists { .. })
+            ));
             s.create_cluster(&rec("b", "f3")).unwrap();
             s.delete_cluster("a", "cluster removed").unwrap();
-            assert!(matches!(s.delete_cluster("a", "x"), Err(StoreError::NotFound { .. })));
+            assert!(matches!(
+                s.delete_cluster("a", "x"),
+                Err(StoreError::NotFound { .. })
+            ));
             s.create_cluster(&rec("a", "f4")).unwrap();
         }
         let s = SqliteStore::open(&path).unwrap();
-        let names: Vec<_> = s.list_clusters().unwrap().into_iter().map(|c| (c.name, c.cert_fingerprint)).collect();
-        assert_eq!(names, vec![("a".into(), "f4".into()), ("b".into(), "f3".into())]);
+        let names: Vec<_> = s
+            .list_clusters()
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.name, c.cert_fingerprint))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("a".into(), "f4".into()), ("b".into(), "f3".into())]
+        );
         let mut certs = s.certificates().unwrap();
         certs.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
         assert_eq!(certs[0].revoked.as_deref(), Some("cluster removed"));
