@@ -36,12 +36,12 @@ pub enum AgentError {
 
 /// Runs the agent until `shutdown` is cancelled (Ok) or a permanent error occurs.
 pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result<(), AgentError> {
-    if let Some(not_after) = settings.cert_not_after() {
-        if not_after < time::OffsetDateTime::now_utc() {
-            return Err(AgentError::CertificateExpired(cattery_api::rfc3339(
-                not_after,
-            )));
-        }
+    if let Some(not_after) = settings.cert_not_after()
+        && not_after < time::OffsetDateTime::now_utc()
+    {
+        return Err(AgentError::CertificateExpired(cattery_api::rfc3339(
+            not_after,
+        )));
     }
     let upstream = Upstream::new(&settings.upstream).map_err(AgentError::Config)?;
     let tls = cattery_tunnel::tls::tunnel_client_config(
@@ -108,12 +108,12 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
                     (_, Some(reason)) => tracing::warn!("tunnel refused: {reason}"),
                     (Ok(()), None) => tracing::warn!("tunnel closed by the management plane"),
                     (Err(e), None) => {
-                        if let Some(tls_err) = cattery_tunnel::tls::find_rustls_error(e) {
-                            if cattery_tunnel::tls::is_permanent(tls_err) {
-                                return Err(AgentError::Refused(
-                                    DialError::Tls(tls_err.clone()).to_string(),
-                                ));
-                            }
+                        if let Some(tls_err) = cattery_tunnel::tls::find_rustls_error(e)
+                            && cattery_tunnel::tls::is_permanent(tls_err)
+                        {
+                            return Err(AgentError::Refused(
+                                DialError::Tls(tls_err.clone()).to_string(),
+                            ));
                         }
                         tracing::warn!("tunnel lost: {e}");
                     }

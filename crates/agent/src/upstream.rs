@@ -43,10 +43,10 @@ impl Token {
     fn get(&self) -> Option<String> {
         let file = self.file.as_ref()?;
         let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, value)) = cached.as_ref() {
-            if at.elapsed() < TOKEN_REFRESH {
-                return value.clone();
-            }
+        if let Some((at, value)) = cached.as_ref()
+            && at.elapsed() < TOKEN_REFRESH
+        {
+            return value.clone();
         }
         let value = match std::fs::read_to_string(file) {
             Ok(s) => Some(s.trim().to_string()),
@@ -127,10 +127,10 @@ impl Upstream {
     /// Adds the agent's own credentials.
     pub fn authorize(&self, headers: &mut http::HeaderMap) {
         headers.remove(http::header::AUTHORIZATION);
-        if let Some(t) = self.token.get() {
-            if let Ok(v) = http::HeaderValue::from_str(&format!("Bearer {t}")) {
-                headers.insert(http::header::AUTHORIZATION, v);
-            }
+        if let Some(t) = self.token.get()
+            && let Ok(v) = http::HeaderValue::from_str(&format!("Bearer {t}"))
+        {
+            headers.insert(http::header::AUTHORIZATION, v);
         }
     }
 

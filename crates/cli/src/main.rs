@@ -33,6 +33,9 @@ enum Command {
     Cluster(commands::cluster::ClusterCommand),
     /// Print a kubeconfig that reaches a cluster through the management plane.
     Kubeconfig(commands::kubeconfig::KubeconfigArgs),
+    /// Measure performance (see docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
 }
 
 fn init_logging(default: &str) {
@@ -51,6 +54,7 @@ fn main() -> std::process::ExitCode {
         cli.command,
         Command::Server(_) | Command::Agent(_) | Command::SimCluster(_) | Command::Demo(_)
     );
+    let long_running = long_running && !matches!(cli.command, Command::Bench(_));
     init_logging(if long_running { "info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -71,6 +75,7 @@ fn main() -> std::process::ExitCode {
             Command::Login(a) => commands::login::run(a).await,
             Command::Cluster(c) => commands::cluster::run(c).await,
             Command::Kubeconfig(a) => commands::kubeconfig::run(a).await,
+            Command::Bench(c) => commands::bench::run(c).await,
         }
     });
     match result {

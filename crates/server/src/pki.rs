@@ -196,10 +196,9 @@ pub fn server_cert(ca: &Ca, dir: &Path, stem: &str, hosts: &[String]) -> Result<
     if let (Ok(cert_pem), Ok(key_pem)) = (
         std::fs::read_to_string(&cert_path),
         std::fs::read_to_string(&key_path),
-    ) {
-        if let Some(issued) = reusable(&cert_pem, key_pem, hosts) {
-            return Ok(issued);
-        }
+    ) && let Some(issued) = reusable(&cert_pem, key_pem, hosts)
+    {
+        return Ok(issued);
     }
     let issued = ca.issue_server(&format!("cattery-{stem}"), hosts)?;
     write_private(&key_path, issued.key_pem.as_bytes()).map_err(io_err(&key_path))?;

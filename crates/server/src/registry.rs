@@ -333,23 +333,23 @@ impl Registry {
                 .and_then(|e| e.tunnel.as_ref())
                 .map(|(_, t)| (t.sender.clone(), t.remote))
         };
-        if let Some((sender, existing)) = old {
-            if crate::tunnel_listener::ping(sender).await {
-                let mut inner = self.lock();
-                if let Some(e) = inner.clusters.get_mut(name) {
-                    let msg = format!(
-                        "a second agent presenting this cluster's certificate connected from {} at {} while the tunnel from {existing} is live; it was refused (only one agent per cluster may connect)",
-                        tunnel.remote,
-                        now_rfc3339()
-                    );
-                    e.conflict = Some((Instant::now(), msg.clone()));
-                    set_condition(e, ConditionStatus::True, "ConflictingAgents", msg);
-                }
-                return Err(AttachError::Conflict {
-                    cluster: name.into(),
-                    existing,
-                });
+        if let Some((sender, existing)) = old
+            && crate::tunnel_listener::ping(sender).await
+        {
+            let mut inner = self.lock();
+            if let Some(e) = inner.clusters.get_mut(name) {
+                let msg = format!(
+                    "a second agent presenting this cluster's certificate connected from {} at {} while the tunnel from {existing} is live; it was refused (only one agent per cluster may connect)",
+                    tunnel.remote,
+                    now_rfc3339()
+                );
+                e.conflict = Some((Instant::now(), msg.clone()));
+                set_condition(e, ConditionStatus::True, "ConflictingAgents", msg);
             }
+            return Err(AttachError::Conflict {
+                cluster: name.into(),
+                existing,
+            });
         }
         let mut inner = self.lock();
         if !matches!(inner.certs.get(fingerprint), Some(CertState::Current(c)) if c == name) {

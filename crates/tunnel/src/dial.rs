@@ -77,10 +77,10 @@ impl Proxy {
     pub fn from_env(target_host: &str) -> Option<Proxy> {
         let get = |a: &str, b: &str| std::env::var(a).or_else(|_| std::env::var(b)).ok();
         let url = get("HTTPS_PROXY", "https_proxy").filter(|s| !s.is_empty())?;
-        if let Some(no) = get("NO_PROXY", "no_proxy") {
-            if no_proxy_matches(&no, target_host) {
-                return None;
-            }
+        if let Some(no) = get("NO_PROXY", "no_proxy")
+            && no_proxy_matches(&no, target_host)
+        {
+            return None;
         }
         Proxy::parse(&url)
     }

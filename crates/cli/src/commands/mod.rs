@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod agent;
+pub mod bench;
 pub mod cluster;
 pub mod demo;
 pub mod kubeconfig;

@@ -9,17 +9,17 @@ use crate::store::StoreError;
 
 /// An error answered to an API caller as a `Status` body with the matching HTTP code.
 #[derive(Debug)]
-pub struct ApiError(pub Status);
+pub struct ApiError(pub Box<Status>);
 
 impl ApiError {
     /// An error with the standard reason for `code`.
     pub fn new(code: u16, message: impl Into<String>) -> Self {
-        ApiError(Status::failure(code, message))
+        ApiError(Box::new(Status::failure(code, message)))
     }
 
     /// An error with an explicit Kubernetes reason.
     pub fn with_reason(code: u16, reason: &str, message: impl Into<String>) -> Self {
-        ApiError(Status::with_reason(code, reason, message))
+        ApiError(Box::new(Status::with_reason(code, reason, message)))
     }
 }
 
@@ -27,7 +27,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = http::StatusCode::from_u16(self.0.code)
             .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-        let mut res = (code, axum::Json(self.0)).into_response();
+        let mut res = (code, axum::Json(*self.0)).into_response();
         if code == http::StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
