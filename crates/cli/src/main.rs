@@ -54,7 +54,6 @@ fn main() -> std::process::ExitCode {
         cli.command,
         Command::Server(_) | Command::Agent(_) | Command::SimCluster(_) | Command::Demo(_)
     );
-    let long_running = long_running && !matches!(cli.command, Command::Bench(_));
     init_logging(if long_running { "info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
