@@ -589,3 +589,227 @@ fn cli_lists_and_prints_kubernetes_style_objects() {
         assert_eq!(mode, 0o600, "{f}");
     }
 }
+
+#[test]
+fn in_cluster_agent_reads_its_connection_from_the_cluster_over_https_and_a_proxy() {
+    let dir = test_dir();
+    let d = dir.path();
+    let server = Server::start(d);
+    // An HTTPS simulator that requires the agent's service-account token.
+    let tls_dir = d.join("sim-tls");
+    let sa_token = d.join("sa-token");
+    std::fs::write(&sa_token, "sa-token-of-the-agent").unwrap();
+    let port = free_port();
+    let sim = Proc::spawn(
+        d,
+        "sim-epsilon",
+        &[
+            "sim-cluster",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--name",
+            "epsilon",
+            "--tls-dir",
+            tls_dir.to_str().unwrap(),
+            "--token-file",
+            sa_token.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let sim_url = format!("https://127.0.0.1:{port}");
+    wait_for("the HTTPS simulator", T, || {
+        tls_dir.join("ca.crt").exists().then_some(())
+    });
+
+    // Install the manifest's ManagementClusterConnection in the (simulated) cluster with
+    // kubectl, and its Secret as the mounted credentials directory.
+    let manifest = server.cli_ok(&["cluster", "add", "epsilon"]);
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&manifest).unwrap();
+    let mcc = docs
+        .iter()
+        .find(|d| d["kind"] == "ManagementClusterConnection")
+        .unwrap();
+    let mcc_file = d.join("mcc.json");
+    std::fs::write(&mcc_file, serde_json::to_vec(mcc).unwrap()).unwrap();
+    let sim_kc = d.join("sim-kubeconfig");
+    std::fs::write(
+        &sim_kc,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: sim\n  cluster:\n    server: {sim_url}\n    certificate-authority: {}\nusers:\n- name: sa\n  user:\n    token: sa-token-of-the-agent\ncontexts:\n- name: sim\n  context: {{cluster: sim, user: sa}}\ncurrent-context: sim\n",
+            tls_dir.join("ca.crt").display()
+        ),
+    )
+    .unwrap();
+    wait_for("the simulator to accept kubectl", T, || {
+        kubectl(&sim_kc, &["get", "ns"])
+            .status
+            .success()
+            .then_some(())
+    });
+    kubectl_ok(&sim_kc, &["apply", "-f", mcc_file.to_str().unwrap()]);
+    let secret = docs.iter().find(|d| d["kind"] == "Secret").unwrap();
+    let creds = d.join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    for key in ["tls.crt", "tls.key", "ca.crt"] {
+        std::fs::write(creds.join(key), secret["stringData"][key].as_str().unwrap()).unwrap();
+    }
+
+    // A CONNECT proxy between the agent and the management plane.
+    let proxy = connect_proxy::start();
+    let _agent = Proc::spawn(
+        d,
+        "agent-epsilon",
+        &[
+            "agent",
+            "--connection",
+            "default",
+            "--credentials-dir",
+            creds.to_str().unwrap(),
+            "--upstream",
+            &sim_url,
+            "--upstream-ca-file",
+            tls_dir.join("ca.crt").to_str().unwrap(),
+            "--upstream-token-file",
+            sa_token.to_str().unwrap(),
+            "--reconnect-max-delay",
+            "1s",
+        ],
+        &[("HTTPS_PROXY", &format!("http://{}", proxy.addr))],
+    );
+    server.wait_connected("epsilon", "True");
+    assert_eq!(
+        proxy.targets(),
+        vec![format!("127.0.0.1:{}", server.tunnel_port)],
+        "the tunnel went through the proxy"
+    );
+    let kc = server.kubeconfig("epsilon");
+    let ns = kubectl_ok(&kc, &["get", "managementclusterconnections"]);
+    assert!(ns.contains("default"), "{ns}");
+    drop(sim);
+}
+
+#[test]
+fn demo_runs_clusters_and_shuts_down_cleanly() {
+    let dir = test_dir();
+    let d = dir.path();
+    let data = d.join("demo");
+    let (api, tunnel) = (free_port(), free_port());
+    let mut demo = std::process::Command::new(bin())
+        .args([
+            "demo",
+            "--clusters",
+            "2",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .args([
+            "--api-addr",
+            &format!("127.0.0.1:{api}"),
+            "--tunnel-addr",
+            &format!("127.0.0.1:{tunnel}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(d.join("demo.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = LineReader::new(demo.stdout.take().unwrap());
+    let kc_line = lines.wait_line("kubeconfig:", T);
+    let kc = std::path::PathBuf::from(kc_line.split_whitespace().last().unwrap());
+    for ctx in ["cattery-sim-1", "cattery-sim-2"] {
+        let info = wait_for(&format!("{ctx} to answer"), T, || {
+            let out = kubectl(
+                &kc,
+                &[
+                    "--context",
+                    ctx,
+                    "get",
+                    "ns",
+                    "kube-system",
+                    "-o",
+                    "jsonpath={.metadata.labels.cattery\\.dev/sim-cluster}",
+                ],
+            );
+            out.status
+                .success()
+                .then(|| String::from_utf8(out.stdout).unwrap())
+        });
+        assert_eq!(info, &ctx["cattery-".len()..]);
+    }
+    let pid = demo.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = wait_for("the demo to exit", T, || demo.try_wait().unwrap());
+    assert!(status.success(), "demo exited with {status}");
+}
+
+/// A minimal HTTP CONNECT proxy for tests (records the targets it was asked for).
+mod connect_proxy {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::{Arc, Mutex};
+
+    pub struct Proxy {
+        pub addr: std::net::SocketAddr,
+        targets: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Proxy {
+        pub fn targets(&self) -> Vec<String> {
+            let mut t = self.targets.lock().unwrap().clone();
+            t.dedup();
+            t
+        }
+    }
+
+    pub fn start() -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let targets = Arc::new(Mutex::new(vec![]));
+        let seen = targets.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().take(100).flatten() {
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(client.try_clone().unwrap());
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    let target = line
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_string();
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                            break;
+                        }
+                    }
+                    seen.lock().unwrap().push(target.clone());
+                    let Ok(upstream) = TcpStream::connect(&target) else {
+                        let _ = (&client).write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+                        return;
+                    };
+                    (&client)
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .unwrap();
+                    let (mut c2, mut u2) =
+                        (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut u2, &mut c2);
+                        let _ = c2.shutdown(std::net::Shutdown::Both);
+                    });
+                    let mut client = client;
+                    let mut upstream = upstream;
+                    let _ = std::io::copy(&mut client, &mut upstream);
+                    let _ = upstream.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Proxy { addr, targets }
+    }
+}

@@ -4,12 +4,17 @@
 //! - `GET /_sim/requests`: the last [`REQUEST_LOG_LIMIT`] requests, so tests
 //!   can check what a proxy in front of the cluster forwarded (impersonation
 //!   headers, which credential). The `Authorization` header is only ever
-//!   kept as a SHA-256 of its value, never stored or logged itself.
+//!   kept as a SHA-256 of its value, never stored or logged itself;
+//! - `GET /_sim/bytes?size=N`: N bytes of a fixed pattern, streamed in
+//!   [`BYTES_CHUNK`]-sized chunks without holding N bytes in memory (for
+//!   throughput benchmarks such as `cattery bench tunnel`); N is at most
+//!   [`MAX_BYTES`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -19,6 +24,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
+use crate::status::ApiError;
 
 /// How many requests `/_sim/requests` remembers.
 pub const REQUEST_LOG_LIMIT: usize = 1_000;
@@ -140,6 +146,62 @@ pub async fn requests(State(st): State<Arc<AppState>>) -> Json<Vec<RequestRecord
     Json(st.requests.snapshot())
 }
 
+/// Size of each chunk `/_sim/bytes` sends.
+pub const BYTES_CHUNK: usize = 64 * 1024;
+/// Largest `size` `/_sim/bytes` accepts (64 GiB).
+pub const MAX_BYTES: u64 = 64 << 30;
+
+/// The fixed pattern every `/_sim/bytes` chunk is cut from: printable, so a body
+/// dumped to a terminal stays readable, and not all zeros, so compression would show.
+static PATTERN: [u8; BYTES_CHUNK] = {
+    let mut p = [0u8; BYTES_CHUNK];
+    let mut i = 0;
+    while i < BYTES_CHUNK {
+        p[i] = b'a' + (i % 26) as u8;
+        i += 1;
+    }
+    p
+};
+
+/// Parses the `size` parameter of `/_sim/bytes` from a raw query string.
+fn parse_size(query: Option<&str>) -> Result<u64, ApiError> {
+    let raw = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "size")
+        .map(|(_, v)| v.into_owned())
+        .ok_or_else(|| ApiError::BadRequest("query parameter size is required".into()))?;
+    let n: u64 = raw.parse().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "size {raw:?} is not a non-negative integer (bytes)"
+        ))
+    })?;
+    if n > MAX_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "size {n} exceeds the limit of {MAX_BYTES} bytes"
+        )));
+    }
+    Ok(n)
+}
+
+/// The chunks of an `n`-byte body: static slices of [`PATTERN`], so nothing is copied.
+fn chunks(n: u64) -> impl Iterator<Item = bytes::Bytes> + Send {
+    let full = n / BYTES_CHUNK as u64;
+    let rest = (n % BYTES_CHUNK as u64) as usize;
+    (0..full)
+        .map(|_| bytes::Bytes::from_static(&PATTERN))
+        .chain((rest > 0).then(|| bytes::Bytes::from_static(&PATTERN[..rest])))
+}
+
+/// `GET /_sim/bytes?size=N`: streams N bytes (`Content-Length: N`).
+pub async fn bytes(uri: http::Uri) -> Result<Response, ApiError> {
+    let n = parse_size(uri.query())?;
+    let stream = futures_util::stream::iter(chunks(n).map(Ok::<_, std::convert::Infallible>));
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+        .header(http::header::CONTENT_LENGTH, n)
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +225,59 @@ mod tests {
         );
         assert_eq!(v["query"], "limit=1");
         assert!(!v.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn bytes_size_is_validated() {
+        assert_eq!(parse_size(Some("size=0")).unwrap(), 0);
+        assert_eq!(parse_size(Some("a=b&size=1024")).unwrap(), 1024);
+        assert_eq!(
+            parse_size(Some(&format!("size={MAX_BYTES}"))).unwrap(),
+            MAX_BYTES
+        );
+        for bad in [
+            None,
+            Some("size="),
+            Some("size=-1"),
+            Some("size=1.5"),
+            Some("size=abc"),
+            Some(&*format!("size={}", MAX_BYTES + 1)),
+        ] {
+            let e = parse_size(bad).unwrap_err();
+            assert_eq!(e.code(), http::StatusCode::BAD_REQUEST, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bytes_chunks_add_up() {
+        for n in [
+            0,
+            1,
+            BYTES_CHUNK as u64 - 1,
+            BYTES_CHUNK as u64,
+            3 * BYTES_CHUNK as u64 + 7,
+        ] {
+            let c: Vec<_> = chunks(n).collect();
+            assert_eq!(c.iter().map(|b| b.len() as u64).sum::<u64>(), n);
+            assert!(c.iter().all(|b| !b.is_empty() && b.len() <= BYTES_CHUNK));
+            assert!(c.iter().all(|b| b[..] == PATTERN[..b.len()]));
+        }
+    }
+
+    #[tokio::test]
+    async fn bytes_endpoint_streams_exact_length() {
+        use http_body_util::BodyExt;
+        let res = bytes("/_sim/bytes?size=200000".parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.headers()[http::header::CONTENT_LENGTH], "200000");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body.len(), 200_000);
+        assert_eq!(body[26], b'a');
+        let bad = bytes("/_sim/bytes?size=x".parse().unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code(), http::StatusCode::BAD_REQUEST);
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //!   semantics (`store.rs`, `watch.rs`, `api.rs`);
 //! - server-side `Table` printing for `kubectl get` (`table.rs`);
 //! - `pods/exec` over WebSocket with a tiny fake shell (`exec.rs`);
-//! - debug endpoints `/_sim/info` and `/_sim/requests` (`debug.rs`);
+//! - debug endpoints `/_sim/info`, `/_sim/requests` and `/_sim/bytes` (`debug.rs`);
 //! - optional bearer-token authentication (`auth.rs`) and HTTPS (`tls.rs`).
 //!
 //! What it does NOT do: no scheduling, controllers, kubelet or containers
@@ -253,6 +253,7 @@ fn router(state: Arc<AppState>) -> Router {
         )
         .route("/_sim/info", get(debug::info))
         .route("/_sim/requests", get(debug::requests))
+        .route("/_sim/bytes", get(debug::bytes))
         .fallback(api::handle)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
