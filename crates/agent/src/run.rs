@@ -138,3 +138,47 @@ async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) -> bool {
         _ = tokio::time::sleep(d) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::UpstreamSettings;
+    use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+    #[tokio::test]
+    async fn an_expired_certificate_stops_the_agent_before_dialing() {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::default();
+        ca_params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, "old");
+        params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(400);
+        params.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(35);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let connection = cattery_api::ManagementClusterConnectionSpec {
+            // Nothing listens here: the agent must stop before trying.
+            management_cluster_addr: "127.0.0.1:9".into(),
+            tls: Default::default(),
+            impersonation: Default::default(),
+        };
+        let settings = AgentSettings::from_parts(
+            &connection,
+            &cert.pem(),
+            &key.serialize_pem(),
+            &ca.pem(),
+            UpstreamSettings {
+                url: "http://127.0.0.1:9".into(),
+                token_file: None,
+                ca_file: None,
+            },
+            "test",
+        )
+        .unwrap();
+        let err = run(settings, CancellationToken::new()).await.unwrap_err();
+        assert!(matches!(err, AgentError::CertificateExpired(_)), "{err}");
+        assert!(err.to_string().contains("re-register"), "{err}");
+    }
+}

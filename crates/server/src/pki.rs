@@ -127,22 +127,6 @@ impl Ca {
         )
     }
 
-    /// Signs a client certificate with explicit validity (tests use it for expired certs).
-    pub fn issue_client_valid_from(
-        &self,
-        name: &str,
-        not_before: OffsetDateTime,
-        validity: Duration,
-    ) -> Result<Issued, PkiError> {
-        self.issue(
-            name,
-            &[],
-            ExtendedKeyUsagePurpose::ClientAuth,
-            validity,
-            not_before,
-        )
-    }
-
     /// Signs a server certificate for `hosts` (DNS names or IP addresses).
     pub fn issue_server(&self, cn: &str, hosts: &[String]) -> Result<Issued, PkiError> {
         self.issue(
