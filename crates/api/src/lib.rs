@@ -7,6 +7,7 @@
 
 pub mod agent_protocol;
 pub mod cluster;
+pub mod logs;
 pub mod meta;
 pub mod names;
 pub mod status;
