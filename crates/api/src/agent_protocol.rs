@@ -34,3 +34,28 @@ pub struct AgentInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes_error: Option<String>,
 }
+
+/// `GET ?after=SEQ&maxRecords=N&maxBytes=B&waitMs=MS`: the next batch of spooled log
+/// records. `after` acknowledges every record up to SEQ (the management plane sends it only
+/// once those records are durable in its store); the agent may then delete them. Without
+/// `after`, the agent starts at its own acknowledgement cursor. 204 when nothing arrived
+/// within `waitMs` (long poll).
+pub const PATH_LOGS_NEXT: &str = "/logs/next";
+/// Response header: the agent spool's stream id (exactly-once key with the seq).
+pub const HEADER_LOG_STREAM: &str = "x-cattery-log-stream";
+/// Response header: seq of the first record in the batch.
+pub const HEADER_FIRST_SEQ: &str = "x-cattery-first-seq";
+/// Response header: seq of the last record in the batch.
+pub const HEADER_LAST_SEQ: &str = "x-cattery-last-seq";
+
+/// One line of a log batch (NDJSON, gzip-compressed on the wire).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Position in the agent's spool.
+    pub seq: u64,
+    /// Log type.
+    #[serde(rename = "type")]
+    pub log_type: crate::logs::LogType,
+    /// The record as the source wrote it.
+    pub record: serde_json::Value,
+}
