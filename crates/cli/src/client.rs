@@ -191,6 +191,30 @@ impl ApiClient {
         }
     }
 
+    /// Sends a GET and returns the streaming response of a 2xx answer (for live tails).
+    pub async fn stream(&self, path: &str) -> anyhow::Result<http::Response<hyper::body::Incoming>> {
+        let url = format!("{}{}", self.target.server, path);
+        let req = http::Request::get(&url)
+            .header(http::header::AUTHORIZATION, format!("Bearer {}", self.target.token))
+            .header(http::header::ACCEPT, "text/event-stream")
+            .body(Full::new(Bytes::new()))
+            .with_context(|| format!("invalid server URL {url:?}"))?;
+        let res = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| anyhow::anyhow!("GET {url}: {}", error_chain(&e)))?;
+        if res.status().is_success() {
+            return Ok(res);
+        }
+        let status = res.status();
+        let bytes = res.into_body().collect().await?.to_bytes();
+        match serde_json::from_slice::<cattery_api::Status>(&bytes) {
+            Ok(s) => Err(ApiFailure(s).into()),
+            Err(_) => bail!("GET {url}: {status}: {}", String::from_utf8_lossy(&bytes)),
+        }
+    }
+
     /// GET and decode JSON.
     pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let b = self.call(http::Method::GET, path, None).await?;

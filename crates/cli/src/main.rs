@@ -33,6 +33,8 @@ enum Command {
     Cluster(commands::cluster::ClusterCommand),
     /// Print a kubeconfig that reaches a cluster through the management plane.
     Kubeconfig(commands::kubeconfig::KubeconfigArgs),
+    /// Search, aggregate, export and follow central logs.
+    Logs(commands::logs::LogsArgs),
     /// Measure performance (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -75,6 +77,7 @@ fn main() -> std::process::ExitCode {
             Command::Cluster(c) => commands::cluster::run(c).await,
             Command::Kubeconfig(a) => commands::kubeconfig::run(a).await,
             Command::Bench(c) => commands::bench::run(c).await,
+            Command::Logs(a) => commands::logs::run(a).await,
         }
     });
     match result {

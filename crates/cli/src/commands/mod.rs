@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod demo;
 pub mod kubeconfig;
 pub mod login;
+pub mod logs;
 pub mod server;
 pub mod sim;
 
