@@ -1,0 +1,47 @@
+//! The one error type of this crate.
+
+/// Why a log store operation failed.
+///
+/// `BadRequest` is the caller's fault (the server answers 400 naming `field`); everything
+/// else is the store's (500).
+#[derive(Debug, thiserror::Error)]
+pub enum LogStoreError {
+    /// The search request is invalid; `field` names the offending part (`filters[2].field`).
+    #[error("{field}: {message}")]
+    BadRequest {
+        /// Where in the request the problem is (a JSON path such as `filters[0].cidr`).
+        field: String,
+        /// What is wrong and what would be accepted.
+        message: String,
+    },
+    /// Reading or writing the data directory failed.
+    #[error("log store I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The search engine failed (corrupt index, commit failure, lock held by another process).
+    #[error("log index: {0}")]
+    Index(#[from] tantivy::TantivyError),
+    /// A stored document could not be decoded (should not happen; indicates corruption).
+    #[error("stored record in {index} is unreadable: {message}")]
+    Corrupt {
+        /// The daily index the document is in.
+        index: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl LogStoreError {
+    /// Shorthand for a [`LogStoreError::BadRequest`].
+    pub fn bad(field: impl Into<String>, message: impl Into<String>) -> Self {
+        LogStoreError::BadRequest {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<tantivy::directory::error::OpenDirectoryError> for LogStoreError {
+    fn from(e: tantivy::directory::error::OpenDirectoryError) -> Self {
+        LogStoreError::Index(e.into())
+    }
+}

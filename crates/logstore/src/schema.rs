@@ -1,0 +1,443 @@
+//! The tantivy schema of one log type, the mapping between Calico field names and tantivy
+//! field names, and turning a record into a tantivy document.
+//!
+//! Every daily index of a type has the same schema:
+//!
+//! | tantivy field | what | options |
+//! |---|---|---|
+//! | `cluster` | the record's cluster | keyword (raw), indexed, fast |
+//! | `_time` | the type's time field (`end_time`, `stageTimestamp`) in ms | date, indexed, fast |
+//! | `_stream`, `_seq` | the spool stream and sequence number it came from | keyword fast / u64 fast |
+//! | one per [`LogType::fields`] entry | keyword, i64, IP address or date | indexed, fast |
+//! | `_all` | every string value of the record, tokenized | text (lower-cased words) |
+//! | `_source` | the original JSON record | stored bytes (zstd docstore) |
+//!
+//! Calico names contain dots and slashes (`annotations.authorization.k8s.io/decision`),
+//! which tantivy would read as JSON paths, so each is mapped to a plain name
+//! (`annotations_authorization_k8s_io_decision`); users only ever see Calico names.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use cattery_api::logs::{FieldKind, LogType};
+use serde_json::Value;
+use tantivy::schema::{
+    BytesOptions, DateOptions, DateTimePrecision, Field, IndexRecordOption, IpAddrOptions,
+    NumericOptions, Schema, TextFieldIndexing, TextOptions,
+};
+use tantivy::{DateTime, TantivyDocument};
+
+/// How a field is indexed (the store's view of [`FieldKind`]: both time formats are dates).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Exact-match string; arrays give several values.
+    Keyword,
+    /// 64-bit integer.
+    Long,
+    /// IPv4 or IPv6 address (IPv4 kept as IPv4-mapped IPv6).
+    Ip,
+    /// A time, kept as milliseconds since the Unix epoch.
+    Time,
+}
+
+impl Kind {
+    fn from_field_kind(k: FieldKind) -> Kind {
+        match k {
+            FieldKind::Keyword => Kind::Keyword,
+            FieldKind::Long => Kind::Long,
+            FieldKind::Ip => Kind::Ip,
+            FieldKind::EpochSeconds | FieldKind::Rfc3339 => Kind::Time,
+        }
+    }
+
+    /// A short human name used in error messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Keyword => "keyword",
+            Kind::Long => "number",
+            Kind::Ip => "IP address",
+            Kind::Time => "time",
+        }
+    }
+}
+
+/// One user-visible field and where it lives in the index.
+#[derive(Clone, Debug)]
+pub struct FieldSpec {
+    /// The Calico name users write (`source_labels.labels`), or `cluster`.
+    pub name: &'static str,
+    /// The tantivy field name (`source_labels_labels`).
+    pub tname: String,
+    /// The tantivy field.
+    pub field: Field,
+    /// How it is indexed.
+    pub kind: Kind,
+}
+
+/// Name of the tantivy field holding the cluster.
+pub const CLUSTER: &str = "cluster";
+/// Name of the tantivy field holding the record time (ms).
+pub const TIME: &str = "_time";
+/// Name of the tantivy field holding the spool stream id.
+pub const STREAM: &str = "_stream";
+/// Name of the tantivy field holding the spool sequence number.
+pub const SEQ: &str = "_seq";
+const ALL: &str = "_all";
+const SOURCE: &str = "_source";
+
+/// The schema of one log type plus the name mapping.
+#[derive(Debug)]
+pub struct TypeSchema {
+    /// Which log type.
+    pub log_type: LogType,
+    /// The tantivy schema every daily index of this type uses.
+    pub schema: Schema,
+    /// User-visible fields: `cluster` first, then [`LogType::fields`] in order.
+    pub fields: Vec<FieldSpec>,
+    /// `cluster`.
+    pub cluster: Field,
+    /// `_time`.
+    pub time: Field,
+    /// `_stream`.
+    pub stream: Field,
+    /// `_seq`.
+    pub seq: Field,
+    /// `_all` (free text).
+    pub all: Field,
+    /// `_source` (original JSON).
+    pub source: Field,
+}
+
+/// Maps a Calico field name to a tantivy-safe one.
+fn tantivy_name(log_type: LogType, name: &str) -> String {
+    if name == log_type.time_field() {
+        return TIME.to_string();
+    }
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn keyword_options() -> TextOptions {
+    TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("raw")
+                .set_index_option(IndexRecordOption::Basic)
+                .set_fieldnorms(false),
+        )
+        .set_fast("raw")
+}
+
+impl TypeSchema {
+    /// Builds the schema of `log_type`.
+    pub fn new(log_type: LogType) -> TypeSchema {
+        let mut b = Schema::builder();
+        let cluster = b.add_text_field(CLUSTER, keyword_options());
+        let date_opts = || {
+            DateOptions::default()
+                .set_indexed()
+                .set_fast()
+                .set_precision(DateTimePrecision::Milliseconds)
+        };
+        let time = b.add_date_field(TIME, date_opts());
+        let stream = b.add_text_field(STREAM, keyword_options());
+        let seq = b.add_u64_field(SEQ, NumericOptions::default().set_fast());
+        let mut fields = vec![FieldSpec {
+            name: "cluster",
+            tname: CLUSTER.into(),
+            field: cluster,
+            kind: Kind::Keyword,
+        }];
+        for (name, fk) in log_type.fields() {
+            let kind = Kind::from_field_kind(*fk);
+            let tname = tantivy_name(log_type, name);
+            let field = if tname == TIME {
+                time
+            } else {
+                match kind {
+                    Kind::Keyword => b.add_text_field(&tname, keyword_options()),
+                    Kind::Long => {
+                        b.add_i64_field(&tname, NumericOptions::default().set_indexed().set_fast())
+                    }
+                    Kind::Ip => b.add_ip_addr_field(
+                        &tname,
+                        IpAddrOptions::default().set_indexed().set_fast(),
+                    ),
+                    Kind::Time => b.add_date_field(&tname, date_opts()),
+                }
+            };
+            fields.push(FieldSpec {
+                name,
+                tname,
+                field,
+                kind,
+            });
+        }
+        let all = b.add_text_field(
+            ALL,
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer("default")
+                    .set_index_option(IndexRecordOption::Basic)
+                    .set_fieldnorms(false),
+            ),
+        );
+        let source = b.add_bytes_field(SOURCE, BytesOptions::default().set_stored());
+        TypeSchema {
+            log_type,
+            schema: b.build(),
+            fields,
+            cluster,
+            time,
+            stream,
+            seq,
+            all,
+            source,
+        }
+    }
+
+    /// The user-visible field called `name` (Calico name or `cluster`).
+    pub fn lookup(&self, name: &str) -> Option<&FieldSpec> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// The valid field names, for error messages.
+    pub fn valid_names(&self) -> String {
+        self.fields
+            .iter()
+            .map(|f| f.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// An error for an unknown field, listing the valid ones.
+    pub fn unknown_field(&self, at: &str, name: &str) -> crate::LogStoreError {
+        crate::LogStoreError::bad(
+            at,
+            format!(
+                "unknown field {name:?} for {} logs; valid fields: {}",
+                self.log_type,
+                self.valid_names()
+            ),
+        )
+    }
+
+    /// Builds the document for one record.
+    pub fn document(
+        &self,
+        cluster: &str,
+        stream: &str,
+        seq: u64,
+        time_ms: i64,
+        record: &Value,
+    ) -> TantivyDocument {
+        let mut doc = TantivyDocument::new();
+        doc.add_text(self.cluster, cluster);
+        doc.add_date(self.time, DateTime::from_timestamp_millis(time_ms));
+        doc.add_text(self.stream, stream);
+        doc.add_u64(self.seq, seq);
+        let mut leaves = Vec::new();
+        for spec in &self.fields[1..] {
+            if spec.field == self.time {
+                continue;
+            }
+            leaves.clear();
+            values_at(record, spec.name, &mut leaves);
+            for v in &leaves {
+                match spec.kind {
+                    Kind::Keyword => {
+                        if let Some(s) = keyword_value(v) {
+                            doc.add_text(spec.field, s);
+                        }
+                    }
+                    Kind::Long => {
+                        if let Some(n) = long_value(v) {
+                            doc.add_i64(spec.field, n);
+                        }
+                    }
+                    Kind::Ip => {
+                        if let Some(ip) = ip_value(v) {
+                            doc.add_ip_addr(spec.field, ip);
+                        }
+                    }
+                    Kind::Time => {
+                        if let Some(ms) = time_value_ms(v) {
+                            doc.add_date(spec.field, DateTime::from_timestamp_millis(ms));
+                        }
+                    }
+                }
+            }
+        }
+        let mut text = String::with_capacity(512);
+        all_text(record, &mut text);
+        doc.add_text(self.all, &text);
+        // Serialising a `Value` cannot fail.
+        doc.add_bytes(self.source, &serde_json::to_vec(record).unwrap_or_default());
+        doc
+    }
+}
+
+/// Collects the scalar values at a dotted Calico path. Unlike [`cattery_api::logs::get_path`],
+/// arrays are traversed (as Elasticsearch flattens them): `servers.ip` on
+/// `{"servers":[{"ip":"a"},{"ip":"b"}]}` gives `a` and `b`, and an array leaf gives each
+/// element. Keys containing dots are found by trying the longest key first. Nulls are skipped.
+pub fn values_at<'a>(v: &'a Value, path: &str, out: &mut Vec<&'a Value>) {
+    match v {
+        Value::Array(items) => {
+            for i in items {
+                values_at(i, path, out);
+            }
+        }
+        Value::Object(obj) => {
+            if let Some(x) = obj.get(path) {
+                push_leaves(x, out);
+                return;
+            }
+            let mut split = path.len();
+            while let Some(i) = path[..split].rfind('.') {
+                if let Some(x) = obj.get(&path[..i]) {
+                    let before = out.len();
+                    values_at(x, &path[i + 1..], out);
+                    if out.len() > before {
+                        return;
+                    }
+                }
+                split = i;
+            }
+        }
+        _ => {}
+    }
+}
+
+fn push_leaves<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+    match v {
+        Value::Null | Value::Object(_) => {}
+        Value::Array(items) => {
+            for i in items {
+                push_leaves(i, out);
+            }
+        }
+        scalar => out.push(scalar),
+    }
+}
+
+/// A scalar as a keyword (numbers and booleans as their JSON text).
+pub fn keyword_value(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
+    match v {
+        Value::String(s) => Some(std::borrow::Cow::Borrowed(s.as_str())),
+        Value::Number(n) => Some(std::borrow::Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(std::borrow::Cow::Borrowed(if *b {
+            "true"
+        } else {
+            "false"
+        })),
+        _ => None,
+    }
+}
+
+/// A scalar as an integer: numbers (fractions truncated) and numeric strings; `-`/`*` are none.
+pub fn long_value(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A scalar as an IP address (IPv4 as IPv4-mapped IPv6, as tantivy stores it).
+pub fn ip_value(v: &Value) -> Option<Ipv6Addr> {
+    v.as_str()
+        .and_then(|s| s.parse::<IpAddr>().ok())
+        .map(ip_to_v6)
+}
+
+/// IPv4 → IPv4-mapped IPv6; IPv6 unchanged.
+pub fn ip_to_v6(ip: IpAddr) -> Ipv6Addr {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    }
+}
+
+/// A record's time value in ms: JSON numbers are Unix seconds (Felix's flow and L7 logs),
+/// strings are RFC 3339 (DNS logs, audit events). The JSON type decides, so one rule serves
+/// every log type.
+pub fn time_value_ms(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .map(|s| s.saturating_mul(1000))
+            .or_else(|| n.as_f64().map(|f| (f * 1000.0) as i64)),
+        Value::String(s) => parse_rfc3339_ms(s),
+        _ => None,
+    }
+}
+
+/// Parses an RFC 3339 time to ms since the epoch.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// Appends every string value of `v` (not the keys, not numbers or booleans: those are
+/// searched with filters) to `out`, space separated: the text the free-text `query` searches.
+pub fn all_text(v: &Value, out: &mut String) {
+    match v {
+        Value::String(s) => {
+            out.push_str(s);
+            out.push(' ');
+        }
+        Value::Number(_) | Value::Bool(_) | Value::Null => {}
+        Value::Array(items) => items.iter().for_each(|i| all_text(i, out)),
+        Value::Object(obj) => obj.values().for_each(|i| all_text(i, out)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tantivy_names_are_unique_and_plain() {
+        for t in LogType::ALL {
+            let s = TypeSchema::new(t);
+            let mut names: Vec<_> = s.fields.iter().map(|f| f.tname.clone()).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), s.fields.len(), "{t}");
+            assert!(
+                names
+                    .iter()
+                    .all(|n| n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            );
+            assert_eq!(s.lookup(t.time_field()).unwrap().tname, TIME);
+        }
+    }
+
+    #[test]
+    fn values_traverse_arrays_and_dotted_keys() {
+        let r = json!({"servers": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}, {"ip": null}],
+            "annotations": {"authorization.k8s.io/decision": "allow"},
+            "source_labels": {"labels": ["a=b", "c=d"]}, "x": null});
+        let mut out = Vec::new();
+        values_at(&r, "servers.ip", &mut out);
+        assert_eq!(out, vec![&json!("10.0.0.1"), &json!("fd00::1")]);
+        out.clear();
+        values_at(&r, "annotations.authorization.k8s.io/decision", &mut out);
+        assert_eq!(out, vec![&json!("allow")]);
+        out.clear();
+        values_at(&r, "source_labels.labels", &mut out);
+        assert_eq!(out.len(), 2);
+        out.clear();
+        values_at(&r, "x", &mut out);
+        assert!(out.is_empty());
+    }
+}
