@@ -10,6 +10,8 @@
 pub mod handler;
 pub mod run;
 pub mod settings;
+pub mod sources;
+pub mod spool;
 pub mod upstream;
 
 pub use run::{AgentError, run};

@@ -1,0 +1,680 @@
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader as StdBufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn config(dir: &Path) -> SpoolConfig {
+    SpoolConfig {
+        dir: dir.to_owned(),
+        max_bytes: 1 << 20,
+        segment_bytes: 1024,
+    }
+}
+
+fn open(cfg: &SpoolConfig) -> (Spool, OpenReport) {
+    Spool::open(cfg.clone()).expect("open spool")
+}
+
+fn rec(i: u64) -> Vec<u8> {
+    format!(r#"{{"i":{i}}}"#).into_bytes()
+}
+
+/// Appends records `i` for each `i` in `range` as one frame.
+fn append(spool: &Spool, range: std::ops::Range<u64>) -> (u64, u64) {
+    let data: Vec<Vec<u8>> = range.map(rec).collect();
+    let records: Vec<(LogType, &[u8])> = data.iter().map(|d| (LogType::Flows, &d[..])).collect();
+    spool.append(&records, None).expect("append")
+}
+
+fn read_all(spool: &Spool) -> Vec<SpoolRecord> {
+    spool
+        .read_after(None, usize::MAX, usize::MAX)
+        .expect("read")
+}
+
+fn seqs(records: &[SpoolRecord]) -> Vec<u64> {
+    records.iter().map(|r| r.seq).collect()
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    list_segments(dir).unwrap()
+}
+
+#[test]
+fn append_read_ack_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spool, report) = open(&config(tmp.path()));
+    assert_eq!(report.recovered_records, 0);
+    assert_eq!(append(&spool, 0..3), (1, 3));
+    assert_eq!(append(&spool, 3..5), (4, 5));
+    assert_eq!(spool.last_seq(), 5);
+
+    let all = read_all(&spool);
+    assert_eq!(seqs(&all), [1, 2, 3, 4, 5]);
+    assert_eq!(all[4].data, rec(4));
+    assert_eq!(all[0].log_type, LogType::Flows);
+    // Reading does not consume: the shipper keeps its own cursor until it acks.
+    assert_eq!(
+        seqs(&spool.read_after(Some(2), 2, usize::MAX).unwrap()),
+        [3, 4]
+    );
+    assert_eq!(
+        seqs(&spool.read_after(None, 10, 1).unwrap()),
+        [1],
+        "at least one record"
+    );
+    assert_eq!(seqs(&spool.read_after(None, 10, 14).unwrap()), [1, 2]);
+    assert!(spool.read_after(Some(5), 10, 100).unwrap().is_empty());
+
+    spool.ack(3).unwrap();
+    assert_eq!(seqs(&read_all(&spool)), [4, 5]);
+    assert_eq!(
+        seqs(&spool.read_after(Some(1), 10, 1000).unwrap()),
+        [4, 5],
+        "acked never again"
+    );
+    let stats = spool.stats();
+    assert_eq!(
+        (stats.pending_records, stats.acked_seq, stats.last_seq),
+        (2, 3, 5)
+    );
+    assert!(matches!(
+        spool.ack(6),
+        Err(SpoolError::AckBeyondEnd { seq: 6, last: 5 })
+    ));
+    spool.ack(2).unwrap(); // an old ack is harmless
+    assert_eq!(spool.stats().acked_seq, 3);
+}
+
+#[test]
+fn reopen_keeps_records_stream_and_seqs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path());
+    let (spool, _) = open(&cfg);
+    let stream = spool.stream_id().to_owned();
+    assert_eq!(stream.len(), 32);
+    append(&spool, 0..4);
+    spool.ack(2).unwrap();
+    drop(spool);
+
+    let (spool, report) = open(&cfg);
+    assert_eq!(spool.stream_id(), stream);
+    assert_eq!(report.recovered_records, 2);
+    assert_eq!(seqs(&read_all(&spool)), [3, 4]);
+    assert_eq!(append(&spool, 4..5), (5, 5));
+    spool.ack(5).unwrap();
+    assert!(
+        segment_files(tmp.path()).is_empty(),
+        "fully acked segments are deleted"
+    );
+    drop(spool);
+
+    // With every segment gone, the ledger still knows the highest seq.
+    let (spool, _) = open(&cfg);
+    assert_eq!(spool.last_seq(), 5);
+    assert_eq!(append(&spool, 5..6), (6, 6));
+}
+
+#[test]
+fn segments_roll_and_are_deleted_only_when_fully_acked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spool, _) = open(&config(tmp.path()));
+    for i in 0..100 {
+        append(&spool, i * 10..i * 10 + 10);
+    }
+    let files = segment_files(tmp.path());
+    assert!(files.len() > 10, "{} segments", files.len());
+    let before = spool.stats().bytes_on_disk;
+    spool.ack(505).unwrap();
+    let after = segment_files(tmp.path());
+    assert!(after.len() < files.len() && after.len() > 1);
+    assert!(spool.stats().bytes_on_disk < before);
+    assert_eq!(
+        read_all(&spool)[0].seq,
+        506,
+        "a partly acked segment stays, its acked records hidden"
+    );
+    assert_eq!(spool.stats().pending_records, 495);
+    spool.ack(1000).unwrap();
+    assert!(segment_files(tmp.path()).is_empty());
+    assert_eq!(spool.stats().bytes_on_disk, 0);
+    assert_eq!(append(&spool, 0..1), (1001, 1001));
+}
+
+#[test]
+fn checkpoints_are_atomic_with_records_and_survive_deletion() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path());
+    let (spool, _) = open(&cfg);
+    assert_eq!(spool.checkpoint("a"), None);
+    let r = rec(1);
+    spool
+        .append(&[(LogType::Dns, &r)], Some(("a", b"1")))
+        .unwrap();
+    spool.append(&[], Some(("b", b"x"))).unwrap();
+    assert_eq!(spool.checkpoint("a").as_deref(), Some(&b"1"[..]));
+    spool.ack(1).unwrap(); // deletes the segment: the ledger keeps the checkpoints
+    assert!(segment_files(tmp.path()).is_empty());
+    drop(spool);
+
+    let (spool, _) = open(&cfg);
+    assert_eq!(spool.checkpoint("a").as_deref(), Some(&b"1"[..]));
+    assert_eq!(spool.checkpoint("b").as_deref(), Some(&b"x"[..]));
+    // A checkpoint-only append (every line was malformed) is newer than the ledger's.
+    assert_eq!(spool.append(&[], Some(("a", b"2"))).unwrap(), (2, 1));
+    drop(spool);
+    let (spool, _) = open(&cfg);
+    assert_eq!(spool.checkpoint("a").as_deref(), Some(&b"2"[..]));
+    assert_eq!(spool.last_seq(), 1);
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_its_seqs_are_not_reused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = SpoolConfig {
+        segment_bytes: 1 << 20,
+        ..config(tmp.path())
+    };
+    let (spool, _) = open(&cfg);
+    append(&spool, 0..2);
+    append(&spool, 2..4);
+    append(&spool, 4..6);
+    drop(spool);
+    let seg = segment_files(tmp.path()).pop().unwrap();
+    let len = fs::metadata(&seg).unwrap().len();
+    truncate(&seg, len - 3).unwrap();
+
+    let (spool, report) = open(&cfg);
+    assert_eq!(report.truncated_tails.len(), 1);
+    assert!(report.quarantined.is_empty());
+    assert_eq!(seqs(&read_all(&spool)), [1, 2, 3, 4]);
+    let (first, _) = append(&spool, 6..7);
+    assert!(first > 6, "seq {first} may have been seen by the server");
+    drop(spool);
+
+    // Zeros after the last frame (a filesystem that extended the file but lost the data).
+    let seg = segment_files(tmp.path()).pop().unwrap();
+    let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+    f.write_all(&[0; 100]).unwrap();
+    drop(f);
+    let (spool, report) = open(&cfg);
+    assert_eq!(report.truncated_tails.len(), 1);
+    assert_eq!(read_all(&spool).len(), 5);
+}
+
+/// Flips one byte in the middle of the payload of the segment's first frame.
+fn corrupt(path: &Path) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[FRAME_HEADER + 12] ^= 0x40;
+    fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_corrupted_segment_is_quarantined_and_the_rest_shipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path());
+    let (spool, _) = open(&cfg);
+    for i in 0..30 {
+        append(&spool, i * 10..i * 10 + 10);
+    }
+    drop(spool);
+    let files = segment_files(tmp.path());
+    assert!(files.len() >= 3);
+    corrupt(&files[1]);
+
+    let (spool, report) = open(&cfg);
+    assert_eq!(report.quarantined.len(), 1, "{report:?}");
+    let q = &report.quarantined[0];
+    assert!(q.reason.contains("checksum mismatch"), "{}", q.reason);
+    assert!(q.path.starts_with(tmp.path().join("quarantine")));
+    let reason = fs::read_to_string(format!("{}.reason", q.path.display())).unwrap();
+    assert!(reason.contains("checksum"));
+    assert_eq!(spool.stats().quarantined_segments, 1);
+    let got = seqs(&read_all(&spool));
+    assert_eq!(got.len() as u64, report.recovered_records);
+    assert!(got.len() < 300 && got.len() > 200);
+    assert!(got.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(got.last(), Some(&300));
+    drop(spool);
+    // Reported once; later opens only count it.
+    let (spool, report) = open(&cfg);
+    assert!(report.quarantined.is_empty());
+    assert_eq!(spool.stats().quarantined_segments, 1);
+}
+
+#[test]
+fn corruption_found_while_running_is_quarantined_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spool, _) = open(&config(tmp.path()));
+    for i in 0..30 {
+        append(&spool, i * 10..i * 10 + 10);
+    }
+    let first = segment_files(tmp.path())[0].clone();
+    corrupt(&first);
+    let got = read_all(&spool);
+    assert!(!got.is_empty() && got[0].seq > 10);
+    assert_eq!(spool.stats().quarantined_segments, 1);
+    assert!(!first.exists());
+}
+
+#[test]
+fn a_full_spool_refuses_appends_until_acks_free_space() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = SpoolConfig {
+        max_bytes: 4096,
+        segment_bytes: 1024,
+        ..config(tmp.path())
+    };
+    let (spool, _) = open(&cfg);
+    let mut appended = 0;
+    let err = loop {
+        match spool.append(&[(LogType::L7, &rec(appended))], None) {
+            Ok(_) => appended += 1,
+            Err(e) => break e,
+        }
+    };
+    let SpoolError::Full { used, max } = err else {
+        panic!("{err}")
+    };
+    assert!(used > max && max == 4096);
+    let stats = spool.stats();
+    assert!(stats.full && stats.bytes_on_disk <= 4096);
+    assert_eq!(stats.pending_records, appended);
+    assert!(matches!(
+        spool.append(&[(LogType::L7, &[b'x'; 5000][..])], None),
+        Err(SpoolError::TooLarge { .. })
+    ));
+    // Nothing was dropped, and acks make room.
+    assert_eq!(read_all(&spool).len() as u64, appended);
+    spool.ack(spool.last_seq()).unwrap();
+    assert!(spool.append(&[(LogType::L7, &rec(0))], None).is_ok());
+    assert!(!spool.stats().full);
+}
+
+#[test]
+fn one_process_per_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_spool, _) = open(&config(tmp.path()));
+    assert!(matches!(
+        Spool::open(config(tmp.path())),
+        Err(SpoolError::Locked(_))
+    ));
+}
+
+#[tokio::test]
+async fn subscribers_see_new_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spool, _) = open(&config(tmp.path()));
+    let spool = Arc::new(spool);
+    let mut rx = spool.subscribe();
+    let writer = spool.clone();
+    tokio::task::spawn_blocking(move || append(&writer, 0..3));
+    tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|&s| s == 3))
+        .await
+        .expect("notified")
+        .unwrap();
+}
+
+const CHILD_ENV: &str = "CATTERY_SPOOL_KILL_CHILD_DIR";
+
+/// Not a test of its own: the body of the process [`survives_kill_9`] kills. It appends
+/// forever and prints `first last n` after each append returned `Ok`.
+#[test]
+#[ignore = "run by survives_kill_9"]
+fn kill_child_appender() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (spool, _) = open(&config(Path::new(&dir)));
+    for n in 0u64.. {
+        let data: Vec<Vec<u8>> = (0..n % 4).map(|i| rec(n * 10 + i)).collect();
+        let records: Vec<(LogType, &[u8])> =
+            data.iter().map(|d| (LogType::Flows, &d[..])).collect();
+        let (first, last) = spool
+            .append(&records, Some(("child", n.to_string().as_bytes())))
+            .unwrap();
+        println!("{first} {last} {n}");
+    }
+}
+
+#[test]
+fn survives_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "spool::tests::kill_child_appender",
+            "--nocapture",
+        ])
+        .env(CHILD_ENV, tmp.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = StdBufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acked: Vec<(u64, u64, u64)> = Vec::new();
+    while acked.len() < 300 {
+        let line = lines.next().expect("child output").unwrap();
+        let v: Vec<u64> = line.split(' ').filter_map(|x| x.parse().ok()).collect();
+        if let [first, last, n] = v[..] {
+            acked.push((first, last, n));
+        }
+    }
+    child.kill().unwrap(); // SIGKILL: no destructor, no flush
+    child.wait().unwrap();
+    for line in lines {
+        let v: Vec<u64> = line
+            .unwrap()
+            .split(' ')
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if let [first, last, n] = v[..] {
+            acked.push((first, last, n));
+        }
+    }
+
+    let (spool, _) = open(&config(tmp.path()));
+    let got: BTreeMap<u64, Vec<u8>> = read_all(&spool)
+        .into_iter()
+        .map(|r| (r.seq, r.data))
+        .collect();
+    for &(first, last, n) in &acked {
+        for (i, seq) in (first..=last).enumerate() {
+            assert_eq!(
+                got.get(&seq),
+                Some(&rec(n * 10 + i as u64)),
+                "seq {seq} of append {n}"
+            );
+        }
+    }
+    let (_, last_acked, n_acked) = *acked.last().unwrap();
+    let ck: u64 = String::from_utf8(spool.checkpoint("child").unwrap())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ck >= n_acked);
+    assert!(spool.last_seq() >= last_acked);
+    let (first, _) = append(&spool, 0..1);
+    assert!(first > *got.keys().last().unwrap());
+}
+
+// ---- model-based test ----
+
+#[derive(Clone, Debug)]
+enum Op {
+    Append {
+        sizes: Vec<usize>,
+        checkpoint: Option<u8>,
+    },
+    Read {
+        after: Option<u64>,
+        max_records: usize,
+        max_bytes: usize,
+    },
+    Ack {
+        pick: usize,
+    },
+    Reopen,
+    /// Kill the process and lose part of the last append's frame, as if its fsync had not
+    /// completed (only when the previous mutating op was a successful append).
+    CrashTruncate {
+        cut: u64,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        5 => (proptest::collection::vec(0usize..150, 0..5), proptest::option::of(0u8..3))
+            .prop_map(|(sizes, checkpoint)| Op::Append { sizes, checkpoint }),
+        3 => (proptest::option::of(0u64..60), 1usize..8, 1usize..400)
+            .prop_map(|(after, max_records, max_bytes)| Op::Read { after, max_records, max_bytes }),
+        2 => any::<usize>().prop_map(|pick| Op::Ack { pick }),
+        1 => Just(Op::Reopen),
+        1 => any::<u64>().prop_map(|cut| Op::CrashTruncate { cut }),
+    ]
+}
+
+struct LastAppend {
+    path: PathBuf,
+    pre_len: u64,
+    post_len: u64,
+    seqs: Vec<u64>,
+    checkpoint: Option<(String, Option<Vec<u8>>)>,
+    floor: u64,
+}
+
+#[derive(Default)]
+struct Model {
+    records: BTreeMap<u64, Vec<u8>>,
+    acked: u64,
+    /// New seqs must be above this.
+    floor: u64,
+    checkpoints: HashMap<String, Vec<u8>>,
+    counter: u64,
+}
+
+impl Model {
+    fn read(
+        &self,
+        after: Option<u64>,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Vec<(u64, Vec<u8>)> {
+        let start = after.unwrap_or(0).max(self.acked) + 1;
+        let (mut out, mut bytes) = (Vec::new(), 0);
+        for (&seq, data) in self.records.range(start..) {
+            if !out.is_empty() && (out.len() >= max_records || bytes + data.len() > max_bytes) {
+                break;
+            }
+            bytes += data.len();
+            out.push((seq, data.clone()));
+        }
+        out
+    }
+}
+
+fn check(spool: &Spool, model: &Model) {
+    let stats = spool.stats();
+    assert_eq!(stats.pending_records, model.records.len() as u64);
+    assert_eq!(stats.acked_seq, model.acked);
+    assert!(stats.last_seq >= model.floor);
+    let got: Vec<(u64, Vec<u8>)> = read_all(spool)
+        .into_iter()
+        .map(|r| (r.seq, r.data))
+        .collect();
+    assert_eq!(got, model.read(None, usize::MAX, usize::MAX));
+    for s in ["s0", "s1", "s2"] {
+        assert_eq!(
+            spool.checkpoint(s),
+            model.checkpoints.get(s).cloned(),
+            "checkpoint {s}"
+        );
+    }
+}
+
+fn sizes(dir: &Path) -> HashMap<PathBuf, u64> {
+    segment_files(dir)
+        .into_iter()
+        .map(|p| {
+            let len = fs::metadata(&p).unwrap().len();
+            (p, len)
+        })
+        .collect()
+}
+
+fn run_model(ops: Vec<Op>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = SpoolConfig {
+        dir: tmp.path().to_owned(),
+        max_bytes: 6000,
+        segment_bytes: 700,
+    };
+    let mut spool = Some(open(&cfg).0);
+    let mut model = Model::default();
+    let mut last_append: Option<LastAppend> = None;
+    for op in ops {
+        let s = spool.as_ref().unwrap();
+        match op {
+            Op::Append {
+                sizes: lens,
+                checkpoint,
+            } => {
+                let data: Vec<Vec<u8>> = lens
+                    .iter()
+                    .map(|&len| {
+                        model.counter += 1;
+                        format!(r#"{{"n":{},"pad":"{}"}}"#, model.counter, "x".repeat(len))
+                            .into_bytes()
+                    })
+                    .collect();
+                let records: Vec<(LogType, &[u8])> =
+                    data.iter().map(|d| (LogType::Flows, &d[..])).collect();
+                let ck =
+                    checkpoint.map(|c| (format!("s{c}"), model.counter.to_string().into_bytes()));
+                let before = sizes(tmp.path());
+                match s.append(
+                    &records,
+                    ck.as_ref().map(|(k, v)| (k.as_str(), v.as_slice())),
+                ) {
+                    Err(SpoolError::Full { .. }) => last_append = None,
+                    Err(e) => panic!("{e}"),
+                    Ok((first, last)) => {
+                        assert_eq!(last + 1 - first, data.len() as u64);
+                        assert!(
+                            first > model.floor,
+                            "seq {first} reused (floor {})",
+                            model.floor
+                        );
+                        let path = segment_files(tmp.path()).pop().unwrap();
+                        let post_len = fs::metadata(&path).unwrap().len();
+                        let pre_len = before.get(&path).copied().unwrap_or(0);
+                        let prev = ck
+                            .as_ref()
+                            .map(|(k, _)| (k.clone(), model.checkpoints.get(k).cloned()));
+                        last_append = Some(LastAppend {
+                            path,
+                            pre_len,
+                            post_len,
+                            seqs: (first..=last).collect(),
+                            checkpoint: prev,
+                            floor: model.floor,
+                        });
+                        model.floor = model.floor.max(last);
+                        model.records.extend((first..=last).zip(data));
+                        if let Some((k, v)) = ck {
+                            model.checkpoints.insert(k, v);
+                        }
+                    }
+                }
+            }
+            Op::Read {
+                after,
+                max_records,
+                max_bytes,
+            } => {
+                let got: Vec<(u64, Vec<u8>)> = s
+                    .read_after(after, max_records, max_bytes)
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| (r.seq, r.data))
+                    .collect();
+                assert_eq!(got, model.read(after, max_records, max_bytes));
+            }
+            Op::Ack { pick } => {
+                last_append = None;
+                let keys: Vec<u64> = model.records.keys().copied().collect();
+                if !keys.is_empty() {
+                    let seq = keys[pick % keys.len()];
+                    s.ack(seq).unwrap();
+                    model.acked = seq;
+                    model.records = model.records.split_off(&(seq + 1));
+                }
+            }
+            Op::Reopen => {
+                last_append = None;
+                drop(spool.take());
+                spool = Some(open(&cfg).0);
+            }
+            Op::CrashTruncate { cut } => {
+                drop(spool.take());
+                if let Some(la) = last_append.take() {
+                    let frame = la.post_len - la.pre_len;
+                    truncate(&la.path, la.pre_len + cut % frame).unwrap();
+                    for seq in la.seqs {
+                        model.records.remove(&seq);
+                    }
+                    if let Some((k, prev)) = la.checkpoint {
+                        match prev {
+                            Some(v) => model.checkpoints.insert(k, v),
+                            None => model.checkpoints.remove(&k),
+                        };
+                    }
+                    model.floor = la.floor.max(model.acked);
+                }
+                let (s, report) = open(&cfg);
+                assert!(report.quarantined.is_empty());
+                spool = Some(s);
+            }
+        }
+        check(spool.as_ref().unwrap(), &model);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn behaves_like_a_queue_with_a_cursor(ops in proptest::collection::vec(op(), 1..40)) {
+        run_model(ops);
+    }
+}
+
+/// A rough number for the docs: `cargo test -p cattery-agent --release --lib -- --ignored
+/// --nocapture spool::tests::throughput`.
+#[test]
+#[ignore = "measurement, not a test"]
+fn throughput() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spool, _) = open(&SpoolConfig::new(tmp.path()));
+    let record = br#"{"start_time":1700000000,"end_time":1700000300,"action":"allow","source_ip":"10.0.1.2","source_name":"-","source_name_aggr":"frontend-7d9f8b-*","source_namespace":"shop","dest_ip":"10.0.2.3","dest_name_aggr":"backend-5c6d7-*","dest_namespace":"shop","dest_port":8080,"proto":"tcp","reporter":"src","bytes_in":1234,"bytes_out":5678,"packets_in":12,"packets_out":14,"num_flows":1}"#;
+    let batch: Vec<(LogType, &[u8])> = (0..1000).map(|_| (LogType::Flows, &record[..])).collect();
+    let appends = 200;
+    let t = Instant::now();
+    for _ in 0..appends {
+        spool.append(&batch, None).unwrap();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let n = (appends * batch.len()) as f64;
+    let mb = spool.stats().bytes_on_disk as f64 / 1e6;
+    println!(
+        "append: {:.0} records/s, {:.0} MB/s ({} appends of 1000, fsync each)",
+        n / secs,
+        mb / secs,
+        appends
+    );
+    let t = Instant::now();
+    let mut after = 0;
+    let mut read = 0;
+    loop {
+        let got = spool.read_after(Some(after), 5000, 4 << 20).unwrap();
+        let Some(last) = got.last() else { break };
+        after = last.seq;
+        read += got.len();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(read as f64, n);
+    println!("read: {:.0} records/s, {:.0} MB/s", n / secs, mb / secs);
+    let t = Instant::now();
+    for _ in 0..2000 {
+        spool.append(&batch[..1], None).unwrap();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "single-record appends: {:.0}/s (fsync latency bound)",
+        2000.0 / secs
+    );
+}
