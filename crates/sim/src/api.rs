@@ -29,15 +29,16 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
 /// What a resource URL addresses.
 #[derive(Debug)]
-struct Target {
-    res: &'static ResourceType,
-    namespace: Option<String>,
-    name: Option<String>,
-    sub: Option<String>,
-    watch_prefix: bool,
+pub(crate) struct Target {
+    pub(crate) res: &'static ResourceType,
+    pub(crate) namespace: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) sub: Option<String>,
+    pub(crate) watch_prefix: bool,
 }
 
-fn parse_path(path: &str) -> Option<Target> {
+/// Parses a resource URL (None for anything else).
+pub(crate) fn parse_path(path: &str) -> Option<Target> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, version, mut rest) = match segs.as_slice() {
         ["api", v, rest @ ..] => ("", *v, rest),

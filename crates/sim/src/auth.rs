@@ -20,7 +20,7 @@ fn is_public(path: &str) -> bool {
 }
 
 /// Whether the `Authorization` header value carries exactly `token`.
-fn token_matches(header: Option<&[u8]>, token: &str) -> bool {
+pub(crate) fn token_matches(header: Option<&[u8]>, token: &str) -> bool {
     let expected = format!("Bearer {token}");
     header.is_some_and(|h| h.ct_eq(expected.as_bytes()).into())
 }

@@ -5,6 +5,8 @@
 //!   can check what a proxy in front of the cluster forwarded (impersonation
 //!   headers, which credential). The `Authorization` header is only ever
 //!   kept as a SHA-256 of its value, never stored or logged itself;
+//! - `GET /_sim/logstats`: counts of generated traffic-log records and audit
+//!   events (see [`logstats`]);
 //! - `GET /_sim/bytes?size=N`: N bytes of a fixed pattern, streamed in
 //!   [`BYTES_CHUNK`]-sized chunks without holding N bytes in memory (for
 //!   throughput benchmarks such as `cattery bench tunnel`); N is at most
@@ -75,7 +77,7 @@ fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// Decodes the percent-encoding kube-apiserver allows in `Impersonate-Extra-` keys.
-fn unescape(key: &str) -> String {
+pub(crate) fn unescape(key: &str) -> String {
     form_urlencoded::parse(format!("k={}", key.replace('+', "%2B")).as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())
@@ -139,6 +141,15 @@ pub async fn info(State(st): State<Arc<AppState>>) -> Json<Value> {
         "resourceVersion": st.store.current_rv().to_string(),
         "startedAt": st.started_at,
     }))
+}
+
+/// `GET /_sim/logstats`: how many traffic-log records were written (per
+/// type, and per action for flows) and how many audit events were
+/// generated, sent and dropped.
+pub async fn logstats(State(st): State<Arc<AppState>>) -> Json<Value> {
+    let mut v = st.traffic_stats.to_json(st.traffic.as_ref());
+    v["audit"] = st.audit_stats.to_json(st.audit.is_some());
+    Json(v)
 }
 
 /// `GET /_sim/requests`.

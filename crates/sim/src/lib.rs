@@ -15,8 +15,31 @@
 //!   semantics (`store.rs`, `watch.rs`, `api.rs`);
 //! - server-side `Table` printing for `kubectl get` (`table.rs`);
 //! - `pods/exec` over WebSocket with a tiny fake shell (`exec.rs`);
-//! - debug endpoints `/_sim/info`, `/_sim/requests` and `/_sim/bytes` (`debug.rs`);
-//! - optional bearer-token authentication (`auth.rs`) and HTTPS (`tls.rs`).
+//! - debug endpoints `/_sim/info`, `/_sim/requests`, `/_sim/logstats` and
+//!   `/_sim/bytes` (`debug.rs`);
+//! - optional bearer-token authentication (`auth.rs`) and HTTPS (`tls.rs`);
+//! - with `--logs-dir`, Calico traffic logs for its workloads (`traffic/`):
+//!   `flows.log`, `dns.log` and `l7.log` in Felix's JSON-lines format,
+//!   rotated like Felix's files, at `--log-rate` records per second. The
+//!   traffic model is a fixed call graph of the seeded shop/payments
+//!   application (frontend → cart → checkout → payments api → payments db,
+//!   checkout → payments db, calls to external APIs, internet clients
+//!   reaching the frontend, DNS lookups through kube-dns) resolved against
+//!   the store at every tick, so pod IPs, labels, Services and new matching
+//!   pods are the store's; allow/deny comes from evaluating the store's
+//!   NetworkPolicies at generation time (`traffic/policy_eval.rs`), so a
+//!   policy created through the API changes what is denied next. The seeded
+//!   `payments/db-allow-api` policy denies checkout → db from the start;
+//! - with `--audit-webhook`, `audit.k8s.io/v1` events for the API requests
+//!   it serves, POSTed in `EventList` batches like kube-apiserver's batching
+//!   webhook backend (`audit.rs`).
+//!
+//! The traffic model is NOT a network: no packets, sockets, conntrack, NAT
+//! or timings are simulated; volumes, latencies and HTTP response codes are
+//! drawn from plausible ranges by a seeded generator (`--log-seed`); only
+//! Kubernetes NetworkPolicy is evaluated (no Calico policies, tiers or
+//! staged policies); pods other than the seeded workloads only take part
+//! through DNS lookups unless they carry a seeded workload's labels.
 //!
 //! What it does NOT do: no scheduling, controllers, kubelet or containers
 //! (pods are `Running` the moment they are created, services get a cluster
@@ -32,6 +55,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+pub mod audit;
 mod auth;
 mod debug;
 mod discovery;
@@ -44,6 +68,7 @@ mod status;
 mod store;
 mod table;
 mod tls;
+pub mod traffic;
 mod watch;
 
 use std::net::SocketAddr;
@@ -78,6 +103,108 @@ pub struct SimArgs {
     pub token_file: Option<PathBuf>,
 }
 
+/// Traffic-log and audit options of `cattery sim-cluster` (kept apart from
+/// [`SimArgs`] so code that builds a `SimArgs` literal keeps compiling; the
+/// CLI takes both through [`SimClusterArgs`]).
+#[derive(clap::Args, Clone, Debug)]
+pub struct LogArgs {
+    /// Write Calico (Felix) format flow, DNS and L7 logs to DIR/flows.log,
+    /// DIR/dns.log and DIR/l7.log.
+    #[arg(long, value_name = "DIR")]
+    pub logs_dir: Option<PathBuf>,
+    /// Records per second, all three types together (0 = none).
+    #[arg(long, default_value_t = 20.0, value_name = "N")]
+    pub log_rate: f64,
+    /// Time between generation ticks (e.g. 1s, 250ms).
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub log_interval: Duration,
+    /// Seed of the traffic generator, for reproducible records (random when unset).
+    #[arg(long, value_name = "N")]
+    pub log_seed: Option<u64>,
+    /// Stop after exactly N records in total (flows, DNS and L7 together).
+    #[arg(long, value_name = "N")]
+    pub log_limit: Option<u64>,
+    /// Rotate a log file (NAME -> NAME.1 -> NAME.2 ...) before it exceeds this size.
+    #[arg(long, default_value_t = 10 * 1024 * 1024, value_name = "BYTES")]
+    pub log_max_bytes: u64,
+    /// Rotated files kept per log (Felix keeps 5).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub log_max_files: usize,
+    /// Flow and DNS aggregation: Felix's defaults, or none (every IP, name and port).
+    #[arg(long, value_enum, default_value = "felix")]
+    pub flow_aggregation: traffic::model::Aggregation,
+    /// POST audit.k8s.io/v1 EventList batches of the API requests served to URL.
+    #[arg(long, value_name = "URL")]
+    pub audit_webhook: Option<http::Uri>,
+    /// PEM CA bundle to trust for an https --audit-webhook (system roots otherwise).
+    #[arg(long, value_name = "FILE")]
+    pub audit_webhook_ca_file: Option<PathBuf>,
+    /// Most events per webhook batch.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub audit_batch_max_size: usize,
+    /// Longest time a batch waits to fill.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub audit_batch_max_wait: Duration,
+    /// Events buffered while the webhook is down; beyond that they are dropped and counted.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub audit_queue_size: usize,
+    /// User name audited for requests carrying the --token-file token.
+    #[arg(long, default_value = audit::DEFAULT_TOKEN_USER, value_name = "NAME")]
+    pub audit_token_user: String,
+}
+
+impl Default for LogArgs {
+    fn default() -> Self {
+        LogArgs {
+            logs_dir: None,
+            log_rate: 20.0,
+            log_interval: Duration::from_secs(1),
+            log_seed: None,
+            log_limit: None,
+            log_max_bytes: 10 * 1024 * 1024,
+            log_max_files: 5,
+            flow_aggregation: traffic::model::Aggregation::Felix,
+            audit_webhook: None,
+            audit_webhook_ca_file: None,
+            audit_batch_max_size: 100,
+            audit_batch_max_wait: Duration::from_secs(1),
+            audit_queue_size: 10_000,
+            audit_token_user: audit::DEFAULT_TOKEN_USER.to_string(),
+        }
+    }
+}
+
+/// Everything `cattery sim-cluster` takes: the API server's options and the
+/// traffic-log/audit options.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SimClusterArgs {
+    /// API server options.
+    #[command(flatten)]
+    pub sim: SimArgs,
+    /// Traffic logs and audit.
+    #[command(flatten)]
+    pub logs: LogArgs,
+}
+
+/// Parses `1s`, `250ms`, `2m` or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}; use e.g. 1s, 250ms, 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("invalid duration unit in {s:?}; use ms, s or m")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
 /// State shared by every handler.
 pub(crate) struct AppState {
     /// Cluster name.
@@ -92,6 +219,14 @@ pub(crate) struct AppState {
     pub(crate) requests: debug::RequestLog,
     /// Cancelled on shutdown: ends watches and exec sessions.
     pub(crate) shutdown: CancellationToken,
+    /// Traffic-log generator settings, when `--logs-dir` is set.
+    pub(crate) traffic: Option<traffic::TrafficConfig>,
+    /// Counters of generated traffic logs.
+    pub(crate) traffic_stats: Arc<traffic::TrafficStats>,
+    /// Audit event producer, when `--audit-webhook` is set.
+    pub(crate) audit: Option<audit::Auditor>,
+    /// Counters of audit events.
+    pub(crate) audit_stats: Arc<audit::AuditStats>,
 }
 
 /// A bound, not yet running, simulated cluster.
@@ -106,12 +241,53 @@ pub struct SimServer {
     tls: Option<tokio_rustls::TlsAcceptor>,
     name: String,
     token: Option<String>,
+    traffic: Option<traffic::TrafficConfig>,
+    audit: Option<(audit::Auditor, Arc<audit::AuditStats>, audit::Sender)>,
 }
 
 impl SimServer {
     /// Binds the listener, reads the token file and creates TLS material
-    /// when asked, so configuration errors surface before serving.
+    /// when asked, so configuration errors surface before serving. No
+    /// traffic logs and no audit (see [`SimServer::bind_with_logs`]).
     pub async fn bind(args: &SimArgs) -> anyhow::Result<SimServer> {
+        Self::bind_with_logs(args, &LogArgs::default()).await
+    }
+
+    /// [`SimServer::bind`] for everything `cattery sim-cluster` takes.
+    pub async fn bind_cluster(args: &SimClusterArgs) -> anyhow::Result<SimServer> {
+        Self::bind_with_logs(&args.sim, &args.logs).await
+    }
+
+    /// [`SimServer::bind`] with traffic logs and/or audit as `logs` asks.
+    pub async fn bind_with_logs(args: &SimArgs, logs: &LogArgs) -> anyhow::Result<SimServer> {
+        let traffic = match &logs.logs_dir {
+            Some(dir) => {
+                let config = traffic::TrafficConfig {
+                    dir: dir.clone(),
+                    rate: logs.log_rate,
+                    interval: logs.log_interval,
+                    seed: logs.log_seed.unwrap_or_else(traffic::rng::Rng::random_seed),
+                    limit: logs.log_limit,
+                    max_bytes: logs.log_max_bytes,
+                    max_files: logs.log_max_files,
+                    aggregation: logs.flow_aggregation,
+                };
+                traffic::prepare(&config)?;
+                Some(config)
+            }
+            None => None,
+        };
+        let audit = match &logs.audit_webhook {
+            Some(url) => Some(audit::start(audit::AuditConfig {
+                url: url.clone(),
+                ca_file: logs.audit_webhook_ca_file.clone(),
+                batch_max_size: logs.audit_batch_max_size,
+                batch_max_wait: logs.audit_batch_max_wait,
+                queue_size: logs.audit_queue_size,
+                token_user: logs.audit_token_user.clone(),
+            })?),
+            None => None,
+        };
         let token = match &args.token_file {
             Some(path) => {
                 let t = std::fs::read_to_string(path)
@@ -146,6 +322,8 @@ impl SimServer {
             tls,
             name: args.name.clone(),
             token,
+            traffic,
+            audit,
         })
     }
 
@@ -154,6 +332,10 @@ impl SimServer {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let store = store::Store::new(&self.name);
         seed::seed(&store, &self.name);
+        let (auditor, audit_stats, audit_sender) = match self.audit {
+            Some((a, s, sender)) => (Some(a), s, Some(sender)),
+            None => (None, Arc::default(), None),
+        };
         let state = Arc::new(AppState {
             name: self.name.clone(),
             started_at: time::OffsetDateTime::now_utc()
@@ -163,8 +345,25 @@ impl SimServer {
             token: self.token,
             requests: debug::RequestLog::default(),
             shutdown: shutdown.child_token(),
+            traffic: self.traffic.clone(),
+            traffic_stats: Arc::default(),
+            audit: auditor,
+            audit_stats,
         });
         let app = router(state.clone());
+        // Background work stops after the listener, so what the last
+        // requests produced is still generated and delivered.
+        let background_stop = CancellationToken::new();
+        let mut background = Vec::new();
+        if let Some(config) = self.traffic.clone() {
+            background.push(tokio::spawn(traffic::run(
+                config,
+                state.clone(),
+                state.traffic_stats.clone(),
+                background_stop.clone(),
+            )));
+        }
+        let audit_task = audit_sender.map(|s| tokio::spawn(s.run(background_stop.clone())));
         tracing::info!(name = %self.name, url = %self.url, "simulated cluster serving");
         let tracker = TaskTracker::new();
         loop {
@@ -183,12 +382,12 @@ impl SimServer {
             tracker.spawn(async move {
                 let _ = tcp.set_nodelay(true);
                 match tls {
-                    None => serve_connection(tcp, app, stop).await,
+                    None => serve_connection(tcp, peer, app, stop).await,
                     Some(acceptor) => {
                         match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
                             .await
                         {
-                            Ok(Ok(stream)) => serve_connection(stream, app, stop).await,
+                            Ok(Ok(stream)) => serve_connection(stream, peer, app, stop).await,
                             Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed")
                             }
@@ -206,17 +405,34 @@ impl SimServer {
         {
             tracing::warn!("connections still open after 5s; dropping them");
         }
+        // Requests are done: release the state's audit producer so the
+        // sender sees the queue close once handlers are gone, then stop.
+        background_stop.cancel();
+        for task in background {
+            let _ = task.await;
+        }
+        if let Some(task) = audit_task {
+            let _ = task.await;
+        }
         Ok(())
     }
 }
 
 /// Serves one connection (HTTP/1.1 with upgrades, or h2) until it ends or
 /// shutdown asks it to finish its in-flight requests.
-async fn serve_connection<I>(io: I, app: Router, shutdown: CancellationToken)
+async fn serve_connection<I>(io: I, peer: SocketAddr, app: Router, shutdown: CancellationToken)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let builder = auto::Builder::new(TokioExecutor::new());
+    // Each request learns its connection's peer (audit `sourceIPs`).
+    let app = tower::ServiceExt::map_request(
+        app,
+        move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(audit::PeerAddr(peer));
+            req
+        },
+    );
     let conn =
         builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(app));
     tokio::pin!(conn);
@@ -254,6 +470,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/_sim/info", get(debug::info))
         .route("/_sim/requests", get(debug::requests))
         .route("/_sim/bytes", get(debug::bytes))
+        .route("/_sim/logstats", get(debug::logstats))
         .fallback(api::handle)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -261,7 +478,43 @@ fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            audit::audit_requests,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             debug::log_requests,
         ))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{Args, Command, FromArgMatches};
+
+    #[test]
+    fn sim_cluster_flags_parse_with_defaults() {
+        let cmd = SimClusterArgs::augment_args(Command::new("sim-cluster"));
+        cmd.clone().debug_assert();
+        let m = cmd
+            .try_get_matches_from([
+                "sim-cluster",
+                "--logs-dir",
+                "/tmp/x",
+                "--log-interval",
+                "250ms",
+                "--audit-webhook",
+                "https://127.0.0.1:9/audit",
+            ])
+            .unwrap();
+        let a = SimClusterArgs::from_arg_matches(&m).unwrap();
+        assert_eq!(a.logs.log_interval, Duration::from_millis(250));
+        assert_eq!(a.logs.log_rate, 20.0);
+        assert_eq!(a.logs.log_max_bytes, 10 * 1024 * 1024);
+        assert_eq!(a.logs.audit_token_user, audit::DEFAULT_TOKEN_USER);
+        assert_eq!(a.sim.listen.port(), 6443);
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("1h").is_err());
+    }
 }

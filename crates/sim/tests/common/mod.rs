@@ -8,7 +8,7 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use cattery_sim::{SimArgs, SimServer};
+use cattery_sim::{LogArgs, SimArgs, SimServer};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
@@ -34,6 +34,8 @@ pub struct Options {
     pub token: Option<&'static str>,
     /// Token written into the kubeconfig (defaults to `token`).
     pub client_token: Option<&'static str>,
+    /// Traffic-log and audit options.
+    pub logs: LogArgs,
 }
 
 impl Default for Options {
@@ -43,6 +45,7 @@ impl Default for Options {
             tls: false,
             token: None,
             client_token: None,
+            logs: LogArgs::default(),
         }
     }
 }
@@ -74,7 +77,7 @@ impl Sim {
             tls_dir: opts.tls.then(|| dir.path().join("tls")),
             token_file,
         };
-        let server = SimServer::bind(&args).await.unwrap();
+        let server = SimServer::bind_with_logs(&args, &opts.logs).await.unwrap();
         let (url, addr) = (server.url.clone(), server.local_addr);
         let mut cluster = format!("    server: {url}\n");
         if opts.tls {
