@@ -192,10 +192,16 @@ impl ApiClient {
     }
 
     /// Sends a GET and returns the streaming response of a 2xx answer (for live tails).
-    pub async fn stream(&self, path: &str) -> anyhow::Result<http::Response<hyper::body::Incoming>> {
+    pub async fn stream(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<http::Response<hyper::body::Incoming>> {
         let url = format!("{}{}", self.target.server, path);
         let req = http::Request::get(&url)
-            .header(http::header::AUTHORIZATION, format!("Bearer {}", self.target.token))
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.target.token),
+            )
             .header(http::header::ACCEPT, "text/event-stream")
             .body(Full::new(Bytes::new()))
             .with_context(|| format!("invalid server URL {url:?}"))?;

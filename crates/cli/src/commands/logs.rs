@@ -73,7 +73,9 @@ fn parse_time(s: &str) -> anyhow::Result<i64> {
         return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
     }
     let d = if let Some(days) = s.strip_suffix('d') {
-        let n: u64 = days.parse().map_err(|_| anyhow::anyhow!("invalid time {s:?}"))?;
+        let n: u64 = days
+            .parse()
+            .map_err(|_| anyhow::anyhow!("invalid time {s:?}"))?;
         std::time::Duration::from_secs(n * 86_400)
     } else {
         super::parse_duration(s).map_err(|e| anyhow::anyhow!("{e}; or give an RFC 3339 time"))?
@@ -84,11 +86,14 @@ fn parse_time(s: &str) -> anyhow::Result<i64> {
 /// Turns one `--where` expression into a search filter.
 pub fn parse_filter(expr: &str) -> anyhow::Result<Value> {
     for (op, key) in [(">=", "gte"), ("<=", "lte"), (">", "gt"), ("<", "lt")] {
-        if let Some((f, v)) = expr.split_once(op) {
-            if !f.contains('=') {
-                let n: f64 = v.trim().parse().with_context(|| format!("--where {expr:?}: {v:?} is not a number"))?;
-                return Ok(json!({"field": f.trim(), "range": {key: n}}));
-            }
+        if let Some((f, v)) = expr.split_once(op)
+            && !f.contains('=')
+        {
+            let n: f64 = v
+                .trim()
+                .parse()
+                .with_context(|| format!("--where {expr:?}: {v:?} is not a number"))?;
+            return Ok(json!({"field": f.trim(), "range": {key: n}}));
         }
     }
     if let Some((f, v)) = expr.split_once("!=") {
@@ -103,7 +108,11 @@ pub fn parse_filter(expr: &str) -> anyhow::Result<Value> {
         json!({"field": f, "in": v.split(',').collect::<Vec<_>>()})
     } else if let Some(p) = v.strip_suffix('*') {
         json!({"field": f, "prefix": p})
-    } else if v.contains('/') && v.split('/').next().is_some_and(|ip| ip.parse::<std::net::IpAddr>().is_ok()) {
+    } else if v.contains('/')
+        && v.split('/')
+            .next()
+            .is_some_and(|ip| ip.parse::<std::net::IpAddr>().is_ok())
+    {
         json!({"field": f, "cidr": v})
     } else {
         json!({"field": f, "equals": v})
@@ -111,11 +120,15 @@ pub fn parse_filter(expr: &str) -> anyhow::Result<Value> {
 }
 
 fn s<'a>(r: &'a Value, k: &str) -> &'a str {
-    cattery_api::logs::get_path(r, k).and_then(Value::as_str).unwrap_or("-")
+    cattery_api::logs::get_path(r, k)
+        .and_then(Value::as_str)
+        .unwrap_or("-")
 }
 
 fn n(r: &Value, k: &str) -> String {
-    cattery_api::logs::get_path(r, k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_else(|| "-".into())
+    cattery_api::logs::get_path(r, k)
+        .map(|v| v.to_string().trim_matches('"').to_string())
+        .unwrap_or_else(|| "-".into())
 }
 
 fn when(r: &Value, t: LogType) -> String {
@@ -133,22 +146,46 @@ pub fn table_line(t: LogType, r: &Value) -> String {
     match t {
         LogType::Flows => format!(
             "{}  {c:<12} {:<5} {}/{} -> {}/{}:{} {} in={}B out={}B",
-            when(r, t), s(r, "action"), s(r, "source_namespace"), s(r, "source_name_aggr"),
-            s(r, "dest_namespace"), s(r, "dest_name_aggr"), n(r, "dest_port"), s(r, "proto"), n(r, "bytes_in"), n(r, "bytes_out")
+            when(r, t),
+            s(r, "action"),
+            s(r, "source_namespace"),
+            s(r, "source_name_aggr"),
+            s(r, "dest_namespace"),
+            s(r, "dest_name_aggr"),
+            n(r, "dest_port"),
+            s(r, "proto"),
+            n(r, "bytes_in"),
+            n(r, "bytes_out")
         ),
         LogType::Dns => format!(
             "{}  {c:<12} {}/{} {} {} {}",
-            when(r, t), s(r, "client_namespace"), s(r, "client_name_aggr"), s(r, "qname"), s(r, "qtype"), s(r, "rcode")
+            when(r, t),
+            s(r, "client_namespace"),
+            s(r, "client_name_aggr"),
+            s(r, "qname"),
+            s(r, "qtype"),
+            s(r, "rcode")
         ),
         LogType::L7 => format!(
             "{}  {c:<12} {}/{} -> {}/{} {} {} {}",
-            when(r, t), s(r, "src_namespace"), s(r, "src_name_aggr"), s(r, "dest_namespace"), s(r, "dest_name_aggr"),
-            s(r, "method"), s(r, "url"), n(r, "response_code")
+            when(r, t),
+            s(r, "src_namespace"),
+            s(r, "src_name_aggr"),
+            s(r, "dest_namespace"),
+            s(r, "dest_name_aggr"),
+            s(r, "method"),
+            s(r, "url"),
+            n(r, "response_code")
         ),
         LogType::Audit => format!(
             "{}  {c:<12} {} {} {}/{}/{} {}",
-            when(r, t), s(r, "user.username"), s(r, "verb"), s(r, "objectRef.namespace"), s(r, "objectRef.resource"),
-            s(r, "objectRef.name"), n(r, "responseStatus.code")
+            when(r, t),
+            s(r, "user.username"),
+            s(r, "verb"),
+            s(r, "objectRef.namespace"),
+            s(r, "objectRef.resource"),
+            s(r, "objectRef.name"),
+            n(r, "responseStatus.code")
         ),
     }
 }
@@ -160,8 +197,16 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
         args.all_clusters || !args.clusters.is_empty(),
         "choose clusters with --cluster NAME (repeatable) or --all-clusters"
     );
-    let clusters: Vec<String> = if args.all_clusters { vec!["*".into()] } else { args.clusters.clone() };
-    let filters = args.filters.iter().map(|f| parse_filter(f)).collect::<anyhow::Result<Vec<_>>>()?;
+    let clusters: Vec<String> = if args.all_clusters {
+        vec!["*".into()]
+    } else {
+        args.clusters.clone()
+    };
+    let filters = args
+        .filters
+        .iter()
+        .map(|f| parse_filter(f))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut time_range = json!({"from": parse_time(&args.since)?});
     if let Some(u) = &args.until {
         time_range["to"] = json!(parse_time(u)?);
@@ -175,28 +220,48 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     if let Some(field) = &args.top {
         req["size"] = json!(0);
         req["aggs"] = json!({"top": {"terms": {"field": field, "size": args.top_size}}});
-        let res: Value = serde_json::from_slice(&client.call(http::Method::POST, &path, Some(serde_json::to_vec(&req)?)).await?)?;
+        let res: Value = serde_json::from_slice(
+            &client
+                .call(http::Method::POST, &path, Some(serde_json::to_vec(&req)?))
+                .await?,
+        )?;
         if args.output != LogFormat::Table {
-            println!("{}", serde_json::to_string_pretty(&res["aggregations"]["top"])?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&res["aggregations"]["top"])?
+            );
             return Ok(());
         }
         let rows: Vec<Vec<String>> = res["aggregations"]["top"]["buckets"]
             .as_array()
-            .map(|b| b.iter().map(|b| vec![b["key"].to_string().trim_matches('"').to_string(), b["doc_count"].to_string()]).collect())
+            .map(|b| {
+                b.iter()
+                    .map(|b| {
+                        vec![
+                            b["key"].to_string().trim_matches('"').to_string(),
+                            b["doc_count"].to_string(),
+                        ]
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         crate::output::print_table(&[field.to_uppercase().as_str(), "COUNT"], &rows);
         return Ok(());
     }
 
     let mut out: Box<dyn Write> = match &args.output_file {
-        Some(f) => Box::new(std::io::BufWriter::new(std::fs::File::create(f).with_context(|| format!("creating {}", f.display()))?)),
+        Some(f) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(f).with_context(|| format!("creating {}", f.display()))?,
+        )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let bar = (args.output_file.is_some() && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new(0);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} records {per_sec} eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} records {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         b
     });
@@ -204,7 +269,11 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     let mut all = Vec::new();
     let mut search_after: Option<Value> = None;
     loop {
-        let want = if args.limit == 0 { 1000 } else { (args.limit - printed).min(1000) };
+        let want = if args.limit == 0 {
+            1000
+        } else {
+            (args.limit - printed).min(1000)
+        };
         if want == 0 {
             break;
         }
@@ -212,9 +281,18 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
         if let Some(sa) = &search_after {
             req["searchAfter"] = sa.clone();
         }
-        let res: Value = serde_json::from_slice(&client.call(http::Method::POST, &path, Some(serde_json::to_vec(&req)?)).await?)?;
+        let res: Value = serde_json::from_slice(
+            &client
+                .call(http::Method::POST, &path, Some(serde_json::to_vec(&req)?))
+                .await?,
+        )?;
         if let Some(b) = &bar {
-            b.set_length(res["hits"]["total"]["value"].as_u64().unwrap_or(0).max(printed as u64));
+            b.set_length(
+                res["hits"]["total"]["value"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    .max(printed as u64),
+            );
         }
         let hits = res["hits"]["hits"].as_array().cloned().unwrap_or_default();
         for h in &hits {
@@ -248,7 +326,11 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
 }
 
 async fn follow(client: &ApiClient, args: &LogsArgs, clusters: &[String]) -> anyhow::Result<()> {
-    let mut path = format!("/apis/logs.cattery.dev/v1/{}/tail?clusters={}", args.log_type, clusters.join(","));
+    let mut path = format!(
+        "/apis/logs.cattery.dev/v1/{}/tail?clusters={}",
+        args.log_type,
+        clusters.join(",")
+    );
     for f in &args.filters {
         anyhow::ensure!(
             !f.contains("!=") && !f.contains('<') && !f.contains('>'),
@@ -264,7 +346,9 @@ async fn follow(client: &ApiClient, args: &LogsArgs, clusters: &[String]) -> any
     let stdout = std::io::stdout();
     while let Some(frame) = body.frame().await {
         let frame = frame.context("the live tail was interrupted")?;
-        let Some(data) = frame.data_ref() else { continue };
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
         buf.extend_from_slice(data);
         while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
             let event: Vec<u8> = buf.drain(..end + 2).collect();
@@ -273,7 +357,11 @@ async fn follow(client: &ApiClient, args: &LogsArgs, clusters: &[String]) -> any
             let mut payload = String::new();
             for line in text.lines() {
                 if let Some(k) = line.strip_prefix("event:") {
-                    kind = if k.trim() == "lagged" { "lagged" } else { "message" };
+                    kind = if k.trim() == "lagged" {
+                        "lagged"
+                    } else {
+                        "message"
+                    };
                 } else if let Some(d) = line.strip_prefix("data:") {
                     payload.push_str(d.trim_start());
                 }
@@ -303,12 +391,30 @@ mod tests {
 
     #[test]
     fn where_expressions() {
-        assert_eq!(parse_filter("action=deny").unwrap(), json!({"field":"action","equals":"deny"}));
-        assert_eq!(parse_filter("action!=deny").unwrap(), json!({"field":"action","notEquals":"deny"}));
-        assert_eq!(parse_filter("source_namespace=a,b").unwrap(), json!({"field":"source_namespace","in":["a","b"]}));
-        assert_eq!(parse_filter("dest_name=web-*").unwrap(), json!({"field":"dest_name","prefix":"web-"}));
-        assert_eq!(parse_filter("source_ip=10.0.0.0/8").unwrap(), json!({"field":"source_ip","cidr":"10.0.0.0/8"}));
-        assert_eq!(parse_filter("bytes_in>=100").unwrap(), json!({"field":"bytes_in","range":{"gte":100.0}}));
+        assert_eq!(
+            parse_filter("action=deny").unwrap(),
+            json!({"field":"action","equals":"deny"})
+        );
+        assert_eq!(
+            parse_filter("action!=deny").unwrap(),
+            json!({"field":"action","notEquals":"deny"})
+        );
+        assert_eq!(
+            parse_filter("source_namespace=a,b").unwrap(),
+            json!({"field":"source_namespace","in":["a","b"]})
+        );
+        assert_eq!(
+            parse_filter("dest_name=web-*").unwrap(),
+            json!({"field":"dest_name","prefix":"web-"})
+        );
+        assert_eq!(
+            parse_filter("source_ip=10.0.0.0/8").unwrap(),
+            json!({"field":"source_ip","cidr":"10.0.0.0/8"})
+        );
+        assert_eq!(
+            parse_filter("bytes_in>=100").unwrap(),
+            json!({"field":"bytes_in","range":{"gte":100.0}})
+        );
         assert!(parse_filter("nonsense").is_err());
         assert!(parse_filter("bytes_in>=lots").is_err());
     }
@@ -319,7 +425,10 @@ mod tests {
         let t = parse_time("1h").unwrap();
         assert!((now - t - 3_600_000).abs() < 5_000);
         assert!((now - parse_time("2d").unwrap() - 172_800_000).abs() < 5_000);
-        assert_eq!(parse_time("2026-01-01T00:00:00Z").unwrap(), 1_767_225_600_000);
+        assert_eq!(
+            parse_time("2026-01-01T00:00:00Z").unwrap(),
+            1_767_225_600_000
+        );
         assert!(parse_time("soon").is_err());
     }
 }

@@ -136,8 +136,8 @@ impl ServerProc {
         std::fs::read_to_string(&self.log_file)
             .unwrap_or_default()
             .lines()
+            .map(strip_ansi)
             .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
-            .map(str::to_string)
             .collect()
     }
 
@@ -146,6 +146,24 @@ impl ServerProc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Removes terminal colour sequences (`ESC [ … m`) the log formatter may have written.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl Drop for ServerProc {
