@@ -177,7 +177,9 @@ impl std::str::FromStr for LogType {
             "dns" => Ok(LogType::Dns),
             "l7" => Ok(LogType::L7),
             "audit" => Ok(LogType::Audit),
-            other => Err(format!("unknown log type {other:?}; use flows, dns, l7 or audit")),
+            other => Err(format!(
+                "unknown log type {other:?}; use flows, dns, l7 or audit"
+            )),
         }
     }
 }
@@ -206,10 +208,10 @@ pub fn get_path<'a>(record: &'a Value, path: &str) -> Option<&'a Value> {
     }
     let mut split = path.len();
     while let Some(i) = path[..split].rfind('.') {
-        if let Some(v) = obj.get(&path[..i]) {
-            if let Some(found) = get_path(v, &path[i + 1..]) {
-                return Some(found);
-            }
+        if let Some(v) = obj.get(&path[..i])
+            && let Some(found) = get_path(v, &path[i + 1..])
+        {
+            return Some(found);
         }
         split = i;
     }
@@ -251,7 +253,9 @@ fn type_name(v: &Value) -> String {
 /// The record's time in milliseconds since the Unix epoch, from its time field.
 pub fn record_time_ms(log_type: LogType, record: &Value) -> Result<i64, RecordError> {
     let field = log_type.time_field();
-    let v = get_path(record, field).filter(|v| !v.is_null()).ok_or(RecordError::Missing(field))?;
+    let v = get_path(record, field)
+        .filter(|v| !v.is_null())
+        .ok_or(RecordError::Missing(field))?;
     let kind = log_type
         .fields()
         .iter()
@@ -263,12 +267,22 @@ pub fn record_time_ms(log_type: LogType, record: &Value) -> Result<i64, RecordEr
             .as_i64()
             .or_else(|| v.as_f64().map(|f| f as i64))
             .map(|s| s * 1000)
-            .ok_or_else(|| RecordError::WrongType { field, expected: "Unix seconds (a number)", got: type_name(v) }),
+            .ok_or_else(|| RecordError::WrongType {
+                field,
+                expected: "Unix seconds (a number)",
+                got: type_name(v),
+            }),
         _ => v
             .as_str()
-            .and_then(|s| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
+            .and_then(|s| {
+                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+            })
             .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-            .ok_or_else(|| RecordError::WrongType { field, expected: "an RFC 3339 time", got: type_name(v) }),
+            .ok_or_else(|| RecordError::WrongType {
+                field,
+                expected: "an RFC 3339 time",
+                got: type_name(v),
+            }),
     }
 }
 
@@ -279,7 +293,9 @@ pub fn validate(log_type: LogType, record: &mut Value, cluster: &str) -> Result<
     obj.insert("cluster".into(), Value::String(cluster.to_string()));
     let time = record_time_ms(log_type, record)?;
     for (field, kind) in log_type.fields() {
-        let Some(v) = get_path(record, field) else { continue };
+        let Some(v) = get_path(record, field) else {
+            continue;
+        };
         let ok = match (kind, v) {
             (_, Value::Null) => true,
             (FieldKind::Long | FieldKind::EpochSeconds, Value::Number(_)) => true,
@@ -287,9 +303,9 @@ pub fn validate(log_type: LogType, record: &mut Value, cluster: &str) -> Result<
             // numeric strings are accepted and indexed as numbers.
             (FieldKind::Long, Value::String(s)) => s.parse::<i64>().is_ok() || s == "-" || s == "*",
             (FieldKind::Keyword, Value::String(_) | Value::Number(_) | Value::Bool(_)) => true,
-            (FieldKind::Keyword | FieldKind::Ip, Value::Array(items)) => {
-                items.iter().all(|i| i.is_string() || i.is_number() || i.is_null())
-            }
+            (FieldKind::Keyword | FieldKind::Ip, Value::Array(items)) => items
+                .iter()
+                .all(|i| i.is_string() || i.is_number() || i.is_null()),
             (FieldKind::Ip, Value::String(s)) => s.parse::<std::net::IpAddr>().is_ok() || s == "-",
             (FieldKind::Rfc3339, Value::String(_)) => true,
             _ => false,
@@ -302,7 +318,11 @@ pub fn validate(log_type: LogType, record: &mut Value, cluster: &str) -> Result<
                 FieldKind::EpochSeconds => "Unix seconds (a number)",
                 FieldKind::Rfc3339 => "an RFC 3339 time",
             };
-            return Err(RecordError::WrongType { field, expected, got: type_name(v) });
+            return Err(RecordError::WrongType {
+                field,
+                expected,
+                got: type_name(v),
+            });
         }
     }
     Ok(time)
@@ -317,23 +337,46 @@ mod tests {
     fn validates_and_stamps_cluster() {
         let mut r = json!({"start_time": 1597166083, "end_time": 1597166383, "action": "allow", "source_ip": null,
             "source_labels": {"labels": ["app=a"]}, "cluster": "forged", "dest_port": 80});
-        assert_eq!(validate(LogType::Flows, &mut r, "east").unwrap(), 1597166383000);
+        assert_eq!(
+            validate(LogType::Flows, &mut r, "east").unwrap(),
+            1597166383000
+        );
         assert_eq!(r["cluster"], "east");
         let mut bad = json!({"end_time": "yesterday"});
-        assert!(matches!(validate(LogType::Flows, &mut bad, "e"), Err(RecordError::WrongType { field: "end_time", .. })));
+        assert!(matches!(
+            validate(LogType::Flows, &mut bad, "e"),
+            Err(RecordError::WrongType {
+                field: "end_time",
+                ..
+            })
+        ));
         let mut bad = json!({"end_time": 1, "dest_port": {"x": 1}});
-        let e = validate(LogType::Flows, &mut bad, "e").unwrap_err().to_string();
+        let e = validate(LogType::Flows, &mut bad, "e")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("dest_port"), "{e}");
-        assert_eq!(validate(LogType::Flows, &mut json!([1]), "e"), Err(RecordError::NotAnObject));
-        assert_eq!(validate(LogType::Flows, &mut json!({}), "e"), Err(RecordError::Missing("end_time")));
+        assert_eq!(
+            validate(LogType::Flows, &mut json!([1]), "e"),
+            Err(RecordError::NotAnObject)
+        );
+        assert_eq!(
+            validate(LogType::Flows, &mut json!({}), "e"),
+            Err(RecordError::Missing("end_time"))
+        );
         let mut dns = json!({"end_time": "2026-11-24T10:00:00.123456789Z", "qname": "a.b"});
-        assert_eq!(validate(LogType::Dns, &mut dns, "e").unwrap(), 1795514400123);
+        assert_eq!(
+            validate(LogType::Dns, &mut dns, "e").unwrap(),
+            1795514400123
+        );
     }
 
     #[test]
     fn dotted_paths_find_nested_and_dotted_keys() {
         let r = json!({"annotations": {"authorization.k8s.io/decision": "allow"}, "user": {"username": "bob"}});
-        assert_eq!(get_path(&r, "annotations.authorization.k8s.io/decision"), Some(&json!("allow")));
+        assert_eq!(
+            get_path(&r, "annotations.authorization.k8s.io/decision"),
+            Some(&json!("allow"))
+        );
         assert_eq!(get_path(&r, "user.username"), Some(&json!("bob")));
         assert_eq!(get_path(&r, "user.nope"), None);
     }
