@@ -7,7 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use cattery_api::Impersonation;
 use cattery_api::agent_protocol::{
-    AGENT_AUTHORITY, AgentInfo, HEADER_UPGRADE_METHOD, PATH_INFO, PATH_PING, PATH_REFUSED,
+    AGENT_AUTHORITY, AgentInfo, HEADER_UPGRADE_METHOD, PATH_INFO, PATH_LOGS_NEXT, PATH_PING,
+    PATH_REFUSED,
 };
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
@@ -39,6 +40,10 @@ pub struct Handler {
     pub impersonation: Impersonation,
     /// Set when the management plane refuses this tunnel (with its reason).
     pub refused: std::sync::Mutex<Option<String>>,
+    /// The log spool, when the log pipeline is enabled.
+    pub spool: Option<Arc<crate::spool::Spool>>,
+    /// Log pipeline metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn full(
@@ -109,6 +114,18 @@ impl Handler {
                     "application/json",
                     serde_json::to_vec(&info).unwrap_or_default(),
                 )
+            }
+            (&Method::GET, PATH_LOGS_NEXT) => {
+                let Some(spool) = self.spool.clone() else {
+                    return status(
+                        404,
+                        "this agent runs without a log pipeline (no --spool-dir)".into(),
+                    );
+                };
+                match crate::shipping::NextQuery::parse(req.uri().query()) {
+                    Ok(q) => crate::shipping::next_batch(spool, q, self.metrics.clone()).await,
+                    Err(e) => status(400, e),
+                }
             }
             (&Method::POST, PATH_REFUSED) => {
                 let body = http_body_util::Limited::new(req.into_body(), 4096)

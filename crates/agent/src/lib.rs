@@ -7,9 +7,13 @@
 //! management plane set, so the cluster's RBAC applies to the real user.
 #![forbid(unsafe_code)]
 
+pub mod audit_webhook;
 pub mod handler;
+pub mod metrics;
+pub mod pipeline;
 pub mod run;
 pub mod settings;
+pub mod shipping;
 pub mod sources;
 pub mod spool;
 pub mod upstream;

@@ -53,6 +53,9 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
     let tls = Arc::new(tls);
     let addr = settings.management_cluster_addr.clone();
     let (host, _) = split_host_port(&addr).map_err(|e| AgentError::Config(e.into()))?;
+    let pipeline = crate::pipeline::start(&settings.logs, shutdown.clone())
+        .await
+        .map_err(AgentError::Config)?;
     let mut backoff = Backoff::new(MIN_DELAY, settings.reconnect_max_delay);
     tracing::info!(
         cluster = settings.cluster,
@@ -82,6 +85,8 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result
                     upstream: upstream.clone(),
                     impersonation: settings.impersonation.clone(),
                     refused: Default::default(),
+                    spool: pipeline.spool.clone(),
+                    metrics: pipeline.metrics.clone(),
                 });
                 let started = Instant::now();
                 let svc = {

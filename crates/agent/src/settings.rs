@@ -43,6 +43,21 @@ impl UpstreamSettings {
     }
 }
 
+/// The agent's log pipeline: spool, sources, audit webhook, metrics.
+#[derive(Clone, Debug, Default)]
+pub struct LogSettings {
+    /// Spool directory; `None` disables the log pipeline.
+    pub spool_dir: Option<PathBuf>,
+    /// Spool size cap in bytes.
+    pub spool_max_bytes: u64,
+    /// JSON-lines files to tail.
+    pub files: Vec<(cattery_api::logs::LogType, PathBuf)>,
+    /// The Kubernetes audit webhook, when enabled.
+    pub audit_webhook: Option<crate::audit_webhook::AuditWebhookConfig>,
+    /// Plain-HTTP address for `/metrics`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
 /// Everything the agent needs to run.
 pub struct AgentSettings {
     /// Cluster name (the certificate's CN).
@@ -61,6 +76,8 @@ pub struct AgentSettings {
     pub upstream: UpstreamSettings,
     /// Cap of the reconnect backoff.
     pub reconnect_max_delay: Duration,
+    /// Log pipeline.
+    pub logs: LogSettings,
 }
 
 impl Clone for AgentSettings {
@@ -74,6 +91,7 @@ impl Clone for AgentSettings {
             impersonation: self.impersonation.clone(),
             upstream: self.upstream.clone(),
             reconnect_max_delay: self.reconnect_max_delay,
+            logs: self.logs.clone(),
         }
     }
 }
@@ -124,6 +142,7 @@ impl AgentSettings {
             impersonation: connection.impersonation.clone(),
             upstream,
             reconnect_max_delay: Duration::from_secs(60),
+            logs: LogSettings::default(),
         })
     }
 

@@ -66,6 +66,10 @@ pub struct ManagedClusterStatus {
     /// `gitVersion` of the cluster's Kubernetes API as the agent sees it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes_version: Option<String>,
+    /// When log records from this cluster were last stored (RFC 3339), since the
+    /// management plane started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_logs_received: Option<String>,
 }
 
 impl ManagedClusterStatus {

@@ -23,7 +23,7 @@ enum Command {
     /// Run the agent of one managed cluster (dials the management plane).
     Agent(commands::agent::AgentArgs),
     /// Run a simulated Kubernetes cluster (for the demo and tests; not a real cluster).
-    SimCluster(cattery_sim::SimArgs),
+    SimCluster(cattery_sim::SimClusterArgs),
     /// Start a management plane with simulated clusters and their agents, all on loopback.
     Demo(commands::demo::DemoArgs),
     /// Save the management plane's address, token and CA for later commands.

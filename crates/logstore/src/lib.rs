@@ -28,8 +28,8 @@ pub use engine::{EmbeddedStore, StoreOptions};
 pub use error::LogStoreError;
 pub use query::{matches, validate_filters};
 pub use request::{
-    DEFAULT_SIZE, Filter, Hit, Hits, MAX_SIZE, RangeBounds, SearchRequest, SearchResponse,
-    SortField, SortOrder, TimeRange, Total,
+    ALL_CLUSTERS, DEFAULT_SIZE, Filter, Hit, Hits, MAX_SIZE, RangeBounds, SearchRequest,
+    SearchResponse, SortField, SortOrder, TimeRange, Total,
 };
 pub use retention::Retention;
 

@@ -17,7 +17,9 @@ use tantivy::tokenizer::{TextAnalyzer, TokenizerManager};
 use tantivy::{DateTime, Term};
 
 use crate::LogStoreError;
-use crate::request::{Cond, Filter, RangeBounds, SearchRequest, parse_long, parse_time_ms};
+use crate::request::{
+    ALL_CLUSTERS, Cond, Filter, RangeBounds, SearchRequest, parse_long, parse_time_ms,
+};
 use crate::schema::{
     FieldSpec, Kind, TypeSchema, ip_value, keyword_value, long_value, time_value_ms, values_at,
 };
@@ -30,6 +32,8 @@ pub(crate) fn build(ts: &TypeSchema, req: &SearchRequest) -> Result<Box<dyn Quer
     let mut clauses: Vec<Clause> = Vec::new();
     if req.clusters.is_empty() {
         clauses.push((Occur::Must, Box::new(EmptyQuery)));
+    } else if req.clusters.iter().any(|c| c == ALL_CLUSTERS) {
+        // No cluster restriction: the caller may read every cluster.
     } else {
         let terms = req
             .clusters

@@ -15,13 +15,18 @@ pub const MAX_SIZE: usize = 10_000;
 /// Page size when the request gives none.
 pub const DEFAULT_SIZE: usize = 100;
 
+/// In `clusters`, "every cluster, including removed ones whose logs are kept". Never a
+/// valid cluster name (cluster names are DNS-1123 labels).
+pub const ALL_CLUSTERS: &str = "*";
+
 /// A search over one log type: which clusters and times, which records, in what order,
 /// how many, and what to count. Deserialised from the request body.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SearchRequest {
-    /// The clusters to search. The server resolves `*` and applies RBAC before the store
-    /// sees the request; the store searches exactly these (none → no hits).
+    /// The clusters to search. The server applies RBAC before the store sees the request;
+    /// the store searches exactly these (none → no hits), or every cluster when the list
+    /// holds [`ALL_CLUSTERS`] (only for callers allowed to read all of them).
     #[serde(default)]
     pub clusters: Vec<String>,
     /// Only records whose time is in `[from, to)`.

@@ -17,6 +17,7 @@ pub mod api;
 pub mod auth;
 pub mod files;
 pub mod https;
+pub mod logs;
 pub mod manifest;
 pub mod pki;
 pub mod proxy;
@@ -42,6 +43,8 @@ pub struct ServerConfig {
     pub address: Option<String>,
     /// User-supplied API certificate and key (PEM files); the CA issues one otherwise.
     pub api_tls: Option<(PathBuf, PathBuf)>,
+    /// Days to keep each log type.
+    pub retention: cattery_logstore::Retention,
 }
 
 /// Shared state of the API handlers.
@@ -56,6 +59,8 @@ pub struct AppState {
     pub ca: Ca,
     /// `host:port` agents dial.
     pub address: String,
+    /// Central logs.
+    pub logs: Arc<logs::LogService>,
 }
 
 /// A started management plane.
@@ -102,6 +107,25 @@ fn derive_address(tunnel: SocketAddr) -> String {
         format!("{host}:{}", tunnel.port())
     } else {
         tunnel.to_string()
+    }
+}
+
+/// Deletes expired log indices at start and then hourly.
+async fn expire_logs(logs: Arc<logs::LogService>, shutdown: CancellationToken) {
+    loop {
+        let l = logs.clone();
+        let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        match tokio::task::spawn_blocking(move || l.store.expire(now_ms)).await {
+            Ok(Ok(deleted)) if !deleted.is_empty() => {
+                tracing::info!("log retention deleted {}", deleted.join(", "))
+            }
+            Ok(Err(e)) => tracing::error!("log retention: {e}"),
+            _ => {}
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+        }
     }
 }
 
@@ -189,6 +213,10 @@ pub async fn start(
     };
 
     let registry = Arc::new(Registry::open(store.clone())?);
+    let log_dir = dir.join("logs");
+    let log_store = cattery_logstore::EmbeddedStore::open(&log_dir, cfg.retention)
+        .with_context(|| format!("opening the log store in {}", log_dir.display()))?;
+    let logs = Arc::new(logs::LogService::new(Arc::new(log_store)));
     let ca_certs = cattery_tunnel::pem::certs("ca.crt", ca.cert_pem())?;
     let tunnel_tls = cattery_tunnel::tls::tunnel_server_config(
         &ca_certs,
@@ -204,6 +232,7 @@ pub async fn start(
         store,
         ca,
         address: address.clone(),
+        logs: logs.clone(),
     });
     let router = api::router(state);
     let tasks = vec![
@@ -211,8 +240,10 @@ pub async fn start(
             tunnel_listener,
             tokio_rustls::TlsAcceptor::from(Arc::new(tunnel_tls)),
             registry.clone(),
+            logs.clone(),
             shutdown.clone(),
         )),
+        tokio::spawn(expire_logs(logs.clone(), shutdown.clone())),
         tokio::spawn(https::serve(
             api_listener,
             tokio_rustls::TlsAcceptor::from(Arc::new(api_tls)),

@@ -89,6 +89,7 @@ struct Entry {
     tunnel: Option<(u64, Tunnel)>,
     condition: Condition,
     conflict: Option<(Instant, String)>,
+    last_logs: Option<String>,
 }
 
 struct Inner {
@@ -161,6 +162,7 @@ impl Registry {
                         "the management plane started; waiting for the agent to reconnect",
                     ),
                     conflict: None,
+                    last_logs: None,
                 };
                 (entry.record.name.clone(), entry)
             })
@@ -203,6 +205,7 @@ impl Registry {
                 "no agent has connected yet; apply the installation manifest in the cluster",
             ),
             conflict: None,
+            last_logs: None,
         };
         let view = view(&entry);
         inner.clusters.insert(entry.record.name.clone(), entry);
@@ -398,6 +401,13 @@ impl Registry {
         }
     }
 
+    /// Records that logs from `name` were just stored.
+    pub fn note_logs(&self, name: &str) {
+        if let Some(e) = self.lock().clusters.get_mut(name) {
+            e.last_logs = Some(now_rfc3339());
+        }
+    }
+
     /// Closes every tunnel (shutdown).
     pub fn close_all(&self) {
         for e in self.lock().clusters.values_mut() {
@@ -432,6 +442,7 @@ fn view(e: &Entry) -> ManagedCluster {
             remote_address: tunnel.map(|t| t.remote.to_string()),
             agent_version: tunnel.map(|t| t.agent_version.clone()),
             kubernetes_version: tunnel.and_then(|t| t.kubernetes_version.clone()),
+            last_logs_received: e.last_logs.clone(),
         }),
     }
 }

@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::logs::LogService;
 use crate::registry::{AttachError, Registry, Tunnel};
 
 /// Handshakes allowed in flight at once: bounds the CPU a connection flood can take.
@@ -31,6 +32,7 @@ pub async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     registry: Arc<Registry>,
+    logs: Arc<LogService>,
     shutdown: CancellationToken,
 ) {
     let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
@@ -51,9 +53,16 @@ pub async fn serve(
             tracing::warn!(%peer, "too many tunnel handshakes in progress; dropping connection");
             continue;
         };
-        let (acceptor, registry, shutdown) = (acceptor.clone(), registry.clone(), shutdown.clone());
+        let (acceptor, registry, logs, shutdown) = (
+            acceptor.clone(),
+            registry.clone(),
+            logs.clone(),
+            shutdown.clone(),
+        );
         let span = tracing::info_span!("tunnel", %peer);
-        tokio::spawn(handle(tcp, peer, acceptor, registry, shutdown, permit).instrument(span));
+        tokio::spawn(
+            handle(tcp, peer, acceptor, registry, logs, shutdown, permit).instrument(span),
+        );
     }
 }
 
@@ -62,6 +71,7 @@ async fn handle(
     peer: SocketAddr,
     acceptor: TlsAcceptor,
     registry: Arc<Registry>,
+    logs: Arc<LogService>,
     shutdown: CancellationToken,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
@@ -148,6 +158,16 @@ async fn handle(
                 agent = info.agent_version,
                 kubernetes = info.kubernetes_version.as_deref().unwrap_or("unknown"),
                 "cluster connected"
+            );
+            tokio::spawn(
+                crate::logs::puller::run(
+                    logs,
+                    registry.clone(),
+                    name.clone(),
+                    sender.clone(),
+                    closer.clone(),
+                )
+                .instrument(tracing::info_span!("logs", cluster = name)),
             );
             let why = conn_task.await.unwrap_or_else(|e| e.to_string());
             tracing::info!(cluster = name, "tunnel ended: {why}");

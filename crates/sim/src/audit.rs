@@ -81,6 +81,8 @@ pub struct AuditConfig {
     pub queue_size: usize,
     /// Username of the bearer-token identity.
     pub token_user: String,
+    /// Bearer token presented to the webhook (kube-apiserver's webhook kubeconfig has one).
+    pub webhook_token: Option<String>,
 }
 
 /// Counters for `/_sim/logstats`.
@@ -690,7 +692,11 @@ impl Sender {
             metadata: BTreeMap::new(),
             items: batch,
         })?;
-        let req = http::Request::post(self.config.url.clone())
+        let mut req = http::Request::post(self.config.url.clone());
+        if let Some(t) = &self.config.webhook_token {
+            req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(
                 http::header::USER_AGENT,

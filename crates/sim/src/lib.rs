@@ -139,6 +139,9 @@ pub struct LogArgs {
     /// PEM CA bundle to trust for an https --audit-webhook (system roots otherwise).
     #[arg(long, value_name = "FILE")]
     pub audit_webhook_ca_file: Option<PathBuf>,
+    /// File holding a bearer token to present to the audit webhook.
+    #[arg(long, value_name = "FILE")]
+    pub audit_webhook_token_file: Option<PathBuf>,
     /// Most events per webhook batch.
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub audit_batch_max_size: usize,
@@ -166,6 +169,7 @@ impl Default for LogArgs {
             flow_aggregation: traffic::model::Aggregation::Felix,
             audit_webhook: None,
             audit_webhook_ca_file: None,
+            audit_webhook_token_file: None,
             audit_batch_max_size: 100,
             audit_batch_max_wait: Duration::from_secs(1),
             audit_queue_size: 10_000,
@@ -285,6 +289,15 @@ impl SimServer {
                 batch_max_wait: logs.audit_batch_max_wait,
                 queue_size: logs.audit_queue_size,
                 token_user: logs.audit_token_user.clone(),
+                webhook_token: match &logs.audit_webhook_token_file {
+                    Some(f) => Some(
+                        std::fs::read_to_string(f)
+                            .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?
+                            .trim()
+                            .to_string(),
+                    ),
+                    None => None,
+                },
             })?),
             None => None,
         };

@@ -31,6 +31,38 @@ pub struct AgentArgs {
     /// Longest wait between reconnect attempts (e.g. 60s, 5m).
     #[arg(long, default_value = "60s", value_parser = super::parse_duration)]
     pub reconnect_max_delay: Duration,
+    /// Directory of the disk spool; enables log shipping.
+    #[arg(long)]
+    pub spool_dir: Option<PathBuf>,
+    /// Spool size cap in bytes (sources wait when it is full).
+    #[arg(long, default_value_t = 1 << 30)]
+    pub spool_max_bytes: u64,
+    /// A JSON-lines log file to tail: TYPE=PATH, e.g. flows=/var/log/calico/flowlogs/flows.log (repeatable).
+    #[arg(long = "log-file", value_name = "TYPE=PATH", value_parser = parse_log_file)]
+    pub log_files: Vec<(cattery_api::logs::LogType, PathBuf)>,
+    /// Serve the Kubernetes audit webhook (HTTPS) on this address.
+    #[arg(long)]
+    pub audit_webhook_addr: Option<std::net::SocketAddr>,
+    /// Where the audit webhook keeps its certificate, token and kubeconfig (default: the spool dir).
+    #[arg(long)]
+    pub audit_webhook_dir: Option<PathBuf>,
+    /// Extra names/IPs for the audit webhook's certificate (how kube-apiserver reaches it).
+    #[arg(long = "audit-webhook-host")]
+    pub audit_webhook_hosts: Vec<String>,
+    /// Serve Prometheus metrics over plain HTTP on this address.
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+fn parse_log_file(s: &str) -> Result<(cattery_api::logs::LogType, PathBuf), String> {
+    let (t, p) = s.split_once('=').ok_or_else(|| {
+        format!("{s:?}: use TYPE=PATH, e.g. flows=/var/log/calico/flowlogs/flows.log")
+    })?;
+    let t: cattery_api::logs::LogType = t.parse()?;
+    if t == cattery_api::logs::LogType::Audit {
+        return Err("audit events come through --audit-webhook-addr, not a file".into());
+    }
+    Ok((t, PathBuf::from(p)))
 }
 
 fn upstream(args: &AgentArgs) -> anyhow::Result<UpstreamSettings> {
@@ -65,6 +97,23 @@ pub async fn settings(args: &AgentArgs) -> anyhow::Result<AgentSettings> {
         _ => anyhow::bail!("give --config FILE, or --connection NAME with --credentials-dir DIR"),
     };
     s.reconnect_max_delay = args.reconnect_max_delay;
+    s.logs = cattery_agent::settings::LogSettings {
+        spool_dir: args.spool_dir.clone(),
+        spool_max_bytes: args.spool_max_bytes,
+        files: args.log_files.clone(),
+        audit_webhook: args.audit_webhook_addr.map(|addr| {
+            cattery_agent::audit_webhook::AuditWebhookConfig {
+                addr,
+                dir: args
+                    .audit_webhook_dir
+                    .clone()
+                    .or_else(|| args.spool_dir.clone())
+                    .unwrap_or_else(|| PathBuf::from(".")),
+                hosts: args.audit_webhook_hosts.clone(),
+            }
+        }),
+        metrics_addr: args.metrics_addr,
+    };
     Ok(s)
 }
 

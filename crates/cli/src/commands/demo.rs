@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cattery_agent::{AgentSettings, UpstreamSettings};
+use cattery_api::logs::LogType;
 use cattery_api::{API_VERSION, ManagedCluster, ObjectMeta};
 
 use crate::client::{ApiClient, Target};
@@ -26,6 +27,13 @@ pub struct DemoArgs {
     /// Tunnel address.
     #[arg(long, default_value = "127.0.0.1:9449")]
     pub tunnel_addr: SocketAddr,
+    /// Log records per second each simulated cluster generates (0 = none).
+    #[arg(long, default_value_t = 20.0)]
+    pub log_rate: f64,
+}
+
+fn free_loopback_addr() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
 const MARKER: &str = ".cattery-demo";
@@ -57,6 +65,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             tunnel_addr: args.tunnel_addr,
             address: None,
             api_tls: None,
+            retention: Default::default(),
         },
         shutdown.clone(),
     )
@@ -75,12 +84,32 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut tasks = vec![];
     for i in 1..=args.clusters {
         let name = format!("sim-{i}");
-        let sim = cattery_sim::SimServer::bind(&cattery_sim::SimArgs {
-            listen: "127.0.0.1:0".parse()?,
-            name: name.clone(),
-            tls_dir: None,
-            token_file: None,
-        })
+        // The agent's audit webhook credentials exist before the simulator starts, so the
+        // simulator can post its audit events to it as a kube-apiserver would.
+        let agent_dir = args.data_dir.join(format!("agent-{name}"));
+        let webhook = cattery_agent::audit_webhook::AuditWebhookConfig {
+            addr: free_loopback_addr()?,
+            dir: agent_dir.join("audit-webhook"),
+            hosts: vec![],
+        };
+        cattery_agent::audit_webhook::prepare(&webhook)?;
+        let logs_dir = args.data_dir.join(format!("{name}-logs"));
+        let sim = cattery_sim::SimServer::bind_with_logs(
+            &cattery_sim::SimArgs {
+                listen: "127.0.0.1:0".parse()?,
+                name: name.clone(),
+                tls_dir: None,
+                token_file: None,
+            },
+            &cattery_sim::LogArgs {
+                logs_dir: Some(logs_dir.clone()),
+                log_rate: args.log_rate,
+                audit_webhook: Some(format!("https://{}/audit", webhook.addr).parse()?),
+                audit_webhook_ca_file: Some(webhook.dir.join("webhook-ca.crt")),
+                audit_webhook_token_file: Some(webhook.dir.join("webhook.token")),
+                ..Default::default()
+            },
+        )
         .await?;
         let body = ManagedCluster {
             api_version: API_VERSION.into(),
@@ -120,6 +149,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             },
         )?;
         settings.reconnect_max_delay = Duration::from_secs(5);
+        settings.logs = cattery_agent::settings::LogSettings {
+            spool_dir: Some(agent_dir.join("spool")),
+            spool_max_bytes: 256 << 20,
+            files: [LogType::Flows, LogType::Dns, LogType::L7]
+                .into_iter()
+                .map(|t| (t, logs_dir.join(format!("{t}.log"))))
+                .collect(),
+            audit_webhook: Some(webhook),
+            metrics_addr: None,
+        };
         let sd = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = sim.run(sd).await {
@@ -143,7 +182,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let ca_file = server.ca_file.display().to_string();
     let kc = kubeconfig.display().to_string();
     println!(
-        "\nCattery demo is running: {n} simulated clusters ({list}) connected through mTLS tunnels.\n\n  API:         {api}\n  admin token: {token}\n  CA:          {ca_file}\n  kubeconfig:  {kc}\n\nTry, in another terminal:\n  export CATTERY_SERVER={api} CATTERY_TOKEN=$(cat {tf}) CATTERY_CA_FILE={ca_file}\n  cattery cluster list\n  kubectl --kubeconfig {kc} get pods -A\n  kubectl --kubeconfig {kc} --context cattery-{last} get namespaces\n\nThe clusters are simulated (`cattery sim-cluster`), not real Kubernetes. Ctrl-C stops everything.",
+        "\nCattery demo is running: {n} simulated clusters ({list}) connected through mTLS tunnels.\n\n  API:         {api}\n  admin token: {token}\n  CA:          {ca_file}\n  kubeconfig:  {kc}\n\nTry, in another terminal:\n  export CATTERY_SERVER={api} CATTERY_TOKEN=$(cat {tf}) CATTERY_CA_FILE={ca_file}\n  cattery cluster list\n  kubectl --kubeconfig {kc} get pods -A\n  kubectl --kubeconfig {kc} --context cattery-{last} get namespaces\n  cattery logs flows --all-clusters --since 10m --where action=deny\n  cattery logs flows --all-clusters --top source_namespace\n  cattery logs audit --all-clusters -f\n\nThe clusters are simulated (`cattery sim-cluster`), not real Kubernetes. Ctrl-C stops everything.",
         n = names.len(),
         list = names.join(", "),
         api = target.server,

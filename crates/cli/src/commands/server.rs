@@ -30,6 +30,31 @@ pub struct ServerArgs {
     /// PEM private key for --tls-cert-file.
     #[arg(long, requires = "tls_cert_file")]
     pub tls_key_file: Option<PathBuf>,
+    /// Days to keep a log type, e.g. --retention flows=8 --retention audit=91 (Calico's defaults).
+    #[arg(long = "retention", value_name = "TYPE=DAYS", value_parser = parse_retention)]
+    pub retention: Vec<(cattery_api::logs::LogType, u32)>,
+}
+
+fn parse_retention(s: &str) -> Result<(cattery_api::logs::LogType, u32), String> {
+    let (t, d) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: use TYPE=DAYS, e.g. flows=8"))?;
+    let days: u32 = d
+        .parse()
+        .map_err(|_| format!("{s:?}: {d:?} is not a whole number of days"))?;
+    if days == 0 {
+        return Err(format!("{s:?}: retention must be at least 1 day"));
+    }
+    Ok((t.parse()?, days))
+}
+
+/// The retention settings from flags.
+pub fn retention(flags: &[(cattery_api::logs::LogType, u32)]) -> cattery_logstore::Retention {
+    flags
+        .iter()
+        .fold(cattery_logstore::Retention::default(), |r, (t, d)| {
+            r.with(*t, *d)
+        })
 }
 
 /// Reads `spec.address` from a ManagementCluster file.
@@ -63,6 +88,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             tunnel_addr: args.tunnel_addr,
             address,
             api_tls: args.tls_cert_file.clone().zip(args.tls_key_file.clone()),
+            retention: retention(&args.retention),
         },
         shutdown,
     )

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use http_body_util::BodyExt;
 use serde::Serialize;
 
@@ -38,6 +38,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/apis/cattery.dev/v1/managementclusters/default",
             get(clusters::management_cluster),
         )
+        .route(
+            "/apis/logs.cattery.dev/v1/{type}/search",
+            post(crate::logs::api::search),
+        )
+        .route(
+            "/apis/logs.cattery.dev/v1/{type}/tail",
+            get(crate::logs::api::tail),
+        )
+        .route("/metrics", get(metrics))
         .route("/clusters/{name}/k8s", any(crate::proxy::handle))
         .route("/clusters/{name}/k8s/{*rest}", any(crate::proxy::handle))
         .fallback(not_found)
@@ -56,6 +65,14 @@ async fn not_found(req: Request) -> ApiError {
         404,
         format!("no route for {} {}", req.method(), req.uri().path()),
     )
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.logs.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn version() -> axum::Json<serde_json::Value> {

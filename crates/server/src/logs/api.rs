@@ -1,0 +1,194 @@
+//! `POST /apis/logs.cattery.dev/v1/{type}/search` and `GET …/{type}/tail` (server-sent events).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Request, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use cattery_api::logs::LogType;
+use futures_util::Stream;
+use serde_json::Value;
+
+use crate::AppState;
+use crate::api::{ApiError, MAX_RESOURCE_BODY, identity, read_body};
+use crate::auth::Identity;
+
+/// Which clusters a caller may read logs of.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClusterScope {
+    /// Every cluster, including removed ones whose logs are kept.
+    All,
+    /// Only these.
+    Only(Vec<String>),
+}
+
+/// The authorization hook for log reads. Today every authenticated identity is an
+/// administrator; the RBAC issue replaces the body: an explicitly requested cluster without
+/// permission → 403 naming what is missing, `*` → the permitted clusters, silently.
+pub fn authorize_log_clusters(
+    _who: &Identity,
+    _log_type: LogType,
+    requested: &[String],
+) -> Result<ClusterScope, ApiError> {
+    if requested.iter().any(|c| c == "*") {
+        return Ok(ClusterScope::All);
+    }
+    Ok(ClusterScope::Only(requested.to_vec()))
+}
+
+fn log_type(name: &str) -> Result<LogType, ApiError> {
+    name.parse().map_err(|e: String| ApiError::new(404, e))
+}
+
+fn requested_clusters(v: &Value) -> Result<Vec<String>, ApiError> {
+    match v.get("clusters") {
+        None | Some(Value::Null) => Err(ApiError::new(
+            400,
+            "field \"clusters\" is required: a list of cluster names, or [\"*\"] for all",
+        )),
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|c| {
+                c.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| ApiError::new(400, "field \"clusters\" must hold strings"))
+            })
+            .collect(),
+        Some(Value::String(s)) => Ok(vec![s.clone()]),
+        Some(_) => Err(ApiError::new(
+            400,
+            "field \"clusters\" must be a non-empty list of cluster names or [\"*\"]",
+        )),
+    }
+}
+
+/// Runs a search.
+pub async fn search(
+    State(state): State<Arc<AppState>>,
+    Path(type_name): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let t = log_type(&type_name)?;
+    let who = identity(&req);
+    let body = read_body(req, MAX_RESOURCE_BODY).await?;
+    let mut v: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(400, format!("invalid JSON: {e}")))?;
+    let scope = authorize_log_clusters(&who, t, &requested_clusters(&v)?)?;
+    let clusters = match scope {
+        ClusterScope::All => vec![cattery_logstore::ALL_CLUSTERS.to_string()],
+        ClusterScope::Only(c) => c,
+    };
+    v["clusters"] = serde_json::json!(clusters);
+    let request =
+        cattery_logstore::SearchRequest::from_json(&serde_json::to_vec(&v).unwrap_or_default())
+            .map_err(store_error)?;
+    let logs = state.logs.clone();
+    let res = tokio::task::spawn_blocking(move || logs.store.search(t, &request))
+        .await
+        .map_err(|e| ApiError::new(500, e.to_string()))?
+        .map_err(store_error)?;
+    Ok(axum::Json(res).into_response())
+}
+
+/// Maps store errors to API errors (bad requests name the field).
+pub fn store_error(e: cattery_logstore::LogStoreError) -> ApiError {
+    match e {
+        cattery_logstore::LogStoreError::BadRequest { field, message } => {
+            ApiError::new(400, format!("field {field:?}: {message}"))
+        }
+        other => {
+            tracing::error!("log store: {other}");
+            ApiError::new(500, format!("log store: {other}"))
+        }
+    }
+}
+
+/// Parameters of a tail: `clusters=a,b` or `*`, repeated `filter=field=value`, `q=text`.
+struct TailQuery {
+    clusters: Vec<String>,
+    filters: Vec<cattery_logstore::Filter>,
+    text: Option<String>,
+}
+
+fn parse_tail_query(t: LogType, query: Option<&str>) -> Result<TailQuery, ApiError> {
+    let mut q = TailQuery {
+        clusters: vec![],
+        filters: vec![],
+        text: None,
+    };
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let v = v.into_owned();
+        match k.as_ref() {
+            "clusters" => q
+                .clusters
+                .extend(v.split(',').filter(|c| !c.is_empty()).map(str::to_string)),
+            "q" => q.text = Some(v),
+            "filter" => {
+                let (field, value) = v.split_once('=').ok_or_else(|| {
+                    ApiError::new(400, format!("filter {v:?} must be FIELD=VALUE"))
+                })?;
+                q.filters
+                    .push(cattery_logstore::Filter::equals(field, value));
+            }
+            other => {
+                return Err(ApiError::new(
+                    400,
+                    format!("unknown query parameter {other:?}; use clusters, filter or q"),
+                ));
+            }
+        }
+    }
+    if q.clusters.is_empty() {
+        return Err(ApiError::new(
+            400,
+            "query parameter \"clusters\" is required (names, or * for all)",
+        ));
+    }
+    cattery_logstore::validate_filters(t, &q.filters).map_err(store_error)?;
+    Ok(q)
+}
+
+/// Streams records of one type as they are stored, as server-sent events.
+pub async fn tail(
+    State(state): State<Arc<AppState>>,
+    Path(type_name): Path<String>,
+    req: Request,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let t = log_type(&type_name)?;
+    let who = identity(&req);
+    let q = parse_tail_query(t, req.uri().query())?;
+    let scope = authorize_log_clusters(&who, t, &q.clusters)?;
+    let rx = state.logs.subscribe();
+    let stream =
+        futures_util::stream::unfold((rx, scope, q), move |(mut rx, scope, q)| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(item) => {
+                        if item.log_type != t {
+                            continue;
+                        }
+                        if let ClusterScope::Only(c) = &scope
+                            && !c.contains(&item.cluster)
+                        {
+                            continue;
+                        }
+                        if !cattery_logstore::matches(&q.filters, q.text.as_deref(), &item.record) {
+                            continue;
+                        }
+                        let ev = Event::default().data(item.record.to_string());
+                        return Some((Ok(ev), (rx, scope, q)));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let ev = Event::default()
+                            .event("lagged")
+                            .data(format!("{{\"skipped\":{n}}}"));
+                        return Some((Ok(ev), (rx, scope, q)));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
