@@ -387,6 +387,23 @@ impl LineReader {
         }
     }
 
+    /// A line containing `needle` within `timeout`, if one arrives.
+    pub fn try_line_containing(&mut self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
     /// True once the stream has ended (the process closed stdout).
     pub fn wait_eof(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;

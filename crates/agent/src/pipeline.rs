@@ -46,7 +46,6 @@ pub async fn start(cfg: &LogSettings, shutdown: CancellationToken) -> anyhow::Re
     if let Some(spool) = &spool {
         for (log_type, path) in &cfg.files {
             let source = FileSource::new(path.clone(), *log_type, spool.clone());
-            tracing::info!(path = %path.display(), r#type = %log_type, "tailing log file");
             tokio::spawn(source.run(shutdown.clone()));
         }
         if let Some(wh) = &cfg.audit_webhook {

@@ -33,7 +33,9 @@ pub(crate) fn build(ts: &TypeSchema, req: &SearchRequest) -> Result<Box<dyn Quer
     if req.clusters.is_empty() {
         clauses.push((Occur::Must, Box::new(EmptyQuery)));
     } else if req.clusters.iter().any(|c| c == ALL_CLUSTERS) {
-        // No cluster restriction: the caller may read every cluster.
+        // No cluster restriction: the caller may read every cluster. A Must clause keeps
+        // the query non-empty (a BooleanQuery with no positive clause matches nothing).
+        clauses.push((Occur::Must, Box::new(AllQuery)));
     } else {
         let terms = req
             .clusters

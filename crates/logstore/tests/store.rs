@@ -361,6 +361,8 @@ fn clusters_restrict_results() {
     assert_eq!(ids(&store, &r).len(), 0);
     r.clusters = vec!["nope".into()];
     assert_eq!(ids(&store, &r).len(), 0);
+    r.clusters = vec![cattery_logstore::ALL_CLUSTERS.into()];
+    assert_eq!(ids(&store, &r), expect(&data, |_| true));
     // Another log type has nothing.
     let res = store.search(LogType::Dns, &req(vec![])).unwrap();
     assert_eq!(res.hits.total.value, 0);

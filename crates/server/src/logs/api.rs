@@ -70,9 +70,11 @@ pub async fn search(
     Path(type_name): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let t = log_type(&type_name)?;
     let who = identity(&req);
+    // The body is read before the type is checked so an HTTP/2 client gets the 404 instead
+    // of a reset stream.
     let body = read_body(req, MAX_RESOURCE_BODY).await?;
+    let t = log_type(&type_name)?;
     let mut v: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(400, format!("invalid JSON: {e}")))?;
     let scope = authorize_log_clusters(&who, t, &requested_clusters(&v)?)?;
