@@ -102,7 +102,7 @@ fn logstats(sim: &str) -> Value {
 
 struct Cluster {
     agent: Proc,
-    sim: Option<Proc>,
+    _sim: Proc,
     sim_url: String,
     logs_dir: std::path::PathBuf,
     agent_args: Vec<String>,
@@ -186,7 +186,7 @@ fn cluster(server: &Server, d: &Path, name: &str, rate: u32, limit: u32) -> Clus
     server.wait_connected(name, "True");
     Cluster {
         agent,
-        sim: Some(sim),
+        _sim: sim,
         sim_url,
         logs_dir,
         agent_args,
@@ -418,6 +418,7 @@ fn audit_events_flow_through_the_webhook_live_tail_and_survive_cluster_removal()
         }
     }
     let _ = follow.kill();
+    let _ = follow.wait();
     let event: Value =
         serde_json::from_str(&event.expect("an audit event arrived on the live tail")).unwrap();
     assert_eq!(event["cluster"], "delta");
