@@ -190,12 +190,20 @@ pub fn kubernetes_objects(
                         "containers": [{
                             "name": "agent",
                             "image": AGENT_IMAGE,
-                            "args": ["agent", "--connection", "default", "--credentials-dir", "/etc/cattery/tls"],
+                            "args": ["agent", "--connection", "default", "--credentials-dir", "/etc/cattery/tls",
+                                     "--spool-dir", "/var/lib/cattery-agent/spool",
+                                     "--audit-webhook-addr", "0.0.0.0:9447", "--audit-webhook-dir", "/var/lib/cattery-agent/audit-webhook",
+                                     "--metrics-addr", "0.0.0.0:9448"],
+                            "ports": [{"name": "audit-webhook", "containerPort": 9447}, {"name": "metrics", "containerPort": 9448}],
                             "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
                             "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
-                            "volumeMounts": [{"name": "tls", "mountPath": "/etc/cattery/tls", "readOnly": true}]
+                            "volumeMounts": [{"name": "tls", "mountPath": "/etc/cattery/tls", "readOnly": true},
+                                             {"name": "spool", "mountPath": "/var/lib/cattery-agent"}]
                         }],
-                        "volumes": [{"name": "tls", "secret": {"secretName": "cattery-agent-tls", "defaultMode": 0o400}}]
+                        // The spool survives container restarts; use a PersistentVolumeClaim instead
+                        // to survive the pod being rescheduled.
+                        "volumes": [{"name": "tls", "secret": {"secretName": "cattery-agent-tls", "defaultMode": 0o400}},
+                                    {"name": "spool", "emptyDir": {"sizeLimit": "2Gi"}}]
                     }
                 }
             }
