@@ -15,18 +15,8 @@ const T: Duration = Duration::from_secs(60);
 
 /// Total stored records of `log_type` for `clusters`.
 fn stored(server: &Server, log_type: &str, clusters: &[&str]) -> u64 {
-    let body = json!({"clusters": clusters, "size": 0}).to_string();
-    let (res, code) = server.curl(&[
-        &format!("/apis/logs.cattery.dev/v1/{log_type}/search"),
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/json",
-        "--data-binary",
-        &body,
-    ]);
-    assert_eq!(code, 200, "{res}");
-    let v: Value = serde_json::from_str(&res).unwrap();
+    let (v, code) = search(server, log_type, json!({"clusters": clusters, "size": 0}));
+    assert_eq!(code, 200, "{v}");
     assert_eq!(v["hits"]["total"]["relation"], "eq");
     v["hits"]["total"]["value"].as_u64().unwrap()
 }

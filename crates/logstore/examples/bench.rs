@@ -95,9 +95,13 @@ fn pct(samples: &mut [Duration], p: f64) -> f64 {
 }
 
 fn dir_bytes(p: &std::path::Path) -> u64 {
+    // Files can vanish while we walk (tantivy merges delete segments): skip them.
     let mut n = 0;
-    for e in std::fs::read_dir(p).unwrap().flatten() {
-        let m = e.metadata().unwrap();
+    let Ok(entries) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    for e in entries.flatten() {
+        let Ok(m) = e.metadata() else { continue };
         n += if m.is_dir() {
             dir_bytes(&e.path())
         } else {
