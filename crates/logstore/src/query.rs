@@ -144,31 +144,24 @@ fn any_of(spec: &FieldSpec, values: &[Value], at: &str) -> Result<Box<dyn Query>
                 keyword_value(v).map(|s| Term::from_field_text(field, &s))
             })))
         }
-        Kind::Long => Box::new(TermSetQuery::new(
-            values
-                .iter()
-                .map(|v| parse_long(v, at).map(|n| Term::from_field_i64(field, n)))
-                .collect::<Result<Vec<_>, _>>()?,
-        )),
-        Kind::Ip => Box::new(TermSetQuery::new(
-            values
-                .iter()
-                .map(|v| {
-                    ip_value(v)
-                        .map(|ip| Term::from_field_ip_addr(field, ip))
-                        .ok_or_else(|| LogStoreError::bad(at, format!("{v} is not an IP address")))
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        )),
-        // Dates are indexed at second precision in the inverted index; the fast-field range
-        // path is exact to the millisecond, so equality is a one-point range.
-        Kind::Time => {
+        // Numbers and addresses are columnar only, and dates are indexed at second
+        // precision; the fast-field range path is exact, so equality is a one-point range.
+        Kind::Long | Kind::Ip | Kind::Time => {
             let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
             for v in values {
-                let t = Term::from_field_date(
-                    field,
-                    DateTime::from_timestamp_millis(parse_time_ms(v, at)?),
-                );
+                let t = match spec.kind {
+                    Kind::Long => Term::from_field_i64(field, parse_long(v, at)?),
+                    Kind::Ip => Term::from_field_ip_addr(
+                        field,
+                        ip_value(v).ok_or_else(|| {
+                            LogStoreError::bad(at, format!("{v} is not an IP address"))
+                        })?,
+                    ),
+                    _ => Term::from_field_date(
+                        field,
+                        DateTime::from_timestamp_millis(parse_time_ms(v, at)?),
+                    ),
+                };
                 should.push((
                     Occur::Should,
                     Box::new(RangeQuery::new(

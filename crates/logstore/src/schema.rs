@@ -162,13 +162,11 @@ impl TypeSchema {
             } else {
                 match kind {
                     Kind::Keyword => b.add_text_field(&tname, keyword_options()),
-                    Kind::Long => {
-                        b.add_i64_field(&tname, NumericOptions::default().set_indexed().set_fast())
-                    }
-                    Kind::Ip => b.add_ip_addr_field(
-                        &tname,
-                        IpAddrOptions::default().set_indexed().set_fast(),
-                    ),
+                    // Numbers and addresses are columnar only (fast fields): tantivy answers
+                    // term and range queries on them from the column, and skipping their
+                    // inverted index makes ingest cheaper.
+                    Kind::Long => b.add_i64_field(&tname, NumericOptions::default().set_fast()),
+                    Kind::Ip => b.add_ip_addr_field(&tname, IpAddrOptions::default().set_fast()),
                     Kind::Time => b.add_date_field(&tname, date_opts()),
                 }
             };
