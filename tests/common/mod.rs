@@ -367,23 +367,14 @@ impl LineReader {
         LineReader { rx, seen: vec![] }
     }
 
-    /// Waits for a line containing `needle`.
+    /// Waits for a line containing `needle`; panics (showing what was seen) after `timeout`.
     pub fn wait_line(&mut self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no line containing {needle:?} within {timeout:?}; saw {:?}",
-                    self.seen
-                ),
-            }
+        match self.try_line_containing(needle, timeout) {
+            Some(line) => line,
+            None => panic!(
+                "no line containing {needle:?} within {timeout:?}; saw {:?}",
+                self.seen
+            ),
         }
     }
 
