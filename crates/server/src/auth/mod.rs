@@ -3,6 +3,8 @@
 //! Tokens are 256 random bits, shown once; only their SHA-256 is stored. Presented tokens
 //! are hashed and compared against every known hash in constant time.
 
+pub mod oidc;
+
 use std::sync::RwLock;
 
 use base64::Engine;

@@ -1,0 +1,2 @@
+//! Authorization decision cost.
+fn main() {}

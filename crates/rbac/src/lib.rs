@@ -1,0 +1,2 @@
+//! Kubernetes-style RBAC for the Cattery management plane.
+#![forbid(unsafe_code)]

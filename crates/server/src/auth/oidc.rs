@@ -1,0 +1,1 @@
+//! OpenID Connect: bearer JWTs verified against a configured issuer's keys.
