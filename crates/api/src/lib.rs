@@ -11,12 +11,14 @@ pub mod logs;
 pub mod meta;
 pub mod names;
 pub mod status;
+pub mod token;
 pub mod wire;
 
 pub use cluster::*;
 pub use meta::*;
 pub use names::{NameError, validate_dns1123_label};
 pub use status::Status;
+pub use token::{Token, TokenSpec, TokenStatus};
 
 /// The API group and version of every Cattery resource.
 pub const API_VERSION: &str = "cattery.dev/v1";

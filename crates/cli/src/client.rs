@@ -158,6 +158,26 @@ impl ApiClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<Bytes> {
+        Ok(self.call_full(method, path, body).await?.1)
+    }
+
+    /// Like [`ApiClient::call`], returning only the success status (e.g. 201 vs 200).
+    pub async fn call_status(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<http::StatusCode> {
+        Ok(self.call_full(method, path, body).await?.0)
+    }
+
+    /// Sends a request; the status and body of a 2xx answer, else an error.
+    pub async fn call_full(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<(http::StatusCode, Bytes)> {
         let url = format!("{}{}", self.target.server, path);
         let mut req = http::Request::builder()
             .method(method.clone())
@@ -180,7 +200,7 @@ impl ApiClient {
         let status = res.status();
         let bytes = res.into_body().collect().await?.to_bytes();
         if status.is_success() {
-            return Ok(bytes);
+            return Ok((status, bytes));
         }
         match serde_json::from_slice::<cattery_api::Status>(&bytes) {
             Ok(s) => Err(ApiFailure(s).into()),

@@ -33,6 +33,18 @@ enum Command {
     Cluster(commands::cluster::ClusterCommand),
     /// Print a kubeconfig that reaches a cluster through the management plane.
     Kubeconfig(commands::kubeconfig::KubeconfigArgs),
+    /// Create, list and revoke bearer tokens.
+    #[command(subcommand)]
+    Token(commands::token::TokenCommand),
+    /// Create or replace RBAC objects from YAML/JSON files (like kubectl apply).
+    Apply(commands::resources::ApplyArgs),
+    /// Show resources: clusterroles, clusterrolebindings, roles, rolebindings, managedclusters, tokens.
+    Get(commands::resources::GetArgs),
+    /// Delete an RBAC object.
+    Delete(commands::resources::DeleteArgs),
+    /// Check your permissions (can-i) and identity (whoami).
+    #[command(subcommand)]
+    Auth(commands::auth::AuthCommand),
     /// Search, aggregate, export and follow central logs.
     Logs(commands::logs::LogsArgs),
     /// Measure performance (see docs/benchmarks.md).
@@ -78,10 +90,22 @@ fn main() -> std::process::ExitCode {
             Command::Kubeconfig(a) => commands::kubeconfig::run(a).await,
             Command::Bench(c) => commands::bench::run(c).await,
             Command::Logs(a) => commands::logs::run(a).await,
+            Command::Token(c) => commands::token::run(c).await,
+            Command::Apply(a) => commands::resources::apply(a).await,
+            Command::Get(a) => commands::resources::get(a).await,
+            Command::Delete(a) => commands::resources::delete(a).await,
+            Command::Auth(c) => match commands::auth::run(c).await {
+                Ok(true) => Ok(()),
+                Ok(false) => return Ok(false),
+                Err(e) => Err(e),
+            },
         }
+        .map(|()| true)
     });
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        // A definite "no" (e.g. `auth can-i`), already printed.
+        Ok(false) => std::process::ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

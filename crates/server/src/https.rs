@@ -62,7 +62,14 @@ pub async fn serve(
                 .adaptive_window(true)
                 .max_header_list_size(MAX_HEADER_BYTES as u32)
                 .max_concurrent_streams(1000);
-            let service = TowerToHyperService::new(router);
+            let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+                router,
+                move |mut req: http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(crate::api::gate::PeerAddr(peer));
+                    req
+                },
+            ));
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, "API connection ended: {e}");

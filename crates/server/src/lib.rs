@@ -14,7 +14,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub mod api;
+pub mod audit_trail;
 pub mod auth;
+pub mod authz;
 pub mod files;
 pub mod https;
 pub mod logs;
@@ -25,6 +27,9 @@ pub mod registry;
 pub mod store;
 pub mod tunnel_listener;
 
+use auth::oidc::{OidcAuthenticator, OidcConfig};
+use auth::ratelimit::FailureLimiter;
+use auth::tokens::NewToken;
 use auth::{ADMIN_GROUP, ADMIN_USER, Identity, TokenAuthenticator};
 use pki::Ca;
 use registry::Registry;
@@ -45,6 +50,8 @@ pub struct ServerConfig {
     pub api_tls: Option<(PathBuf, PathBuf)>,
     /// Days to keep each log type.
     pub retention: cattery_logstore::Retention,
+    /// Accept OIDC JWTs from this issuer as well as Cattery's own tokens.
+    pub oidc: Option<OidcConfig>,
 }
 
 /// Shared state of the API handlers.
@@ -53,6 +60,14 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// Token authentication.
     pub auth: TokenAuthenticator,
+    /// OIDC authentication, when configured.
+    pub oidc: Option<OidcAuthenticator>,
+    /// Failed-authentication budget per source address.
+    pub limiter: FailureLimiter,
+    /// The RBAC policy in force.
+    pub authz: authz::Authz,
+    /// The management plane's own audit trail.
+    pub audit: Arc<audit_trail::AuditTrail>,
     /// Persistent state.
     pub store: Arc<dyn StateStore>,
     /// Signs cluster certificates.
@@ -129,6 +144,25 @@ async fn expire_logs(logs: Arc<logs::LogService>, shutdown: CancellationToken) {
     }
 }
 
+/// Writes tokens' last-used times every few seconds and once more at shutdown.
+async fn flush_token_use(state: Arc<AppState>, shutdown: CancellationToken) {
+    loop {
+        let stop = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => false,
+        };
+        let s = state.clone();
+        let res =
+            tokio::task::spawn_blocking(move || s.auth.flush_last_used(s.store.as_ref())).await;
+        if let Ok(Err(e)) = res {
+            tracing::warn!("recording tokens' last use: {e}");
+        }
+        if stop {
+            return;
+        }
+    }
+}
+
 /// Starts both listeners; they stop when `shutdown` is cancelled.
 pub async fn start(
     cfg: ServerConfig,
@@ -147,12 +181,25 @@ pub async fn start(
     );
     let ca = Ca::load_or_create(dir).context("loading the CA")?;
     let auth = TokenAuthenticator::load(store.as_ref())?;
+    let authz = authz::Authz::load(store.as_ref()).context("loading RBAC objects")?;
+    let oidc = match cfg.oidc.clone() {
+        Some(c) => Some(
+            OidcAuthenticator::new(c)
+                .await
+                .context("setting up OIDC authentication")?,
+        ),
+        None => None,
+    };
     let admin_token = if auth.is_empty() {
-        let token = auth.create(
+        let (_, token) = auth.create(
             store.as_ref(),
-            Identity {
-                user: ADMIN_USER.into(),
-                groups: vec![ADMIN_GROUP.into()],
+            NewToken {
+                identity: Identity {
+                    user: ADMIN_USER.into(),
+                    groups: vec![ADMIN_GROUP.into()],
+                },
+                description: Some("created on first start".into()),
+                ttl: None,
             },
         )?;
         files::write_private(&dir.join("admin.token"), format!("{token}\n").as_bytes())
@@ -226,15 +273,28 @@ pub async fn start(
     )?;
     let api_tls = cattery_tunnel::tls::https_server_config(api_chain, api_key)?;
 
+    let api_stopped = CancellationToken::new();
+    let (audit, audit_task) = audit_trail::AuditTrail::start(logs.clone(), api_stopped.clone());
     let state = Arc::new(AppState {
         registry: registry.clone(),
         auth,
+        oidc,
+        limiter: FailureLimiter::default(),
+        authz,
+        audit,
         store,
         ca,
         address: address.clone(),
         logs: logs.clone(),
     });
-    let router = api::router(state);
+    let router = api::router(state.clone());
+    let api_done = api_stopped.clone();
+    let https_task = https::serve(
+        api_listener,
+        tokio_rustls::TlsAcceptor::from(Arc::new(api_tls)),
+        router,
+        shutdown.clone(),
+    );
     let tasks = vec![
         tokio::spawn(tunnel_listener::serve(
             tunnel_listener,
@@ -244,12 +304,14 @@ pub async fn start(
             shutdown.clone(),
         )),
         tokio::spawn(expire_logs(logs.clone(), shutdown.clone())),
-        tokio::spawn(https::serve(
-            api_listener,
-            tokio_rustls::TlsAcceptor::from(Arc::new(api_tls)),
-            router,
-            shutdown.clone(),
-        )),
+        tokio::spawn(async move {
+            https_task.await;
+            api_done.cancel();
+        }),
+        tokio::spawn(async move {
+            let _ = audit_task.await;
+        }),
+        tokio::spawn(flush_token_use(state, shutdown.clone())),
     ];
     tracing::info!(%api_addr, %tunnel_addr, address, "management plane started");
     Ok(RunningServer {

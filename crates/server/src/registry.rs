@@ -187,7 +187,7 @@ impl Registry {
         let mut inner = self.lock();
         if inner.clusters.contains_key(&record.name) {
             return Err(StoreError::AlreadyExists {
-                kind: "ManagedCluster",
+                kind: "ManagedCluster".into(),
                 name: record.name,
             });
         }
@@ -221,7 +221,7 @@ impl Registry {
             .clusters
             .remove(name)
             .ok_or_else(|| StoreError::NotFound {
-                kind: "ManagedCluster",
+                kind: "ManagedCluster".into(),
                 name: name.into(),
             })?;
         for state in inner.certs.values_mut() {

@@ -66,6 +66,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             address: None,
             api_tls: None,
             retention: Default::default(),
+            oidc: None,
         },
         shutdown.clone(),
     )

@@ -20,10 +20,23 @@ pub struct LoginArgs {
 pub async fn run(args: LoginArgs) -> anyhow::Result<()> {
     let target = args.connect.resolve()?;
     let client = ApiClient::new(target.clone())?;
-    let _: serde_json::Value = client
-        .get("/apis/cattery.dev/v1/managedclusters")
+    let review = client
+        .call(
+            http::Method::POST,
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            Some(
+                br#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#.to_vec(),
+            ),
+        )
         .await
         .context("checking the login")?;
+    let review: serde_json::Value =
+        serde_json::from_slice(&review).context("checking the login")?;
+    let user = review
+        .pointer("/status/userInfo/username")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("?")
+        .to_string();
     let path = args.config.unwrap_or_else(config_path);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -35,7 +48,7 @@ pub async fn run(args: LoginArgs) -> anyhow::Result<()> {
     };
     write_private(&path, &serde_json::to_vec_pretty(&saved)?)?;
     eprintln!(
-        "logged in to {}; saved to {}",
+        "logged in to {} as {user:?}; saved to {}",
         target.server,
         path.display()
     );

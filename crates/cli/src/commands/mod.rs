@@ -1,14 +1,17 @@
 //! One module per subcommand.
 
 pub mod agent;
+pub mod auth;
 pub mod bench;
 pub mod cluster;
 pub mod demo;
 pub mod kubeconfig;
 pub mod login;
 pub mod logs;
+pub mod resources;
 pub mod server;
 pub mod sim;
+pub mod token;
 
 use tokio_util::sync::CancellationToken;
 

@@ -33,6 +33,72 @@ pub struct ServerArgs {
     /// Days to keep a log type, e.g. --retention flows=8 --retention audit=91 (Calico's defaults).
     #[arg(long = "retention", value_name = "TYPE=DAYS", value_parser = parse_retention)]
     pub retention: Vec<(cattery_api::logs::LogType, u32)>,
+    #[command(flatten)]
+    pub oidc: OidcArgs,
+}
+
+/// OIDC flags (named as kube-apiserver's): JWTs from this issuer are accepted as bearer
+/// tokens alongside Cattery's own.
+#[derive(clap::Args, Debug)]
+pub struct OidcArgs {
+    /// Issuer URL; must equal the tokens' `iss` exactly. Enables OIDC.
+    #[arg(long, requires = "oidc_client_id")]
+    pub oidc_issuer_url: Option<String>,
+    /// Audience the tokens must carry in `aud` (the client id).
+    #[arg(long, requires = "oidc_issuer_url")]
+    pub oidc_client_id: Option<String>,
+    /// The issuer's signing keys as a JWKS file.
+    #[arg(long, conflicts_with = "oidc_jwks_url")]
+    pub oidc_jwks_file: Option<PathBuf>,
+    /// URL of the issuer's JWKS (HTTPS; refetched when a token names an unknown key).
+    #[arg(long)]
+    pub oidc_jwks_url: Option<String>,
+    /// Extra CA certificate (PEM) for the JWKS URL.
+    #[arg(long)]
+    pub oidc_ca_file: Option<PathBuf>,
+    /// Claim holding the user name.
+    #[arg(long, default_value = "sub")]
+    pub oidc_username_claim: String,
+    /// Claim holding the groups (a string or a list).
+    #[arg(long, default_value = "groups")]
+    pub oidc_groups_claim: String,
+    /// Prefix for user names from OIDC, so they cannot collide with token users ("-" for none).
+    #[arg(long, default_value = "oidc:")]
+    pub oidc_username_prefix: String,
+    /// Prefix for groups from OIDC ("-" for none).
+    #[arg(long, default_value = "oidc:")]
+    pub oidc_groups_prefix: String,
+}
+
+impl OidcArgs {
+    /// The OIDC configuration, if enabled.
+    pub fn config(&self) -> anyhow::Result<Option<cattery_server::auth::oidc::OidcConfig>> {
+        use cattery_server::auth::oidc::{JwksSource, OidcConfig};
+        let (Some(issuer), Some(audience)) = (&self.oidc_issuer_url, &self.oidc_client_id) else {
+            return Ok(None);
+        };
+        let jwks = match (&self.oidc_jwks_file, &self.oidc_jwks_url) {
+            (Some(f), None) => JwksSource::File(f.clone()),
+            (None, Some(u)) => JwksSource::Url(u.clone()),
+            _ => anyhow::bail!(
+                "--oidc-issuer-url needs the issuer's keys: --oidc-jwks-file FILE or --oidc-jwks-url URL"
+            ),
+        };
+        let prefix = |p: &str| {
+            if p == "-" {
+                String::new()
+            } else {
+                p.to_string()
+            }
+        };
+        let mut cfg = OidcConfig::new(issuer.clone(), audience.clone(), jwks);
+        cfg.jwks_ca_file = self.oidc_ca_file.clone();
+        cfg.username_claim = self.oidc_username_claim.clone();
+        cfg.groups_claim = self.oidc_groups_claim.clone();
+        cfg.username_prefix = prefix(&self.oidc_username_prefix);
+        cfg.groups_prefix = prefix(&self.oidc_groups_prefix);
+        Ok(Some(cfg))
+    }
 }
 
 fn parse_retention(s: &str) -> Result<(cattery_api::logs::LogType, u32), String> {
@@ -89,6 +155,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             address,
             api_tls: args.tls_cert_file.clone().zip(args.tls_key_file.clone()),
             retention: retention(&args.retention),
+            oidc: args.oidc.config()?,
         },
         shutdown,
     )

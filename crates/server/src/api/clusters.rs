@@ -91,9 +91,28 @@ pub async fn create(
     Ok(respond(&headers, http::StatusCode::CREATED, &created))
 }
 
-/// `GET /apis/cattery.dev/v1/managedclusters`.
+/// `GET /apis/cattery.dev/v1/managedclusters`: the clusters the caller may list (all of
+/// them with an unrestricted `list`, else those named in their rules' resourceNames).
 pub async fn list(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let list = List::new(API_VERSION, "ManagedCluster", state.registry.list());
+    let who = super::identity(&req);
+    let names = state.authz.current().allowed_names(
+        &cattery_rbac::Requester {
+            user: &who.user,
+            groups: &who.groups,
+        },
+        "list",
+        cattery_rbac::GROUP_CATTERY,
+        "managedclusters",
+        None,
+        None,
+    );
+    let items = state
+        .registry
+        .list()
+        .into_iter()
+        .filter(|c| names.contains(&c.metadata.name))
+        .collect();
+    let list = List::new(API_VERSION, "ManagedCluster", items);
     respond(req.headers(), http::StatusCode::OK, &list)
 }
 

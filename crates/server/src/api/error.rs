@@ -4,22 +4,29 @@ use axum::response::{IntoResponse, Response};
 use cattery_api::Status;
 use cattery_api::wire::DecodeError;
 
+use super::gate::AuthzOutcome;
 use crate::registry::LookupError;
 use crate::store::StoreError;
 
 /// An error answered to an API caller as a `Status` body with the matching HTTP code.
 #[derive(Debug)]
-pub struct ApiError(pub Box<Status>);
+pub struct ApiError(pub Box<Status>, Option<Box<AuthzOutcome>>);
 
 impl ApiError {
     /// An error with the standard reason for `code`.
     pub fn new(code: u16, message: impl Into<String>) -> Self {
-        ApiError(Box::new(Status::failure(code, message)))
+        ApiError(Box::new(Status::failure(code, message)), None)
     }
 
     /// An error with an explicit Kubernetes reason.
     pub fn with_reason(code: u16, reason: &str, message: impl Into<String>) -> Self {
-        ApiError(Box::new(Status::with_reason(code, reason, message)))
+        ApiError(Box::new(Status::with_reason(code, reason, message)), None)
+    }
+
+    /// Carries a handler's authorization decision to the audit trail.
+    pub fn with_outcome(mut self, outcome: AuthzOutcome) -> Self {
+        self.1 = Some(Box::new(outcome));
+        self
     }
 }
 
@@ -28,6 +35,9 @@ impl IntoResponse for ApiError {
         let code = http::StatusCode::from_u16(self.0.code)
             .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
         let mut res = (code, axum::Json(*self.0)).into_response();
+        if let Some(o) = self.1 {
+            res.extensions_mut().insert(*o);
+        }
         if code == http::StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,

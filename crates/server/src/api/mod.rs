@@ -5,7 +5,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use http_body_util::BodyExt;
@@ -16,13 +15,19 @@ use crate::auth::Identity;
 
 pub mod clusters;
 pub mod error;
+pub mod gate;
+pub mod rbac;
+pub mod request_info;
+pub mod review;
+pub mod tokens;
 
 pub use error::ApiError;
 
 /// Largest body accepted by resource endpoints (proxied bodies have their own limit).
 pub const MAX_RESOURCE_BODY: usize = 1 << 20;
 
-/// All routes. Everything except `/healthz` requires a bearer token.
+/// All routes. Everything except `/healthz` passes the [`gate`]: authentication,
+/// authorization and the audit trail.
 pub fn router(state: Arc<AppState>) -> Router {
     let authenticated = Router::new()
         .route("/version", get(version))
@@ -46,13 +51,49 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/apis/logs.cattery.dev/v1/{type}/tail",
             get(crate::logs::api::tail),
         )
+        .route(
+            "/apis/cattery.dev/v1/tokens",
+            get(tokens::list).post(tokens::create),
+        )
+        .route(
+            "/apis/cattery.dev/v1/tokens/{id}",
+            get(tokens::get).delete(tokens::revoke),
+        )
+        .route(
+            "/apis/rbac.authorization.k8s.io/v1/{plural}",
+            get(rbac::list_all).post(rbac::create_cluster_scoped),
+        )
+        .route(
+            "/apis/rbac.authorization.k8s.io/v1/{plural}/{name}",
+            get(rbac::get_cluster_scoped)
+                .put(rbac::replace_cluster_scoped)
+                .delete(rbac::delete_cluster_scoped),
+        )
+        .route(
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/{plural}",
+            get(rbac::list_namespaced).post(rbac::create_namespaced),
+        )
+        .route(
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/{plural}/{name}",
+            get(rbac::get_namespaced)
+                .put(rbac::replace_namespaced)
+                .delete(rbac::delete_namespaced),
+        )
+        .route(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            post(review::access_review),
+        )
+        .route(
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            post(review::whoami),
+        )
         .route("/metrics", get(metrics))
         .route("/clusters/{name}/k8s", any(crate::proxy::handle))
         .route("/clusters/{name}/k8s/{*rest}", any(crate::proxy::handle))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            authenticate,
+            gate::gate,
         ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -77,39 +118,6 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 
 async fn version() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({"cattery": env!("CARGO_PKG_VERSION")}))
-}
-
-/// Resolves the bearer token to an [`Identity`] stored in the request's extensions.
-async fn authenticate(
-    State(state): State<Arc<AppState>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let token = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    let Some(token) = token else {
-        return ApiError::new(
-            401,
-            "no bearer token: pass --token, set CATTERY_TOKEN or run `cattery login`",
-        )
-        .into_response();
-    };
-    let Some(identity) = state.auth.authenticate(token) else {
-        tracing::info!(
-            path = req.uri().path(),
-            "authentication failed: unknown token"
-        );
-        return ApiError::new(401, "the bearer token is not valid").into_response();
-    };
-    req.extensions_mut().insert(identity);
-    next.run(req).await
 }
 
 /// The caller's identity (present on every authenticated route).

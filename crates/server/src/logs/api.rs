@@ -12,6 +12,7 @@ use futures_util::Stream;
 use serde_json::Value;
 
 use crate::AppState;
+use crate::api::gate::AuthzOutcome;
 use crate::api::{ApiError, MAX_RESOURCE_BODY, identity, read_body};
 use crate::auth::Identity;
 
@@ -24,18 +25,68 @@ pub enum ClusterScope {
     Only(Vec<String>),
 }
 
-/// The authorization hook for log reads. Today every authenticated identity is an
-/// administrator; the RBAC issue replaces the body: an explicitly requested cluster without
-/// permission → 403 naming what is missing, `*` → the permitted clusters, silently.
+/// Authorization of log reads. An explicitly requested cluster without permission → 403
+/// naming what is missing; `*` → the clusters the caller may read, silently (everything
+/// when a rule is unrestricted). Permission comes from either convention: cattery's
+/// (`logs.cattery.dev`, resource = type, resourceNames = clusters) or Calico's
+/// (`lma.tigera.io`, resources = clusters, resourceNames = types).
 pub fn authorize_log_clusters(
-    _who: &Identity,
-    _log_type: LogType,
+    authz: &cattery_rbac::Authorizer,
+    who: &Identity,
+    log_type: LogType,
     requested: &[String],
-) -> Result<ClusterScope, ApiError> {
+) -> Result<(ClusterScope, AuthzOutcome), ApiError> {
+    let requester = cattery_rbac::Requester {
+        user: &who.user,
+        groups: &who.groups,
+    };
+    let asked = requested.join(",");
     if requested.iter().any(|c| c == "*") {
-        return Ok(ClusterScope::All);
+        return Ok(match authz.log_clusters(&requester, log_type.as_str()) {
+            cattery_rbac::Names::All => (
+                ClusterScope::All,
+                AuthzOutcome {
+                    allowed: true,
+                    reason: format!("RBAC: {log_type} logs of every cluster"),
+                    name: Some(asked),
+                },
+            ),
+            cattery_rbac::Names::Only(names) => {
+                let names: Vec<String> = names.into_iter().collect();
+                let reason = format!("RBAC: {log_type} logs limited to clusters {names:?}");
+                (
+                    ClusterScope::Only(names),
+                    AuthzOutcome {
+                        allowed: true,
+                        reason,
+                        name: Some(asked),
+                    },
+                )
+            }
+        });
     }
-    Ok(ClusterScope::Only(requested.to_vec()))
+    let mut reasons = Vec::new();
+    for c in requested {
+        let d = authz.log_access(&requester, log_type.as_str(), c);
+        if !d.allowed {
+            let outcome = AuthzOutcome {
+                allowed: false,
+                reason: d.reason.clone(),
+                name: Some(asked),
+            };
+            return Err(ApiError::with_reason(403, "Forbidden", d.reason).with_outcome(outcome));
+        }
+        reasons.push(d.reason);
+    }
+    reasons.dedup();
+    Ok((
+        ClusterScope::Only(requested.to_vec()),
+        AuthzOutcome {
+            allowed: true,
+            reason: reasons.join("; "),
+            name: Some(asked),
+        },
+    ))
 }
 
 fn log_type(name: &str) -> Result<LogType, ApiError> {
@@ -77,7 +128,8 @@ pub async fn search(
     let t = log_type(&type_name)?;
     let mut v: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(400, format!("invalid JSON: {e}")))?;
-    let scope = authorize_log_clusters(&who, t, &requested_clusters(&v)?)?;
+    let (scope, outcome) =
+        authorize_log_clusters(&state.authz.current(), &who, t, &requested_clusters(&v)?)?;
     let clusters = match scope {
         ClusterScope::All => vec![cattery_logstore::ALL_CLUSTERS.to_string()],
         ClusterScope::Only(c) => c,
@@ -91,7 +143,7 @@ pub async fn search(
         .await
         .map_err(|e| ApiError::new(500, e.to_string()))?
         .map_err(store_error)?;
-    Ok(axum::Json(res).into_response())
+    Ok(outcome.attach(axum::Json(res).into_response()))
 }
 
 /// Maps store errors to API errors (bad requests name the field).
@@ -161,7 +213,7 @@ pub async fn tail(
     let t = log_type(&type_name)?;
     let who = identity(&req);
     let q = parse_tail_query(t, req.uri().query())?;
-    let scope = authorize_log_clusters(&who, t, &q.clusters)?;
+    let (scope, _) = authorize_log_clusters(&state.authz.current(), &who, t, &q.clusters)?;
     let rx = state.logs.subscribe();
     let stream =
         futures_util::stream::unfold((rx, scope, q), move |(mut rx, scope, q)| async move {

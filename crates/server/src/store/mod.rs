@@ -51,6 +51,27 @@ pub struct TokenRecord {
     pub sha256: String,
     /// RFC 3339.
     pub created_at: String,
+    /// What the token is for.
+    pub description: Option<String>,
+    /// RFC 3339 expiry; `None` = never.
+    pub expires_at: Option<String>,
+    /// RFC 3339 revocation time; a revoked token is refused.
+    pub revoked_at: Option<String>,
+    /// RFC 3339 time of the last successful authentication.
+    pub last_used_at: Option<String>,
+}
+
+/// A stored RBAC object (`ClusterRole`, `ClusterRoleBinding`, `Role`, `RoleBinding`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RbacRecord {
+    /// Object kind.
+    pub kind: String,
+    /// Namespace (empty for cluster-scoped kinds).
+    pub namespace: String,
+    /// Object name.
+    pub name: String,
+    /// The object as JSON.
+    pub body: String,
 }
 
 /// A state-store failure.
@@ -60,7 +81,7 @@ pub enum StoreError {
     #[error("{kind} {name:?} already exists")]
     AlreadyExists {
         /// Object kind.
-        kind: &'static str,
+        kind: String,
         /// Its name.
         name: String,
     },
@@ -68,7 +89,7 @@ pub enum StoreError {
     #[error("{kind} {name:?} not found")]
     NotFound {
         /// Object kind.
-        kind: &'static str,
+        kind: String,
         /// Its name.
         name: String,
     },
@@ -89,6 +110,22 @@ pub trait StateStore: Send + Sync {
     fn certificates(&self) -> Result<Vec<CertRecord>, StoreError>;
     /// Stores a token record.
     fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
-    /// All tokens.
+    /// All tokens, revoked ones included.
     fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Marks a token revoked at `at` (idempotent: an already revoked token keeps its time).
+    fn revoke_token(&self, id: &str, at: &str) -> Result<TokenRecord, StoreError>;
+    /// Records last-used times (batched; unknown ids are ignored).
+    fn touch_tokens(&self, used: &[(String, String)]) -> Result<(), StoreError>;
+    /// All stored RBAC objects.
+    fn rbac_objects(&self) -> Result<Vec<RbacRecord>, StoreError>;
+    /// Creates (`replace == false`: fails if it exists) or creates-or-replaces an RBAC object;
+    /// returns whether it was created.
+    fn put_rbac_object(&self, obj: &RbacRecord, replace: bool) -> Result<bool, StoreError>;
+    /// Deletes an RBAC object, returning it.
+    fn delete_rbac_object(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<RbacRecord, StoreError>;
 }

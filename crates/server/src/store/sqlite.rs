@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{CertRecord, ClusterRecord, StateStore, StoreError, TokenRecord};
+use super::{CertRecord, ClusterRecord, RbacRecord, StateStore, StoreError, TokenRecord};
 
 /// The embedded default state store: one SQLite file in the data directory.
 pub struct SqliteStore {
@@ -40,11 +40,71 @@ CREATE TABLE IF NOT EXISTS tokens (
 );
 "#;
 
+/// Schema changes after the first release, applied in order; `PRAGMA user_version` records
+/// how many have run. Never edit an entry: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: token lifecycle (issue 4) and RBAC objects.
+    r#"
+ALTER TABLE tokens ADD COLUMN description TEXT;
+ALTER TABLE tokens ADD COLUMN expires_at TEXT;
+ALTER TABLE tokens ADD COLUMN revoked_at TEXT;
+ALTER TABLE tokens ADD COLUMN last_used_at TEXT;
+CREATE TABLE rbac_objects (
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+);
+"#,
+];
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let done: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(backend)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done.max(0) as usize) {
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute_batch(sql)
+            .and_then(|_| tx.pragma_update(None, "user_version", (i + 1) as i64))
+            .map_err(|e| StoreError::Backend(format!("schema migration {}: {e}", i + 1)))?;
+        tx.commit().map_err(backend)?;
+    }
+    Ok(())
+}
+
+const TOKEN_COLUMNS: &str =
+    "id, user, groups, sha256, created_at, description, expires_at, revoked_at, last_used_at";
+
+fn row_to_token(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+    let groups: String = r.get(2)?;
+    Ok(TokenRecord {
+        id: r.get(0)?,
+        user: r.get(1)?,
+        groups: serde_json::from_str(&groups).unwrap_or_default(),
+        sha256: r.get(3)?,
+        created_at: r.get(4)?,
+        description: r.get(5)?,
+        expires_at: r.get(6)?,
+        revoked_at: r.get(7)?,
+        last_used_at: r.get(8)?,
+    })
+}
+
+fn row_to_rbac(r: &rusqlite::Row<'_>) -> rusqlite::Result<RbacRecord> {
+    Ok(RbacRecord {
+        kind: r.get(0)?,
+        namespace: r.get(1)?,
+        name: r.get(2)?,
+        body: r.get(3)?,
+    })
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) `path`, in WAL mode with full fsync: state writes are rare
     /// and must survive power loss.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let conn = Connection::open(path).map_err(backend)?;
+        let mut conn = Connection::open(path).map_err(backend)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(backend)?;
         conn.pragma_update(None, "synchronous", "FULL")
@@ -52,6 +112,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        migrate(&mut conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -90,7 +151,7 @@ impl StateStore for SqliteStore {
             .map_err(backend)?;
         if exists.is_some() {
             return Err(StoreError::AlreadyExists {
-                kind: "ManagedCluster",
+                kind: "ManagedCluster".into(),
                 name: c.name.clone(),
             });
         }
@@ -121,7 +182,7 @@ impl StateStore for SqliteStore {
             .optional()
             .map_err(backend)?
             .ok_or_else(|| StoreError::NotFound {
-                kind: "ManagedCluster",
+                kind: "ManagedCluster".into(),
                 name: name.to_string(),
             })?;
         tx.execute("DELETE FROM clusters WHERE name = ?1", [name])
@@ -166,8 +227,18 @@ impl StateStore for SqliteStore {
             serde_json::to_string(&t.groups).map_err(|e| StoreError::Backend(e.to_string()))?;
         self.conn()
             .execute(
-                "INSERT INTO tokens (id, user, groups, sha256, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![t.id, t.user, groups, t.sha256, t.created_at],
+                &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                params![
+                    t.id,
+                    t.user,
+                    groups,
+                    t.sha256,
+                    t.created_at,
+                    t.description,
+                    t.expires_at,
+                    t.revoked_at,
+                    t.last_used_at
+                ],
             )
             .map_err(backend)?;
         Ok(())
@@ -176,21 +247,122 @@ impl StateStore for SqliteStore {
     fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT id, user, groups, sha256, created_at FROM tokens")
+            .prepare(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
+            ))
             .map_err(backend)?;
-        let rows = stmt
-            .query_map([], |r| {
-                let groups: String = r.get(2)?;
-                Ok(TokenRecord {
-                    id: r.get(0)?,
-                    user: r.get(1)?,
-                    groups: serde_json::from_str(&groups).unwrap_or_default(),
-                    sha256: r.get(3)?,
-                    created_at: r.get(4)?,
-                })
-            })
-            .map_err(backend)?;
+        let rows = stmt.query_map([], row_to_token).map_err(backend)?;
         rows.collect::<Result<_, _>>().map_err(backend)
+    }
+
+    fn revoke_token(&self, id: &str, at: &str) -> Result<TokenRecord, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute(
+            "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            params![id, at],
+        )
+        .map_err(backend)?;
+        let rec = tx
+            .query_row(
+                &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
+                [id],
+                row_to_token,
+            )
+            .optional()
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "Token".into(),
+                name: id.to_string(),
+            })?;
+        tx.commit().map_err(backend)?;
+        Ok(rec)
+    }
+
+    fn touch_tokens(&self, used: &[(String, String)]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        for (id, at) in used {
+            tx.execute(
+                "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1",
+                params![id, at],
+            )
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
+    }
+
+    fn rbac_objects(&self) -> Result<Vec<RbacRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT kind, namespace, name, body FROM rbac_objects ORDER BY kind, namespace, name")
+            .map_err(backend)?;
+        let rows = stmt.query_map([], row_to_rbac).map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
+
+    fn put_rbac_object(&self, o: &RbacRecord, replace: bool) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        let exists = tx
+            .query_row(
+                "SELECT 1 FROM rbac_objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+                params![o.kind, o.namespace, o.name],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(backend)?
+            .is_some();
+        if exists && !replace {
+            return Err(StoreError::AlreadyExists {
+                kind: o.kind.clone(),
+                name: qualified(&o.namespace, &o.name),
+            });
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO rbac_objects (kind, namespace, name, body) VALUES (?1, ?2, ?3, ?4)",
+            params![o.kind, o.namespace, o.name, o.body],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(!exists)
+    }
+
+    fn delete_rbac_object(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<RbacRecord, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        let rec = tx
+            .query_row(
+                "SELECT kind, namespace, name, body FROM rbac_objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+                params![kind, namespace, name],
+                row_to_rbac,
+            )
+            .optional()
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: kind.to_string(),
+                name: qualified(namespace, name),
+            })?;
+        tx.execute(
+            "DELETE FROM rbac_objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+            params![kind, namespace, name],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(rec)
+    }
+}
+
+fn qualified(namespace: &str, name: &str) -> String {
+    if namespace.is_empty() {
+        name.to_string()
+    } else {
+        format!("{namespace}/{name}")
     }
 }
 
@@ -245,5 +417,65 @@ mod tests {
         assert_eq!(certs[1].revoked, None);
         assert_eq!(certs[2].revoked, None);
         assert_eq!(s.list_clusters().unwrap()[0].labels["env"], "prod");
+    }
+
+    #[test]
+    fn old_schema_is_migrated_keeping_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute(
+                "INSERT INTO tokens (id, user, groups, sha256, created_at) VALUES ('t1', 'u', '[\"g\"]', 'abc', '2026-01-01T00:00:00Z')",
+                [],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let t = &s.tokens().unwrap()[0];
+        assert_eq!(
+            (t.id.as_str(), t.groups.clone()),
+            ("t1", vec!["g".to_string()])
+        );
+        assert_eq!(t.revoked_at, None);
+        let revoked = s.revoke_token("t1", "2026-02-01T00:00:00Z").unwrap();
+        assert_eq!(revoked.revoked_at.as_deref(), Some("2026-02-01T00:00:00Z"));
+        // Idempotent: the first revocation time stays.
+        let again = s.revoke_token("t1", "2026-03-01T00:00:00Z").unwrap();
+        assert_eq!(again.revoked_at.as_deref(), Some("2026-02-01T00:00:00Z"));
+        assert!(matches!(
+            s.revoke_token("nope", "x"),
+            Err(StoreError::NotFound { .. })
+        ));
+        drop(s);
+        // Reopening does not re-run the migration.
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.tokens().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn rbac_objects_create_replace_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        let o = RbacRecord {
+            kind: "ClusterRole".into(),
+            namespace: String::new(),
+            name: "r".into(),
+            body: "{}".into(),
+        };
+        assert!(s.put_rbac_object(&o, false).unwrap());
+        assert!(matches!(
+            s.put_rbac_object(&o, false),
+            Err(StoreError::AlreadyExists { .. })
+        ));
+        let o2 = RbacRecord {
+            body: "{\"x\":1}".into(),
+            ..o.clone()
+        };
+        assert!(!s.put_rbac_object(&o2, true).unwrap());
+        assert_eq!(s.rbac_objects().unwrap(), vec![o2.clone()]);
+        assert_eq!(s.delete_rbac_object("ClusterRole", "", "r").unwrap(), o2);
+        assert!(s.rbac_objects().unwrap().is_empty());
     }
 }

@@ -1,0 +1,217 @@
+//! `Token` endpoints: create (the secret is returned once), list, get, revoke.
+//!
+//! Creating a token for a user is as powerful as acting as that user, so it needs `create`
+//! on `tokens` (only `cattery-admin` has it built in).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Request, State};
+use axum::response::Response;
+use cattery_api::wire::{check_type, decode};
+use cattery_api::{API_VERSION, List, ObjectMeta, Token, TokenSpec, TokenStatus};
+
+use super::{ApiError, MAX_RESOURCE_BODY, read_body, respond};
+use crate::AppState;
+use crate::auth::Identity;
+use crate::auth::tokens::NewToken;
+use crate::store::TokenRecord;
+
+/// Longest lifetime a token may be given (ten years).
+const MAX_EXPIRATION_SECONDS: u64 = 10 * 365 * 24 * 3600;
+/// Longest user or group name.
+const MAX_NAME: usize = 256;
+
+fn to_token(r: TokenRecord, secret: Option<String>) -> Token {
+    Token {
+        api_version: API_VERSION.into(),
+        kind: "Token".into(),
+        metadata: ObjectMeta {
+            name: r.id,
+            creation_timestamp: Some(r.created_at),
+            ..Default::default()
+        },
+        spec: TokenSpec {
+            user: r.user,
+            groups: r.groups,
+            expiration_seconds: None,
+            description: r.description,
+        },
+        status: TokenStatus {
+            token: secret,
+            expiration_timestamp: r.expires_at,
+            last_used_timestamp: r.last_used_at,
+            revocation_timestamp: r.revoked_at,
+        },
+    }
+}
+
+fn invalid(msg: String) -> ApiError {
+    ApiError::with_reason(400, "Invalid", msg)
+}
+
+/// Checks a user or group name. Names under `system:` are Kubernetes' own; only the
+/// service-account forms may be issued, so a token can never claim e.g. `system:masters`.
+fn check_name(field: &str, v: &str, group: bool) -> Result<(), ApiError> {
+    if v.trim().is_empty() {
+        return Err(invalid(format!("Token {field}: must not be empty")));
+    }
+    if v.len() > MAX_NAME {
+        return Err(invalid(format!(
+            "Token {field}: longer than {MAX_NAME} characters"
+        )));
+    }
+    if v.chars().any(|c| c.is_control() || c == ',') {
+        return Err(invalid(format!(
+            "Token {field}: {v:?} contains a control character or a comma"
+        )));
+    }
+    if let Some(rest) = v.strip_prefix("system:") {
+        let allowed = if group {
+            rest == "serviceaccounts" || rest.starts_with("serviceaccounts:")
+        } else {
+            rest.strip_prefix("serviceaccount:")
+                .and_then(|r| r.split_once(':'))
+                .is_some_and(|(ns, n)| !ns.is_empty() && !n.is_empty() && !n.contains(':'))
+        };
+        if !allowed {
+            return Err(invalid(format!(
+                "Token {field}: {v:?} is reserved (names starting with \"system:\" other than service accounts cannot be issued)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `POST /apis/cattery.dev/v1/tokens`.
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let headers = req.headers().clone();
+    let body = read_body(req, MAX_RESOURCE_BODY).await?;
+    let token: Token = decode(&body)?;
+    check_type(&token.api_version, &token.kind, &[API_VERSION], "Token")?;
+    if !token.metadata.name.is_empty() {
+        return Err(invalid(
+            "Token metadata.name: is assigned by the server; leave it empty".into(),
+        ));
+    }
+    if token.status != TokenStatus::default() {
+        return Err(invalid(
+            "Token status: is set by the server; leave it empty".into(),
+        ));
+    }
+    let spec = token.spec;
+    check_name("spec.user", &spec.user, false)?;
+    for (i, g) in spec.groups.iter().enumerate() {
+        check_name(&format!("spec.groups[{i}]"), g, true)?;
+    }
+    let ttl = match spec.expiration_seconds {
+        None => None,
+        Some(0) => {
+            return Err(invalid(
+                "Token spec.expirationSeconds: must be at least 1 (omit it for no expiry)".into(),
+            ));
+        }
+        Some(s) if s > MAX_EXPIRATION_SECONDS => {
+            return Err(invalid(format!(
+                "Token spec.expirationSeconds: at most {MAX_EXPIRATION_SECONDS} (ten years)"
+            )));
+        }
+        Some(s) => Some(Duration::from_secs(s)),
+    };
+    if let Some(d) = &spec.description
+        && d.len() > 1024
+    {
+        return Err(invalid(
+            "Token spec.description: longer than 1024 bytes".into(),
+        ));
+    }
+    let mut groups = spec.groups;
+    groups.dedup();
+    let (record, secret) = state.auth.create(
+        state.store.as_ref(),
+        NewToken {
+            identity: Identity {
+                user: spec.user,
+                groups,
+            },
+            description: spec.description,
+            ttl,
+        },
+    )?;
+    tracing::info!(id = record.id, user = record.user, "token created");
+    Ok(respond(
+        &headers,
+        http::StatusCode::CREATED,
+        &to_token(record, Some(secret)),
+    ))
+}
+
+/// `GET /apis/cattery.dev/v1/tokens` (never includes secrets).
+pub async fn list(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, ApiError> {
+    let items = state
+        .auth
+        .list(state.store.as_ref())?
+        .into_iter()
+        .map(|r| to_token(r, None))
+        .collect();
+    Ok(respond(
+        req.headers(),
+        http::StatusCode::OK,
+        &List::new(API_VERSION, "Token", items),
+    ))
+}
+
+/// `GET /apis/cattery.dev/v1/tokens/{id}`.
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let r = state
+        .auth
+        .list(state.store.as_ref())?
+        .into_iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| ApiError::new(404, format!("tokens {id:?} not found")))?;
+    Ok(respond(
+        req.headers(),
+        http::StatusCode::OK,
+        &to_token(r, None),
+    ))
+}
+
+/// `DELETE /apis/cattery.dev/v1/tokens/{id}`: revokes the token (the record stays, so
+/// `token list` shows when it was revoked).
+pub async fn revoke(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let r = state.auth.revoke(state.store.as_ref(), &id)?;
+    tracing::info!(id, user = r.user, "token revoked");
+    Ok(respond(
+        req.headers(),
+        http::StatusCode::OK,
+        &to_token(r, None),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_names_are_refused() {
+        assert!(check_name("spec.user", "alice", false).is_ok());
+        assert!(check_name("spec.user", "system:serviceaccount:ci:deployer", false).is_ok());
+        assert!(check_name("spec.user", "system:admin", false).is_err());
+        assert!(check_name("spec.user", "system:serviceaccount:ci", false).is_err());
+        assert!(check_name("spec.groups[0]", "system:masters", true).is_err());
+        assert!(check_name("spec.groups[0]", "system:serviceaccounts:ci", true).is_ok());
+        assert!(check_name("spec.user", " ", false).is_err());
+        assert!(check_name("spec.user", "a\nb", false).is_err());
+    }
+}
