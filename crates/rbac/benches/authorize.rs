@@ -9,7 +9,8 @@ use std::sync::LazyLock;
 
 use cattery_rbac::{
     Authorizer, ClusterRole, ClusterRoleBinding, GROUP_CALICO_LMA, GROUP_CATTERY, GROUP_LOGS,
-    GROUP_RBAC, Policy, PolicyRule, Request, Requester, RoleBinding, RoleRef, Subject, builtin,
+    GROUP_RBAC, Names, Policy, PolicyRule, Request, Requester, RoleBinding, RoleRef, Subject,
+    builtin,
 };
 use divan::{Bencher, black_box};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -238,17 +239,39 @@ fn log_access_allowed(b: Bencher) {
     b.bench_local(|| az.log_access(black_box(&who), black_box("flows"), black_box("cluster-5")));
 }
 
-/// (d) Names of clusters the user may get.
-#[divan::bench]
-fn allowed_names(b: Bencher) {
-    let (az, who) = (&*AZ, who());
+/// (d) Names of clusters the user may get: `All` (stops at the first
+/// unrestricted rule) and a restricted set (scans every grant and collects
+/// names) for the proxy subresource.
+#[divan::bench(args = ["managedclusters", "managedclusters/proxy"])]
+fn allowed_names(b: Bencher, resource: &str) {
+    let az = &*AZ;
+    let (resource, sub) = match resource.split_once('/') {
+        Some((r, s)) => (r, Some(s)),
+        None => (resource, None),
+    };
+    // The first user for whom the answer is what we want (the restricted
+    // case without groups: the benchmark groups grant the proxy to all).
+    let restricted = sub.is_some();
+    let groups: &[String] = if restricted { &[] } else { &GROUPS };
+    let users: Vec<String> = (0..500).map(|i| format!("user-{i}")).collect();
+    let user = users
+        .iter()
+        .find(|u| {
+            let who = Requester { user: u, groups };
+            match az.allowed_names(&who, "get", GROUP_CATTERY, resource, sub, None) {
+                Names::All => !restricted,
+                Names::Only(names) => restricted && !names.is_empty(),
+            }
+        })
+        .expect("some user fits");
+    let who = Requester { user, groups };
     b.bench_local(|| {
         az.allowed_names(
             black_box(&who),
             "get",
             GROUP_CATTERY,
-            "managedclusters",
-            None,
+            black_box(resource),
+            black_box(sub),
             None,
         )
     });

@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
-use crate::rule::{CompiledRule, Interner};
+use crate::rule::{CompiledRole, CompiledRule, Interner};
 use crate::{AUTHENTICATED_GROUP, Decision, Names, Policy, Request, Requester};
 
 /// One binding resolved to its role: "these rules, in this scope".
@@ -57,7 +57,7 @@ pub struct Authorizer {
     /// Ids of the verbs, apiGroups and resources rules mention.
     pub(crate) interner: Interner,
     /// Compiled rules of every role, ClusterRoles first.
-    roles: Vec<Box<[CompiledRule]>>,
+    roles: Vec<CompiledRole>,
     /// Every binding whose role exists.
     grants: Vec<Grant>,
     /// Grants by user name.
@@ -88,7 +88,7 @@ impl Authorizer {
     /// grant nothing (validation happens before objects are stored).
     pub fn new(policy: &Policy) -> Authorizer {
         let mut interner = Interner::default();
-        let mut roles: Vec<Box<[CompiledRule]>> =
+        let mut roles: Vec<CompiledRole> =
             Vec::with_capacity(policy.cluster_roles.len() + policy.roles.len());
         let mut cluster_role_index: HashMap<&str, usize> = HashMap::new();
         for cr in &policy.cluster_roles {
@@ -97,12 +97,7 @@ impl Authorizer {
             };
             let rules = cr.rules.as_deref().unwrap_or_default();
             cluster_role_index.insert(name, roles.len());
-            roles.push(
-                rules
-                    .iter()
-                    .map(|r| CompiledRule::new(r, true, &mut interner))
-                    .collect(),
-            );
+            roles.push(CompiledRole::new(rules, true, &mut interner));
         }
         let mut role_index: HashMap<(&str, &str), usize> = HashMap::new();
         for r in &policy.roles {
@@ -114,12 +109,7 @@ impl Authorizer {
             let rules = r.rules.as_deref().unwrap_or_default();
             role_index.insert((ns, name), roles.len());
             // nonResourceURLs are meaningless in a namespaced Role.
-            roles.push(
-                rules
-                    .iter()
-                    .map(|r| CompiledRule::new(r, false, &mut interner))
-                    .collect(),
-            );
+            roles.push(CompiledRole::new(rules, false, &mut interner));
         }
 
         let mut az = Authorizer {
@@ -219,55 +209,64 @@ impl Authorizer {
         self.grants.push(grant);
     }
 
-    /// The subject entries that apply to `who`: their user name, their
-    /// groups and the implicit [`AUTHENTICATED_GROUP`].
-    fn entries<'s>(&'s self, who: &Requester<'s>) -> impl Iterator<Item = &'s Entry> {
-        let user = self
-            .by_user
-            .get(who.user)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let implicit = if who.groups.iter().any(|g| g == AUTHENTICATED_GROUP) {
-            None
-        } else {
-            Some(AUTHENTICATED_GROUP)
-        };
-        let groups = who
-            .groups
-            .iter()
-            .map(String::as_str)
-            .chain(implicit)
-            .filter_map(|g| self.by_group.get(g))
-            .flatten();
-        user.iter().chain(groups)
-    }
-
-    /// Every (grant, subject entry, rule) that applies to `who` for a
-    /// request in `namespace` (None = cluster-scoped: ClusterRoleBindings only).
-    pub(crate) fn rules_for<'s>(
+    /// Calls `f` for each rule of each grant that applies to `who` (their
+    /// user name, their groups, the implicit [`AUTHENTICATED_GROUP`]) for a
+    /// request in `namespace` (None = cluster-scoped: ClusterRoleBindings
+    /// only) and whose role passes `keep`, until `f` returns Some.
+    #[inline]
+    pub(crate) fn scan<'s, T>(
         &'s self,
-        who: &Requester<'s>,
-        namespace: Option<&'s str>,
-    ) -> impl Iterator<Item = (&'s Grant, &'s Entry, &'s CompiledRule)> {
+        who: &Requester<'_>,
+        namespace: Option<&str>,
+        keep: impl Fn(&CompiledRole) -> bool,
+        mut f: impl FnMut(&'s Grant, &'s Entry, &'s CompiledRule) -> Option<T>,
+    ) -> Option<T> {
         let namespace = non_empty(namespace);
-        self.entries(who).flat_map(move |e| {
-            let g = &self.grants[e.grant];
-            let rules: &[CompiledRule] = if g.applies_in(namespace) {
-                &self.roles[g.role]
-            } else {
-                &[]
-            };
-            rules.iter().map(move |r| (g, e, r))
-        })
+        let mut visit = |entries: &'s [Entry]| -> Option<T> {
+            for e in entries {
+                let g = &self.grants[e.grant];
+                if !g.applies_in(namespace) {
+                    continue;
+                }
+                let role = &self.roles[g.role];
+                if !keep(role) {
+                    continue;
+                }
+                for r in &role.rules {
+                    if let Some(t) = f(g, e, r) {
+                        return Some(t);
+                    }
+                }
+            }
+            None
+        };
+        if let Some(entries) = self.by_user.get(who.user)
+            && let Some(t) = visit(entries)
+        {
+            return Some(t);
+        }
+        let mut authenticated_listed = false;
+        for group in who.groups {
+            authenticated_listed |= group == AUTHENTICATED_GROUP;
+            if let Some(entries) = self.by_group.get(group.as_str())
+                && let Some(t) = visit(entries)
+            {
+                return Some(t);
+            }
+        }
+        if !authenticated_listed && let Some(entries) = self.by_group.get(AUTHENTICATED_GROUP) {
+            return visit(entries);
+        }
+        None
     }
 
     /// The first grant (and subject) that allows `req`, without allocating.
     pub(crate) fn find_grant<'s>(
         &'s self,
-        who: &Requester<'s>,
-        req: &Request<'s>,
+        who: &Requester<'_>,
+        req: &Request<'_>,
     ) -> Option<(&'s Grant, &'s Entry)> {
-        let found = match *req {
+        match *req {
             Request::Resource {
                 verb,
                 api_group,
@@ -283,16 +282,23 @@ impl Authorizer {
                     non_empty(subresource),
                     non_empty(name),
                 );
-                self.rules_for(who, namespace)
-                    .find(|(_, _, r)| r.matches_resource(&q))
+                self.scan(
+                    who,
+                    namespace,
+                    |role| role.may_match(&q),
+                    |g, e, r| r.matches_resource(&q).then_some((g, e)),
+                )
             }
             Request::NonResource { verb, path } => {
                 let verb = self.interner.id(verb);
-                self.rules_for(who, None)
-                    .find(|(_, _, r)| r.matches_non_resource(verb, path))
+                self.scan(
+                    who,
+                    None,
+                    |role| role.may_match_verb(verb),
+                    |g, e, r| r.matches_non_resource(verb, path).then_some((g, e)),
+                )
             }
-        };
-        found.map(|(g, e, _)| (g, e))
+        }
     }
 
     /// Decides `req` for `who` with Kubernetes RBAC semantics (deny by
@@ -332,14 +338,23 @@ impl Authorizer {
             .interner
             .query(verb, api_group, resource, non_empty(subresource), None);
         let mut names = BTreeSet::new();
-        for (_, _, r) in self.rules_for(who, namespace) {
-            if !r.matches_resource_any_name(&q) {
-                continue;
-            }
-            if r.resource_names.items.is_empty() {
-                return Names::All;
-            }
-            names.extend(r.resource_names.items.iter().cloned());
+        let all = self.scan(
+            who,
+            namespace,
+            |role| role.may_match(&q),
+            |_, _, r| {
+                if !r.matches_resource_any_name(&q) {
+                    return None;
+                }
+                if r.resource_names.items.is_empty() {
+                    return Some(());
+                }
+                names.extend(r.resource_names.items.iter().cloned());
+                None
+            },
+        );
+        if all.is_some() {
+            return Names::All;
         }
         Names::Only(names)
     }

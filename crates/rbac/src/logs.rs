@@ -111,27 +111,36 @@ impl Authorizer {
         }
         let verb = self.interner.id(VERB);
         let group = self.interner.id(GROUP_CALICO_LMA);
-        for (_, _, r) in self.rules_for(who, None) {
-            if !r.verbs.matches(verb) || !r.api_groups.matches(group) {
-                continue;
-            }
-            let names_ok = r.resource_names.items.is_empty()
-                || calico.iter().any(|n| r.resource_names.contains(n));
-            if !names_ok {
-                continue;
-            }
-            if r.resources.any {
-                return Names::All;
-            }
-            // Subresource forms ("east/x", "*/x") never match a cluster
-            // request (which has no subresource), so only plain names count.
-            clusters.extend(
-                r.resources
-                    .exact
-                    .iter()
-                    .filter(|(_, sub)| sub.is_none())
-                    .map(|&(res, _)| self.interner.string(res).to_owned()),
-            );
+        let all = self.scan(
+            who,
+            None,
+            |role| role.may_match_verb_group(verb, group),
+            |_, _, r| {
+                if !r.verbs.matches(verb) || !r.api_groups.matches(group) {
+                    return None;
+                }
+                let names_ok = r.resource_names.items.is_empty()
+                    || calico.iter().any(|n| r.resource_names.contains(n));
+                if !names_ok {
+                    return None;
+                }
+                if r.resources.any {
+                    return Some(());
+                }
+                // Subresource forms ("east/x", "*/x") never match a cluster
+                // request (which has no subresource), so only plain names count.
+                clusters.extend(
+                    r.resources
+                        .exact
+                        .iter()
+                        .filter(|(_, sub)| sub.is_none())
+                        .map(|&(res, _)| self.interner.string(res).to_owned()),
+                );
+                None
+            },
+        );
+        if all.is_some() {
+            return Names::All;
         }
         Names::Only(clusters)
     }

@@ -95,7 +95,7 @@ pub(crate) struct IdSet {
     /// Whether `"*"` was present.
     pub(crate) any: bool,
     /// The literal items.
-    items: Box<[u32]>,
+    pub(crate) items: Box<[u32]>,
 }
 
 impl IdSet {
@@ -161,7 +161,7 @@ pub(crate) struct ResourceSet {
     /// `resource` (sub None) or `resource/subresource` (sub Some) entries.
     pub(crate) exact: Box<[(u32, Option<u32>)]>,
     /// Subresources from `"*/subresource"` entries.
-    any_resource_sub: Box<[u32]>,
+    pub(crate) any_resource_sub: Box<[u32]>,
 }
 
 impl ResourceSet {
@@ -300,6 +300,76 @@ impl CompiledRule {
     #[inline]
     pub(crate) fn matches_non_resource(&self, verb: u32, path: &str) -> bool {
         self.verbs.matches(verb) && self.urls.matches(path)
+    }
+}
+
+/// Bit of an interned id in a role summary mask.
+#[inline]
+fn bit(id: u32) -> u64 {
+    1u64 << (id & 63)
+}
+
+/// A role's rules plus a summary (bit masks of the verbs, apiGroups and
+/// resources its rules mention) that rules out most roles for a request
+/// with three AND operations, before any rule is looked at. Masks may give
+/// false positives (ids share bits), never false negatives.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CompiledRole {
+    /// The rules.
+    pub(crate) rules: Box<[CompiledRule]>,
+    verbs: u64,
+    api_groups: u64,
+    resources: u64,
+}
+
+impl CompiledRole {
+    /// Compiles a role's rules (`allow_non_resource` as for [`CompiledRule::new`]).
+    pub(crate) fn new(
+        rules: &[PolicyRule],
+        allow_non_resource: bool,
+        interner: &mut Interner,
+    ) -> CompiledRole {
+        let rules: Box<[CompiledRule]> = rules
+            .iter()
+            .map(|r| CompiledRule::new(r, allow_non_resource, interner))
+            .collect();
+        let mask = |set: &IdSet| {
+            if set.any {
+                u64::MAX
+            } else {
+                set.items.iter().fold(0, |m, &id| m | bit(id))
+            }
+        };
+        let mut role = CompiledRole::default();
+        for r in &rules {
+            role.verbs |= mask(&r.verbs);
+            role.api_groups |= mask(&r.api_groups);
+            role.resources |= if r.resources.any || !r.resources.any_resource_sub.is_empty() {
+                u64::MAX
+            } else {
+                r.resources.exact.iter().fold(0, |m, &(id, _)| m | bit(id))
+            };
+        }
+        role.rules = rules;
+        role
+    }
+
+    /// Whether some rule may match a request for `verb` on `api_group`.
+    #[inline]
+    pub(crate) fn may_match_verb_group(&self, verb: u32, api_group: u32) -> bool {
+        self.verbs & bit(verb) != 0 && self.api_groups & bit(api_group) != 0
+    }
+
+    /// Whether some rule may match the resource request `q`.
+    #[inline]
+    pub(crate) fn may_match(&self, q: &Query) -> bool {
+        self.may_match_verb_group(q.verb, q.api_group) && self.resources & bit(q.resource) != 0
+    }
+
+    /// Whether some rule may match a non-resource request with `verb`.
+    #[inline]
+    pub(crate) fn may_match_verb(&self, verb: u32) -> bool {
+        self.verbs & bit(verb) != 0
     }
 }
 
@@ -456,5 +526,33 @@ mod tests {
         // A resource rule never matches a non-resource request.
         let r = rule(&["*"], &["*"], &["*"], &[]);
         assert!(!r.url("get", "/version"));
+    }
+
+    #[test]
+    fn role_summary_never_rules_out_a_match() {
+        let mut i = Interner::default();
+        let rules = [
+            PolicyRule {
+                verbs: s(&["get"]).unwrap(),
+                api_groups: s(&["a"]),
+                resources: s(&["x", "y/z"]),
+                ..Default::default()
+            },
+            PolicyRule {
+                verbs: s(&["list"]).unwrap(),
+                api_groups: s(&["*"]),
+                resources: s(&["*/scale"]),
+                ..Default::default()
+            },
+        ];
+        let role = CompiledRole::new(&rules, true, &mut i);
+        let q = |v, g, r, sub| i.query(v, g, r, sub, None);
+        assert!(role.may_match(&q("get", "a", "x", None)));
+        assert!(role.may_match(&q("get", "a", "y", Some("z"))));
+        assert!(role.may_match(&q("list", "b", "deployments", Some("scale"))));
+        // Nothing mentions "delete" (interned ids are small, so no collision here).
+        assert!(!role.may_match(&q("delete", "a", "x", None)));
+        assert!(!role.may_match_verb(i.id("delete")));
+        assert!(role.may_match_verb(i.id("get")));
     }
 }

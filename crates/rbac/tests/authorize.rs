@@ -524,7 +524,6 @@ fn missing_role_ref_grants_nothing() {
             // The Role exists, but in another namespace.
             rb("ns1", "other-ns", "Role", "only-in-ns2", vec![user("u")]),
         ],
-        ..Default::default()
     };
     let az = Authorizer::new(&p);
     let u = who("u", &[]);
@@ -554,7 +553,6 @@ fn non_resource_urls() {
             rb("ns1", "b", "Role", "bad", vec![user("u")]),
             rb("ns1", "c", "ClusterRole", "cluster-urls", vec![user("u")]),
         ],
-        ..Default::default()
     };
     let az = Authorizer::new(&p);
     let u = who("u", &[]);
