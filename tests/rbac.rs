@@ -583,3 +583,173 @@ fn tokens_expire_revoke_and_failures_are_limited() {
     }
     assert!(!log.contains("cat_guess"));
 }
+
+/// An ES256 key for signing test JWTs, and its JWK.
+struct Issuer {
+    key: jsonwebtoken::EncodingKey,
+    jwk: Value,
+}
+
+impl Issuer {
+    fn new(kid: &str) -> Issuer {
+        use base64::Engine;
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let raw = kp.public_key_raw();
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        Issuer {
+            key: jsonwebtoken::EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).unwrap(),
+            jwk: json!({"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
+                        "x": b64(&raw[1..33]), "y": b64(&raw[33..])}),
+        }
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        h.kid = self.jwk["kid"].as_str().map(str::to_string);
+        jsonwebtoken::encode(&h, claims, &self.key).unwrap()
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+fn oidc_tokens_are_verified_and_mapped_to_rbac_subjects() {
+    const ISS: &str = "https://idp.example.test";
+    const AUD: &str = "cattery";
+    let dir = test_dir();
+    let d = dir.path();
+    let issuer = Issuer::new("k1");
+    let stranger = Issuer::new("k1"); // same kid, different key
+    let jwks = d.join("jwks.json");
+    std::fs::write(&jwks, json!({"keys": [issuer.jwk]}).to_string()).unwrap();
+
+    let api_port = free_port();
+    let api = format!("127.0.0.1:{api_port}");
+    let tunnel = format!("127.0.0.1:{}", free_port());
+    let data = d.join("server-data");
+    let proc = Proc::spawn(
+        d,
+        "server",
+        &[
+            "server",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--api-addr",
+            &api,
+            "--tunnel-addr",
+            &tunnel,
+            "--oidc-issuer-url",
+            ISS,
+            "--oidc-client-id",
+            AUD,
+            "--oidc-jwks-file",
+            jwks.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let token = wait_for("admin.token", T, || {
+        std::fs::read_to_string(data.join("admin.token"))
+            .ok()
+            .filter(|t| t.ends_with('\n'))
+    })
+    .trim()
+    .to_string();
+    let server = Server {
+        proc,
+        dir: d.into(),
+        ca: data.join("ca.crt"),
+        data,
+        api_port,
+        tunnel_port: 0,
+        url: format!("https://{api}"),
+        token,
+    };
+    wait_for("the API", T, || (server.curl(&["/healthz"]).1 == 200).then_some(()));
+
+    // Group oidc:netops (prefixed, so IdP groups cannot pose as local ones) may read logs.
+    let binding = d.join("oidc-binding.yaml");
+    std::fs::write(
+        &binding,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: oidc-netops}\nsubjects: [{kind: Group, name: \"oidc:netops\"}]\nroleRef: {kind: ClusterRole, name: cattery-network-viewer, apiGroup: rbac.authorization.k8s.io}\n",
+    )
+    .unwrap();
+    server.cli_ok(&["apply", "-f", binding.to_str().unwrap()]);
+
+    let now = unix_now();
+    let good = json!({"iss": ISS, "aud": AUD, "sub": "alice", "groups": ["netops"],
+                      "iat": now, "exp": now + 300});
+    let jwt = issuer.sign(&good);
+    let out = server.cli_ok(&["auth", "whoami", "--token", &jwt]);
+    assert!(out.contains("Username: oidc:alice"), "{out}");
+    assert!(out.contains("oidc:netops") && out.contains("Via:      oidc"), "{out}");
+    let (body, code) = server.curl_as(
+        Some(&jwt),
+        &[
+            "/apis/logs.cattery.dev/v1/flows/search",
+            "-X",
+            "POST",
+            "--data-binary",
+            r#"{"clusters":["*"],"size":0}"#,
+        ],
+    );
+    assert_eq!(code, 200, "group binding applies to the OIDC user: {body}");
+    let (body, code) = server.curl_as(
+        Some(&jwt),
+        &[
+            "/apis/logs.cattery.dev/v1/audit/search",
+            "-X",
+            "POST",
+            "--data-binary",
+            r#"{"clusters":["cluster"],"size":0}"#,
+        ],
+    );
+    assert_eq!(code, 403, "network viewers may not read audit logs: {body}");
+
+    let with = |k: &str, v: Value| {
+        let mut c = good.clone();
+        c[k] = v;
+        c
+    };
+    for (what, jwt, needle) in [
+        ("bad signature", stranger.sign(&good), "signature"),
+        ("wrong issuer", issuer.sign(&with("iss", json!("https://evil.test"))), "issuer"),
+        ("wrong audience", issuer.sign(&with("aud", json!("someone-else"))), "audience"),
+        ("expired", issuer.sign(&with("exp", json!(now - 600))), "expired"),
+    ] {
+        let (body, code) = server.curl_as(Some(&jwt), &["/version"]);
+        assert_eq!(code, 401, "{what}: {body}");
+        assert!(body.to_lowercase().contains(needle), "{what}: {body}");
+    }
+
+    // The refusals are in the audit trail, without the token.
+    let records = wait_for("OIDC refusals in the audit trail", T, || {
+        let (res, code) = server.curl(&[
+            "/apis/logs.cattery.dev/v1/audit/search",
+            "-X",
+            "POST",
+            "--data-binary",
+            r#"{"clusters":["cluster"],"size":100,"filters":[{"field":"responseStatus.code","equals":401}]}"#,
+        ]);
+        assert_eq!(code, 200, "{res}");
+        let v: Value = serde_json::from_str(&res).unwrap();
+        let hits = v["hits"]["hits"].as_array().cloned().unwrap_or_default();
+        (hits.len() >= 4).then_some(hits)
+    });
+    for h in &records {
+        let r = &h["_source"];
+        assert_eq!(r["user"]["username"], "system:anonymous");
+        assert!(
+            r["annotations"]["authorization.k8s.io/reason"]
+                .as_str()
+                .unwrap()
+                .contains("OIDC token refused"),
+            "{r}"
+        );
+        assert!(!r.to_string().contains(&jwt), "no token in audit records");
+    }
+}

@@ -73,11 +73,12 @@ impl RbacKind {
     }
 }
 
-/// Builds the policy (built-ins first) from stored records. A record that no longer
-/// decodes is skipped with an error log rather than taking the whole policy down; it
-/// grants nothing, which is the safe direction.
+/// Builds the policy from stored records plus the built-ins (appended last: on a name
+/// clash the later object wins, and built-ins must never be shadowed). A record that no
+/// longer decodes is skipped with an error log rather than taking the whole policy down;
+/// it grants nothing, which is the safe direction.
 pub fn policy_from(records: &[RbacRecord]) -> Policy {
-    let mut p = builtin::policy();
+    let mut p = Policy::default();
     for r in records {
         let res = match RbacKind::from_kind(&r.kind) {
             Some(RbacKind::ClusterRole) => {
@@ -108,6 +109,7 @@ pub fn policy_from(records: &[RbacRecord]) -> Policy {
             );
         }
     }
+    p.extend(builtin::policy());
     p
 }
 

@@ -52,6 +52,20 @@ pub struct ServerConfig {
     pub retention: cattery_logstore::Retention,
     /// Accept OIDC JWTs from this issuer as well as Cattery's own tokens.
     pub oidc: Option<OidcConfig>,
+    /// What the API's door checks. `cattery server` always enforces; the other mode exists
+    /// only so `cattery bench rbac` can measure what authorization and auditing cost.
+    pub access_control: AccessControl,
+}
+
+/// What the API's door checks (see [`api::gate`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AccessControl {
+    /// Authentication, RBAC authorization and the audit trail (the only production mode).
+    #[default]
+    Enforced,
+    /// Authentication only: every authenticated caller may do everything and nothing is
+    /// audited. For benchmarks measuring RBAC's cost; not reachable from the command line.
+    AuthenticationOnlyForBenchmarks,
 }
 
 /// Shared state of the API handlers.
@@ -68,6 +82,8 @@ pub struct AppState {
     pub authz: authz::Authz,
     /// The management plane's own audit trail.
     pub audit: Arc<audit_trail::AuditTrail>,
+    /// What the door checks.
+    pub access_control: AccessControl,
     /// Persistent state.
     pub store: Arc<dyn StateStore>,
     /// Signs cluster certificates.
@@ -282,6 +298,7 @@ pub async fn start(
         limiter: FailureLimiter::default(),
         authz,
         audit,
+        access_control: cfg.access_control,
         store,
         ca,
         address: address.clone(),

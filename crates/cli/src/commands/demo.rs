@@ -67,6 +67,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             api_tls: None,
             retention: Default::default(),
             oidc: None,
+            access_control: Default::default(),
         },
         shutdown.clone(),
     )

@@ -156,6 +156,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             api_tls: args.tls_cert_file.clone().zip(args.tls_key_file.clone()),
             retention: retention(&args.retention),
             oidc: args.oidc.config()?,
+            access_control: Default::default(),
         },
         shutdown,
     )
