@@ -122,7 +122,10 @@ fn set<const N: usize>(items: [&'static str; N]) -> BTreeSet<&'static str> {
     items.into_iter().collect()
 }
 
-fn pairs(types: &[&'static str], clusters: &[&'static str]) -> BTreeSet<(&'static str, &'static str)> {
+fn pairs(
+    types: &[&'static str],
+    clusters: &[&'static str],
+) -> BTreeSet<(&'static str, &'static str)> {
     types
         .iter()
         .flat_map(|t| clusters.iter().map(move |c| (*t, *c)))
@@ -216,7 +219,10 @@ fn logging_cluster(server: &Server, d: &Path, name: &str) -> (Proc, Proc) {
     ];
     for t in ["flows", "dns", "l7"] {
         args.push("--log-file".into());
-        args.push(format!("{t}={}", logs_dir.join(format!("{t}.log")).display()));
+        args.push(format!(
+            "{t}={}",
+            logs_dir.join(format!("{t}.log")).display()
+        ));
     }
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let agent = Proc::spawn(d, &format!("agent-{name}"), &refs, &[]);
@@ -260,7 +266,10 @@ fn search_as(server: &Server, token: &str, ua: &str, t: &str, body: Value) -> (V
             &body.to_string(),
         ],
     );
-    (serde_json::from_str(&res).unwrap_or(Value::String(res)), code)
+    (
+        serde_json::from_str(&res).unwrap_or(Value::String(res)),
+        code,
+    )
 }
 
 /// Clusters present in a `*` search (terms aggregation on `cluster`).
@@ -291,16 +300,28 @@ fn rbac_matrix_through_every_door_with_audit() {
     let policy = d.join("policy.yaml");
     std::fs::write(&policy, POLICY).unwrap();
     let applied = server.cli_ok(&["apply", "-f", policy.to_str().unwrap()]);
-    assert!(applied.contains("clusterrole/east-operator created"), "{applied}");
+    assert!(
+        applied.contains("clusterrole/east-operator created"),
+        "{applied}"
+    );
 
     let mut tokens: BTreeMap<&str, String> = BTreeMap::new();
     tokens.insert("admin", server.token.clone());
     tokens.insert("alice", create_token(&server, &["--user", "alice"]));
-    tokens.insert("carol", create_token(&server, &["--user", "carol", "--group", "netops"]));
+    tokens.insert(
+        "carol",
+        create_token(&server, &["--user", "carol", "--group", "netops"]),
+    );
     tokens.insert("dave", create_token(&server, &["--user", "dave"]));
-    tokens.insert("erin", create_token(&server, &["--user", "erin", "--group", "auditors"]));
+    tokens.insert(
+        "erin",
+        create_token(&server, &["--user", "erin", "--group", "auditors"]),
+    );
     tokens.insert("grace", create_token(&server, &["--user", "grace"]));
-    tokens.insert("deployer", create_token(&server, &["--service-account", "ci/deployer"]));
+    tokens.insert(
+        "deployer",
+        create_token(&server, &["--service-account", "ci/deployer"]),
+    );
     tokens.insert("frank", create_token(&server, &["--user", "frank"]));
 
     // Data from both clusters (and the management plane's own audit) must be stored
@@ -317,7 +338,8 @@ fn rbac_matrix_through_every_door_with_audit() {
                     json!({"clusters": ["*"], "size": 0,
                            "aggs": {"c": {"terms": {"field": "cluster", "size": 10}}}}),
                 );
-                code == 200 && clusters_seen(&v).is_superset(&["east", "west"].map(String::from).into())
+                code == 200
+                    && clusters_seen(&v).is_superset(&["east", "west"].map(String::from).into())
             })
             .then_some(())
     });
@@ -336,12 +358,19 @@ fn rbac_matrix_through_every_door_with_audit() {
             let a = ua(user);
             let (body, code) = server.curl_as(
                 Some(token),
-                &[&format!("/apis/cattery.dev/v1/managedclusters/{c}"), "-A", &a],
+                &[
+                    &format!("/apis/cattery.dev/v1/managedclusters/{c}"),
+                    "-A",
+                    &a,
+                ],
             );
             let want = exp.get.contains(c);
             assert_eq!(code, if want { 200 } else { 403 }, "{user} get {c}: {body}");
             if !want {
-                assert!(body.contains("may not get managedclusters"), "{user}: {body}");
+                assert!(
+                    body.contains("may not get managedclusters"),
+                    "{user}: {body}"
+                );
             }
             sent.push((a, user, want));
 
@@ -352,7 +381,11 @@ fn rbac_matrix_through_every_door_with_audit() {
                 &[&format!("/clusters/{c}/k8s/api/v1/namespaces"), "-A", &a],
             );
             let want = exp.proxy.contains(c);
-            assert_eq!(code, if want { 200 } else { 403 }, "{user} proxy {c}: {body}");
+            assert_eq!(
+                code,
+                if want { 200 } else { 403 },
+                "{user} proxy {c}: {body}"
+            );
             if want {
                 assert!(body.contains("NamespaceList"), "{user} proxy {c}: {body}");
             } else {
@@ -364,7 +397,8 @@ fn rbac_matrix_through_every_door_with_audit() {
         for t in TYPES {
             for c in ["east", "west", "cluster"] {
                 let a = ua(user);
-                let (v, code) = search_as(&server, token, &a, t, json!({"clusters": [c], "size": 1}));
+                let (v, code) =
+                    search_as(&server, token, &a, t, json!({"clusters": [c], "size": 1}));
                 let want = exp.logs.contains(&(t, c));
                 assert_eq!(code, if want { 200 } else { 403 }, "{user} {t} of {c}: {v}");
                 if !want {
@@ -394,12 +428,18 @@ fn rbac_matrix_through_every_door_with_audit() {
                 .filter(|(tt, _)| *tt == t)
                 .map(|(_, c)| c.to_string())
                 .collect();
-            assert!(seen.is_subset(&permitted), "{user} {t} of *: saw {seen:?}, may see {permitted:?}");
+            assert!(
+                seen.is_subset(&permitted),
+                "{user} {t} of *: saw {seen:?}, may see {permitted:?}"
+            );
             if t != "audit" {
                 // Both clusters have flows, dns and l7, so everything permitted shows up.
                 let with_data: BTreeSet<String> =
                     permitted.into_iter().filter(|c| c != "cluster").collect();
-                assert!(seen.is_superset(&with_data), "{user} {t} of *: saw {seen:?}, expected {with_data:?}");
+                assert!(
+                    seen.is_superset(&with_data),
+                    "{user} {t} of *: saw {seen:?}, expected {with_data:?}"
+                );
             }
             sent.push((a, user, true));
         }
@@ -459,7 +499,11 @@ fn rbac_matrix_through_every_door_with_audit() {
         let hits = v["hits"]["hits"].as_array().cloned().unwrap_or_default();
         (hits.len() >= expected.len()).then_some(hits)
     });
-    assert_eq!(records.len(), expected.len(), "one audit record per request");
+    assert_eq!(
+        records.len(),
+        expected.len(),
+        "one audit record per request"
+    );
     for h in records {
         let r = &h["_source"];
         let ua = r["userAgent"].as_str().unwrap();
@@ -472,9 +516,16 @@ fn rbac_matrix_through_every_door_with_audit() {
         } else {
             assert_eq!(username, user);
         }
-        let decision = r["annotations"]["authorization.k8s.io/decision"].as_str().unwrap();
+        let decision = r["annotations"]["authorization.k8s.io/decision"]
+            .as_str()
+            .unwrap();
         assert_eq!(decision, if allowed { "allow" } else { "forbid" }, "{r}");
-        assert!(!r["annotations"]["authorization.k8s.io/reason"].as_str().unwrap().is_empty());
+        assert!(
+            !r["annotations"]["authorization.k8s.io/reason"]
+                .as_str()
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(r["cluster"], "cluster");
         assert_eq!(r["sourceIPs"][0], "127.0.0.1");
         let code = r["responseStatus"]["code"].as_u64().unwrap();
@@ -491,12 +542,18 @@ fn tokens_expire_revoke_and_failures_are_limited() {
     // 401 (who are you?) vs 403 (not allowed, and why).
     let (body, code) = server.curl_as(None, &["/apis/cattery.dev/v1/managedclusters"]);
     assert_eq!(code, 401, "{body}");
-    let (body, code) = server.curl_as(Some("cat_not-a-token"), &["/apis/cattery.dev/v1/managedclusters"]);
+    let (body, code) = server.curl_as(
+        Some("cat_not-a-token"),
+        &["/apis/cattery.dev/v1/managedclusters"],
+    );
     assert_eq!(code, 401, "{body}");
     let nobody = create_token(&server, &["--user", "nobody"]);
     let (body, code) = server.curl_as(Some(&nobody), &["/apis/cattery.dev/v1/managedclusters"]);
     assert_eq!(code, 403, "{body}");
-    assert!(body.contains("nobody") && body.contains("list managedclusters"), "{body}");
+    assert!(
+        body.contains("nobody") && body.contains("list managedclusters"),
+        "{body}"
+    );
     // whoami works for everyone.
     let out = server.cli_ok(&["auth", "whoami", "--token", &nobody]);
     assert!(out.contains("Username: nobody"), "{out}");
@@ -514,8 +571,14 @@ fn tokens_expire_revoke_and_failures_are_limited() {
         .find(|t| t["spec"]["user"] == "bob")
         .unwrap()
         .clone();
-    assert!(bob_item["status"]["lastUsedTimestamp"].is_string(), "{bob_item}");
-    assert!(bob_item["status"].get("token").is_none(), "list never shows secrets");
+    assert!(
+        bob_item["status"]["lastUsedTimestamp"].is_string(),
+        "{bob_item}"
+    );
+    assert!(
+        bob_item["status"].get("token").is_none(),
+        "list never shows secrets"
+    );
     let id = bob_item["metadata"]["name"].as_str().unwrap();
     server.cli_ok(&["token", "revoke", id]);
     let (body, code) = server.curl_as(Some(&bob), &["/version"]);
@@ -533,9 +596,19 @@ fn tokens_expire_revoke_and_failures_are_limited() {
     assert!(body.contains("expired"), "{body}");
 
     // Reserved identities cannot be minted.
-    let out = server.cli(&["token", "create", "--user", "x", "--group", "system:masters"]);
+    let out = server.cli(&[
+        "token",
+        "create",
+        "--user",
+        "x",
+        "--group",
+        "system:masters",
+    ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("reserved"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("reserved"),
+        "{out:?}"
+    );
 
     // A user cannot grant themselves more than they have (escalation check).
     let limited_role = d.join("limited.yaml");
@@ -553,11 +626,20 @@ fn tokens_expire_revoke_and_failures_are_limited() {
     )
     .unwrap();
     let out = server.cli(&["apply", "-f", grab.to_str().unwrap(), "--token", &mallory]);
-    assert!(!out.status.success(), "escalation must be refused (`*` would include bind)");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("permissions you do not have"), "{out:?}");
+    assert!(
+        !out.status.success(),
+        "escalation must be refused (`*` would include bind)"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("permissions you do not have"),
+        "{out:?}"
+    );
     // Built-ins cannot be changed.
     let out = server.cli(&["delete", "clusterrole", "cattery-admin"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("built in"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("built in"),
+        "{out:?}"
+    );
 
     // Failed authentication is rate limited per address: after the burst, 429 even for
     // a valid token, with Retry-After.
@@ -579,7 +661,10 @@ fn tokens_expire_revoke_and_failures_are_limited() {
     // to stdout — not through the logger — so it is not checked here).
     let log = server.proc.log();
     for t in [&nobody, &bob, &short, &mallory] {
-        assert!(!log.contains(t.as_str()), "a token was written to the server log");
+        assert!(
+            !log.contains(t.as_str()),
+            "a token was written to the server log"
+        );
     }
     assert!(!log.contains("cat_guess"));
 }
@@ -669,7 +754,9 @@ fn oidc_tokens_are_verified_and_mapped_to_rbac_subjects() {
         url: format!("https://{api}"),
         token,
     };
-    wait_for("the API", T, || (server.curl(&["/healthz"]).1 == 200).then_some(()));
+    wait_for("the API", T, || {
+        (server.curl(&["/healthz"]).1 == 200).then_some(())
+    });
 
     // Group oidc:netops (prefixed, so IdP groups cannot pose as local ones) may read logs.
     let binding = d.join("oidc-binding.yaml");
@@ -686,7 +773,10 @@ fn oidc_tokens_are_verified_and_mapped_to_rbac_subjects() {
     let jwt = issuer.sign(&good);
     let out = server.cli_ok(&["auth", "whoami", "--token", &jwt]);
     assert!(out.contains("Username: oidc:alice"), "{out}");
-    assert!(out.contains("oidc:netops") && out.contains("Via:      oidc"), "{out}");
+    assert!(
+        out.contains("oidc:netops") && out.contains("Via:      oidc"),
+        "{out}"
+    );
     let (body, code) = server.curl_as(
         Some(&jwt),
         &[
@@ -717,9 +807,21 @@ fn oidc_tokens_are_verified_and_mapped_to_rbac_subjects() {
     };
     for (what, jwt, needle) in [
         ("bad signature", stranger.sign(&good), "signature"),
-        ("wrong issuer", issuer.sign(&with("iss", json!("https://evil.test"))), "issuer"),
-        ("wrong audience", issuer.sign(&with("aud", json!("someone-else"))), "audience"),
-        ("expired", issuer.sign(&with("exp", json!(now - 600))), "expired"),
+        (
+            "wrong issuer",
+            issuer.sign(&with("iss", json!("https://evil.test"))),
+            "issuer",
+        ),
+        (
+            "wrong audience",
+            issuer.sign(&with("aud", json!("someone-else"))),
+            "audience",
+        ),
+        (
+            "expired",
+            issuer.sign(&with("exp", json!(now - 600))),
+            "expired",
+        ),
     ] {
         let (body, code) = server.curl_as(Some(&jwt), &["/version"]);
         assert_eq!(code, 401, "{what}: {body}");
