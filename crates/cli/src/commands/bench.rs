@@ -15,6 +15,7 @@
 
 mod idle;
 mod load;
+mod rbac;
 mod server_proc;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,8 @@ use self::server_proc::{ServerProc, cpu_seconds};
 pub enum BenchCommand {
     /// Tunnel overhead: direct vs through server → tunnel → agent; idle-cluster memory.
     Tunnel(TunnelBenchArgs),
+    /// Proxy request rate with RBAC on (authorization + audit) vs off (authentication only).
+    Rbac(rbac::RbacBenchArgs),
 }
 
 /// Flags of `cattery bench tunnel`.
@@ -93,6 +96,7 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Tunnel(args) => tunnel(args).await,
+        BenchCommand::Rbac(args) => rbac::run(args).await,
     }
 }
 
