@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::{ApiError, MAX_RESOURCE_BODY, identity, read_body, respond};
 use crate::AppState;
 use crate::auth::Identity;
-use crate::authz::{RbacKind, policy_from};
+use crate::authz::RbacKind;
 use crate::store::RbacRecord;
 
 const API_VERSION: &str = "rbac.authorization.k8s.io/v1";
@@ -259,9 +259,7 @@ fn delete(
     req: Request,
 ) -> Result<Response, ApiError> {
     refuse_builtin(kind, name)?;
-    let rec = state.authz.change(state.store.as_ref(), |s| {
-        s.delete_rbac_object(kind.kind(), ns, name)
-    })?;
+    let rec = state.authz.delete(state.store.as_ref(), kind, ns, name)?;
     tracing::info!(
         kind = kind.kind(),
         namespace = ns,
@@ -351,23 +349,7 @@ fn referenced_rules(
     role_ref: &RoleRef,
     ns: &str,
 ) -> Result<Option<Vec<PolicyRule>>, ApiError> {
-    let policy = policy_from(&state.store.rbac_objects()?);
-    Ok(match role_ref.kind.as_str() {
-        "ClusterRole" => policy
-            .cluster_roles
-            .into_iter()
-            .find(|r| r.metadata.name.as_deref() == Some(&role_ref.name))
-            .map(|r| r.rules.unwrap_or_default()),
-        "Role" => policy
-            .roles
-            .into_iter()
-            .find(|r| {
-                r.metadata.name.as_deref() == Some(&role_ref.name)
-                    && r.metadata.namespace.as_deref() == Some(ns)
-            })
-            .map(|r| r.rules.unwrap_or_default()),
-        _ => None,
-    })
+    Ok(state.authz.role_rules(&role_ref.kind, ns, &role_ref.name))
 }
 
 fn may(state: &AppState, who: &Identity, verb: &str, plural: &str, name: &str, ns: &str) -> bool {
@@ -557,9 +539,7 @@ async fn write(
         name: name.clone(),
         body: stored.to_string(),
     };
-    let created = state.authz.change(state.store.as_ref(), |s| {
-        s.put_rbac_object(&record, replace)
-    })?;
+    let created = state.authz.put(state.store.as_ref(), &record, replace)?;
     tracing::info!(
         kind = kind.kind(),
         namespace = ns,
