@@ -15,8 +15,8 @@
 //! holds across restarts.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cattery_api::MANAGEMENT_CLUSTER_NAME;
@@ -24,7 +24,6 @@ use cattery_api::logs::LogType;
 use cattery_logstore::IngestRecord;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::logs::{LogService, TailItem};
@@ -34,7 +33,6 @@ pub const STREAM: &str = "management-plane-audit";
 /// Longest time an event waits in the queue before it is committed.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 const QUEUE: usize = 65_536;
-const MAX_BATCH: usize = 4_096;
 
 /// What is known about one request once it has been answered.
 #[derive(Clone, Debug, Default)]
@@ -153,8 +151,12 @@ fn uuid_v4() -> String {
 }
 
 /// Where request handlers send audit events.
+///
+/// The queue is a plain locked vector that the writer empties every [`FLUSH_EVERY`]:
+/// queuing an event wakes nobody. (A channel woke the writer task on every request,
+/// a cross-thread wake-up that cost more CPU than building and storing the event.)
 pub struct AuditTrail {
-    tx: mpsc::Sender<AuditEvent>,
+    queue: Mutex<Vec<AuditEvent>>,
     dropped: AtomicU64,
 }
 
@@ -164,26 +166,27 @@ impl AuditTrail {
         logs: Arc<LogService>,
         stop: CancellationToken,
     ) -> (Arc<AuditTrail>, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(write_loop(logs, rx, stop));
-        (
-            Arc::new(AuditTrail {
-                tx,
-                dropped: AtomicU64::new(0),
-            }),
-            task,
-        )
+        let trail = Arc::new(AuditTrail {
+            queue: Mutex::new(Vec::new()),
+            dropped: AtomicU64::new(0),
+        });
+        let task = tokio::spawn(write_loop(logs, trail.clone(), stop));
+        (trail, task)
     }
 
-    /// Queues an event (never blocks).
+    /// Queues an event (never blocks on the store).
     pub fn record(&self, ev: AuditEvent) {
-        if self.tx.try_send(ev).is_err() {
-            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_power_of_two() {
-                tracing::error!(
-                    "audit trail queue is full or closed; {n} events dropped so far (the log store is not keeping up)"
-                );
-            }
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() < QUEUE {
+            q.push(ev);
+            return;
+        }
+        drop(q);
+        let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::error!(
+                "audit trail queue is full; {n} events dropped so far (the log store is not keeping up)"
+            );
         }
     }
 
@@ -191,55 +194,65 @@ impl AuditTrail {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
-}
 
-/// Sequence numbers: microseconds since the epoch, strictly increasing within this process
-/// and (with a sane clock) above anything stored by an earlier run.
-struct Seq(u64);
-
-impl Seq {
-    fn next(&mut self) -> u64 {
-        let now = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000) as u64;
-        self.0 = now.max(self.0 + 1);
-        self.0
+    /// Takes everything queued so far.
+    fn take(&self) -> Vec<AuditEvent> {
+        std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
-async fn write_loop(
-    logs: Arc<LogService>,
-    mut rx: mpsc::Receiver<AuditEvent>,
-    stop: CancellationToken,
-) {
-    let mut seq = Seq(0);
-    let mut stopping = false;
+/// Stores batches of events under [`STREAM`]. Its sequence numbers are microseconds since
+/// the epoch, strictly increasing within this process and (with a sane clock) above
+/// anything stored by an earlier run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AuditWriter {
+    last_seq: u64,
+}
+
+impl AuditWriter {
+    fn next(&mut self) -> u64 {
+        let now = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000) as u64;
+        self.last_seq = now.max(self.last_seq + 1);
+        self.last_seq
+    }
+}
+
+async fn write_loop(logs: Arc<LogService>, trail: Arc<AuditTrail>, stop: CancellationToken) {
+    let mut writer = AuditWriter::default();
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut batch = Vec::new();
-        if stopping {
-            while let Ok(ev) = rx.try_recv() {
-                batch.push(ev);
-                if batch.len() >= MAX_BATCH {
-                    break;
-                }
-            }
-            if batch.is_empty() {
-                return;
-            }
-        } else {
-            tokio::select! {
-                _ = stop.cancelled() => { stopping = true; continue; }
-                ev = rx.recv() => match ev {
-                    Some(ev) => batch.push(ev),
-                    None => return,
-                },
-            }
-            let deadline = tokio::time::Instant::now() + FLUSH_EVERY;
-            while batch.len() < MAX_BATCH {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(ev)) => batch.push(ev),
-                    _ => break,
-                }
+        // Once the API listener has stopped nothing more can be queued: one last pass
+        // stores whatever is left.
+        let stopping = tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        let batch = trail.take();
+        if !batch.is_empty() {
+            let l = logs.clone();
+            let mut w = writer;
+            match tokio::task::spawn_blocking(move || {
+                w.store(&l, batch);
+                w
+            })
+            .await
+            {
+                Ok(next) => writer = next,
+                Err(e) => tracing::error!("audit trail: writer task failed: {e}"),
             }
         }
+        if stopping {
+            return;
+        }
+    }
+}
+
+impl AuditWriter {
+    /// Turns events into records and stores them, durably (a blocking call: building the
+    /// records and indexing them is CPU work that must not hold up a request worker).
+    /// Failures are logged; the events are then lost, as a full queue loses them.
+    pub fn store(&mut self, logs: &LogService, batch: Vec<AuditEvent>) {
         let now = OffsetDateTime::now_utc();
         let mut records = Vec::with_capacity(batch.len());
         for ev in &batch {
@@ -247,7 +260,7 @@ async fn write_loop(
             match cattery_api::logs::validate(LogType::Audit, &mut record, MANAGEMENT_CLUSTER_NAME)
             {
                 Ok(time_ms) => records.push(IngestRecord {
-                    seq: seq.next(),
+                    seq: self.next(),
                     log_type: LogType::Audit,
                     time_ms,
                     record,
@@ -261,13 +274,8 @@ async fn write_loop(
             vec![]
         };
         let n = records.len();
-        let l = logs.clone();
-        let res = tokio::task::spawn_blocking(move || {
-            l.store.ingest(MANAGEMENT_CLUSTER_NAME, STREAM, records)
-        })
-        .await;
-        match res {
-            Ok(Ok(_)) => {
+        match logs.store.ingest(MANAGEMENT_CLUSTER_NAME, STREAM, records) {
+            Ok(_) => {
                 logs.metrics
                     .stored(LogType::Audit, MANAGEMENT_CLUSTER_NAME, n as u64);
                 logs.publish(tail.into_iter().map(|record| TailItem {
@@ -276,8 +284,7 @@ async fn write_loop(
                     record,
                 }));
             }
-            Ok(Err(e)) => tracing::error!("audit trail: storing {n} events failed: {e}"),
-            Err(e) => tracing::error!("audit trail: writer task failed: {e}"),
+            Err(e) => tracing::error!("audit trail: storing {n} events failed: {e}"),
         }
     }
 }
@@ -315,7 +322,7 @@ mod tests {
 
     #[test]
     fn seq_is_strictly_increasing() {
-        let mut s = Seq(0);
+        let mut s = AuditWriter::default();
         let a = s.next();
         let b = s.next();
         assert!(b > a);
