@@ -173,21 +173,21 @@ impl Handler {
         if let Err(e) = self.check_impersonation(req.headers()) {
             return status(403, e);
         }
-        let path = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .to_string();
-        let uri = match self.upstream.uri(&path) {
+        let uri = match self.upstream.uri_for(req.uri().path_and_query()) {
             Ok(u) => u,
-            Err(e) => return status(400, format!("invalid request path {path:?}: {e}")),
+            Err(e) => {
+                return status(
+                    400,
+                    format!("invalid request path {:?}: {e}", req.uri().path()),
+                );
+            }
         };
-        let protocol = req
-            .extensions()
-            .get::<hyper::ext::Protocol>()
-            .map(|p| p.as_str().to_string());
-        if let (true, Some(protocol)) = (req.method() == Method::CONNECT, protocol) {
+        if req.method() == Method::CONNECT
+            && let Some(protocol) = req
+                .extensions()
+                .get::<hyper::ext::Protocol>()
+                .map(|p| p.as_str().to_string())
+        {
             return self.forward_upgrade(req, uri, protocol).await;
         }
         let (parts, body) = req.into_parts();

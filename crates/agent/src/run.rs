@@ -34,6 +34,44 @@ pub enum AgentError {
     Refused(String),
 }
 
+/// Runs the agent like [`run`], but on a single-threaded tokio runtime of its own, in a
+/// dedicated OS thread; the returned future resolves when that thread's agent stops.
+///
+/// The agent is I/O-bound: every proxied request hops between several tasks (the
+/// tunnel's HTTP/2 connection, the stream's task, the upstream HTTP/1.1 connection). On
+/// a multi-threaded runtime each hop can wake another worker thread (a futex wake-up and
+/// a context switch); on one thread they are queue operations. `cattery agent` runs this
+/// way, and so does the agent that `cattery bench tunnel` loads.
+pub async fn run_on_dedicated_thread(
+    settings: AgentSettings,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name(format!("agent-{}", settings.cluster))
+        .spawn(move || {
+            let result = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(run(settings, shutdown)),
+                Err(e) => Err(AgentError::Config(anyhow::anyhow!(
+                    "starting the agent's runtime: {e}"
+                ))),
+            };
+            let _ = tx.send(result);
+        })
+        .map_err(|e| AgentError::Config(anyhow::anyhow!("starting the agent's thread: {e}")))?;
+    let result = rx.await.unwrap_or_else(|_| {
+        Err(AgentError::Config(anyhow::anyhow!(
+            "the agent's thread ended without a result (it panicked)"
+        )))
+    });
+    // The thread has sent its result and is only dropping its runtime now.
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    result
+}
+
 /// Runs the agent until `shutdown` is cancelled (Ok) or a permanent error occurs.
 pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> Result<(), AgentError> {
     if let Some(not_after) = settings.cert_not_after()

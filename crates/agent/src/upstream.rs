@@ -124,6 +124,26 @@ impl Upstream {
         Ok(format!("{scheme}://{authority}{prefix}{path_and_query}").parse()?)
     }
 
+    /// The upstream URI for the path-and-query of a request received over the tunnel,
+    /// without re-parsing it when the upstream URL has no path of its own (the usual case).
+    pub fn uri_for(
+        &self,
+        path_and_query: Option<&http::uri::PathAndQuery>,
+    ) -> Result<http::Uri, http::Error> {
+        let pq = path_and_query.map_or("/", |p| p.as_str());
+        if !self.base.path().trim_end_matches('/').is_empty() {
+            return self.uri(pq);
+        }
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = self.base.scheme().cloned();
+        parts.authority = self.base.authority().cloned();
+        parts.path_and_query = Some(match path_and_query {
+            Some(p) if p.as_str().starts_with('/') => p.clone(),
+            _ => return self.uri(pq),
+        });
+        Ok(http::Uri::from_parts(parts)?)
+    }
+
     /// Adds the agent's own credentials.
     pub fn authorize(&self, headers: &mut http::HeaderMap) {
         headers.remove(http::header::AUTHORIZATION);

@@ -118,26 +118,39 @@ pub async fn handle(
     }
 }
 
-async fn forward(state: &AppState, name: &str, req: &mut Request) -> Result<Response, ApiError> {
-    let who = identity(req);
-    let prefix = format!("/clusters/{name}/k8s");
-    let raw_path = req.uri().path();
-    let rest = raw_path.strip_prefix(&prefix).unwrap_or("");
-    let mut target = if rest.is_empty() {
-        "/".to_string()
-    } else {
-        rest.to_string()
-    };
-    if let Some(q) = req.uri().query() {
+/// `http://<kube authority><rest>?<query>` for a request to `/clusters/{name}/k8s<rest>`.
+fn target_uri(uri: &http::Uri, name: &str) -> Result<http::Uri, ApiError> {
+    let rest = uri
+        .path()
+        .strip_prefix("/clusters/")
+        .and_then(|p| p.strip_prefix(name))
+        .and_then(|p| p.strip_prefix("/k8s"))
+        .unwrap_or("");
+    let query = uri.query();
+    let mut target = String::with_capacity(
+        "http://".len() + KUBE_AUTHORITY.len() + rest.len() + query.map_or(0, |q| q.len() + 1) + 1,
+    );
+    target.push_str("http://");
+    target.push_str(KUBE_AUTHORITY);
+    target.push_str(if rest.is_empty() { "/" } else { rest });
+    if let Some(q) = query {
         target.push('?');
         target.push_str(q);
     }
+    http::Uri::try_from(target)
+        .map_err(|e| ApiError::new(400, format!("invalid request target: {e}")))
+}
+
+async fn forward(state: &AppState, name: &str, req: &mut Request) -> Result<Response, ApiError> {
+    let who = identity(req);
+    let uri = target_uri(req.uri(), name)?;
     let mut sender = state.registry.sender(name)?;
     let upgrade = upgrade_protocol(req.headers());
-    let mut headers = req.headers().clone();
+    // The request itself is not used after this point (only its method, body and
+    // upgrade extension), so its headers are moved rather than copied.
+    let mut headers = std::mem::take(req.headers_mut());
     strip_hop_by_hop(&mut headers);
     set_identity(&mut headers, &who)?;
-    let uri = format!("http://{KUBE_AUTHORITY}{target}");
 
     let unavailable = |e: hyper::Error| {
         ApiError::new(
@@ -151,11 +164,9 @@ async fn forward(state: &AppState, name: &str, req: &mut Request) -> Result<Resp
             HEADER_UPGRADE_METHOD,
             HeaderValue::from_str(req.method().as_str()).expect("methods are valid header values"),
         );
-        let mut out = http::Request::builder()
-            .method(Method::CONNECT)
-            .uri(&uri)
-            .body(Body::empty())
-            .map_err(|e| ApiError::new(400, format!("invalid request target: {e}")))?;
+        let mut out = http::Request::new(Body::empty());
+        *out.method_mut() = Method::CONNECT;
+        *out.uri_mut() = uri;
         *out.headers_mut() = headers;
         out.extensions_mut()
             .insert(hyper::ext::Protocol::from(protocol.as_str()));
@@ -196,11 +207,9 @@ async fn forward(state: &AppState, name: &str, req: &mut Request) -> Result<Resp
 
     let body = std::mem::take(req.body_mut());
     let body = Body::new(http_body_util::Limited::new(body, MAX_PROXY_BODY as usize));
-    let mut out = http::Request::builder()
-        .method(req.method().clone())
-        .uri(&uri)
-        .body(body)
-        .map_err(|e| ApiError::new(400, format!("invalid request target: {e}")))?;
+    let mut out = http::Request::new(body);
+    *out.method_mut() = req.method().clone();
+    *out.uri_mut() = uri;
     *out.headers_mut() = headers;
     sender.ready().await.map_err(unavailable)?;
     let res = sender.send_request(out).await.map_err(unavailable)?;
@@ -250,6 +259,27 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn target_keeps_path_and_query_after_the_cluster_prefix() {
+        let t = |u: &str| {
+            target_uri(&u.parse().unwrap(), "alpha")
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            t("/clusters/alpha/k8s/api/v1/pods?watch=1&limit=2"),
+            format!("http://{KUBE_AUTHORITY}/api/v1/pods?watch=1&limit=2")
+        );
+        assert_eq!(
+            t("/clusters/alpha/k8s"),
+            format!("http://{KUBE_AUTHORITY}/")
+        );
+        assert_eq!(
+            t("/clusters/alpha/k8s?x=1"),
+            format!("http://{KUBE_AUTHORITY}/?x=1")
+        );
     }
 
     #[test]

@@ -75,6 +75,9 @@ async fn handle(
     shutdown: CancellationToken,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
+    // rustls reads 4 KiB per call; below it, read the socket in 64 KiB gulps (the buffer
+    // exists only while data flows, so idle tunnels keep none).
+    let tcp = cattery_tunnel::readbuf::ReadBuffered::new(tcp);
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {

@@ -15,6 +15,7 @@ pub mod closable;
 pub mod dial;
 pub mod fingerprint;
 pub mod pem;
+pub mod readbuf;
 pub mod session;
 pub mod tls;
 

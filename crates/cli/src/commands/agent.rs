@@ -121,6 +121,7 @@ pub async fn settings(args: &AgentArgs) -> anyhow::Result<AgentSettings> {
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let settings = settings(&args).await?;
     let shutdown = super::shutdown_on_signal();
-    cattery_agent::run(settings, shutdown).await?;
+    // The agent is I/O-bound: one thread, no cross-thread wake-ups per proxied request.
+    cattery_agent::run::run_on_dedicated_thread(settings, shutdown).await?;
     Ok(())
 }

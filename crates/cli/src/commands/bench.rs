@@ -11,7 +11,9 @@
 //!
 //! The management plane runs as a separate `cattery server` process (so its memory and
 //! CPU can be read from `/proc`); the simulator, the agents and the load generator run in
-//! this process.
+//! this process. The agent that carries the load runs as `cattery agent` does, on a
+//! single-threaded runtime in a thread of its own; the idle agents share this process's
+//! runtime (only the server's memory is measured with them).
 
 mod idle;
 mod load;
@@ -162,10 +164,11 @@ async fn load_part(
     )
     .await?;
     let agent_stop = CancellationToken::new();
-    let agent = {
-        let sd = agent_stop.clone();
-        tokio::spawn(async move { cattery_agent::run(settings, sd).await })
-    };
+    // As `cattery agent` does: its own single-threaded runtime, in a thread of its own.
+    let agent = tokio::spawn(cattery_agent::run::run_on_dedicated_thread(
+        settings,
+        agent_stop.clone(),
+    ));
     let result = async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while idle::connected(&api).await? < 1 {
