@@ -1,17 +1,22 @@
 //! Log store benchmark: generates realistic Calico flow logs from many clusters, ingests them
-//! in batches (each batch durable before the next, as the server does), then times a filtered
-//! search and a top-10 terms aggregation and reports bytes on disk per record.
+//! in batches (each batch durable before the next, as the server does) from one or several
+//! concurrent writer threads (each batch from a different cluster and spool stream), then times
+//! a filtered search and a top-10 terms aggregation and reports bytes on disk per record.
 //!
 //! `cargo run --release -p cattery-logstore --example bench -- [--records N] [--clusters C]
-//! [--batch B] [--queries Q] [--dir PATH]`
+//! [--batch B] [--writers W] [--queries Q] [--dir PATH] [--writer-threads T]
+//! [--writer-memory-mb M] [--merge-min-segments S] [--zstd-level L]`
 
 #![recursion_limit = "256"]
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use cattery_logstore::{
-    EmbeddedStore, Filter, IngestRecord, LogStore, LogType, Retention, SearchRequest, TimeRange,
+    EmbeddedStore, Filter, IngestRecord, LogStore, LogType, Retention, SearchRequest, StoreOptions,
+    TimeRange,
 };
 use serde_json::{Value, json};
 
@@ -80,6 +85,35 @@ fn flow(rng: &mut Rng, end_time: i64) -> Value {
     })
 }
 
+/// CPU time this process has used so far (all threads, live or exited), from /proc.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which ends with ')'): utime and stime are the 12th and
+    // 13th, in clock ticks (100 per second on Linux).
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// CPU time the calling thread has used so far, from /proc (nanosecond resolution).
+fn thread_cpu() -> Duration {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    Duration::from_nanos(
+        s.split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
 fn arg(args: &[String], name: &str, default: u64) -> u64 {
     args.iter()
         .position(|a| a == name)
@@ -116,6 +150,7 @@ fn main() {
     let records = arg(&args, "--records", 2_000_000);
     let clusters = arg(&args, "--clusters", 100);
     let batch = arg(&args, "--batch", 10_000) as usize;
+    let writers = arg(&args, "--writers", 1);
     let queries = arg(&args, "--queries", 100) as usize;
     let dir = args
         .iter()
@@ -126,53 +161,119 @@ fn main() {
             std::env::temp_dir().join(format!("cattery-logstore-bench-{}", std::process::id()))
         });
     let _ = std::fs::remove_dir_all(&dir);
-    let store = EmbeddedStore::open(&dir, Retention::default()).expect("open store");
+    let mut options = StoreOptions::default();
+    options.writer_threads = arg(&args, "--writer-threads", options.writer_threads as u64) as usize;
+    options.writer_memory_bytes = arg(
+        &args,
+        "--writer-memory-mb",
+        (options.writer_memory_bytes >> 20) as u64,
+    ) as usize
+        * (1 << 20);
+    options.merge_min_segments = arg(
+        &args,
+        "--merge-min-segments",
+        options.merge_min_segments as u64,
+    ) as usize;
+    options.docstore_zstd_level =
+        arg(&args, "--zstd-level", options.docstore_zstd_level as u64) as i32;
+    eprintln!("{options:?}");
+    let store = EmbeddedStore::open_with(&dir, Retention::default(), options).expect("open store");
 
     // One day of traffic ending now-ish (a fixed day so runs are comparable).
     let day_start: i64 = 1_795_478_400; // 2026-11-24T00:00:00Z
-    let mut rng = Rng(7);
-    let mut seqs = vec![0u64; clusters as usize];
-    let mut ingest_time = Duration::ZERO;
-    let mut generated = 0u64;
+    let batches = records.div_ceil(batch as u64);
+    let writers = writers.clamp(1, clusters.min(batches).max(1));
+    let rounds = batches.div_ceil(writers);
+    let seqs: Vec<AtomicU64> = (0..clusters).map(|_| AtomicU64::new(0)).collect();
+    let round_start = Barrier::new(writers as usize);
+    let round_end = Barrier::new(writers as usize);
+    let ingest_time = Mutex::new(Duration::ZERO);
+    let gen_cpu = Mutex::new(Duration::ZERO);
     let started = Instant::now();
-    while generated < records {
-        // One batch = one cluster's shipment (the server ingests per cluster and stream).
-        let c = (generated / batch as u64 % clusters) as usize;
-        let n = batch.min((records - generated) as usize);
-        let recs: Vec<IngestRecord> = (0..n)
-            .map(|i| {
-                let end_time = day_start + ((generated + i as u64) * 86_399 / records) as i64;
-                seqs[c] += 1;
-                IngestRecord {
-                    seq: seqs[c],
-                    log_type: LogType::Flows,
-                    time_ms: end_time * 1000,
-                    record: flow(&mut rng, end_time),
-                }
-            })
-            .collect();
-        let t = Instant::now();
-        let cluster = format!("cluster-{c:03}");
-        let r = store
-            .ingest(&cluster, &format!("stream-{c:03}"), recs)
-            .expect("ingest");
-        ingest_time += t.elapsed();
-        assert_eq!(r.stored, n);
-        generated += n as u64;
-        if generated.is_multiple_of(batch as u64 * 50) {
-            eprintln!(
-                "  {generated} records, {:.0}/s in ingest",
-                generated as f64 / ingest_time.as_secs_f64()
+    let cpu_before = process_cpu();
+    // Each round, every writer thread generates one batch (untimed), then all of them call
+    // `ingest` at once, as concurrent agents' shipping streams do on the server; the time
+    // from the common start to the last return is the round's ingest time.
+    std::thread::scope(|s| {
+        for w in 0..writers {
+            let (store, seqs, round_start, round_end, ingest_time, gen_cpu) = (
+                &store,
+                &seqs,
+                &round_start,
+                &round_end,
+                &ingest_time,
+                &gen_cpu,
             );
+            s.spawn(move || {
+                for r in 0..rounds {
+                    let b = r * writers + w;
+                    let first = b * batch as u64;
+                    let n = if first < records {
+                        batch.min((records - first) as usize)
+                    } else {
+                        0
+                    };
+                    // One batch = one cluster's shipment (the server ingests per cluster and
+                    // stream); a round's batches are from different clusters.
+                    let c = (b % clusters) as usize;
+                    let gen_started = thread_cpu();
+                    let mut rng = Rng((b + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                    let seq0 = seqs[c].fetch_add(n as u64, Ordering::Relaxed);
+                    let recs: Vec<IngestRecord> = (0..n)
+                        .map(|i| {
+                            let end_time =
+                                day_start + ((first + i as u64) * 86_399 / records) as i64;
+                            IngestRecord {
+                                seq: seq0 + 1 + i as u64,
+                                log_type: LogType::Flows,
+                                time_ms: end_time * 1000,
+                                record: flow(&mut rng, end_time),
+                            }
+                        })
+                        .collect();
+                    let cluster = format!("cluster-{c:03}");
+                    let stream = format!("stream-{c:03}");
+                    *gen_cpu.lock().unwrap_or_else(|e| e.into_inner()) +=
+                        thread_cpu().saturating_sub(gen_started);
+                    round_start.wait();
+                    let t = Instant::now();
+                    if n > 0 {
+                        let res = store.ingest(&cluster, &stream, recs).expect("ingest");
+                        assert_eq!(res.stored, n);
+                    }
+                    if round_end.wait().is_leader() {
+                        let mut total = ingest_time.lock().unwrap_or_else(|e| e.into_inner());
+                        *total += t.elapsed();
+                        let done = ((r + 1) * writers * batch as u64).min(records);
+                        if (r + 1) % (50 / writers).max(1) == 0 {
+                            eprintln!(
+                                "  {done} records, {:.0}/s in ingest",
+                                done as f64 / total.as_secs_f64()
+                            );
+                        }
+                    }
+                }
+            });
         }
-    }
+    });
+    let ingest_time = ingest_time.into_inner().unwrap_or_else(|e| e.into_inner());
     let wall = started.elapsed();
+    let store_cpu = process_cpu()
+        .saturating_sub(cpu_before)
+        .saturating_sub(gen_cpu.into_inner().unwrap_or_else(|e| e.into_inner()));
     let bytes = dir_bytes(&dir);
-    println!("records: {records} from {clusters} clusters, batches of {batch}");
+    println!(
+        "records: {records} from {clusters} clusters, batches of {batch}, {writers} concurrent writer(s)"
+    );
     println!(
         "ingest: {:.0} records/s (time inside LogStore::ingest, each batch committed+fsynced); {:.0}/s wall incl. generating JSON",
         records as f64 / ingest_time.as_secs_f64(),
         records as f64 / wall.as_secs_f64()
+    );
+    println!(
+        "store CPU: {:.1} s, {:.1} µs/record (process CPU during ingest minus JSON generation; includes background merges finished by then)",
+        store_cpu.as_secs_f64(),
+        store_cpu.as_secs_f64() * 1e6 / records as f64
     );
     println!(
         "disk: {:.1} MB, {:.1} bytes/record",

@@ -2,11 +2,19 @@
 //! (`DIR/flows-2026-11-24/`), opened on demand.
 //!
 //! * **Writes.** Each open index has at most one `IndexWriter`, behind a mutex that also
-//!   guards the index's exactly-once watermarks (highest `_seq` stored per stream). Only a
-//!   bounded number of writers stay open (least recently used are closed). An ingest
-//!   commits (tantivy fsyncs the segment files and `meta.json`) and reloads the reader of
-//!   every index it touched before it returns, so an acknowledged batch is durable and
-//!   visible to the next search.
+//!   guards the index's exactly-once watermarks (highest `_seq` stored or queued per stream).
+//!   Only a bounded number of writers stay open (least recently used are closed). An ingest
+//!   returns only after a commit containing its documents (tantivy fsyncs the segment files
+//!   and `meta.json`) has finished and the reader has been reloaded, so an acknowledged batch
+//!   is durable and visible to the next search.
+//! * **Group commit.** Concurrent ingests into the same index share commits: callers build
+//!   their documents outside the lock and hand them over in chunks (added to the writer at
+//!   once, or queued while a commit runs); the first caller done adding that finds no commit
+//!   running becomes the leader and commits everything added so far, for everyone; the
+//!   others wait for the numbered commit their documents went into. N agents shipping at
+//!   once cost one commit (one segment per indexing thread, one fsync round, one reader
+//!   reload) instead of N. A failed commit closes the writer and fails every caller whose
+//!   documents were not committed; watermarks are then recovered from the index.
 //! * **Exactly-once.** When a writer is opened the watermarks are recovered from the
 //!   committed documents themselves (`_stream`/`_seq` fast fields), so there is no side
 //!   file that a crash could leave out of step with the index.
@@ -16,7 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use cattery_api::logs::LogType;
@@ -27,6 +35,7 @@ use tantivy::aggregation::{
 };
 use tantivy::collector::Count;
 use tantivy::index::IndexSettings;
+use tantivy::indexer::LogMergePolicy;
 use tantivy::query::EnableScoring;
 use tantivy::schema::Value as _;
 use tantivy::store::{Compressor, ZstdCompressor};
@@ -54,6 +63,10 @@ pub struct StoreOptions {
     pub search_threads: usize,
     /// zstd level of the stored original records.
     pub docstore_zstd_level: i32,
+    /// Merge policy: how many segments of about the same size are merged into one
+    /// (tantivy's `LogMergePolicy::min_num_segments`). Higher means less merging at ingest
+    /// and more segments per search.
+    pub merge_min_segments: usize,
 }
 
 impl Default for StoreOptions {
@@ -65,6 +78,7 @@ impl Default for StoreOptions {
             max_open_writers: 4,
             search_threads: cores.clamp(1, 8),
             docstore_zstd_level: 3,
+            merge_min_segments: 8,
         }
     }
 }
@@ -98,18 +112,113 @@ struct DayIndex {
     path: PathBuf,
     index: Index,
     reader: IndexReader,
-    writer: Mutex<Option<Writer>>,
+    /// The writer side: open writer, watermarks, documents waiting for the next commit.
+    writer: Mutex<WriteState>,
+    /// Signalled whenever a commit of this index finishes.
+    committed: Condvar,
 }
 
-/// An open writer and the exactly-once watermarks it guards.
-struct Writer {
-    writer: IndexWriter,
+/// The write side of one daily index. Concurrent ingests share commits (group commit): each
+/// caller queues its documents, then the first caller to find no commit running becomes the
+/// *leader* and commits everything queued so far while the others wait for that commit.
+/// Commits are numbered; a caller knows its documents are durable once the commit its
+/// documents were queued for has finished.
+#[derive(Default)]
+struct WriteState {
+    /// The open writer. `None` when closed, and while a leader is committing with it.
+    writer: Option<IndexWriter>,
+    /// Whether a writer is open (true while committing too); `marks` is only valid then.
+    open: bool,
+    /// Exactly-once watermarks: the highest seq per stream that is committed or queued.
     marks: HashMap<String, u64>,
+    /// Documents (of any callers) waiting for commit number `next` because a commit was
+    /// running when they arrived.
+    queue: Vec<TantivyDocument>,
+    /// Whether documents were added to `writer` since the last commit started (they go into
+    /// commit number `next`).
+    dirty: bool,
+    /// Incremented whenever the writer is closed after a failure (its uncommitted documents
+    /// lost), so a caller halfway through a batch notices.
+    epoch: u64,
+    /// The number of the next commit (the one `queue` goes into).
+    next: u64,
+    /// Every commit numbered up to this one has finished (successfully or not).
+    finished: u64,
+    /// Whether a leader is committing (commit number `next - 1`) right now.
+    committing: bool,
+    /// Recent failed commits and their errors (their callers report the error).
+    failures: Vec<(u64, TantivyError)>,
+}
+
+impl WriteState {
+    /// The commits older than `next` that failed are at most this many (followers of a
+    /// failed commit wake up long before it is dropped from the list).
+    const MAX_FAILURES_KEPT: usize = 64;
+
+    /// Whether documents are waiting for commit number `next`.
+    fn pending(&self) -> bool {
+        self.dirty || !self.queue.is_empty()
+    }
+
+    /// Adds the queued documents to the writer, if it is here (no commit running).
+    fn feed_writer(&mut self) -> Result<(), TantivyError> {
+        let Some(w) = self.writer.as_ref() else {
+            return Ok(());
+        };
+        if self.queue.is_empty() {
+            return Ok(());
+        }
+        self.dirty = true;
+        for doc in self.queue.drain(..) {
+            w.add_document(doc)?;
+        }
+        Ok(())
+    }
+
+    /// The error of the most recent failed commit (for a caller whose documents were lost).
+    fn last_failure(&self) -> TantivyError {
+        self.failures.last().map_or_else(
+            || TantivyError::InternalError("log index writer failed".into()),
+            |(_, e)| e.clone(),
+        )
+    }
+
+    fn outcome(&self, commit: u64) -> Result<(), TantivyError> {
+        match self.failures.iter().find(|(n, _)| *n == commit) {
+            Some((_, e)) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn record_failure(&mut self, commit: u64, e: TantivyError) {
+        if self.failures.len() >= Self::MAX_FAILURES_KEPT {
+            self.failures.remove(0);
+        }
+        self.failures.push((commit, e));
+    }
+
+    /// Closes the writer, discarding anything not committed: queued documents fail (their
+    /// callers get `e`) and the watermarks are forgotten (recovered from the index when it
+    /// is reopened).
+    fn close_after_failure(&mut self, e: &TantivyError) {
+        self.writer = None;
+        self.open = false;
+        self.marks.clear();
+        self.epoch += 1;
+        if self.pending() {
+            self.queue.clear();
+            self.dirty = false;
+            let n = self.next;
+            self.next += 1;
+            self.finished = n;
+            self.record_failure(n, e.clone());
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock leaves consistent data (watermarks are only advanced
-    // after a successful commit), so poisoning is ignored.
+    // A panic while holding the lock leaves consistent data (a failed commit closes the writer
+    // and forgets the watermarks, which are recovered from the index), so poisoning is ignored.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -178,7 +287,7 @@ impl EmbeddedStore {
         let ts = schema_of(key.0);
         let index = if path.join("meta.json").exists() {
             let index = Index::open_in_dir(&path)?;
-            if index.schema() != ts.schema {
+            if !schema_compatible(&index.schema(), &ts.schema) {
                 return Err(LogStoreError::Corrupt {
                     index: name,
                     message: "its schema differs from this version's (written by another version?)"
@@ -215,20 +324,180 @@ impl EmbeddedStore {
             path,
             index,
             reader,
-            writer: Mutex::new(None),
+            writer: Mutex::new(WriteState {
+                next: 1,
+                ..WriteState::default()
+            }),
+            committed: Condvar::new(),
         });
         state.known.insert(key);
         state.open.insert(key, day.clone());
         Ok(Some(day))
     }
 
-    fn open_writer(&self, day: &DayIndex) -> Result<Writer, LogStoreError> {
+    /// Opens the writer of `day` (if it is not open) and recovers its watermarks.
+    fn ensure_writer(&self, day: &DayIndex, st: &mut WriteState) -> Result<(), LogStoreError> {
+        if st.open {
+            return Ok(());
+        }
         let threads = self.options.writer_threads.max(1);
         let memory = self.options.writer_memory_bytes.max(threads * (16 << 20));
         let writer = day.index.writer_with_num_threads(threads, memory)?;
+        let mut policy = LogMergePolicy::default();
+        policy.set_min_num_segments(self.options.merge_min_segments.max(2));
+        writer.set_merge_policy(Box::new(policy));
         day.reader.reload()?;
-        let marks = recover_marks(&day.reader)?;
-        Ok(Writer { writer, marks })
+        st.marks = recover_marks(&day.reader)?;
+        st.writer = Some(writer);
+        st.open = true;
+        Ok(())
+    }
+
+    /// Stores the records of one stream into one daily index (skipping seqs at or below the
+    /// stream's watermark) and returns once a commit containing them (and any earlier queued
+    /// duplicate of them) has finished: (stored, duplicates).
+    ///
+    /// Documents are built outside the lock and handed over in chunks of [`CHUNK`]: added to
+    /// the writer straight away when no commit is running (so tantivy indexes them while the
+    /// rest are being built), queued for the next commit otherwise.
+    fn ingest_day(
+        &self,
+        day: &DayIndex,
+        ts: &TypeSchema,
+        cluster: &str,
+        stream: &str,
+        records: Vec<IngestRecord>,
+    ) -> Result<(usize, usize), LogStoreError> {
+        let (mut added, mut dups) = (0usize, 0usize);
+        let mut epoch = None;
+        let mut records = records.into_iter().peekable();
+        let mut chunk: Vec<(u64, TantivyDocument)> = Vec::with_capacity(CHUNK);
+        let mut st = loop {
+            chunk.extend(records.by_ref().take(CHUNK).map(|mut r| {
+                if let Value::Object(o) = &mut r.record {
+                    o.insert("cluster".into(), Value::String(cluster.to_string()));
+                }
+                let doc = ts.document(cluster, stream, r.seq, r.time_ms, &r.record);
+                (r.seq, doc)
+            }));
+            let mut st = lock(&day.writer);
+            match epoch {
+                None => epoch = Some(st.epoch),
+                // The writer failed after this call's earlier chunks went into it: they are
+                // lost, so the rest must not be stored (it would raise the watermark past them).
+                Some(e) if e != st.epoch => return Err(st.last_failure().into()),
+                Some(_) => {}
+            }
+            self.ensure_writer(day, &mut st)?;
+            let mark = st.marks.get(stream).copied();
+            let mut last = None;
+            for (seq, doc) in chunk.drain(..) {
+                if mark.is_some_and(|m| seq <= m) {
+                    dups += 1;
+                    continue;
+                }
+                st.queue.push(doc);
+                last = Some(seq);
+                added += 1;
+            }
+            if let Some(seq) = last {
+                st.marks.insert(stream.to_string(), seq);
+            }
+            if let Err(e) = st.feed_writer() {
+                st.close_after_failure(&e);
+                day.committed.notify_all();
+                return Err(e.into());
+            }
+            if records.peek().is_none() {
+                break st;
+            }
+        };
+        // The commit that makes this call's records durable: the next one if anything is
+        // pending (ours, or another caller's that may hold the originals of our duplicates),
+        // else the one running (it may hold them), else none.
+        let target = if st.pending() {
+            st.next
+        } else if st.committing {
+            st.next - 1
+        } else {
+            return Ok((added, dups));
+        };
+        loop {
+            if st.finished >= target {
+                st.outcome(target)?;
+                return Ok((added, dups));
+            }
+            if st.committing {
+                st = day.committed.wait(st).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            // Lead: commit everything added or queued so far, for every caller that did.
+            let n = st.next;
+            st.next += 1;
+            st.committing = true;
+            st.dirty = false;
+            let queue = std::mem::take(&mut st.queue);
+            let writer = st.writer.take();
+            drop(st);
+            let (writer, result) = match writer {
+                Some(mut w) => {
+                    // A panic must not leave `committing` set (every later caller would wait
+                    // forever): it fails this commit like an error does.
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        commit_docs(&mut w, queue)
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(TantivyError::InternalError("panic while committing".into()))
+                    });
+                    (Some(w), r)
+                }
+                None => (
+                    None,
+                    Err(TantivyError::InternalError(
+                        "log index writer is closed".into(),
+                    )),
+                ),
+            };
+            // Reload outside the lock: the documents are durable even if this fails.
+            let result = match result {
+                Ok(()) => day.reader.reload().map_err(|e| (e, true)),
+                Err(e) => Err((e, false)),
+            };
+            st = lock(&day.writer);
+            st.committing = false;
+            st.finished = n;
+            match result {
+                Ok(()) => st.writer = writer,
+                Err((e, committed)) => {
+                    st.record_failure(n, e.clone());
+                    if committed {
+                        st.writer = writer;
+                    } else {
+                        // Dropping the writer discards whatever it did not commit.
+                        drop(writer);
+                        st.close_after_failure(&e);
+                    }
+                }
+            }
+            day.committed.notify_all();
+        }
+    }
+
+    /// Closes the writer of `day` once nothing is being committed or waiting to be.
+    fn close_writer(day: &DayIndex) {
+        let mut st = lock(&day.writer);
+        while st.committing || st.pending() {
+            st = day.committed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        st.open = false;
+        st.marks.clear();
+        // Still under the lock: an ingest that reopened the writer now would fail to take
+        // tantivy's directory lock, which the old writer holds until its merges finish.
+        if let Some(w) = st.writer.take()
+            && let Err(e) = w.wait_merging_threads()
+        {
+            tracing::warn!(index = %day.name, error = %e, "closing log index writer");
+        }
     }
 
     /// Marks `keys` as most recently written and closes the least recently used writers
@@ -249,12 +518,7 @@ impl EmbeddedStore {
                 .collect()
         };
         for v in victims {
-            let w = lock(&v.writer).take();
-            if let Some(w) = w
-                && let Err(e) = w.writer.wait_merging_threads()
-            {
-                tracing::warn!(index = %v.name, error = %e, "closing log index writer");
-            }
+            Self::close_writer(&v);
         }
     }
 
@@ -264,6 +528,36 @@ impl EmbeddedStore {
             index.tokenizers().clone(),
         )
     }
+}
+
+/// Whether an index written with schema `on_disk` can be read and written with `current`:
+/// the same fields (name, type, order), every column `current` reads present, every inverted
+/// index it queries present. Indices written before keyword and time fields became
+/// column-only have extra inverted indices, which are harmless.
+fn schema_compatible(on_disk: &tantivy::schema::Schema, current: &tantivy::schema::Schema) -> bool {
+    let a: Vec<_> = on_disk.fields().collect();
+    let b: Vec<_> = current.fields().collect();
+    a.len() == b.len()
+        && a.iter().zip(&b).all(|((fa, ea), (fb, eb))| {
+            fa == fb
+                && ea.name() == eb.name()
+                && ea.field_type().value_type() == eb.field_type().value_type()
+                && ea.is_fast() == eb.is_fast()
+                && ea.is_stored() == eb.is_stored()
+                && (ea.is_indexed() || !eb.is_indexed())
+        })
+}
+
+/// How many documents an ingest builds before handing them to the writer.
+const CHUNK: usize = 512;
+
+/// Adds `docs` and commits (tantivy fsyncs the new segments and `meta.json`).
+fn commit_docs(w: &mut IndexWriter, docs: Vec<TantivyDocument>) -> Result<(), TantivyError> {
+    for d in docs {
+        w.add_document(d)?;
+    }
+    w.commit()?;
+    Ok(())
 }
 
 /// The highest `_seq` stored per `_stream`, read from the committed documents.
@@ -320,49 +614,8 @@ impl LogStore for EmbeddedStore {
                         index: index_name(key.0, key.1),
                         message: "could not be created".into(),
                     })?;
-                let mut guard = lock(&day.writer);
-                if guard.is_none() {
-                    *guard = Some(self.open_writer(&day)?);
-                }
-                let Some(w) = guard.as_mut() else { continue };
-                let mut mark = w.marks.get(stream).copied();
-                let mut added = 0usize;
-                let mut dups = 0usize;
-                let add = || -> Result<(), TantivyError> {
-                    for mut r in recs {
-                        if mark.is_some_and(|m| r.seq <= m) {
-                            dups += 1;
-                            continue;
-                        }
-                        if let Value::Object(o) = &mut r.record {
-                            o.insert("cluster".into(), Value::String(cluster.to_string()));
-                        }
-                        w.writer.add_document(
-                            ts.document(cluster, stream, r.seq, r.time_ms, &r.record),
-                        )?;
-                        mark = Some(r.seq);
-                        added += 1;
-                    }
-                    if added > 0 {
-                        w.writer.commit()?;
-                    }
-                    Ok(())
-                };
-                if let Err(e) = add() {
-                    // Drop the writer: uncommitted documents are discarded and the watermarks
-                    // are recovered from the index when it is reopened.
-                    if let Some(w) = guard.take() {
-                        drop(w.writer);
-                    }
-                    return Err(e.into());
-                }
-                if added > 0 {
-                    if let Some(m) = mark {
-                        w.marks.insert(stream.to_string(), m);
-                    }
-                    day.reader.reload()?;
-                }
-                report.stored += added;
+                let (stored, dups) = self.ingest_day(&day, &ts, cluster, stream, recs)?;
+                report.stored += stored;
                 report.duplicates += dups;
             }
             Ok::<_, LogStoreError>(())
@@ -525,10 +778,8 @@ impl LogStore for EmbeddedStore {
         for ((t, d), day) in victims {
             let path = match day {
                 Some(day) => {
-                    // Waits for an ingest into this index to finish, then closes its writer.
-                    if let Some(w) = lock(&day.writer).take() {
-                        let _ = w.writer.wait_merging_threads();
-                    }
+                    // Waits for commits into this index to finish, then closes its writer.
+                    Self::close_writer(&day);
                     day.path.clone()
                 }
                 None => self.dir.join(index_name(t, d)),

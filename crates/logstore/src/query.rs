@@ -9,8 +9,7 @@ use std::sync::OnceLock;
 use cattery_api::logs::{FieldKind, LogType};
 use serde_json::Value;
 use tantivy::query::{
-    AllQuery, BooleanQuery, EmptyQuery, Occur, Query, RangeQuery, RegexQuery, TermQuery,
-    TermSetQuery,
+    AllQuery, BooleanQuery, EmptyQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
 };
 use tantivy::schema::IndexRecordOption;
 use tantivy::tokenizer::{TextAnalyzer, TokenizerManager};
@@ -99,9 +98,14 @@ fn filter_clauses(ts: &TypeSchema, filters: &[Filter]) -> Result<Vec<Clause>, Lo
                 if spec.kind != Kind::Keyword {
                     return Err(wrong_kind(spec, &op_at("prefix"), "prefix", "keyword"));
                 }
-                let q = RegexQuery::from_pattern(&format!("{}.*", regex_escape(&p)), spec.field)
-                    .map_err(|e| LogStoreError::bad(op_at("prefix"), e.to_string()))?;
-                clauses.push((Occur::Must, Box::new(q)));
+                // Every string starting with `p` sorts in [p, successor of p); keyword
+                // columns are fast fields, so tantivy answers this from the column's dictionary.
+                let t = |s: &str| Term::from_field_text(spec.field, s);
+                let hi = prefix_successor(&p).map_or(Bound::Unbounded, |s| Bound::Excluded(t(&s)));
+                clauses.push((
+                    Occur::Must,
+                    Box::new(RangeQuery::new(Bound::Included(t(&p)), hi)),
+                ));
             }
             Cond::Cidr(lo, hi) => {
                 if spec.kind != Kind::Ip {
@@ -139,10 +143,34 @@ fn wrong_kind(spec: &FieldSpec, at: &str, op: &str, needs: &str) -> LogStoreErro
 fn any_of(spec: &FieldSpec, values: &[Value], at: &str) -> Result<Box<dyn Query>, LogStoreError> {
     let field = spec.field;
     Ok(match spec.kind {
-        Kind::Keyword => {
+        Kind::Keyword if spec.indexed => {
             Box::new(TermSetQuery::new(values.iter().filter_map(|v| {
                 keyword_value(v).map(|s| Term::from_field_text(field, &s))
             })))
+        }
+        // A keyword column without an inverted index: each value is a one-point range of the
+        // column's dictionary ordinals.
+        Kind::Keyword => {
+            let mut should: Vec<Clause> = values
+                .iter()
+                .filter_map(|v| keyword_value(v).map(|s| Term::from_field_text(field, &s)))
+                .map(|t| -> Clause {
+                    (
+                        Occur::Should,
+                        Box::new(RangeQuery::new(
+                            Bound::Included(t.clone()),
+                            Bound::Included(t),
+                        )),
+                    )
+                })
+                .collect();
+            if should.len() == 1 {
+                should
+                    .pop()
+                    .map_or_else(|| Box::new(EmptyQuery) as Box<dyn Query>, |(_, q)| q)
+            } else {
+                Box::new(BooleanQuery::new(should))
+            }
         }
         // Numbers and addresses are columnar only, and dates are indexed at second
         // precision; the fast-field range path is exact, so equality is a one-point range.
@@ -210,16 +238,22 @@ fn range_bounds(
     Ok((lo, hi))
 }
 
-/// Escapes regex meta characters (the set `regex_syntax::escape` escapes).
-fn regex_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if "\\.+*?()|[]{}^$#&-~".contains(c) {
-            out.push('\\');
+/// The smallest string greater than every string that starts with `p` (UTF-8 byte order is
+/// code point order): `p` with its last incrementable character incremented and what follows
+/// dropped. `None` when there is none (`p` is empty or all U+10FFFF).
+fn prefix_successor(p: &str) -> Option<String> {
+    let mut chars: Vec<char> = p.chars().collect();
+    while let Some(c) = chars.pop() {
+        let next = match c {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(c as u32 + 1),
+        };
+        if let Some(n) = next {
+            chars.push(n);
+            return Some(chars.into_iter().collect());
         }
-        out.push(c);
     }
-    out
+    None
 }
 
 fn analyzer() -> TextAnalyzer {
@@ -332,4 +366,23 @@ fn in_range(v: &Value, r: &RangeBounds, time: bool) -> bool {
         && check(&r.gte, |x, b| x >= b)
         && check(&r.lt, |x, b| x < b)
         && check(&r.lte, |x, b| x <= b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_successor;
+
+    #[test]
+    fn prefix_successor_bounds_every_extension() {
+        assert_eq!(prefix_successor("ab").as_deref(), Some("ac"));
+        assert_eq!(prefix_successor("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_successor("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(prefix_successor(""), None);
+        assert_eq!(prefix_successor("\u{10FFFF}"), None);
+        for (p, s) in [("svc-", "svc-3"), ("a", "a\u{10FFFF}x"), ("é", "éz")] {
+            let succ = prefix_successor(p).unwrap();
+            assert!(p <= s && s < succ.as_str(), "{p} {s} {succ}");
+        }
+        assert!("svd" >= prefix_successor("svc").unwrap().as_str());
+    }
 }

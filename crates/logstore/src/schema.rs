@@ -6,11 +6,15 @@
 //! | tantivy field | what | options |
 //! |---|---|---|
 //! | `cluster` | the record's cluster | keyword (raw), indexed, fast |
-//! | `_time` | the type's time field (`end_time`, `stageTimestamp`) in ms | date, indexed, fast |
+//! | `_time` | the type's time field (`end_time`, `stageTimestamp`) in ms | date, fast |
 //! | `_stream`, `_seq` | the spool stream and sequence number it came from | keyword fast / u64 fast |
-//! | one per [`LogType::fields`] entry | keyword, i64, IP address or date | indexed, fast |
+//! | one per [`LogType::fields`] entry | keyword, i64, IP address or date | fast (column only) |
 //! | `_all` | every string value of the record, tokenized | text (lower-cased words) |
 //! | `_source` | the original JSON record | stored bytes (zstd docstore) |
+//!
+//! Only `cluster` and `_all` have an inverted index: every other filter is answered from the
+//! columns (tantivy's fast-field range query; keyword equality and prefix as ranges of
+//! dictionary ordinals), which keeps ingest cheap.
 //!
 //! Calico names contain dots and slashes (`annotations.authorization.k8s.io/decision`),
 //! which tantivy would read as JSON paths, so each is mapped to a plain name
@@ -71,6 +75,9 @@ pub struct FieldSpec {
     pub field: Field,
     /// How it is indexed.
     pub kind: Kind,
+    /// Whether it has an inverted index (only `cluster` among the user-visible fields; the
+    /// others are columns only, and filters on them are answered from the column).
+    pub indexed: bool,
 }
 
 /// Name of the tantivy field holding the cluster.
@@ -123,7 +130,9 @@ fn tantivy_name(log_type: LogType, name: &str) -> String {
         .collect()
 }
 
-fn keyword_options() -> TextOptions {
+/// An indexed keyword column: `cluster`, which every search filters on with a set of up to
+/// hundreds of names (a posting list per cluster answers that fastest).
+fn indexed_keyword_options() -> TextOptions {
     TextOptions::default()
         .set_indexing_options(
             TextFieldIndexing::default()
@@ -134,14 +143,22 @@ fn keyword_options() -> TextOptions {
         .set_fast("raw")
 }
 
+/// A keyword column without an inverted index: equality, `in` and prefix filters become
+/// ranges of the column's dictionary ordinals (tantivy's fast-field range query), which
+/// avoids a posting-list insertion per value at ingest.
+fn keyword_options() -> TextOptions {
+    TextOptions::default().set_fast("raw")
+}
+
 impl TypeSchema {
     /// Builds the schema of `log_type`.
     pub fn new(log_type: LogType) -> TypeSchema {
         let mut b = Schema::builder();
-        let cluster = b.add_text_field(CLUSTER, keyword_options());
+        let cluster = b.add_text_field(CLUSTER, indexed_keyword_options());
+        // Times are columns only: tantivy answers range queries on fast fields from the
+        // column (even when an inverted index exists), so indexing them would be unused.
         let date_opts = || {
             DateOptions::default()
-                .set_indexed()
                 .set_fast()
                 .set_precision(DateTimePrecision::Milliseconds)
         };
@@ -153,6 +170,7 @@ impl TypeSchema {
             tname: CLUSTER.into(),
             field: cluster,
             kind: Kind::Keyword,
+            indexed: true,
         }];
         for (name, fk) in log_type.fields() {
             let kind = Kind::from_field_kind(*fk);
@@ -175,6 +193,7 @@ impl TypeSchema {
                 tname,
                 field,
                 kind,
+                indexed: false,
             });
         }
         let all = b.add_text_field(
@@ -235,49 +254,58 @@ impl TypeSchema {
         time_ms: i64,
         record: &Value,
     ) -> TantivyDocument {
-        let mut doc = TantivyDocument::new();
+        // Sized for a typical flow record (its stored JSON, keywords and free text), so the
+        // document's buffer is not regrown while it is filled.
+        let mut doc = TantivyDocument::with_capacity(3072);
         doc.add_text(self.cluster, cluster);
         doc.add_date(self.time, DateTime::from_timestamp_millis(time_ms));
         doc.add_text(self.stream, stream);
         doc.add_u64(self.seq, seq);
-        let mut leaves = Vec::new();
+        let mut leaves = Vec::with_capacity(8);
         for spec in &self.fields[1..] {
-            if spec.field == self.time {
-                continue;
+            if spec.field != self.time {
+                leaves.clear();
+                values_at(record, spec.name, &mut leaves);
+                add_values(&mut doc, spec, &leaves);
             }
-            leaves.clear();
-            values_at(record, spec.name, &mut leaves);
-            for v in &leaves {
-                match spec.kind {
-                    Kind::Keyword => {
-                        if let Some(s) = keyword_value(v) {
-                            doc.add_text(spec.field, s);
-                        }
-                    }
-                    Kind::Long => {
-                        if let Some(n) = long_value(v) {
-                            doc.add_i64(spec.field, n);
-                        }
-                    }
-                    Kind::Ip => {
-                        if let Some(ip) = ip_value(v) {
-                            doc.add_ip_addr(spec.field, ip);
-                        }
-                    }
-                    Kind::Time => {
-                        if let Some(ms) = time_value_ms(v) {
-                            doc.add_date(spec.field, DateTime::from_timestamp_millis(ms));
-                        }
-                    }
+        }
+        let mut text = String::with_capacity(2048);
+        all_text(record, &mut text);
+        doc.add_text(self.all, &text);
+        // Serialising a `Value` cannot fail. The text buffer is reused for it.
+        let mut source = text.into_bytes();
+        source.clear();
+        let _ = serde_json::to_writer(&mut source, record);
+        doc.add_bytes(self.source, &source);
+        doc
+    }
+}
+
+/// Adds the values of one field to a document (those not of the field's kind are skipped).
+fn add_values(doc: &mut TantivyDocument, spec: &FieldSpec, leaves: &[&Value]) {
+    for v in leaves {
+        match spec.kind {
+            Kind::Keyword => {
+                if let Some(s) = keyword_value(v) {
+                    doc.add_text(spec.field, s);
+                }
+            }
+            Kind::Long => {
+                if let Some(n) = long_value(v) {
+                    doc.add_i64(spec.field, n);
+                }
+            }
+            Kind::Ip => {
+                if let Some(ip) = ip_value(v) {
+                    doc.add_ip_addr(spec.field, ip);
+                }
+            }
+            Kind::Time => {
+                if let Some(ms) = time_value_ms(v) {
+                    doc.add_date(spec.field, DateTime::from_timestamp_millis(ms));
                 }
             }
         }
-        let mut text = String::with_capacity(512);
-        all_text(record, &mut text);
-        doc.add_text(self.all, &text);
-        // Serialising a `Value` cannot fail.
-        doc.add_bytes(self.source, &serde_json::to_vec(record).unwrap_or_default());
-        doc
     }
 }
 
@@ -418,6 +446,49 @@ mod tests {
             );
             assert_eq!(s.lookup(t.time_field()).unwrap().tname, TIME);
         }
+    }
+
+    #[test]
+    fn documents_hold_the_values_at_each_fields_path() {
+        use tantivy::schema::Value as _;
+        let ts = TypeSchema::new(LogType::Flows);
+        let record = json!({"end_time": 1_795_478_400, "start_time": 1_795_478_100,
+            "action": "allow", "source_port": "443", "dest_port": 53.7, "proto": null,
+            "source_labels": {"labels": ["a=b", "c=d"]}, "dest_labels.labels": ["x=y"],
+            "policies": {"enforced_policies": ["p1", "p2"], "pending_policies": []},
+            "source_ip": "10.0.0.1", "dest_ip": "nope", "host": 7, "cluster": "forged"});
+        let doc = ts.document("east", "s", 1, 1_795_478_400_000, &record);
+        for spec in &ts.fields[1..] {
+            if spec.field == ts.time {
+                continue;
+            }
+            let mut leaves = Vec::new();
+            values_at(&record, spec.name, &mut leaves);
+            let want: Vec<String> = leaves
+                .iter()
+                .filter_map(|v| match spec.kind {
+                    Kind::Keyword => keyword_value(v).map(|s| s.into_owned()),
+                    Kind::Long => long_value(v).map(|n| n.to_string()),
+                    Kind::Ip => ip_value(v).map(|ip| ip.to_string()),
+                    Kind::Time => time_value_ms(v).map(|ms| ms.to_string()),
+                })
+                .collect();
+            let got: Vec<String> = doc
+                .get_all(spec.field)
+                .map(|v| match spec.kind {
+                    Kind::Keyword => v.as_str().unwrap_or_default().to_string(),
+                    Kind::Long => v.as_i64().unwrap_or_default().to_string(),
+                    Kind::Ip => v.as_ip_addr().map(|ip| ip.to_string()).unwrap_or_default(),
+                    Kind::Time => v
+                        .as_datetime()
+                        .map(|d| d.into_timestamp_millis().to_string())
+                        .unwrap_or_default(),
+                })
+                .collect();
+            assert_eq!(got, want, "{}", spec.name);
+        }
+        let cluster: Vec<_> = doc.get_all(ts.cluster).filter_map(|v| v.as_str()).collect();
+        assert_eq!(cluster, ["east"]);
     }
 
     #[test]

@@ -633,6 +633,53 @@ fn ingest_is_exactly_once_across_resends_and_reopen() {
 }
 
 #[test]
+fn concurrent_ingests_share_commits_and_stay_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(3000);
+    let streams: BTreeSet<String> = data.iter().map(|(s, _, _)| s.clone()).collect();
+    let store = open(dir.path());
+    let stored = std::sync::atomic::AtomicUsize::new(0);
+    let dups = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        // One agent per stream, each shipping its stream in order, one batch at a time…
+        for stream in &streams {
+            let (store, data, stored, dups) = (&store, &data, &stored, &dups);
+            scope.spawn(move || {
+                let cluster = stream.split('-').next().unwrap();
+                for chunk in batch(data, stream).chunks(37) {
+                    let r = store.ingest(cluster, stream, chunk.to_vec()).unwrap();
+                    stored.fetch_add(r.stored, std::sync::atomic::Ordering::Relaxed);
+                    dups.fetch_add(r.duplicates, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+        // …while a reconnected agent resends all of one stream at the same time.
+        let (store, data, stored, dups) = (&store, &data, &stored, &dups);
+        scope.spawn(move || {
+            let r = store
+                .ingest("east", "east-s0", batch(data, "east-s0"))
+                .unwrap();
+            stored.fetch_add(r.stored, std::sync::atomic::Ordering::Relaxed);
+            dups.fetch_add(r.duplicates, std::sync::atomic::Ordering::Relaxed);
+        });
+    });
+    let resent = batch(&data, "east-s0").len();
+    assert_eq!(stored.into_inner(), data.len());
+    assert_eq!(dups.into_inner(), resent);
+    assert_eq!(count(&store) as usize, data.len());
+    let all: BTreeSet<String> = data.iter().map(|(_, _, f)| f.id.clone()).collect();
+    assert_eq!(ids(&store, &req(vec![])), all);
+    // Durable: a reopened store has everything and treats a resend as duplicates.
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(count(&store) as usize, data.len());
+    let r = store
+        .ingest("east", "east-s0", batch(&data, "east-s0"))
+        .unwrap();
+    assert_eq!((r.stored, r.duplicates), (0, resent));
+}
+
+#[test]
 fn retention_deletes_expired_days_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let retention = Retention::default().with(LogType::Flows, 2);
