@@ -21,6 +21,7 @@
 //! (`annotations_authorization_k8s_io_decision`); users only ever see Calico names.
 
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::OnceLock;
 
 use cattery_api::logs::{FieldKind, LogType};
 use serde_json::Value;
@@ -414,15 +415,47 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
 
 /// Appends every string value of `v` (not the keys, not numbers or booleans: those are
 /// searched with filters) to `out`, space separated: the text the free-text `query` searches.
+///
+/// Top-level time fields and the audit event id are left out: each value is unique, so as
+/// words they only grow the term dictionary (building and merging it was the largest single
+/// cost of indexing an audit event), and they are searched by time range or `auditID=`
+/// filter instead.
 pub fn all_text(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(obj) => obj
+            .iter()
+            .filter(|(k, _)| !excluded_from_text(k))
+            .for_each(|(_, v)| push_text(v, out)),
+        other => push_text(other, out),
+    }
+}
+
+/// Whether the top-level field `key` is kept out of the free text (see [`all_text`]).
+fn excluded_from_text(key: &str) -> bool {
+    static EXCLUDED: OnceLock<Vec<&'static str>> = OnceLock::new();
+    EXCLUDED
+        .get_or_init(|| {
+            let mut keys: Vec<&'static str> = LogType::ALL
+                .iter()
+                .flat_map(|t| t.fields().iter())
+                .filter(|(_, k)| matches!(k, FieldKind::EpochSeconds | FieldKind::Rfc3339))
+                .map(|(name, _)| *name)
+                .collect();
+            keys.push("auditID");
+            keys
+        })
+        .contains(&key)
+}
+
+fn push_text(v: &Value, out: &mut String) {
     match v {
         Value::String(s) => {
             out.push_str(s);
             out.push(' ');
         }
         Value::Number(_) | Value::Bool(_) | Value::Null => {}
-        Value::Array(items) => items.iter().for_each(|i| all_text(i, out)),
-        Value::Object(obj) => obj.values().for_each(|i| all_text(i, out)),
+        Value::Array(items) => items.iter().for_each(|i| push_text(i, out)),
+        Value::Object(obj) => obj.values().for_each(|i| push_text(i, out)),
     }
 }
 
@@ -430,6 +463,20 @@ pub fn all_text(v: &Value, out: &mut String) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn free_text_leaves_out_times_and_audit_ids_but_keeps_nested_strings() {
+        let mut text = String::new();
+        all_text(
+            &json!({"auditID": "5f0c-11", "stageTimestamp": "2026-11-25T01:02:03.456Z",
+                "verb": "get", "user": {"username": "alice", "groups": ["dev"]},
+                "responseStatus": {"code": 200}, "start_time": "2026-11-25T01:00:00Z"}),
+            &mut text,
+        );
+        let mut words: Vec<&str> = text.split_whitespace().collect();
+        words.sort();
+        assert_eq!(words, ["alice", "dev", "get"]);
+    }
 
     #[test]
     fn tantivy_names_are_unique_and_plain() {
