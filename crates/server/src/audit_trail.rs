@@ -30,8 +30,13 @@ use crate::logs::{LogService, TailItem};
 
 /// The spool-stream id under which the management plane's own events are stored.
 pub const STREAM: &str = "management-plane-audit";
-/// Longest time an event waits in the queue before it is committed.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// Longest time an event waits in the queue before it is committed. Larger batches make
+/// each event cheaper to index (`cargo bench -p cattery-server --bench audit_trail`:
+/// ~25 % less per event at 10,000 than at 2,500); kube-apiserver's audit webhook batches
+/// for up to 30 s by default.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// Queue length at which the writer is woken before [`FLUSH_EVERY`] has passed.
+const FLUSH_AT: usize = 10_000;
 const QUEUE: usize = 65_536;
 
 /// What is known about one request once it has been answered.
@@ -157,6 +162,8 @@ fn uuid_v4() -> String {
 /// a cross-thread wake-up that cost more CPU than building and storing the event.)
 pub struct AuditTrail {
     queue: Mutex<Vec<AuditEvent>>,
+    /// Wakes the writer early when [`FLUSH_AT`] events are waiting.
+    full: tokio::sync::Notify,
     dropped: AtomicU64,
 }
 
@@ -168,6 +175,7 @@ impl AuditTrail {
     ) -> (Arc<AuditTrail>, tokio::task::JoinHandle<()>) {
         let trail = Arc::new(AuditTrail {
             queue: Mutex::new(Vec::new()),
+            full: tokio::sync::Notify::new(),
             dropped: AtomicU64::new(0),
         });
         let task = tokio::spawn(write_loop(logs, trail.clone(), stop));
@@ -179,6 +187,9 @@ impl AuditTrail {
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         if q.len() < QUEUE {
             q.push(ev);
+            if q.len() == FLUSH_AT {
+                self.full.notify_one();
+            }
             return;
         }
         drop(q);
@@ -227,6 +238,7 @@ async fn write_loop(logs: Arc<LogService>, trail: Arc<AuditTrail>, stop: Cancell
         let stopping = tokio::select! {
             _ = stop.cancelled() => true,
             _ = tick.tick() => false,
+            _ = trail.full.notified() => false,
         };
         let batch = trail.take();
         if !batch.is_empty() {
