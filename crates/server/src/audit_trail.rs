@@ -115,7 +115,7 @@ impl AuditEvent {
             "kind": "Event",
             "apiVersion": "audit.k8s.io/v1",
             "level": "Metadata",
-            "auditID": uuid_v4(),
+            "auditID": uuid::Uuid::new_v4().to_string(),
             "stage": self.stage,
             "requestURI": self.request_uri,
             "verb": self.verb,
@@ -137,22 +137,6 @@ impl AuditEvent {
         }
         ev
     }
-}
-
-fn uuid_v4() -> String {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).expect("the operating system's random number generator failed");
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 /// Where request handlers send audit events.

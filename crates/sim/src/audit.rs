@@ -363,22 +363,6 @@ fn source_ips(headers: &HeaderMap, peer: Option<SocketAddr>) -> Vec<String> {
     ips
 }
 
-fn new_audit_id() -> String {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).expect("OS randomness");
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
 /// The producing side: hands events to the sender without waiting.
 #[derive(Clone)]
 pub struct Auditor {
@@ -462,7 +446,7 @@ pub(crate) async fn audit_requests(
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && v.len() <= 64)
             .map(str::to_string)
-            .unwrap_or_else(new_audit_id),
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         stage: "ResponseComplete".into(),
         request_uri: req
             .uri()
@@ -825,7 +809,7 @@ mod tests {
     fn micro_time_has_six_digits() {
         let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_795_514_400_120_000_000).unwrap();
         assert_eq!(micro_time(t), "2026-11-24T10:00:00.120000Z");
-        let id = new_audit_id();
+        let id = uuid::Uuid::new_v4().to_string();
         assert_eq!(id.len(), 36);
         assert_eq!(id.as_bytes()[14], b'4');
     }

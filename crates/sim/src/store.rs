@@ -160,21 +160,6 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
-fn new_uid() -> String {
-    let mut b = random_bytes::<16>();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
 fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     random_bytes::<5>()
@@ -387,7 +372,7 @@ impl Store {
             });
         }
         inner.rv += 1;
-        meta.insert("uid".into(), json!(new_uid()));
+        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
         meta.insert("generation".into(), json!(1));
         meta.insert("resourceVersion".into(), json!(inner.rv.to_string()));
@@ -445,7 +430,7 @@ impl Store {
                         json!({
                             "name": c["name"], "image": c["image"], "imageID": "", "ready": true,
                             "started": true, "restartCount": 0,
-                            "containerID": format!("sim://{}", &new_uid()[..8]),
+                            "containerID": format!("sim://{}", &uuid::Uuid::new_v4().to_string()[..8]),
                             "state": {"running": {"startedAt": now}},
                         })
                     })

@@ -11,10 +11,8 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
-use cattery_rbac::{
-    ClusterRole, ClusterRoleBinding, GROUP_RBAC, PolicyRule, Requester, Role, RoleBinding, RoleRef,
-    builtin,
-};
+use cattery_rbac::{GROUP_RBAC, PolicyRule, Requester, RoleRef, builtin};
+use k8s_openapi::Metadata;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde_json::Value;
 
@@ -463,8 +461,30 @@ fn decode_object(body: &[u8], kind: RbacKind) -> Result<Value, ApiError> {
     Ok(v)
 }
 
-fn from_value<T: serde::de::DeserializeOwned>(v: Value, kind: RbacKind) -> Result<T, ApiError> {
-    serde_json::from_value(v).map_err(|e| invalid(format!("{}: {e}", kind.kind())))
+/// Where an object is being written: its kind, namespace, the name in the URL (PUT) and
+/// the object it replaces.
+type Target<'a> = (RbacKind, &'a str, Option<&'a str>, Option<&'a Value>);
+
+/// Decodes one RBAC object, fills in its server-owned metadata, validates it and runs the
+/// caller's permission check (`escalate` for roles, `bind` for bindings); returns its name
+/// and the JSON to store.
+fn admit<T>(
+    v: Value,
+    (kind, ns, path_name, existing): Target<'_>,
+    validate: fn(&T) -> Result<(), cattery_rbac::ValidationError>,
+    check: impl FnOnce(&T, &str) -> Result<(), ApiError>,
+) -> Result<(String, Value), ApiError>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize + Metadata<Ty = ObjectMeta>,
+{
+    let mut o: T =
+        serde_json::from_value(v).map_err(|e| invalid(format!("{}: {e}", kind.kind())))?;
+    let name = prepare_meta(o.metadata_mut(), kind, ns, path_name, existing)?;
+    validate(&o).map_err(|e| invalid(e.to_string()))?;
+    check(&o, &name)?;
+    let stored =
+        serde_json::to_value(&o).map_err(|e| ApiError::new(500, format!("encoding: {e}")))?;
+    Ok((name, stored))
 }
 
 async fn write(
@@ -486,53 +506,38 @@ async fn write(
     } else {
         None
     };
-    let p = path_name.as_deref();
-    let e = existing.as_ref();
+    let meta = (kind, ns, path_name.as_deref(), existing.as_ref());
     let (name, stored) = match kind {
-        RbacKind::ClusterRole => {
-            let mut o: ClusterRole = from_value(v, kind)?;
-            let name = prepare_meta(&mut o.metadata, kind, ns, p, e)?;
-            cattery_rbac::validate_cluster_role(&o).map_err(|e| invalid(e.to_string()))?;
+        RbacKind::ClusterRole => admit(v, meta, cattery_rbac::validate_cluster_role, |o, name| {
             check_role_escalation(
                 state,
                 &who,
                 kind,
-                &name,
+                name,
                 ns,
                 o.rules.as_deref().unwrap_or(&[]),
-            )?;
-            (name, serde_json::to_value(&o))
-        }
-        RbacKind::Role => {
-            let mut o: Role = from_value(v, kind)?;
-            let name = prepare_meta(&mut o.metadata, kind, ns, p, e)?;
-            cattery_rbac::validate_role(&o).map_err(|e| invalid(e.to_string()))?;
+            )
+        })?,
+        RbacKind::Role => admit(v, meta, cattery_rbac::validate_role, |o, name| {
             check_role_escalation(
                 state,
                 &who,
                 kind,
-                &name,
+                name,
                 ns,
                 o.rules.as_deref().unwrap_or(&[]),
-            )?;
-            (name, serde_json::to_value(&o))
-        }
-        RbacKind::ClusterRoleBinding => {
-            let mut o: ClusterRoleBinding = from_value(v, kind)?;
-            let name = prepare_meta(&mut o.metadata, kind, ns, p, e)?;
-            cattery_rbac::validate_cluster_role_binding(&o).map_err(|e| invalid(e.to_string()))?;
-            check_bind(state, &who, kind, &name, ns, &o.role_ref)?;
-            (name, serde_json::to_value(&o))
-        }
-        RbacKind::RoleBinding => {
-            let mut o: RoleBinding = from_value(v, kind)?;
-            let name = prepare_meta(&mut o.metadata, kind, ns, p, e)?;
-            cattery_rbac::validate_role_binding(&o).map_err(|e| invalid(e.to_string()))?;
-            check_bind(state, &who, kind, &name, ns, &o.role_ref)?;
-            (name, serde_json::to_value(&o))
-        }
+            )
+        })?,
+        RbacKind::ClusterRoleBinding => admit(
+            v,
+            meta,
+            cattery_rbac::validate_cluster_role_binding,
+            |o, name| check_bind(state, &who, kind, name, ns, &o.role_ref),
+        )?,
+        RbacKind::RoleBinding => admit(v, meta, cattery_rbac::validate_role_binding, |o, name| {
+            check_bind(state, &who, kind, name, ns, &o.role_ref)
+        })?,
     };
-    let stored = stored.map_err(|e| ApiError::new(500, format!("encoding: {e}")))?;
     let record = RbacRecord {
         kind: kind.kind().into(),
         namespace: ns.into(),
