@@ -108,6 +108,8 @@ pub struct RunningServer {
     pub ca_file: PathBuf,
     /// The registry (for embedding, e.g. in `cattery demo` and benchmarks).
     pub registry: Arc<Registry>,
+    /// The audit trail (for benchmarks: how many events are not yet searchable).
+    pub audit: Arc<audit_trail::AuditTrail>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -290,14 +292,17 @@ pub async fn start(
     let api_tls = cattery_tunnel::tls::https_server_config(api_chain, api_key)?;
 
     let api_stopped = CancellationToken::new();
-    let (audit, audit_task) = audit_trail::AuditTrail::start(logs.clone(), api_stopped.clone());
+    let journal_dir = dir.join("audit-journal");
+    let (audit, audit_task) =
+        audit_trail::AuditTrail::start(&journal_dir, logs.clone(), api_stopped.clone())
+            .with_context(|| format!("opening the audit journal in {}", journal_dir.display()))?;
     let state = Arc::new(AppState {
         registry: registry.clone(),
         auth,
         oidc,
         limiter: FailureLimiter::default(),
         authz,
-        audit,
+        audit: audit.clone(),
         access_control: cfg.access_control,
         store,
         ca,
@@ -338,6 +343,7 @@ pub async fn start(
         admin_token,
         ca_file: dir.join("ca.crt"),
         registry,
+        audit,
         tasks,
     })
 }

@@ -12,7 +12,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -47,6 +47,8 @@ const CLUSTER: &str = "bench";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for the agent or the server to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait, after the load, for the audit events it produced to become searchable.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest wait for the sanity-check request.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 const RBAC_BASE: &str = "/apis/rbac.authorization.k8s.io/v1";
@@ -111,13 +113,24 @@ impl Mode {
     }
 }
 
+/// CPU cost of one run and the audit work deferred past it.
+struct Cpu {
+    /// CPU time of this whole process (server, agent, simulator, load generator) during
+    /// warm-up and load, per successful request, µs: steadier than req/s on a shared machine.
+    during_load_us: f64,
+    /// The same including the audit indexing done after the load (all CPU spent for it).
+    total_us: f64,
+    /// Audit events not yet searchable when the load stopped.
+    backlog_end: u64,
+    /// How long indexing them took after the load.
+    drain: Duration,
+}
+
 /// One measured run.
 struct Run {
     mode: Mode,
     result: LoadResult,
-    /// CPU time of this whole process (server, agent, simulator, load generator) per
-    /// successful request, µs: steadier than req/s on a shared machine.
-    cpu_us: f64,
+    cpu: Cpu,
 }
 
 /// Index of the role granting the proxy on `bench` (in the middle, not first).
@@ -314,7 +327,7 @@ async fn one_run(
     sim_url: &str,
     round: u16,
     mode: Mode,
-) -> anyhow::Result<(LoadResult, f64)> {
+) -> anyhow::Result<(LoadResult, Cpu)> {
     let data_dir = dir.join(format!("round{round}-rbac-{}", mode.label()));
     let shutdown = CancellationToken::new();
     let server = cattery_server::start(
@@ -418,12 +431,33 @@ async fn one_run(
             args.duration,
         )
         .await?;
-        // The audit writer commits what it queued at most FLUSH_EVERY later: wait for it,
-        // so that work is counted too.
-        tokio::time::sleep(cattery_server::audit_trail::FLUSH_EVERY + Duration::from_millis(100))
-            .await;
-        let cpu_us = (cpu_seconds(None) - cpu_before) * 1e6 / result.all_ok.max(1) as f64;
-        Ok((result, cpu_us))
+        let cpu_load = cpu_seconds(None) - cpu_before;
+        // Audit events are journaled during the load and indexed in the background, at the
+        // lowest priority while the CPU is busy: count that deferred work too, by waiting
+        // (bounded) until every event is searchable.
+        let backlog_end = server.audit.backlog();
+        let drain_start = Instant::now();
+        while server.audit.backlog() > 0 && drain_start.elapsed() < DRAIN_TIMEOUT {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = server.audit.backlog();
+        anyhow::ensure!(
+            left == 0,
+            "{left} audit events were still not indexed {DRAIN_TIMEOUT:?} after the load"
+        );
+        let drain = if backlog_end > 0 {
+            drain_start.elapsed()
+        } else {
+            Duration::ZERO
+        };
+        let per_request = |cpu: f64| cpu * 1e6 / result.all_ok.max(1) as f64;
+        let cpu = Cpu {
+            during_load_us: per_request(cpu_load),
+            total_us: per_request(cpu_seconds(None) - cpu_before),
+            backlog_end,
+            drain,
+        };
+        Ok((result, cpu))
     }
     .await;
     agent_stop.cancel();
@@ -483,7 +517,7 @@ pub async fn run(args: RbacBenchArgs) -> anyhow::Result<()> {
                     args.rounds,
                     mode.label()
                 );
-                let (result, cpu_us) = one_run(&args, &dir, &sim_url, round, mode)
+                let (result, cpu) = one_run(&args, &dir, &sim_url, round, mode)
                     .await
                     .with_context(|| format!("round {}, RBAC {}", round + 1, mode.label()))?;
                 eprintln!(
@@ -493,11 +527,14 @@ pub async fn run(args: RbacBenchArgs) -> anyhow::Result<()> {
                     result.quantile_us(0.99),
                     result.errors
                 );
-                runs.push(Run {
-                    mode,
-                    result,
-                    cpu_us,
-                });
+                if cpu.backlog_end > 0 {
+                    eprintln!(
+                        "  {} audit events were not yet searchable when the load stopped; indexed within {:.1} s after",
+                        cpu.backlog_end,
+                        cpu.drain.as_secs_f64()
+                    );
+                }
+                runs.push(Run { mode, result, cpu });
             }
         }
         Ok::<_, anyhow::Error>(runs)
@@ -588,10 +625,11 @@ fn render(args: &RbacBenchArgs, runs: &[Run]) -> String {
     );
     let _ = writeln!(
         o,
-        "| RBAC | req/s (median) | p50 µs (median) | p99 µs (median) | CPU µs/request (median) | Errors | req/s per round |\n|---|--:|--:|--:|--:|--:|---|"
+        "| RBAC | req/s (median) | p50 µs (median) | p99 µs (median) | CPU µs/request during load (median) | CPU µs/request incl. deferred audit indexing (median) | audit events unindexed at end of load (median) | indexed within (median) | Errors | req/s per round |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"
     );
     let mut rps = [f64::NAN; 2];
     let mut cpu = [f64::NAN; 2];
+    let mut cpu_total = [f64::NAN; 2];
     for (k, (mode, label)) in [
         (Mode::Off, "off (authentication only)"),
         (Mode::On, "on (authentication + RBAC + audit)"),
@@ -605,16 +643,15 @@ fn render(args: &RbacBenchArgs, runs: &[Run]) -> String {
             .map(|r| &r.result)
             .collect();
         rps[k] = median(mine.iter().map(|r| r.rps()).collect());
-        cpu[k] = median(
-            runs.iter()
-                .filter(|r| r.mode == mode)
-                .map(|r| r.cpu_us)
-                .collect(),
-        );
+        let of_mode = || runs.iter().filter(|r| r.mode == mode);
+        cpu[k] = median(of_mode().map(|r| r.cpu.during_load_us).collect());
+        cpu_total[k] = median(of_mode().map(|r| r.cpu.total_us).collect());
+        let backlog = median(of_mode().map(|r| r.cpu.backlog_end as f64).collect());
+        let drain = median(of_mode().map(|r| r.cpu.drain.as_secs_f64()).collect());
         let per_round: Vec<String> = mine.iter().map(|r| num(r.rps(), 0)).collect();
         let _ = writeln!(
             o,
-            "| {label} | {} | {} | {} | {} | {} | {} |",
+            "| {label} | {} | {} | {} | {} | {} | {} | {} s | {} | {} |",
             num(rps[k], 0),
             num(median(mine.iter().map(|r| r.quantile_us(0.5)).collect()), 0),
             num(
@@ -622,19 +659,24 @@ fn render(args: &RbacBenchArgs, runs: &[Run]) -> String {
                 0
             ),
             num(cpu[k], 1),
+            num(cpu_total[k], 1),
+            num(backlog, 0),
+            num(drain, 1),
             mine.iter().map(|r| r.errors).sum::<u64>(),
             per_round.join(", "),
         );
     }
     let ratio = rps[1] / rps[0];
     let cpu_ratio = cpu[0] / cpu[1];
+    let total_ratio = cpu_total[0] / cpu_total[1];
     let _ = writeln!(
         o,
-        "\n| Target | Measured | |\n|---|--:|---|\n| RBAC on ≥ 90% of off (req/s) | {}% | {} |\n| Same, from CPU per request (off ÷ on: the rate ratio when CPU-bound) | {}% | {} |",
+        "\n| Target | Measured | |\n|---|--:|---|\n| RBAC on ≥ 90% of off (req/s) | {}% | {} |\n| Same, from CPU per request during the load (off ÷ on: the rate ratio when CPU-bound) | {}% | {} |\n| CPU per request including the deferred audit indexing (off ÷ on: the rate ratio if the load never stopped and indexing kept pace) | {}% | (for information) |",
         num(ratio * 100.0, 1),
         if ratio >= 0.9 { "met" } else { "MISSED" },
         num(cpu_ratio * 100.0, 1),
         if cpu_ratio >= 0.9 { "met" } else { "MISSED" },
+        num(total_ratio * 100.0, 1),
     );
     for r in runs {
         if let Some(e) = &r.result.first_error {
