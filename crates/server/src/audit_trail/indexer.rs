@@ -1,9 +1,10 @@
 //! Moves audit events from the [`Journal`] into the log store, where they become
 //! searchable.
 //!
-//! Indexing an event costs the log store roughly ten times what journaling it costs (see
+//! Indexing an event costs the log store roughly twenty times what journaling it costs (see
 //! docs/benchmarks.md, "Access control"), so it must not compete with requests for CPU:
-//! each indexing pass runs on a thread of the lowest scheduling priority (`nice` 19). On
+//! each indexing pass runs on a thread of the lowest scheduling priority (`SCHED_IDLE`,
+//! or `nice` 19 where that is refused). On
 //! an idle or moderately loaded machine that changes nothing — events are searchable about
 //! [`super::FLUSH_EVERY`] after the request; under a burst that saturates the CPU, indexing
 //! waits and the journal holds the backlog. Once the backlog passes [`CATCH_UP_BYTES`],
@@ -31,8 +32,6 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// Most events stored in one commit (bigger batches index cheaper per event).
 const BATCH_LINES: usize = 10_000;
 const BATCH_BYTES: usize = 16 << 20;
-/// `nice` value of background passes: the lowest priority there is.
-const BACKGROUND_NICE: i32 = 19;
 
 /// Runs until `stopping` is set and the backlog is drained (or [`DRAIN_LIMIT`] passed).
 pub(super) fn run(journal: &Journal, logs: &LogService, stopping: &AtomicBool) {
@@ -110,10 +109,20 @@ fn pass_on_own_thread(
     })
 }
 
+/// Puts the calling thread under `SCHED_IDLE` (it runs only when no other thread wants the
+/// CPU), or at `nice` 19 where that is refused.
 fn lower_priority() {
-    let me = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(me), BACKGROUND_NICE) {
-        tracing::debug!("audit journal: could not lower the indexing priority: {e}");
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_current_thread_priority, set_thread_priority_and_policy, thread_native_id,
+    };
+    let idle = set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+    );
+    if let Err(e) = idle.or_else(|_| set_current_thread_priority(ThreadPriority::Min)) {
+        tracing::debug!("audit journal: could not lower the indexing priority: {e:?}");
     }
 }
 
