@@ -41,6 +41,8 @@ use super::Identity;
 
 /// Minimum time between two reloads of the issuer's keys triggered by unknown key ids.
 const REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(30);
+/// Default of [`OidcConfig::jwks_refresh_interval`].
+pub const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
 /// Give up fetching a JWK set after this long (connect, TLS, request and body together).
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest JWK set accepted (file or HTTP answer).
@@ -92,6 +94,9 @@ pub struct OidcConfig {
     /// Prepended to every group (default `oidc:`), so OIDC groups cannot pose as local ones
     /// such as `cattery:admins`.
     pub groups_prefix: String,
+    /// The keys are also reloaded this often (default [`JWKS_REFRESH_INTERVAL`]), so a key
+    /// the issuer withdraws stops being trusted without waiting for an unknown key id.
+    pub jwks_refresh_interval: Duration,
 }
 
 impl OidcConfig {
@@ -106,6 +111,7 @@ impl OidcConfig {
             groups_claim: "groups".into(),
             username_prefix: "oidc:".into(),
             groups_prefix: "oidc:".into(),
+            jwks_refresh_interval: JWKS_REFRESH_INTERVAL,
         }
     }
 }
@@ -285,7 +291,7 @@ impl OidcAuthenticator {
             cfg.issuer,
             cfg.jwks.describe()
         );
-        Ok(OidcAuthenticator {
+        let auth = OidcAuthenticator {
             cfg,
             endpoint,
             tls,
@@ -294,7 +300,16 @@ impl OidcAuthenticator {
                 keys,
             })),
             last_refresh: Arc::new(tokio::sync::Mutex::new(None)),
-        })
+        };
+        tokio::spawn(refresh_periodically(
+            Arc::downgrade(&auth.keys),
+            auth.last_refresh.clone(),
+            auth.cfg.jwks.clone(),
+            auth.endpoint.clone(),
+            auth.tls.clone(),
+            auth.cfg.jwks_refresh_interval,
+        ));
+        Ok(auth)
     }
 
     /// Cheap pre-check used to route a bearer token: looks like a JWT (three base64url
@@ -494,6 +509,51 @@ impl OidcAuthenticator {
         match task.await {
             Ok(set) => set,
             Err(_) => self.keys.load_full(),
+        }
+    }
+}
+
+/// Reloads the keys every `every` until the authenticator (its key set) is dropped. A
+/// failed reload keeps the previous keys and is retried at the next interval.
+async fn refresh_periodically(
+    keys: std::sync::Weak<ArcSwap<KeySet>>,
+    lock: Arc<tokio::sync::Mutex<Option<Instant>>>,
+    source: JwksSource,
+    endpoint: Option<Endpoint>,
+    tls: Option<Arc<ClientConfig>>,
+    every: Duration,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(keys) = keys.upgrade() else { return };
+        // Not concurrently with a reload for an unknown key id (whose rate limit this
+        // leaves alone, so a rotation right after is still picked up at once).
+        let _reloading = lock.lock().await;
+        match load_keys(&source, endpoint.as_ref(), tls.as_ref()).await {
+            Ok(new) => {
+                let current = keys.load_full();
+                let kids = |set: &[IssuerKey]| {
+                    let mut v: Vec<Option<String>> = set.iter().map(|k| k.kid.clone()).collect();
+                    v.sort();
+                    v
+                };
+                if kids(&current.keys) != kids(&new) {
+                    tracing::info!(
+                        "OIDC: the issuer's keys changed; now {} signing key(s) from {}",
+                        new.len(),
+                        source.describe()
+                    );
+                }
+                // Stored even when the key ids are the same: a key may be replaced under
+                // its old id.
+                keys.store(Arc::new(KeySet {
+                    generation: current.generation + 1,
+                    keys: new,
+                }));
+            }
+            Err(e) => tracing::warn!(
+                "OIDC: the periodic reload of the issuer's keys failed, keeping the previous ones: {e}"
+            ),
         }
     }
 }
@@ -1368,6 +1428,34 @@ mod tests {
         );
         // The already-known keys still work.
         assert!(f.auth.authenticate(&sign(&k1, &claims())).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn withdrawn_keys_stop_working_after_the_periodic_reload() {
+        let k1 = ec_key("k1");
+        let k2 = ec_key("k2");
+        let f = fixture(&[&k1, &k2], |c| {
+            c.jwks_refresh_interval = Duration::from_millis(100);
+        })
+        .await;
+        assert!(f.auth.authenticate(&sign(&k1, &claims())).await.is_ok());
+        // The issuer withdraws k1 (compromised, say) and keeps k2.
+        write_jwks(&f.path, &[&k2]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match f.auth.authenticate(&sign(&k1, &claims())).await {
+                Err(OidcError::UnknownKey(kid)) => {
+                    assert_eq!(kid, "k1");
+                    break;
+                }
+                Ok(_) => {
+                    assert!(Instant::now() < deadline, "k1 still accepted after 20 s");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+        assert!(f.auth.authenticate(&sign(&k2, &claims())).await.is_ok());
     }
 
     #[tokio::test]
