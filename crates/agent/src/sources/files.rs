@@ -12,7 +12,9 @@
 //! file is finished through the open handle — after one more poll, in case the writer still
 //! holds it — then the new file is read from offset 0); rotation while the agent was down
 //! (the old file is looked up by inode in the same directory); truncation (`copytruncate`:
-//! the file shrinks below the offset, or its first bytes change → start again at 0).
+//! the file shrinks below the offset, or its first bytes change → start again at 0); several
+//! rotations between two looks (the rotated files written after the finished one —
+//! `flows.log.1`, `flows.log-DATE`, … — are read oldest first before the new file).
 //! Not handled: lines written between logrotate's copy and truncate (copytruncate loses
 //! them by design), and a truncated file refilled past the old offset with identical first
 //! bytes (indistinguishable from growth).
@@ -125,6 +127,7 @@ impl FileSource {
             counters: self.counters,
             cur: None,
             rotation_seen: false,
+            finished: Vec::new(),
             full: false,
             last_error: None,
         };
@@ -225,6 +228,9 @@ struct Tailer {
     cur: Option<Tailed>,
     /// The path named a different file at the last idle step (give the writer one poll).
     rotation_seen: bool,
+    /// Files (device, inode) finished since the file at the path was last opened, so a
+    /// chain of rotations never reads one twice.
+    finished: Vec<(u64, u64)>,
     full: bool,
     last_error: Option<String>,
 }
@@ -288,10 +294,31 @@ impl Tailer {
         {
             return Ok(step);
         }
+        // Rotated more than once since the last look: files rotated after the one just
+        // finished come first, oldest first.
+        let cur = self.cur.as_ref().expect("checked above");
+        let finished = cur.file.metadata().context("stat")?;
+        self.finished.push((cur.pos.dev, cur.pos.ino));
+        if let Some((file, found, name)) =
+            find_rotated_after(&self.path, &finished, &meta, &self.finished)?
+        {
+            let new = Tailed::from_start(file, &found, name);
+            let old = self.cur.replace(new).expect("checked above");
+            self.rotation_seen = false;
+            tracing::info!(
+                path = %self.path.display(),
+                previous = %old.name.display(),
+                next = %self.cur.as_ref().expect("just set").name.display(),
+                "log file was rotated more than once; reading a rotated file written after the \
+                 previous one"
+            );
+            return Ok(Step::Progress);
+        }
         let file = File::open(&self.path).context("open")?;
         let new = Tailed::from_start(file, &meta, self.path.clone());
         let old = self.cur.replace(new).expect("checked above");
         self.rotation_seen = false;
+        self.finished.clear();
         tracing::info!(
             path = %self.path.display(),
             previous = %old.name.display(),
@@ -518,6 +545,82 @@ fn head_matches(file: &File, pos: &Position) -> anyhow::Result<bool> {
         return Ok(true);
     }
     Ok(head_crc(file, pos.head_len)? == Some(pos.head_crc))
+}
+
+/// Suffixes of rotated files that were compressed: not JSON lines, never read.
+const COMPRESSED: [&str; 4] = [".gz", ".bz2", ".xz", ".zst"];
+
+/// The oldest file rotated away from `path` after `finished` was: a sibling named
+/// `<name>.…`, `<name>-…` or `<name>_…` (`flows.log.1`, `flows.log-20261125`), not
+/// compressed, last written no earlier than `finished`, and neither `current` (the file at
+/// the path now) nor one in `done`. Found when the file was rotated twice between two
+/// looks: the middle file is read before the current one.
+fn find_rotated_after(
+    path: &Path,
+    finished: &fs::Metadata,
+    current: &fs::Metadata,
+    done: &[(u64, u64)],
+) -> anyhow::Result<Option<(File, fs::Metadata, PathBuf)>> {
+    let (Some(dir), Some(base)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Ok(None);
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).context("list directory"),
+    };
+    let since = finished.modified().ok();
+    // Oldest first: by last write, then — file systems stamp times at a coarse tick, so
+    // quick rotations tie — by the number the name ends with, highest first (logrotate's
+    // `.1` is the newest).
+    let age_key = |mtime: std::time::SystemTime, rest: &str| {
+        let digits = rest.len() - rest.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        let number = rest[rest.len() - digits..].parse::<u64>().unwrap_or(0);
+        (mtime, std::cmp::Reverse(number))
+    };
+    type Key = (std::time::SystemTime, std::cmp::Reverse<u64>);
+    let mut best: Option<(Key, PathBuf, fs::Metadata)> = None;
+    for entry in entries {
+        let entry = entry.context("list directory")?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix(base) else {
+            continue;
+        };
+        if !rest.starts_with(['.', '-', '_']) || COMPRESSED.iter().any(|c| rest.ends_with(c)) {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        let id = (meta.dev(), meta.ino());
+        if !meta.is_file()
+            || id == (current.dev(), current.ino())
+            || id == (finished.dev(), finished.ino())
+            || done.contains(&id)
+        {
+            continue;
+        }
+        let Ok(mtime) = meta.modified() else { continue };
+        if since.is_some_and(|s| mtime < s) {
+            continue;
+        }
+        let key = age_key(mtime, rest);
+        if best.as_ref().is_none_or(|(k, _, _)| key < *k) {
+            best = Some((key, entry.path(), meta));
+        }
+    }
+    let Some((_, path, meta)) = best else {
+        return Ok(None);
+    };
+    match File::open(&path) {
+        Ok(file) => Ok(Some((file, meta, path))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("open {}", path.display())),
+    }
 }
 
 /// The file `pos` was reading, if it was renamed within the directory of `path`.

@@ -159,6 +159,70 @@ async fn follows_rotation_finishing_the_old_file_first() {
     run.stop().await;
 }
 
+/// Two rotations between two looks (here: while the agent was down): the middle file is
+/// read between the old one and the new one, and older rotated or compressed files are not.
+#[tokio::test]
+async fn two_rotations_between_looks_lose_nothing() {
+    let s = setup();
+    let spool = open_spool(&s.spool_dir());
+    let dir = s.tmp.path();
+    // Rotated and compressed long before: must not be read.
+    write(&dir.join("flows.log.3"), &lines(900..905));
+    write(&dir.join("flows.log.4.gz"), "compressed, not json\n");
+    std::thread::sleep(Duration::from_millis(20)); // older mtimes than what follows
+    write(&s.log, &lines(0..10));
+    let run = start(FileSource::new(&s.log, LogType::Flows, spool.clone()));
+    wait_for(&spool, 10).await;
+    run.stop().await;
+
+    // While the agent is down: rotate, finish, new file; rotate both again; a third file.
+    fs::rename(&s.log, dir.join("flows.log.1")).unwrap();
+    write(&dir.join("flows.log.1"), &lines(10..12));
+    write(&s.log, &lines(12..15));
+    fs::rename(dir.join("flows.log.1"), dir.join("flows.log.2")).unwrap();
+    fs::rename(&s.log, dir.join("flows.log.1")).unwrap();
+    write(&s.log, &lines(15..20));
+
+    let run = start(FileSource::new(&s.log, LogType::Flows, spool.clone()));
+    let got = wait_for(&spool, 20).await;
+    assert_eq!(ids(&got), (0..20).collect::<Vec<_>>());
+    // Nothing more arrives (no older rotated file, no second reading).
+    write(&s.log, &lines(20..21));
+    let got = wait_for(&spool, 21).await;
+    assert_eq!(ids(&got), (0..21).collect::<Vec<_>>());
+    let counters = run.stop().await;
+    assert_eq!(counters.lines_rejected(), 0);
+}
+
+/// The same while the agent runs: whether or not it sees the middle state, every line is
+/// read once, in order.
+#[tokio::test]
+async fn quick_successive_rotations_while_running_lose_nothing() {
+    let s = setup();
+    let spool = open_spool(&s.spool_dir());
+    let dir = s.tmp.path();
+    write(&s.log, &lines(0..5));
+    let run = start(FileSource::new(&s.log, LogType::Flows, spool.clone()));
+    wait_for(&spool, 5).await;
+    let mut next = 5;
+    for round in 0..5 {
+        // Shift like logrotate: .k → .k+1, oldest first, then the file → .1.
+        for k in (1..=round).rev() {
+            fs::rename(
+                dir.join(format!("flows.log.{k}")),
+                dir.join(format!("flows.log.{}", k + 1)),
+            )
+            .unwrap();
+        }
+        fs::rename(&s.log, dir.join("flows.log.1")).unwrap();
+        write(&s.log, &lines(next..next + 3));
+        next += 3;
+    }
+    let got = wait_for(&spool, next as usize).await;
+    assert_eq!(ids(&got), (0..next).collect::<Vec<_>>());
+    run.stop().await;
+}
+
 #[tokio::test]
 async fn restarts_from_the_beginning_after_copytruncate() {
     let s = setup();
