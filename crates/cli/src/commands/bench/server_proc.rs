@@ -175,8 +175,11 @@ impl Drop for ServerProc {
 /// What `/proc/PID/status` says about a process.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProcStatus {
-    /// Resident set size, KiB.
+    /// Resident set size, KiB: private memory plus the file pages mapped in (the binary's
+    /// code, memory-mapped log indices), which the kernel can drop and re-read.
     pub rss_kib: u64,
+    /// The private (anonymous) part of it, KiB (`RssAnon`): what the process allocated.
+    pub rss_anon_kib: u64,
     /// Number of threads.
     pub threads: u64,
 }
@@ -196,6 +199,7 @@ pub fn proc_status(pid: Option<u32>) -> anyhow::Result<ProcStatus> {
     };
     Ok(ProcStatus {
         rss_kib: field("VmRSS:").with_context(|| format!("{path} has no VmRSS"))?,
+        rss_anon_kib: field("RssAnon:").unwrap_or(0),
         threads: field("Threads:").unwrap_or(0),
     })
 }
