@@ -41,6 +41,9 @@ pub(super) fn run(journal: &Journal, logs: &LogService, stopping: &AtomicBool) {
     loop {
         let stop = stopping.load(Ordering::Acquire);
         let (events, bytes) = journal.backlog();
+        if events == 0 {
+            logs.metrics.audit_backlog(0);
+        }
         if stop {
             let deadline = *drain_deadline.get_or_insert_with(|| Instant::now() + DRAIN_LIMIT);
             if events == 0 {
@@ -63,6 +66,7 @@ pub(super) fn run(journal: &Journal, logs: &LogService, stopping: &AtomicBool) {
             journal.wait_appended(wait);
             continue;
         }
+        logs.metrics.audit_backlog(events);
         last_pass = Some(Instant::now());
         let background = !stop && bytes < CATCH_UP_BYTES;
         match pass_on_own_thread(journal, logs, background) {

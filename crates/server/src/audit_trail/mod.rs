@@ -254,6 +254,7 @@ pub struct AuditTrail {
     stopping: AtomicBool,
     dropped: AtomicU64,
     journal: Arc<Journal>,
+    logs: Arc<LogService>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -282,6 +283,7 @@ impl AuditTrail {
             stopping: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             journal: journal.clone(),
+            logs: logs.clone(),
         });
         let writer = std::thread::Builder::new()
             .name("audit-journal".into())
@@ -336,6 +338,7 @@ impl AuditTrail {
     }
 
     fn count_dropped(&self, n: u64) {
+        self.logs.metrics.audit_dropped(n);
         let before = self.dropped.fetch_add(n, Ordering::Relaxed);
         // Log at 1, 2, 4, 8, … dropped so far, not once per event.
         if (before + n).ilog2() != before.checked_ilog2().unwrap_or(u32::MAX) {
@@ -496,6 +499,11 @@ mod tests {
         task.await.unwrap();
         assert_eq!(trail.backlog(), 0);
         assert_eq!(trail.dropped(), 0);
+        let metrics = logs.metrics.render();
+        assert!(
+            metrics.contains("cattery_logs_audit_backlog_events 0"),
+            "{metrics}"
+        );
         let mut users: Vec<String> = stored(&logs)
             .iter()
             .map(|r| r["user"]["username"].as_str().unwrap().to_string())

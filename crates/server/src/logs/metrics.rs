@@ -4,6 +4,7 @@ use cattery_api::logs::LogType;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -24,6 +25,8 @@ pub struct IngestMetrics {
     rejected: Family<Labels, Counter>,
     duplicates: Family<Labels, Counter>,
     ingest_seconds: Histogram,
+    audit_backlog: Gauge,
+    audit_dropped: Counter,
 }
 
 impl Default for IngestMetrics {
@@ -59,8 +62,22 @@ impl Default for IngestMetrics {
             "Time from a batch arriving to it being durable in the store",
             ingest_seconds.clone(),
         );
+        let audit_backlog = Gauge::default();
+        let audit_dropped = Counter::default();
+        registry.register(
+            "audit_backlog_events",
+            "The management plane's own audit events journaled but not yet searchable",
+            audit_backlog.clone(),
+        );
+        registry.register(
+            "audit_dropped_events",
+            "The management plane's own audit events lost (queue full or journal not writable)",
+            audit_dropped.clone(),
+        );
         IngestMetrics {
             registry,
+            audit_backlog,
+            audit_dropped,
             received,
             stored,
             rejected,
@@ -97,6 +114,14 @@ impl IngestMetrics {
     /// Observes one batch's ingest time.
     pub fn ingest_time(&self, seconds: f64) {
         self.ingest_seconds.observe(seconds);
+    }
+    /// Sets how many of the management plane's audit events are not yet searchable.
+    pub fn audit_backlog(&self, events: u64) {
+        self.audit_backlog.set(events.min(i64::MAX as u64) as i64);
+    }
+    /// Counts lost audit events of the management plane.
+    pub fn audit_dropped(&self, n: u64) {
+        self.audit_dropped.inc_by(n);
     }
     /// Text exposition.
     pub fn render(&self) -> String {
