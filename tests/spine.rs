@@ -813,3 +813,60 @@ mod connect_proxy {
         Proxy { addr, targets }
     }
 }
+
+/// A watch that sees no event for over two minutes is still open and still delivers: no
+/// idle timeout anywhere on the path (kubectl → API listener → tunnel → agent → cluster)
+/// closes it. Only h2 keepalive pings cross the tunnel meanwhile.
+#[test]
+fn a_quiet_watch_stays_open_for_minutes() {
+    const QUIET: Duration = Duration::from_secs(130);
+    let dir = test_dir();
+    let d = dir.path();
+    let server = Server::start(d);
+    let sim = Sim::start(d, "quiet", None);
+    let cfg = server.add_cluster("quiet");
+    let _agent = start_agent(d, "quiet", &cfg, &sim.url, &[]);
+    server.wait_connected("quiet", "True");
+    let kc = server.kubeconfig("quiet");
+    let mut watch = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .args([
+            "get",
+            "configmaps",
+            "-n",
+            "shop",
+            "-w",
+            "--output-watch-events",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = LineReader::new(watch.stdout.take().unwrap());
+    let configmap = |name: &str| {
+        let f = d.join(format!("{name}.yaml"));
+        std::fs::write(&f, format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: shop\ndata:\n  a: \"1\"\n")).unwrap();
+        f
+    };
+    kubectl_ok(&kc, &["apply", "-f", configmap("before").to_str().unwrap()]);
+    lines.wait_line("before", T);
+    // Nothing happens for a while; the watch must neither end nor print anything.
+    let seen = lines.seen.len();
+    assert!(
+        !lines.wait_eof(QUIET),
+        "the watch ended while nothing happened; it printed {:?}",
+        lines.seen
+    );
+    assert_eq!(
+        lines.seen.len(),
+        seen,
+        "printed while nothing happened: {:?}",
+        lines.seen
+    );
+    kubectl_ok(&kc, &["apply", "-f", configmap("after").to_str().unwrap()]);
+    let line = lines.wait_line("after", T);
+    assert!(line.starts_with("ADDED"), "{line}");
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
