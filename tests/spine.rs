@@ -840,10 +840,11 @@ fn a_quiet_watch_stays_open_for_minutes() {
             "--output-watch-events",
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(d.join("watch.stderr")).unwrap())
         .spawn()
         .unwrap();
     let mut lines = LineReader::new(watch.stdout.take().unwrap());
+    let stderr = || std::fs::read_to_string(d.join("watch.stderr")).unwrap_or_default();
     let configmap = |name: &str| {
         let f = d.join(format!("{name}.yaml"));
         std::fs::write(&f, format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: shop\ndata:\n  a: \"1\"\n")).unwrap();
@@ -865,7 +866,13 @@ fn a_quiet_watch_stays_open_for_minutes() {
         lines.seen
     );
     kubectl_ok(&kc, &["apply", "-f", configmap("after").to_str().unwrap()]);
-    let line = lines.wait_line("after", T);
+    let line = lines.try_line_containing("after", T).unwrap_or_else(|| {
+        panic!(
+            "the watch did not deliver after the quiet period; it printed {:?}; kubectl said: {}",
+            lines.seen,
+            stderr()
+        )
+    });
     assert!(line.starts_with("ADDED"), "{line}");
     let _ = watch.kill();
     let _ = watch.wait();
