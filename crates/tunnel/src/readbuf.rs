@@ -67,29 +67,27 @@ impl AsyncRead for ReadBuffered {
                 this.release();
                 return Pin::new(&mut this.inner).poll_read(cx, dst);
             }
-            // Readiness first, so an idle socket costs no allocation.
-            if this.inner.poll_read_ready(cx)?.is_pending() {
-                this.release();
-                return Poll::Pending;
-            }
-            this.buf.clear();
-            this.buf.reserve(READ_BUFFER);
-            // `poll_read` (unlike `try_read_buf`) clears the socket's readiness after a
-            // short read, so the next read waits for epoll instead of costing a `recv`
-            // that fails with EAGAIN — two wasted system calls per proxied request.
-            match tokio_util::io::poll_read_buf(Pin::new(&mut this.inner), cx, &mut this.buf) {
-                Poll::Pending => {
+            loop {
+                if this.inner.poll_read_ready(cx)?.is_pending() {
                     this.release();
                     return Poll::Pending;
                 }
-                Poll::Ready(Ok(0)) => {
-                    this.release();
-                    return Poll::Ready(Ok(()));
-                }
-                Poll::Ready(Ok(n)) => this.busy = n >= READ_BUFFER,
-                Poll::Ready(Err(e)) => {
-                    this.release();
-                    return Poll::Ready(Err(e));
+                this.buf.clear();
+                this.buf.reserve(READ_BUFFER);
+                match this.inner.try_read_buf(&mut this.buf) {
+                    Ok(0) => {
+                        this.release();
+                        return Poll::Ready(Ok(()));
+                    }
+                    Ok(n) => {
+                        this.busy = n >= READ_BUFFER;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => {
+                        this.release();
+                        return Poll::Ready(Err(e));
+                    }
                 }
             }
         }
