@@ -8,8 +8,9 @@
 //! segment has sequence number `base + i`: the ids under which the events are stored, so
 //! indexing a line twice (after a crash between storing and saving progress) stores it once.
 //!
-//! One writer ([`SegmentWriter`]) appends whole lines and `fdatasync`s before publishing the
-//! new length; the reader ([`Journal::read`]) only ever sees published lengths, so it never
+//! One writer ([`SegmentWriter`]) appends whole lines (one `write` per batch; an
+//! `fdatasync` at least every [`SYNC_EVERY`], at rotation and at shutdown) and then
+//! publishes the new length; the reader ([`Journal::read`]) only ever sees published lengths, so it never
 //! reads half a line. The indexing progress (a [`Cursor`]) is saved in the file `indexed`
 //! after every stored batch; segments wholly behind it are deleted. On open, a line torn by
 //! a crash in the middle of a write is cut off.
@@ -26,6 +27,9 @@ use time::OffsetDateTime;
 
 /// A new segment is started once the active one is this large.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
+/// Longest time appended lines wait for an `fdatasync`. Once written they survive the
+/// process being killed; this bounds what a power loss can take.
+pub const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 const SUFFIX: &str = ".ndjson";
 const PROGRESS: &str = "indexed";
 
@@ -185,7 +189,11 @@ impl Journal {
     /// follow every existing line's (and the clock's microseconds, so they also exceed
     /// what earlier versions stored under the same stream).
     pub fn writer(&self) -> SegmentWriter {
-        SegmentWriter { file: None }
+        SegmentWriter {
+            file: None,
+            synced: std::time::Instant::now(),
+            dirty: false,
+        }
     }
 
     /// Reads up to `max_lines` lines (and about `max_bytes`) from the cursor on; `None` when
@@ -318,12 +326,18 @@ impl Journal {
 pub struct SegmentWriter {
     /// The active segment: file, its base, published bytes and lines.
     file: Option<(File, Segment)>,
+    /// When the active segment was last made durable.
+    synced: std::time::Instant,
+    /// Whether lines were written since then.
+    dirty: bool,
 }
 
 impl SegmentWriter {
-    /// Appends `lines` whole lines (`buf` ends with a newline), makes them durable and
-    /// publishes them to the reader. On failure nothing of `buf` is published, the segment
-    /// is cut back to its last published length, and the next append starts a new segment.
+    /// Appends `lines` whole lines (`buf` ends with a newline) and publishes them to the
+    /// reader (durable once [`SegmentWriter::sync_if_due`] or [`SegmentWriter::sync`] has
+    /// run). On failure nothing of
+    /// `buf` is published, the segment is cut back to its last published length, and the
+    /// next append starts a new segment.
     pub fn append(&mut self, journal: &Journal, buf: &[u8], lines: u64) -> io::Result<()> {
         if buf.is_empty() {
             return Ok(());
@@ -333,12 +347,14 @@ impl SegmentWriter {
             .as_ref()
             .is_none_or(|(_, s)| s.bytes >= SEGMENT_BYTES)
         {
+            self.sync()?;
             self.file = Some(self.create(journal)?);
         }
         let Some((file, seg)) = self.file.as_mut() else {
             return Err(io::Error::other("audit journal: no open segment"));
         };
-        let written = file.write_all(buf).and_then(|()| file.sync_data());
+        let written = file.write_all(buf);
+        self.dirty = true;
         if let Err(e) = written {
             let _ = file.set_len(seg.bytes);
             self.file = None;
@@ -353,6 +369,27 @@ impl SegmentWriter {
         }
         drop(st);
         journal.appended.notify_all();
+        Ok(())
+    }
+
+    /// Makes everything appended so far durable (called at rotation and shutdown).
+    pub fn sync(&mut self) -> io::Result<()> {
+        if let Some((file, _)) = &self.file
+            && self.dirty
+        {
+            file.sync_data()?;
+        }
+        self.dirty = false;
+        self.synced = std::time::Instant::now();
+        Ok(())
+    }
+
+    /// [`SegmentWriter::sync`] if something was appended and the last sync is
+    /// [`SYNC_EVERY`] old.
+    pub fn sync_if_due(&mut self) -> io::Result<()> {
+        if self.dirty && self.synced.elapsed() >= SYNC_EVERY {
+            self.sync()?;
+        }
         Ok(())
     }
 

@@ -9,7 +9,8 @@
 //!
 //! Requests do not wait for anything: an event is pushed on a locked queue. A journal
 //! thread writes the queue to the [`journal`] at least every [`JOURNAL_EVERY`] (one
-//! `write` + `fdatasync` per batch, kube-apiserver's audit-log format), and an indexing
+//! `write` per batch, an `fdatasync` at least every second; kube-apiserver's audit-log
+//! format), and an indexing
 //! thread moves journaled events into the log store in the background ([`indexer`]) —
 //! at the lowest CPU priority unless the backlog grows large. A full queue drops the
 //! event, counts it and logs an error; it never blocks requests. On shutdown the queue is
@@ -381,10 +382,16 @@ impl AuditTrail {
                 )
             };
             self.write(&mut writer, &mut buf, &batch);
+            if let Err(e) = writer.sync_if_due() {
+                tracing::error!("audit journal: fdatasync failed: {e}");
+            }
             if stopping {
                 // Nothing more arrives once the API listener has stopped; take the rest.
                 let rest = std::mem::take(&mut *lock(&self.queue));
                 self.write(&mut writer, &mut buf, &rest);
+                if let Err(e) = writer.sync() {
+                    tracing::error!("audit journal: the final fdatasync failed: {e}");
+                }
                 return;
             }
         }
