@@ -555,4 +555,34 @@ mod tests {
         assert_eq!(indexer::index_lines(&logs, &lines).unwrap(), 0);
         assert_eq!(stored(&logs).len(), 30);
     }
+
+    #[test]
+    fn a_damaged_journal_line_is_skipped_and_the_rest_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = store(dir.path());
+        let mut lines = Vec::new();
+        for i in 0..5u64 {
+            let mut line = Vec::new();
+            event(i as usize).write_json(&mut line).unwrap();
+            lines.push((100 + i, line));
+        }
+        lines[2].1 = b"{\"kind\":\"Event\",\"trunc".to_vec(); // torn in the middle
+        lines[3].1 = b"{\"kind\":\"Event\"}".to_vec(); // JSON, but no audit event
+        assert_eq!(indexer::index_lines(&logs, &lines).unwrap(), 3);
+        let users: Vec<String> = stored(&logs)
+            .iter()
+            .map(|r| r["user"]["username"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(users.len(), 3);
+        for u in ["user-0", "user-1", "user-4"] {
+            assert!(users.iter().any(|x| x == u), "{u} missing from {users:?}");
+        }
+        assert!(
+            logs.metrics.render().contains(
+                "cattery_logs_records_rejected_total{type=\"audit\",cluster=\"cluster\"} 2"
+            ),
+            "{}",
+            logs.metrics.render()
+        );
+    }
 }
