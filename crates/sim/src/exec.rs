@@ -117,6 +117,12 @@ pub async fn handle(
     })
 }
 
+/// How long the simulated process takes to start before it writes anything. A real exec
+/// starts a process in the container first (tens of milliseconds); answering at once races
+/// client-go, which starts reading the WebSocket before it has registered its streams and
+/// drops what arrives first ("Unknown stream id 1, discarding message").
+const PROCESS_START: std::time::Duration = std::time::Duration::from_millis(50);
+
 struct Session {
     pod: String,
     command: Vec<String>,
@@ -140,6 +146,7 @@ impl Session {
 
     async fn run(self, mut socket: WebSocket) {
         tracing::debug!(pod = %self.pod, command = ?self.command, v5 = self.v5, "exec");
+        tokio::time::sleep(PROCESS_START).await;
         let program = self.command[0].as_str();
         let code = match program {
             "echo" => {
