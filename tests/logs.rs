@@ -206,22 +206,6 @@ impl Cluster {
     }
 }
 
-fn restart_server(server: &mut Server, d: &Path, name: &str) {
-    let args = [
-        "server",
-        "--data-dir",
-        server.data.to_str().unwrap(),
-        "--api-addr",
-        &format!("127.0.0.1:{}", server.api_port),
-        "--tunnel-addr",
-        &format!("127.0.0.1:{}", server.tunnel_port),
-    ];
-    server.proc = Proc::spawn(d, name, &args, &[]);
-    wait_for("the restarted API", T, || {
-        (server.curl(&["/healthz"]).1 == 200).then_some(())
-    });
-}
-
 fn assert_exactly_once(server: &Server, c: &Cluster, stats: &Value) {
     for t in ["flows", "dns", "l7"] {
         let want = stats[t]["total"]
@@ -261,7 +245,7 @@ fn every_record_is_stored_exactly_once_across_agent_and_server_kills_and_rotatio
         (c.produced_total() >= 1500).then_some(())
     });
     server.proc.kill(); // SIGKILL mid-stream
-    restart_server(&mut server, d, "server-2");
+    server.restart("server-2");
     let stats = c.wait_finished();
     assert_eq!(stats["total"], 3000);
     assert!(
@@ -290,7 +274,7 @@ fn logs_written_during_a_30s_outage_arrive_after_reconnect() {
         c.produced_total() > before + 500,
         "the cluster kept producing during the outage"
     );
-    restart_server(&mut server, d, "server-2");
+    server.restart("server-2");
     let stats = c.wait_finished();
     assert_exactly_once(&server, &c, &stats);
 }

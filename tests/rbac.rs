@@ -861,9 +861,7 @@ fn oidc_tokens_are_verified_and_mapped_to_rbac_subjects() {
 #[test]
 fn audit_events_survive_a_server_kill_and_are_stored_once() {
     let dir = test_dir();
-    let d = dir.path();
-    let (api, tunnel) = (free_port(), free_port());
-    let mut server = Server::start_on(d, "server", api, tunnel);
+    let mut server = Server::start(dir.path());
     const N: usize = 20;
     let agent = "audit-kill-probe";
     for _ in 0..N {
@@ -891,21 +889,7 @@ fn audit_events_survive_a_server_kill_and_are_stored_once() {
         (journaled() >= N).then_some(())
     });
     server.proc.kill(); // SIGKILL, possibly before anything was indexed
-
-    server.proc = Proc::spawn(
-        d,
-        "server-2",
-        &[
-            "server",
-            "--data-dir",
-            server.data.to_str().unwrap(),
-            "--api-addr",
-            &format!("127.0.0.1:{api}"),
-            "--tunnel-addr",
-            &format!("127.0.0.1:{tunnel}"),
-        ],
-        &[],
-    );
+    server.restart("server-2");
     let search = format!(
         r#"{{"clusters":["cluster"],"size":0,"filters":[{{"field":"userAgent","equals":"{agent}"}}]}}"#
     );

@@ -45,28 +45,9 @@ fn kubectl_through_the_management_plane() {
     assert!(pods.contains("frontend"), "{pods}");
 
     // A watch prints events while it is open.
-    let mut watch = std::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&kc)
-        .args([
-            "get",
-            "configmaps",
-            "-n",
-            "shop",
-            "-w",
-            "--output-watch-events",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = LineReader::new(watch.stdout.take().unwrap());
+    let (mut watch, mut lines) = watch_configmaps(&kc, "shop", Stdio::null());
     // The first event proves the watch is established before we create anything.
-    let configmap = |name: &str| {
-        let f = d.join(format!("{name}.yaml"));
-        std::fs::write(&f, format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: shop\ndata:\n  a: \"1\"\n")).unwrap();
-        f
-    };
+    let configmap = |name: &str| configmap_file(d, name);
     kubectl_ok(&kc, &["apply", "-f", configmap("first").to_str().unwrap()]);
     lines.wait_line("first", T);
     kubectl_ok(
@@ -237,24 +218,7 @@ fn agent_reconnects_after_server_restart() {
     kubectl_ok(&kc, &["get", "ns"]);
 
     server.proc.kill(); // SIGKILL: no graceful goodbye
-    let proc = Proc::spawn(
-        d,
-        "server-2",
-        &[
-            "server",
-            "--data-dir",
-            server.data.to_str().unwrap(),
-            "--api-addr",
-            &format!("127.0.0.1:{api}"),
-            "--tunnel-addr",
-            &format!("127.0.0.1:{tunnel}"),
-        ],
-        &[],
-    );
-    server.proc = proc;
-    wait_for("the restarted API", T, || {
-        (server.curl(&["/healthz"]).1 == 200).then_some(())
-    });
+    server.restart("server-2");
     server.wait_connected("gamma", "True");
     let ns = kubectl_ok(&kc, &["get", "ns"]);
     assert!(ns.contains("payments"), "{ns}");
@@ -828,28 +792,10 @@ fn a_quiet_watch_stays_open_for_minutes() {
     let _agent = start_agent(d, "quiet", &cfg, &sim.url, &[]);
     server.wait_connected("quiet", "True");
     let kc = server.kubeconfig("quiet");
-    let mut watch = std::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&kc)
-        .args([
-            "get",
-            "configmaps",
-            "-n",
-            "shop",
-            "-w",
-            "--output-watch-events",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(d.join("watch.stderr")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut lines = LineReader::new(watch.stdout.take().unwrap());
+    let stderr_file = std::fs::File::create(d.join("watch.stderr")).unwrap();
+    let (mut watch, mut lines) = watch_configmaps(&kc, "shop", stderr_file.into());
     let stderr = || std::fs::read_to_string(d.join("watch.stderr")).unwrap_or_default();
-    let configmap = |name: &str| {
-        let f = d.join(format!("{name}.yaml"));
-        std::fs::write(&f, format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: shop\ndata:\n  a: \"1\"\n")).unwrap();
-        f
-    };
+    let configmap = |name: &str| configmap_file(d, name);
     kubectl_ok(&kc, &["apply", "-f", configmap("before").to_str().unwrap()]);
     lines.wait_line("before", T);
     // Nothing happens for a while; the watch must neither end nor print anything.

@@ -167,6 +167,24 @@ impl Server {
         s
     }
 
+    /// Starts the server again on the same data dir and ports (after `proc` was killed or
+    /// stopped) as process `name`, and waits for its API to answer.
+    pub fn restart(&mut self, name: &str) {
+        let args = [
+            "server",
+            "--data-dir",
+            self.data.to_str().unwrap(),
+            "--api-addr",
+            &format!("127.0.0.1:{}", self.api_port),
+            "--tunnel-addr",
+            &format!("127.0.0.1:{}", self.tunnel_port),
+        ];
+        self.proc = Proc::spawn(&self.dir, name, &args, &[]);
+        wait_for("the restarted API", Duration::from_secs(60), || {
+            (self.curl(&["/healthz"]).1 == 200).then_some(())
+        });
+    }
+
     /// Environment for client commands.
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
@@ -407,6 +425,35 @@ impl LineReader {
             }
         }
     }
+}
+
+/// `kubectl get configmaps -n NAMESPACE -w --output-watch-events` through `kubeconfig`:
+/// the process and a reader of its lines.
+pub fn watch_configmaps(kubeconfig: &Path, namespace: &str, stderr: Stdio) -> (Child, LineReader) {
+    let mut watch = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args([
+            "get",
+            "configmaps",
+            "-n",
+            namespace,
+            "-w",
+            "--output-watch-events",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let lines = LineReader::new(watch.stdout.take().unwrap());
+    (watch, lines)
+}
+
+/// Writes a ConfigMap `name` in namespace `shop` to `DIR/NAME.yaml` and returns the path.
+pub fn configmap_file(dir: &Path, name: &str) -> PathBuf {
+    let f = dir.join(format!("{name}.yaml"));
+    std::fs::write(&f, format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: shop\ndata:\n  a: \"1\"\n")).unwrap();
+    f
 }
 
 /// sha256 hex of `s` (the simulator records hashes of Authorization headers).

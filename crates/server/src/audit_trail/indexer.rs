@@ -1,11 +1,11 @@
 //! Moves audit events from the [`Journal`] into the log store, where they become
 //! searchable.
 //!
-//! Indexing an event costs the log store roughly twenty times what journaling it costs (see
+//! Indexing an event costs the log store more than ten times what journaling it costs (see
 //! docs/benchmarks.md, "Access control"), so it must not compete with requests for CPU:
 //! each indexing pass runs on a thread of the lowest scheduling priority (`SCHED_IDLE`,
-//! or `nice` 19 where that is refused). On
-//! an idle or moderately loaded machine that changes nothing — events are searchable about
+//! or `nice` 19 where that is refused). On an idle or moderately loaded machine that
+//! changes nothing — events are searchable about
 //! [`super::FLUSH_EVERY`] after the request; under a burst that saturates the CPU, indexing
 //! waits and the journal holds the backlog. Once the backlog passes [`CATCH_UP_BYTES`],
 //! passes run at normal priority, so sustained overload slows requests down rather than
