@@ -251,9 +251,13 @@ where
     // Generous: a minute plus 16 MiB/s, far below anything loopback should do.
     let limit = Duration::from_secs(60) + Duration::from_secs(size / (16 << 20));
     let started = Instant::now();
-    let fut = async {
+    let (client, url, request) = (client.clone(), target.url.clone(), target.request()?);
+    // Read the body in a task of the runtime, as the request workers do: awaited inline it
+    // would run on the thread that blocks on the bench (not a runtime worker), and every
+    // DATA frame the connection task receives would wake that thread across threads.
+    let fut = tokio::spawn(async move {
         let res = client
-            .request(target.request()?)
+            .request(request)
             .await
             .map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))?;
         let status = res.status();
@@ -277,11 +281,17 @@ where
             }
         }
         Ok(n)
+    });
+    let abort = fut.abort_handle();
+    let bytes = match tokio::time::timeout(limit, fut).await {
+        Ok(joined) => joined
+            .context("the stream reader panicked")?
+            .with_context(|| format!("GET {url}"))?,
+        Err(_) => {
+            abort.abort();
+            bail!("GET {url}: not finished within {limit:?}");
+        }
     };
-    let bytes = tokio::time::timeout(limit, fut)
-        .await
-        .with_context(|| format!("GET {}: not finished within {limit:?}", target.url))?
-        .with_context(|| format!("GET {}", target.url))?;
     let elapsed = started.elapsed();
     anyhow::ensure!(
         bytes == size,
