@@ -2,9 +2,11 @@
 //!
 //! `cattery bench tunnel` measures, in one run on loopback and against one simulator:
 //!
-//! 1. the rate and latency of small GETs sent directly to the simulator (HTTP/1.1
-//!    keep-alive pool) and through management plane → tunnel → agent → simulator (HTTP/2
-//!    over TLS to the management plane, as kubectl does), with many workers and with one;
+//! 1. the rate and latency of small GETs sent directly to the simulator and through
+//!    management plane → tunnel → agent → simulator, with many workers and with one. Both
+//!    paths use the client kubectl uses (HTTP/2 over TLS); the simulator serves HTTPS as a
+//!    kube-apiserver does (`--upstream https`, the default) or plain HTTP/1.1 to the
+//!    direct client and the agent (`--upstream http`, the bench before 2026-11-25);
 //! 2. the throughput of one large streamed response, both ways;
 //! 3. the management plane's resident memory with 0, 100 and 1,000 idle connected
 //!    clusters.
@@ -72,6 +74,70 @@ pub struct TunnelBenchArgs {
     /// Keep the working directory (server data and logs) instead of deleting it.
     #[arg(long)]
     pub keep_dir: bool,
+    /// How the simulator serves: `https` (HTTP/2 or 1.1 by ALPN, like a kube-apiserver; the
+    /// direct path then uses kubectl's client, as the tunnel path does) or `http` (plain
+    /// HTTP/1.1 to both the direct client and the agent).
+    #[arg(long, value_enum, default_value_t = UpstreamScheme::Https)]
+    pub upstream: UpstreamScheme,
+}
+
+/// How the bench's simulator serves its API.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamScheme {
+    /// HTTPS with a self-signed CA, HTTP/2 or HTTP/1.1 by ALPN.
+    Https,
+    /// Plain HTTP/1.1.
+    Http,
+}
+
+/// The simulator the bench talks to, directly and through the tunnel.
+struct Upstream {
+    url: String,
+    /// Its CA (certificate file and PEM) when it serves HTTPS.
+    ca: Option<(PathBuf, String)>,
+}
+
+impl Upstream {
+    /// Describes the direct path in the report.
+    fn direct_label(&self) -> &'static str {
+        if self.ca.is_some() {
+            "direct (h2+TLS → simulator)"
+        } else {
+            "direct (HTTP/1.1 → simulator)"
+        }
+    }
+
+    /// Describes the tunnel path in the report.
+    fn tunnel_label(&self) -> &'static str {
+        if self.ca.is_some() {
+            "tunnel (h2+TLS → server → tunnel → agent → TLS → simulator)"
+        } else {
+            "tunnel (h2+TLS → server → tunnel → agent → HTTP/1.1 → simulator)"
+        }
+    }
+
+    /// The upstream an agent is configured with.
+    fn agent_settings(&self, server_ca: &Path) -> UpstreamSettings {
+        UpstreamSettings {
+            url: self.url.clone(),
+            token_file: None,
+            // With a plain-HTTP simulator a CA file only spares each agent loading the
+            // system trust store.
+            ca_file: Some(
+                self.ca
+                    .as_ref()
+                    .map_or_else(|| server_ca.to_path_buf(), |(f, _)| f.clone()),
+            ),
+        }
+    }
+
+    /// A client for the direct path.
+    fn direct_client(&self) -> anyhow::Result<load::HttpsClient> {
+        match &self.ca {
+            Some((_, pem)) => load::http2_client(pem),
+            None => load::http1_client(),
+        }
+    }
 }
 
 /// Parses a byte count with an optional binary suffix (`KiB`, `MiB`, `GiB`; `K`, `M`, `G`).
@@ -147,7 +213,7 @@ async fn with_cpu<T, F: std::future::Future<Output = anyhow::Result<T>>>(
 async fn load_part(
     args: &TunnelBenchArgs,
     dir: &Path,
-    sim_url: &str,
+    sim: &Upstream,
 ) -> anyhow::Result<LoadReport> {
     eprintln!("starting a management plane for the request and stream measurements …");
     let mut server = ServerProc::start(dir, "load-server").await?;
@@ -156,11 +222,7 @@ async fn load_part(
     let settings = idle::register(
         &api,
         "bench".into(),
-        UpstreamSettings {
-            url: sim_url.to_string(),
-            token_file: None,
-            ca_file: Some(server.ca_file.clone()),
-        },
+        sim.agent_settings(&server.ca_file),
     )
     .await?;
     let agent_stop = CancellationToken::new();
@@ -179,7 +241,7 @@ async fn load_part(
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let direct_client = load::http1_client();
+        let direct_client = sim.direct_client()?;
         let tunnel_client = load::http2_client(&server.ca_pem)?;
         let auth = Some(format!("Bearer {}", server.token));
         let via_tunnel = |path: &str| Target {
@@ -187,7 +249,7 @@ async fn load_part(
             authorization: auth.clone(),
         };
         let direct = |path: &str| Target {
-            url: format!("{sim_url}{path}"),
+            url: format!("{}{path}", sim.url),
             authorization: None,
         };
         let mut rates = vec![];
@@ -319,14 +381,26 @@ async fn tunnel(args: TunnelBenchArgs) -> anyhow::Result<()> {
     let dir = work_dir()?;
     eprintln!("working directory: {}", dir.display());
     let stop = CancellationToken::new();
+    let sim_tls = (args.upstream == UpstreamScheme::Https).then(|| dir.join("sim-tls"));
     let sim = cattery_sim::SimServer::bind(&cattery_sim::SimArgs {
         listen: "127.0.0.1:0".parse()?,
         name: "bench".into(),
-        tls_dir: None,
+        tls_dir: sim_tls.clone(),
         token_file: None,
     })
     .await?;
-    let sim_url = sim.url.clone();
+    let upstream = Upstream {
+        url: sim.url.clone(),
+        ca: match &sim_tls {
+            Some(d) => {
+                let file = d.join("ca.crt");
+                let pem = std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading the simulator's CA {}", file.display()))?;
+                Some((file, pem))
+            }
+            None => None,
+        },
+    };
     let sim_task = {
         let sd = stop.clone();
         tokio::spawn(async move { sim.run(sd).await })
@@ -335,13 +409,13 @@ async fn tunnel(args: TunnelBenchArgs) -> anyhow::Result<()> {
         let load = if args.skip_load {
             None
         } else {
-            Some(load_part(&args, &dir, &sim_url).await?)
+            Some(load_part(&args, &dir, &upstream).await?)
         };
         let idle = if args.skip_idle || max_idle == 0 {
             None
         } else {
             eprintln!("starting a management plane for the idle-cluster measurement …");
-            Some(idle::run(&dir, &args.idle_clusters, &sim_url, args.settle).await?)
+            Some(idle::run(&dir, &args.idle_clusters, &upstream, args.settle).await?)
         };
         Ok::<_, anyhow::Error>((load, idle))
     }
@@ -358,7 +432,7 @@ async fn tunnel(args: TunnelBenchArgs) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    print!("{}", render(&args, load.as_ref(), idle.as_ref()));
+    print!("{}", render(&args, &upstream, load.as_ref(), idle.as_ref()));
     if args.keep_dir {
         eprintln!("working directory kept: {}", dir.display());
     } else if let Err(e) = std::fs::remove_dir_all(&dir) {
@@ -423,6 +497,7 @@ fn verdict(ok: bool) -> &'static str {
 
 fn render(
     args: &TunnelBenchArgs,
+    sim: &Upstream,
     load: Option<&LoadReport>,
     idle: Option<&idle::IdleResult>,
 ) -> String {
@@ -453,10 +528,7 @@ fn render(
             "| Path | Workers | req/s | p50 µs | p99 µs | CPU µs/req (bench + server) | Errors |\n|---|--:|--:|--:|--:|--:|--:|"
         );
         for (c, d, t) in &l.rates {
-            for (label, r) in [
-                ("direct (HTTP/1.1 → simulator)", d),
-                ("tunnel (h2+TLS → server → tunnel → agent → simulator)", t),
-            ] {
+            for (label, r) in [(sim.direct_label(), d), (sim.tunnel_label(), t)] {
                 let _ = writeln!(
                     o,
                     "| {label} | {c} | {} | {} | {} | {} + {} | {} |",
@@ -505,11 +577,8 @@ fn render(
             human_bytes(args.stream_bytes)
         );
         for (label, s) in [
-            ("direct (HTTP/1.1 → simulator)", &l.stream_direct),
-            (
-                "tunnel (h2+TLS → server → tunnel → agent → simulator)",
-                &l.stream_tunnel,
-            ),
+            (sim.direct_label(), &l.stream_direct),
+            (sim.tunnel_label(), &l.stream_tunnel),
         ] {
             let _ = writeln!(
                 o,

@@ -149,7 +149,7 @@ pub(super) async fn connected(api: &ApiClient) -> anyhow::Result<usize> {
 pub async fn run(
     dir: &Path,
     counts: &[usize],
-    sim_url: &str,
+    sim: &super::Upstream,
     settle: Duration,
 ) -> anyhow::Result<IdleResult> {
     let mut counts: Vec<usize> = counts.iter().copied().filter(|&n| n > 0).collect();
@@ -168,13 +168,7 @@ pub async fn run(
         bench: proc_status(None)?,
         connect_time: Duration::ZERO,
     }];
-    let upstream = UpstreamSettings {
-        url: sim_url.to_string(),
-        token_file: None,
-        // The simulator is plain HTTP; a CA file only spares each agent loading the
-        // system trust store.
-        ca_file: Some(server.ca_file.clone()),
-    };
+    let upstream = sim.agent_settings(&server.ca_file);
     let shutdown = CancellationToken::new();
     let mut agents = tokio::task::JoinSet::new();
     let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));

@@ -21,13 +21,22 @@ const MAX_SAMPLES_PER_WORKER: usize = 2_000_000;
 /// The HTTP client used for one path.
 pub type BenchClient<C> = Client<C, Empty<Bytes>>;
 
-/// HTTP/1.1 keep-alive pool toward a plain-HTTP endpoint (the simulator).
-pub fn http1_client() -> BenchClient<HttpConnector> {
+/// The client type of every path (plain HTTP goes through the same connector).
+pub type HttpsClient = BenchClient<hyper_rustls::HttpsConnector<HttpConnector>>;
+
+/// HTTP/1.1 keep-alive pool toward a plain-HTTP endpoint (the simulator without TLS).
+pub fn http1_client() -> anyhow::Result<HttpsClient> {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        // Never used: the URLs are http:// (the connector only wraps plain TCP then).
+        .with_tls_config(cattery_tunnel::tls::https_client_config(&ServerRoots::Ca(vec![]))?)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
-        .build(http)
+        .build(connector))
 }
 
 /// Receive windows of kubectl's HTTP/2 transport (Go's `x/net/http2` defaults: 4 MiB per
@@ -35,12 +44,11 @@ pub fn http1_client() -> BenchClient<HttpConnector> {
 const CLIENT_STREAM_WINDOW: u32 = 4 << 20;
 const CLIENT_CONN_WINDOW: u32 = 1 << 30;
 
-/// HTTP/2 over TLS toward the management plane, trusting its CA: one connection carries
-/// every request as a stream, with the flow-control windows kubectl (client-go) uses.
-pub fn http2_client(
-    ca_pem: &str,
-) -> anyhow::Result<BenchClient<hyper_rustls::HttpsConnector<HttpConnector>>> {
-    let roots = ServerRoots::Ca(cattery_tunnel::pem::certs("management plane CA", ca_pem)?);
+/// HTTP/2 over TLS, as kubectl talks to a kube-apiserver or to the management plane,
+/// trusting the CA in `ca_pem`: one connection carries every request as a stream, with the
+/// flow-control windows kubectl (client-go) uses.
+pub fn http2_client(ca_pem: &str) -> anyhow::Result<HttpsClient> {
+    let roots = ServerRoots::Ca(cattery_tunnel::pem::certs("the server's CA", ca_pem)?);
     let tls = cattery_tunnel::tls::https_client_config(&roots)?;
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
