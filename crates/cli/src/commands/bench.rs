@@ -219,12 +219,8 @@ async fn load_part(
     let mut server = ServerProc::start(dir, "load-server").await?;
     let pid = server.pid();
     let api = server.api_client()?;
-    let settings = idle::register(
-        &api,
-        "bench".into(),
-        sim.agent_settings(&server.ca_file),
-    )
-    .await?;
+    let settings =
+        idle::register(&api, "bench".into(), sim.agent_settings(&server.ca_file)).await?;
     let agent_stop = CancellationToken::new();
     // As `cattery agent` does: its own single-threaded runtime, in a thread of its own.
     let agent = tokio::spawn(cattery_agent::run::run_on_dedicated_thread(

@@ -30,7 +30,9 @@ pub fn http1_client() -> anyhow::Result<HttpsClient> {
     http.set_nodelay(true);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         // Never used: the URLs are http:// (the connector only wraps plain TCP then).
-        .with_tls_config(cattery_tunnel::tls::https_client_config(&ServerRoots::Ca(vec![]))?)
+        .with_tls_config(cattery_tunnel::tls::https_client_config(&ServerRoots::Ca(
+            vec![],
+        ))?)
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
