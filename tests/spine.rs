@@ -789,12 +789,20 @@ fn a_quiet_watch_stays_open_for_minutes() {
     let server = Server::start(d);
     let sim = Sim::start(d, "quiet", None);
     let cfg = server.add_cluster("quiet");
-    let _agent = start_agent(d, "quiet", &cfg, &sim.url, &[]);
+    let agent = start_agent(d, "quiet", &cfg, &sim.url, &[]);
     server.wait_connected("quiet", "True");
     let kc = server.kubeconfig("quiet");
     let stderr_file = std::fs::File::create(d.join("watch.stderr")).unwrap();
     let (mut watch, mut lines) = watch_configmaps(&kc, "shop", stderr_file.into());
-    let stderr = || std::fs::read_to_string(d.join("watch.stderr")).unwrap_or_default();
+    // Everything that could say why the watch ended, for the failure message.
+    let stderr = || {
+        format!(
+            "kubectl said: {}\n--- server log ---\n{}\n--- agent log ---\n{}",
+            std::fs::read_to_string(d.join("watch.stderr")).unwrap_or_default(),
+            server.proc.log(),
+            agent.log()
+        )
+    };
     let configmap = |name: &str| configmap_file(d, name);
     kubectl_ok(&kc, &["apply", "-f", configmap("before").to_str().unwrap()]);
     lines.wait_line("before", T);
@@ -802,8 +810,9 @@ fn a_quiet_watch_stays_open_for_minutes() {
     let seen = lines.seen.len();
     assert!(
         !lines.wait_eof(QUIET),
-        "the watch ended while nothing happened; it printed {:?}",
-        lines.seen
+        "the watch ended while nothing happened; it printed {:?}; {}",
+        lines.seen,
+        stderr()
     );
     assert_eq!(
         lines.seen.len(),
@@ -814,7 +823,7 @@ fn a_quiet_watch_stays_open_for_minutes() {
     kubectl_ok(&kc, &["apply", "-f", configmap("after").to_str().unwrap()]);
     let line = lines.try_line_containing("after", T).unwrap_or_else(|| {
         panic!(
-            "the watch did not deliver after the quiet period; it printed {:?}; kubectl said: {}",
+            "the watch did not deliver after the quiet period; it printed {:?}; {}",
             lines.seen,
             stderr()
         )
