@@ -1,7 +1,9 @@
 //! Log store benchmark: generates realistic Calico flow logs from many clusters, ingests them
 //! in batches (each batch durable before the next, as the server does) from one or several
 //! concurrent writer threads (each batch from a different cluster and spool stream), then times
-//! a filtered search and a top-10 terms aggregation and reports bytes on disk per record.
+//! a filtered search, a free-text search and a top-10 terms aggregation and reports bytes on
+//! disk per record. It runs on mimalloc, the allocator the `cattery` binary uses, so the CPU
+//! it reports is what the server spends.
 //!
 //! `cargo run --release -p cattery-logstore --example bench -- [--records N] [--clusters C]
 //! [--batch B] [--writers W] [--queries Q] [--dir PATH] [--writer-threads T]
@@ -19,6 +21,10 @@ use cattery_logstore::{
     TimeRange,
 };
 use serde_json::{Value, json};
+
+/// The allocator of the `cattery` binary (`crates/cli`): measure what the server runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Rng(u64);
 impl Rng {
@@ -285,7 +291,9 @@ fn main() {
     let mut rng = Rng(99);
     let mut filtered = Vec::new();
     let mut terms = Vec::new();
+    let mut text = Vec::new();
     let mut hits_seen = 0;
+    let mut text_hits_seen = 0;
     for q in 0..queries + 5 {
         // Filtered search: 10 clusters, denied flows from one namespace in a 6-hour window, newest 100.
         let from = day_start + rng.below(18) as i64 * 3600;
@@ -309,6 +317,28 @@ fn main() {
         let res = store.search(LogType::Flows, &req).expect("search");
         let d = t.elapsed();
         hits_seen += res.hits.total.value;
+        // Free text: 10 clusters, 6-hour window, two words (an app and a namespace, found in
+        // names, labels, services and policies), newest 100.
+        let req = SearchRequest {
+            clusters: (0..10)
+                .map(|_| all[rng.below(clusters) as usize].clone())
+                .collect(),
+            time_range: Some(TimeRange {
+                from: Some(json!(from * 1000)),
+                to: Some(json!((from + 6 * 3600) * 1000)),
+            }),
+            query: Some(format!(
+                "{} {}",
+                APPS[rng.below(8) as usize],
+                NAMESPACES[rng.below(12) as usize]
+            )),
+            size: Some(100),
+            ..SearchRequest::default()
+        };
+        let t = Instant::now();
+        let res = store.search(LogType::Flows, &req).expect("free text");
+        let d3 = t.elapsed();
+        text_hits_seen += res.hits.total.value;
         // Top-10 terms over everything from all clusters.
         let req = SearchRequest {
             clusters: all.clone(),
@@ -323,6 +353,7 @@ fn main() {
         if q >= 5 {
             filtered.push(d);
             terms.push(d2);
+            text.push(d3);
         }
     }
     println!(
@@ -330,6 +361,12 @@ fn main() {
         hits_seen / (queries as u64 + 5),
         pct(&mut filtered, 0.5),
         pct(&mut filtered, 0.99)
+    );
+    println!(
+        "free-text search (10 clusters, 2 words, 6 h window, newest 100; avg {} matches): p50 {:.1} ms, p99 {:.1} ms",
+        text_hits_seen / (queries as u64 + 5),
+        pct(&mut text, 0.5),
+        pct(&mut text, 0.99)
     );
     println!(
         "top-10 terms aggregation over all {records} records, {clusters} clusters: p50 {:.1} ms, p99 {:.1} ms",
