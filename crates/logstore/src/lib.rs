@@ -20,6 +20,7 @@ mod request;
 mod retention;
 mod schema;
 mod sort;
+mod text;
 
 use std::sync::{Arc, OnceLock};
 

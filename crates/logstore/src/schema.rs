@@ -9,12 +9,13 @@
 //! | `_time` | the type's time field (`end_time`, `stageTimestamp`) in ms | date, fast |
 //! | `_stream`, `_seq` | the spool stream and sequence number it came from | keyword fast / u64 fast |
 //! | one per [`LogType::fields`] entry | keyword, i64, IP address or date | fast (column only) |
-//! | `_all` | every string value of the record, tokenized | text (lower-cased words) |
+//! | `_all` | the words of string values not in a word-searched keyword column | text (lower-cased words) |
 //! | `_source` | the original JSON record | stored bytes (zstd docstore) |
 //!
 //! Only `cluster` and `_all` have an inverted index: every other filter is answered from the
 //! columns (tantivy's fast-field range query; keyword equality and prefix as ranges of
-//! dictionary ordinals), which keeps ingest cheap.
+//! dictionary ordinals), which keeps ingest cheap. Free-text words of most keyword values are
+//! found through the keyword columns' dictionaries rather than `_all` (see [`crate::text`]).
 //!
 //! Calico names contain dots and slashes (`annotations.authorization.k8s.io/decision`),
 //! which tantivy would read as JSON paths, so each is mapped to a plain name
@@ -25,6 +26,8 @@ use std::sync::OnceLock;
 
 use cattery_api::logs::{FieldKind, LogType};
 use serde_json::Value;
+
+use crate::text::scalar_like;
 use tantivy::schema::{
     BytesOptions, DateOptions, DateTimePrecision, Field, IndexRecordOption, IpAddrOptions,
     NumericOptions, Schema, TextFieldIndexing, TextOptions,
@@ -79,6 +82,10 @@ pub struct FieldSpec {
     /// Whether it has an inverted index (only `cluster` among the user-visible fields; the
     /// others are columns only, and filters on them are answered from the column).
     pub indexed: bool,
+    /// Whether free-text words of its string values are searched in the column's dictionary
+    /// instead of being indexed in `_all` (keyword fields, except nearly unique ones and those
+    /// left out of free text; see [`crate::text`]).
+    pub words_in_column: bool,
 }
 
 /// Name of the tantivy field holding the cluster.
@@ -113,6 +120,9 @@ pub struct TypeSchema {
     pub all: Field,
     /// `_source` (original JSON).
     pub source: Field,
+    /// Tantivy names of the fields whose words are searched in their column
+    /// ([`FieldSpec::words_in_column`]).
+    pub word_columns: std::sync::Arc<[String]>,
 }
 
 /// Maps a Calico field name to a tantivy-safe one.
@@ -172,6 +182,7 @@ impl TypeSchema {
             field: cluster,
             kind: Kind::Keyword,
             indexed: true,
+            words_in_column: true,
         }];
         for (name, fk) in log_type.fields() {
             let kind = Kind::from_field_kind(*fk);
@@ -189,12 +200,16 @@ impl TypeSchema {
                     Kind::Time => b.add_date_field(&tname, date_opts()),
                 }
             };
+            let words_in_column = kind == Kind::Keyword
+                && !words_stay_in_all(log_type, name)
+                && !excluded_from_text(name);
             fields.push(FieldSpec {
                 name,
                 tname,
                 field,
                 kind,
                 indexed: false,
+                words_in_column,
             });
         }
         let all = b.add_text_field(
@@ -207,6 +222,11 @@ impl TypeSchema {
             ),
         );
         let source = b.add_bytes_field(SOURCE, BytesOptions::default().set_stored());
+        let word_columns = fields
+            .iter()
+            .filter(|f| f.words_in_column)
+            .map(|f| f.tname.clone())
+            .collect();
         TypeSchema {
             log_type,
             schema: b.build(),
@@ -217,6 +237,7 @@ impl TypeSchema {
             seq,
             all,
             source,
+            word_columns,
         }
     }
 
@@ -263,15 +284,30 @@ impl TypeSchema {
         doc.add_text(self.stream, stream);
         doc.add_u64(self.seq, seq);
         let mut leaves = Vec::with_capacity(8);
+        // String values whose words are found through their keyword column, so not in `_all`.
+        let mut in_columns: Vec<&Value> = Vec::with_capacity(32);
+        if let Some(v @ Value::String(s)) = record.get(CLUSTER)
+            && s == cluster
+            && !scalar_like(s)
+        {
+            in_columns.push(v);
+        }
         for spec in &self.fields[1..] {
             if spec.field != self.time {
                 leaves.clear();
                 values_at(record, spec.name, &mut leaves);
                 add_values(&mut doc, spec, &leaves);
+                if spec.words_in_column {
+                    in_columns.extend(
+                        leaves
+                            .iter()
+                            .filter(|v| v.as_str().is_some_and(|s| !scalar_like(s))),
+                    );
+                }
             }
         }
-        let mut text = String::with_capacity(2048);
-        all_text(record, &mut text);
+        let mut text = String::with_capacity(1024);
+        text_except(record, &in_columns, &mut text);
         doc.add_text(self.all, &text);
         // Serialising a `Value` cannot fail. The text buffer is reused for it.
         let mut source = text.into_bytes();
@@ -427,6 +463,51 @@ pub fn all_text(v: &Value, out: &mut String) {
             .filter(|(k, _)| !excluded_from_text(k))
             .for_each(|(_, v)| push_text(v, out)),
         other => push_text(other, out),
+    }
+}
+
+/// Like [`all_text`], but leaving out the string values in `skip` (compared by address: the
+/// values of `record` that went into a word-searched keyword column).
+fn text_except(v: &Value, skip: &[&Value], out: &mut String) {
+    match v {
+        Value::Object(obj) => obj
+            .iter()
+            .filter(|(k, _)| !excluded_from_text(k))
+            .for_each(|(_, v)| push_text_except(v, skip, out)),
+        other => push_text_except(other, skip, out),
+    }
+}
+
+fn push_text_except(v: &Value, skip: &[&Value], out: &mut String) {
+    match v {
+        Value::String(s) => {
+            if !skip.iter().any(|x| std::ptr::eq(*x, v)) {
+                out.push_str(s);
+                out.push(' ');
+            }
+        }
+        Value::Number(_) | Value::Bool(_) | Value::Null => {}
+        Value::Array(items) => items.iter().for_each(|i| push_text_except(i, skip, out)),
+        Value::Object(obj) => obj.values().for_each(|i| push_text_except(i, skip, out)),
+    }
+}
+
+/// Keyword fields whose words stay in `_all` although they have a column: values that are
+/// nearly unique per record (pod names, domains, URLs, user agents), whose dictionaries are
+/// about as large as the number of records, so scanning them for every free-text word would
+/// cost more at query time than the postings cost at ingest.
+fn words_stay_in_all(log_type: LogType, name: &str) -> bool {
+    match log_type {
+        LogType::Flows => matches!(name, "source_name" | "dest_name" | "dest_domains"),
+        LogType::Dns => matches!(name, "client_name" | "qname" | "servers.name"),
+        LogType::L7 => matches!(name, "url" | "user_agent"),
+        LogType::Audit => matches!(
+            name,
+            "requestURI"
+                | "userAgent"
+                | "objectRef.name"
+                | "annotations.authorization.k8s.io/reason"
+        ),
     }
 }
 
