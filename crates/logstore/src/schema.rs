@@ -123,6 +123,9 @@ pub struct TypeSchema {
     /// Tantivy names of the fields whose words are searched in their column
     /// ([`FieldSpec::words_in_column`]).
     pub word_columns: std::sync::Arc<[String]>,
+    /// The fields a document takes from the record (all but `cluster` and the time field):
+    /// (Calico name, index in `fields`), sorted by name for [`TypeSchema::field_values`].
+    by_name: Vec<(&'static str, usize)>,
 }
 
 /// Maps a Calico field name to a tantivy-safe one.
@@ -227,6 +230,15 @@ impl TypeSchema {
             .filter(|f| f.words_in_column)
             .map(|f| f.tname.clone())
             .collect();
+        let mut by_name: Vec<(&'static str, usize)> = fields
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, f)| f.field != time)
+            .map(|(i, f)| (f.name, i))
+            .collect();
+        by_name.sort_unstable();
+        assert!(by_name.len() <= 128, "field_values keeps a 128-bit set");
         TypeSchema {
             log_type,
             schema: b.build(),
@@ -238,6 +250,56 @@ impl TypeSchema {
             all,
             source,
             word_columns,
+            by_name,
+        }
+    }
+
+    /// The values of every field a document takes from `record`, as (index in `fields`,
+    /// scalar) pairs: for each field exactly what [`values_at`] gives, in the same order, but
+    /// found in one ordered pass over the record's keys (a JSON object's keys are sorted)
+    /// instead of a map lookup per field. Dotted names that are not a key of their own
+    /// (`source_labels.labels` nested) are then looked up with [`values_at`].
+    pub fn field_values<'a>(&self, record: &'a Value, out: &mut Vec<(usize, &'a Value)>) {
+        let Value::Object(obj) = record else {
+            return;
+        };
+        let mut leaves = Vec::with_capacity(8);
+        let mut found = 0u128;
+        let mut j = 0;
+        let mut prev: Option<&str> = None;
+        for (k, v) in obj {
+            let k = k.as_str();
+            if prev.is_some_and(|p| p >= k) {
+                // Not sorted (serde_json built with `preserve_order`): a lookup per field.
+                out.clear();
+                return self.field_values_by_lookup(record, out);
+            }
+            prev = Some(k);
+            while self.by_name.get(j).is_some_and(|(name, _)| *name < k) {
+                j += 1;
+            }
+            if let Some((name, i)) = self.by_name.get(j)
+                && *name == k
+            {
+                found |= 1 << j;
+                push_leaves(v, &mut leaves);
+                out.extend(leaves.drain(..).map(|l| (*i, l)));
+                j += 1;
+            }
+        }
+        for (j, (name, i)) in self.by_name.iter().enumerate() {
+            if found & (1 << j) == 0 && name.contains('.') {
+                values_at(record, name, &mut leaves);
+                out.extend(leaves.drain(..).map(|l| (*i, l)));
+            }
+        }
+    }
+
+    fn field_values_by_lookup<'a>(&self, record: &'a Value, out: &mut Vec<(usize, &'a Value)>) {
+        let mut leaves = Vec::with_capacity(8);
+        for (name, i) in &self.by_name {
+            values_at(record, name, &mut leaves);
+            out.extend(leaves.drain(..).map(|l| (*i, l)));
         }
     }
 
@@ -283,7 +345,6 @@ impl TypeSchema {
         doc.add_date(self.time, DateTime::from_timestamp_millis(time_ms));
         doc.add_text(self.stream, stream);
         doc.add_u64(self.seq, seq);
-        let mut leaves = Vec::with_capacity(8);
         // String values whose words are found through their keyword column, so not in `_all`.
         let mut in_columns: Vec<&Value> = Vec::with_capacity(32);
         if let Some(v @ Value::String(s)) = record.get(CLUSTER)
@@ -292,18 +353,13 @@ impl TypeSchema {
         {
             in_columns.push(v);
         }
-        for spec in &self.fields[1..] {
-            if spec.field != self.time {
-                leaves.clear();
-                values_at(record, spec.name, &mut leaves);
-                add_values(&mut doc, spec, &leaves);
-                if spec.words_in_column {
-                    in_columns.extend(
-                        leaves
-                            .iter()
-                            .filter(|v| v.as_str().is_some_and(|s| !scalar_like(s))),
-                    );
-                }
+        let mut values = Vec::with_capacity(64);
+        self.field_values(record, &mut values);
+        for (i, v) in values {
+            let spec = &self.fields[i];
+            add_value(&mut doc, spec, v);
+            if spec.words_in_column && v.as_str().is_some_and(|s| !scalar_like(s)) {
+                in_columns.push(v);
             }
         }
         let mut text = String::with_capacity(1024);
@@ -318,29 +374,27 @@ impl TypeSchema {
     }
 }
 
-/// Adds the values of one field to a document (those not of the field's kind are skipped).
-fn add_values(doc: &mut TantivyDocument, spec: &FieldSpec, leaves: &[&Value]) {
-    for v in leaves {
-        match spec.kind {
-            Kind::Keyword => {
-                if let Some(s) = keyword_value(v) {
-                    doc.add_text(spec.field, s);
-                }
+/// Adds one value of a field to a document (skipped if it is not of the field's kind).
+fn add_value(doc: &mut TantivyDocument, spec: &FieldSpec, v: &Value) {
+    match spec.kind {
+        Kind::Keyword => {
+            if let Some(s) = keyword_value(v) {
+                doc.add_text(spec.field, s);
             }
-            Kind::Long => {
-                if let Some(n) = long_value(v) {
-                    doc.add_i64(spec.field, n);
-                }
+        }
+        Kind::Long => {
+            if let Some(n) = long_value(v) {
+                doc.add_i64(spec.field, n);
             }
-            Kind::Ip => {
-                if let Some(ip) = ip_value(v) {
-                    doc.add_ip_addr(spec.field, ip);
-                }
+        }
+        Kind::Ip => {
+            if let Some(ip) = ip_value(v) {
+                doc.add_ip_addr(spec.field, ip);
             }
-            Kind::Time => {
-                if let Some(ms) = time_value_ms(v) {
-                    doc.add_date(spec.field, DateTime::from_timestamp_millis(ms));
-                }
+        }
+        Kind::Time => {
+            if let Some(ms) = time_value_ms(v) {
+                doc.add_date(spec.field, DateTime::from_timestamp_millis(ms));
             }
         }
     }
@@ -617,6 +671,61 @@ mod tests {
         }
         let cluster: Vec<_> = doc.get_all(ts.cluster).filter_map(|v| v.as_str()).collect();
         assert_eq!(cluster, ["east"]);
+    }
+
+    #[test]
+    fn field_values_give_what_values_at_gives_for_every_field() {
+        let records = [
+            (
+                LogType::Flows,
+                json!({"end_time": 1, "action": "allow", "source_labels.labels": ["x"],
+                    "source_labels": {"labels": ["y"]}, "dest_labels.labels": null,
+                    "dest_labels": {"labels": ["z"]}, "policies": {"enforced_policies": ["p"]},
+                    "policies.pending_policies": "q", "host": ["a", {"b": 1}, null, 2],
+                    "zzz": 1, "aaa": "b", "dest_ip": "10.0.0.1"}),
+            ),
+            (
+                LogType::Dns,
+                json!({"end_time": "2026-11-24T00:00:00Z", "servers": [{"ip": "10.0.0.1",
+                    "name": "a"}, {"ip": "fd00::1"}, {"name": "c"}], "qname": "x.y",
+                    "servers.ip": null}),
+            ),
+            (
+                LogType::Audit,
+                json!({"stageTimestamp": "2026-11-24T00:00:00Z", "annotations":
+                    {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": "r"},
+                    "user": {"username": "alice", "groups": ["dev", "ops"]},
+                    "objectRef": {"resource": "pods", "name": "p"}, "verb": "get"}),
+            ),
+            (LogType::L7, json!(["not", "an", "object"])),
+        ];
+        for (t, record) in &records {
+            let ts = TypeSchema::new(*t);
+            let mut got = Vec::new();
+            ts.field_values(record, &mut got);
+            let mut by_lookup = Vec::new();
+            ts.field_values_by_lookup(record, &mut by_lookup);
+            for (i, spec) in ts.fields.iter().enumerate().skip(1) {
+                if spec.field == ts.time {
+                    continue;
+                }
+                let mut want = Vec::new();
+                values_at(record, spec.name, &mut want);
+                for pairs in [&got, &by_lookup] {
+                    let have: Vec<&Value> = pairs
+                        .iter()
+                        .filter(|(j, _)| *j == i)
+                        .map(|(_, v)| *v)
+                        .collect();
+                    assert_eq!(have.len(), want.len(), "{t} {}", spec.name);
+                    assert!(
+                        have.iter().zip(&want).all(|(a, b)| std::ptr::eq(*a, *b)),
+                        "{t} {}",
+                        spec.name
+                    );
+                }
+            }
+        }
     }
 
     #[test]
