@@ -7,7 +7,11 @@
 //!
 //! `cargo run --release -p cattery-logstore --example bench -- [--records N] [--clusters C]
 //! [--batch B] [--writers W] [--queries Q] [--dir PATH] [--writer-threads T]
-//! [--writer-memory-mb M] [--merge-min-segments S] [--zstd-level L]`
+//! [--writer-memory-mb M] [--merge-min-segments S] [--zstd-level L] [--source-text 0|1]`
+//!
+//! Records are handed over as the server does: with `cluster` set and, unless
+//! `--source-text 0`, with the JSON text they arrived as (generating both is not counted as
+//! the store's CPU).
 
 #![recursion_limit = "256"]
 
@@ -158,6 +162,7 @@ fn main() {
     let batch = arg(&args, "--batch", 10_000) as usize;
     let writers = arg(&args, "--writers", 1);
     let queries = arg(&args, "--queries", 100) as usize;
+    let source_text = arg(&args, "--source-text", 1) != 0;
     let dir = args
         .iter()
         .position(|a| a == "--dir")
@@ -225,20 +230,27 @@ fn main() {
                     let gen_started = thread_cpu();
                     let mut rng = Rng((b + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                     let seq0 = seqs[c].fetch_add(n as u64, Ordering::Relaxed);
+                    let cluster = format!("cluster-{c:03}");
+                    let stream = format!("stream-{c:03}");
                     let recs: Vec<IngestRecord> = (0..n)
                         .map(|i| {
                             let end_time =
                                 day_start + ((first + i as u64) * 86_399 / records) as i64;
+                            // As the server hands records over: `cluster` set (by validation)
+                            // and, unless `--source-text 0`, with the text they arrived as.
+                            let mut record = flow(&mut rng, end_time);
+                            record["cluster"] = json!(cluster);
+                            let source =
+                                source_text.then(|| serde_json::to_vec(&record).expect("JSON"));
                             IngestRecord {
                                 seq: seq0 + 1 + i as u64,
                                 log_type: LogType::Flows,
                                 time_ms: end_time * 1000,
-                                record: flow(&mut rng, end_time),
+                                record,
+                                source,
                             }
                         })
                         .collect();
-                    let cluster = format!("cluster-{c:03}");
-                    let stream = format!("stream-{c:03}");
                     *gen_cpu.lock().unwrap_or_else(|e| e.into_inner()) +=
                         thread_cpu().saturating_sub(gen_started);
                     round_start.wait();

@@ -374,10 +374,21 @@ impl EmbeddedStore {
         let mut chunk: Vec<(u64, TantivyDocument)> = Vec::with_capacity(CHUNK);
         let mut st = loop {
             chunk.extend(records.by_ref().take(CHUNK).map(|mut r| {
-                if let Value::Object(o) = &mut r.record {
+                if let Value::Object(o) = &mut r.record
+                    && o.get("cluster").and_then(Value::as_str) != Some(cluster)
+                {
                     o.insert("cluster".into(), Value::String(cluster.to_string()));
+                    // The caller's text says otherwise: serialise the record instead.
+                    r.source = None;
                 }
-                let doc = ts.document(cluster, stream, r.seq, r.time_ms, &r.record);
+                let doc = ts.document(
+                    cluster,
+                    stream,
+                    r.seq,
+                    r.time_ms,
+                    &r.record,
+                    r.source.as_deref(),
+                );
                 (r.seq, doc)
             }));
             let mut st = lock(&day.writer);

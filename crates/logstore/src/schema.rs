@@ -329,7 +329,8 @@ impl TypeSchema {
         )
     }
 
-    /// Builds the document for one record.
+    /// Builds the document for one record; `source` is the record's JSON text if the caller
+    /// has it (else `record` is serialised for `_source`).
     pub fn document(
         &self,
         cluster: &str,
@@ -337,6 +338,7 @@ impl TypeSchema {
         seq: u64,
         time_ms: i64,
         record: &Value,
+        source: Option<&[u8]>,
     ) -> TantivyDocument {
         // Sized for a typical flow record (its stored JSON, keywords and free text), so the
         // document's buffer is not regrown while it is filled.
@@ -365,11 +367,23 @@ impl TypeSchema {
         let mut text = String::with_capacity(1024);
         text_except(record, &in_columns, &mut text);
         doc.add_text(self.all, &text);
-        // Serialising a `Value` cannot fail. The text buffer is reused for it.
-        let mut source = text.into_bytes();
-        source.clear();
-        let _ = serde_json::to_writer(&mut source, record);
-        doc.add_bytes(self.source, &source);
+        match source {
+            Some(source) => {
+                debug_assert_eq!(
+                    serde_json::from_slice::<Value>(source).ok().as_ref(),
+                    Some(record),
+                    "the source text given for a record does not parse to it"
+                );
+                doc.add_bytes(self.source, source);
+            }
+            None => {
+                // Serialising a `Value` cannot fail. The text buffer is reused for it.
+                let mut source = text.into_bytes();
+                source.clear();
+                let _ = serde_json::to_writer(&mut source, record);
+                doc.add_bytes(self.source, &source);
+            }
+        }
         doc
     }
 }
@@ -639,7 +653,7 @@ mod tests {
             "source_labels": {"labels": ["a=b", "c=d"]}, "dest_labels.labels": ["x=y"],
             "policies": {"enforced_policies": ["p1", "p2"], "pending_policies": []},
             "source_ip": "10.0.0.1", "dest_ip": "nope", "host": 7, "cluster": "forged"});
-        let doc = ts.document("east", "s", 1, 1_795_478_400_000, &record);
+        let doc = ts.document("east", "s", 1, 1_795_478_400_000, &record, None);
         for spec in &ts.fields[1..] {
             if spec.field == ts.time {
                 continue;

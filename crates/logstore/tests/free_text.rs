@@ -43,6 +43,10 @@ fn ingest(
             log_type: LogType::Flows,
             time_ms: r["end_time"].as_i64().expect("end_time") * 1000,
             record: r.clone(),
+            // The text as received, as the server hands it over (odd records), or none.
+            source: (i % 2 == 1)
+                .then(|| serde_json::to_vec(r).expect("JSON"))
+                .and_then(|text| cattery_api::logs::text_with_cluster(&text, cluster)),
         })
         .collect();
     let report = store.ingest(cluster, stream, batch).expect("ingest");
