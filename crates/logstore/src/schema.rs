@@ -10,7 +10,7 @@
 //! | `_stream`, `_seq` | the spool stream and sequence number it came from | keyword fast / u64 fast |
 //! | one per [`LogType::fields`] entry | keyword, i64, IP address or date | fast (column only) |
 //! | `_all` | the words of string values not in a word-searched keyword column | text (lower-cased words) |
-//! | `_source` | the original JSON record | stored bytes (zstd docstore) |
+//! | `_source` | the original JSON record | stored text (zstd docstore); bytes in indices written before 2026-11-25 |
 //!
 //! Only `cluster` and `_all` have an inverted index: every other filter is answered from the
 //! columns (tantivy's fast-field range query; keyword equality and prefix as ranges of
@@ -29,8 +29,8 @@ use serde_json::Value;
 
 use crate::text::scalar_like;
 use tantivy::schema::{
-    BytesOptions, DateOptions, DateTimePrecision, Field, IndexRecordOption, IpAddrOptions,
-    NumericOptions, Schema, TextFieldIndexing, TextOptions,
+    DateOptions, DateTimePrecision, Field, IndexRecordOption, IpAddrOptions, NumericOptions,
+    Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::{DateTime, TantivyDocument};
 
@@ -224,7 +224,10 @@ impl TypeSchema {
                     .set_fieldnorms(false),
             ),
         );
-        let source = b.add_bytes_field(SOURCE, BytesOptions::default().set_stored());
+        // Stored text, not bytes: tantivy writes (and reads) a stored bytes value one byte at
+        // a time, a text value with one copy. Indices written before keep a bytes `_source`
+        // ([`source_is_text`]).
+        let source = b.add_text_field(SOURCE, TextOptions::default().set_stored());
         let word_columns = fields
             .iter()
             .filter(|f| f.words_in_column)
@@ -330,7 +333,9 @@ impl TypeSchema {
     }
 
     /// Builds the document for one record; `source` is the record's JSON text if the caller
-    /// has it (else `record` is serialised for `_source`).
+    /// has it (else `record` is serialised for `_source`). `source_as_text`: whether the
+    /// index's `_source` is a text field (else bytes, in indices of earlier versions).
+    #[allow(clippy::too_many_arguments)]
     pub fn document(
         &self,
         cluster: &str,
@@ -339,6 +344,7 @@ impl TypeSchema {
         time_ms: i64,
         record: &Value,
         source: Option<&[u8]>,
+        source_as_text: bool,
     ) -> TantivyDocument {
         // Sized for a typical flow record (its stored JSON, keywords and free text), so the
         // document's buffer is not regrown while it is filled.
@@ -367,24 +373,49 @@ impl TypeSchema {
         let mut text = String::with_capacity(1024);
         text_except(record, &in_columns, &mut text);
         doc.add_text(self.all, &text);
-        match source {
+        // The caller's text if it is UTF-8 (JSON text always is), else the record serialised.
+        let given = source.and_then(|s| std::str::from_utf8(s).ok());
+        match given {
             Some(source) => {
                 debug_assert_eq!(
-                    serde_json::from_slice::<Value>(source).ok().as_ref(),
+                    serde_json::from_str::<Value>(source).ok().as_ref(),
                     Some(record),
                     "the source text given for a record does not parse to it"
                 );
-                doc.add_bytes(self.source, source);
+                add_source(&mut doc, self.source, source, source_as_text);
             }
             None => {
                 // Serialising a `Value` cannot fail. The text buffer is reused for it.
-                let mut source = text.into_bytes();
-                source.clear();
-                let _ = serde_json::to_writer(&mut source, record);
-                doc.add_bytes(self.source, &source);
+                let mut buf = text.into_bytes();
+                buf.clear();
+                let _ = serde_json::to_writer(&mut buf, record);
+                let source = String::from_utf8(buf).unwrap_or_default();
+                add_source(&mut doc, self.source, &source, source_as_text);
             }
         }
         doc
+    }
+}
+
+fn add_source(doc: &mut TantivyDocument, field: Field, source: &str, as_text: bool) {
+    if as_text {
+        doc.add_text(field, source);
+    } else {
+        doc.add_bytes(field, source.as_bytes());
+    }
+}
+
+/// Whether the index with schema `schema` keeps `_source` as text (this version) rather than
+/// bytes (indices written before); `None` if it has no stored `_source` of either type.
+pub fn source_is_text(schema: &Schema) -> Option<bool> {
+    let entry = schema.get_field_entry(schema.get_field(SOURCE).ok()?);
+    if !entry.is_stored() {
+        return None;
+    }
+    match entry.field_type().value_type() {
+        tantivy::schema::Type::Str => Some(true),
+        tantivy::schema::Type::Bytes => Some(false),
+        _ => None,
     }
 }
 
@@ -653,7 +684,7 @@ mod tests {
             "source_labels": {"labels": ["a=b", "c=d"]}, "dest_labels.labels": ["x=y"],
             "policies": {"enforced_policies": ["p1", "p2"], "pending_policies": []},
             "source_ip": "10.0.0.1", "dest_ip": "nope", "host": 7, "cluster": "forged"});
-        let doc = ts.document("east", "s", 1, 1_795_478_400_000, &record, None);
+        let doc = ts.document("east", "s", 1, 1_795_478_400_000, &record, None, true);
         for spec in &ts.fields[1..] {
             if spec.field == ts.time {
                 continue;
