@@ -58,6 +58,7 @@ pub(crate) fn build(ts: &TypeSchema, req: &SearchRequest) -> Result<Box<dyn Quer
                 word,
                 all: ts.all,
                 columns: ts.word_columns.clone(),
+                ip_columns: ts.ip_columns.clone(),
             };
             clauses.push((Occur::Must, Box::new(DocPredicateQuery::from(word))));
         }

@@ -120,9 +120,11 @@ pub struct TypeSchema {
     pub all: Field,
     /// `_source` (original JSON).
     pub source: Field,
-    /// Tantivy names of the fields whose words are searched in their column
+    /// Tantivy names of the keyword fields whose words are searched in their column
     /// ([`FieldSpec::words_in_column`]).
     pub word_columns: std::sync::Arc<[String]>,
+    /// Tantivy names of the IP address fields (their words are searched in their column).
+    pub ip_columns: std::sync::Arc<[String]>,
     /// The fields a document takes from the record (all but `cluster` and the time field):
     /// (Calico name, index in `fields`), sorted by name for [`TypeSchema::field_values`].
     by_name: Vec<(&'static str, usize)>,
@@ -203,9 +205,11 @@ impl TypeSchema {
                     Kind::Time => b.add_date_field(&tname, date_opts()),
                 }
             };
-            let words_in_column = kind == Kind::Keyword
-                && !words_stay_in_all(log_type, name)
-                && !excluded_from_text(name);
+            let words_in_column = match kind {
+                Kind::Keyword => !words_stay_in_all(log_type, name) && !excluded_from_text(name),
+                Kind::Ip => true,
+                Kind::Long | Kind::Time => false,
+            };
             fields.push(FieldSpec {
                 name,
                 tname,
@@ -230,7 +234,12 @@ impl TypeSchema {
         let source = b.add_text_field(SOURCE, TextOptions::default().set_stored());
         let word_columns = fields
             .iter()
-            .filter(|f| f.words_in_column)
+            .filter(|f| f.words_in_column && f.kind == Kind::Keyword)
+            .map(|f| f.tname.clone())
+            .collect();
+        let ip_columns = fields
+            .iter()
+            .filter(|f| f.words_in_column && f.kind == Kind::Ip)
             .map(|f| f.tname.clone())
             .collect();
         let mut by_name: Vec<(&'static str, usize)> = fields
@@ -253,6 +262,7 @@ impl TypeSchema {
             all,
             source,
             word_columns,
+            ip_columns,
             by_name,
         }
     }
@@ -363,8 +373,33 @@ impl TypeSchema {
         }
         let mut values = Vec::with_capacity(64);
         self.field_values(record, &mut values);
+        let mut ip_text = String::with_capacity(48);
         for (i, v) in values {
             let spec = &self.fields[i];
+            if spec.kind == Kind::Ip {
+                // An address written the way the column prints it back has its words found
+                // there; any other spelling keeps them in `_all`.
+                let Some(s) = v.as_str() else { continue };
+                let as_printed = match s.parse::<IpAddr>() {
+                    // Rust reads only the dotted form it prints (no leading zeros, four
+                    // octets, nothing around), so every IPv4 address read is spelt that way.
+                    Ok(IpAddr::V4(a)) => {
+                        doc.add_ip_addr(spec.field, a.to_ipv6_mapped());
+                        true
+                    }
+                    Ok(IpAddr::V6(a)) => {
+                        doc.add_ip_addr(spec.field, a);
+                        ip_text.clear();
+                        crate::text::write_ip(a, &mut ip_text);
+                        ip_text == s
+                    }
+                    Err(_) => false,
+                };
+                if as_printed {
+                    in_columns.push(v);
+                }
+                continue;
+            }
             add_value(&mut doc, spec, v);
             if spec.words_in_column && v.as_str().is_some_and(|s| !scalar_like(s)) {
                 in_columns.push(v);
@@ -716,6 +751,27 @@ mod tests {
         }
         let cluster: Vec<_> = doc.get_all(ts.cluster).filter_map(|v| v.as_str()).collect();
         assert_eq!(cluster, ["east"]);
+    }
+
+    #[test]
+    fn ipv4_addresses_are_read_only_in_the_form_they_print() {
+        for s in ["10.0.0.1", "0.0.0.0", "255.255.255.255", "192.168.1.20"] {
+            let ip: IpAddr = s.parse().unwrap();
+            let mut printed = String::new();
+            crate::text::write_ip(ip_to_v6(ip), &mut printed);
+            assert_eq!(printed, s);
+        }
+        for s in [
+            "010.1.1.1",
+            "1.2.3",
+            "1.2.3.04",
+            " 1.2.3.4",
+            "1.2.3.4 ",
+            "+1.2.3.4",
+            "1.2.3.256",
+        ] {
+            assert!(s.parse::<IpAddr>().is_err(), "{s}");
+        }
     }
 
     #[test]

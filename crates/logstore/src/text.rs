@@ -13,6 +13,11 @@
 //!   contain the word are collected, and a document matches when one of its values in that
 //!   column has such an ordinal.
 //!
+//! IP address fields work the same way without a dictionary: an address whose text is
+//! exactly how the column prints it back ([`write_ip`]) keeps its words out of `_all`, and a
+//! word that could be part of such a text (up to four hex digits) is checked against the
+//! documents' addresses, printed.
+//!
 //! A document matches if either says so, which is exact for indices written before this
 //! scheme too (their `_all` holds every word, and a column only ever confirms a word the
 //! record has). Terms that could have come from a JSON number or boolean are skipped in the
@@ -24,9 +29,10 @@
 //! per-document check runs only on documents the other clauses leave (it is a predicate, never
 //! the leader of the intersection).
 
+use std::net::Ipv6Addr;
 use std::sync::Arc;
 
-use tantivy::columnar::StrColumn;
+use tantivy::columnar::{Column, StrColumn};
 use tantivy::postings::SegmentPostings;
 use tantivy::query::AllScorer;
 use tantivy::query::doc_predicate_query::{
@@ -47,12 +53,18 @@ pub(crate) struct WordQuery {
     pub all: Field,
     /// Tantivy names of the keyword columns whose words are searched in their dictionaries.
     pub columns: Arc<[String]>,
+    /// Tantivy names of the IP address columns (their words are searched too).
+    pub ip_columns: Arc<[String]>,
 }
 
-/// A word in one segment: its `_all` postings and the matching ordinals of each column.
+/// A word in one segment: its `_all` postings, the matching ordinals of each keyword column,
+/// and the IP columns to print and check (only if the word could be part of an address).
 pub(crate) struct SegmentWord {
     postings: Option<SegmentPostings>,
     columns: Vec<(StrColumn, Vec<u64>)>,
+    ips: Vec<Column<Ipv6Addr>>,
+    word: String,
+    buf: String,
 }
 
 impl DocPredicate for WordQuery {
@@ -76,18 +88,37 @@ impl DocPredicate for WordQuery {
                 columns.push((column, ords));
             }
         }
-        Ok(match (postings, columns.is_empty()) {
+        let mut ips = Vec::new();
+        if may_be_in_an_address(&self.word) {
+            for name in self.ip_columns.iter() {
+                if let Some(column) = fast.column_opt::<Ipv6Addr>(name)? {
+                    ips.push(column);
+                }
+            }
+        }
+        let word = self.word.clone();
+        let buf = String::new();
+        Ok(match (postings, columns.is_empty() && ips.is_empty()) {
             (None, true) => ConstOrVariableSegmentPredicate::Const(false),
             // Only `_all` has the word here: its postings are the answer.
             (Some(postings), true) => ConstOrVariableSegmentPredicate::Variable {
                 predicate: SegmentWord {
                     postings: None,
                     columns,
+                    ips,
+                    word,
+                    buf,
                 },
                 necessary_condition: Box::new(postings),
             },
             (postings, false) => ConstOrVariableSegmentPredicate::Variable {
-                predicate: SegmentWord { postings, columns },
+                predicate: SegmentWord {
+                    postings,
+                    columns,
+                    ips,
+                    word,
+                    buf,
+                },
                 necessary_condition: Box::new(AllScorer::new(segment.max_doc())),
             },
         })
@@ -105,20 +136,47 @@ impl SegmentDocPredicate for SegmentWord {
                 return true;
             }
         }
-        if self.columns.is_empty() && self.postings.is_none() {
+        if self.columns.is_empty() && self.ips.is_empty() && self.postings.is_none() {
             return true;
         }
-        self.columns.iter().any(|(column, bits)| {
+        let in_keywords = self.columns.iter().any(|(column, bits)| {
             column
                 .term_ords(doc)
                 .any(|ord| bits[(ord / 64) as usize] & (1 << (ord % 64)) != 0)
-        })
+        });
+        in_keywords
+            || self.ips.iter().any(|column| {
+                column.values_for_doc(doc).any(|ip| {
+                    self.buf.clear();
+                    write_ip(ip, &mut self.buf);
+                    has_word(&self.buf, &self.word)
+                })
+            })
     }
 
     fn cost(&self) -> u64 {
         // A few column lookups per document: far dearer than advancing a posting list.
         100
     }
+}
+
+/// How an IP column prints an address back: IPv4 (kept IPv4-mapped) dotted, IPv6 as Rust
+/// prints it (RFC 5952: lower case, longest zero run compressed).
+pub(crate) fn write_ip(ip: Ipv6Addr, out: &mut String) {
+    use std::fmt::Write as _;
+    let _ = match ip.to_ipv4_mapped() {
+        Some(v4) => write!(out, "{v4}"),
+        None => write!(out, "{ip}"),
+    };
+}
+
+/// Whether `word` could be a token of a printed address: decimal octets and hex groups are
+/// one to four hex digits (lower case, as words are).
+fn may_be_in_an_address(word: &str) -> bool {
+    (1..=4).contains(&word.len())
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A bit set of the ordinals of `column`'s terms that contain `word`; `None` if there are none.
