@@ -9,7 +9,7 @@
 //! | `_time` | the type's time field (`end_time`, `stageTimestamp`) in ms | date, fast |
 //! | `_stream`, `_seq` | the spool stream and sequence number it came from | keyword fast / u64 fast |
 //! | one per [`LogType::fields`] entry | keyword, i64, IP address or date | fast (column only) |
-//! | `_all` | the words of string values not in a word-searched keyword column | text (lower-cased words) |
+//! | `_all` | the words of string values not in a word-searched column (keyword or IP) | text (lower-cased words) |
 //! | `_source` | the original JSON record | stored text (zstd docstore); bytes in indices written before 2026-11-25 |
 //!
 //! Only `cluster` and `_all` have an inverted index: every other filter is answered from the
@@ -82,9 +82,10 @@ pub struct FieldSpec {
     /// Whether it has an inverted index (only `cluster` among the user-visible fields; the
     /// others are columns only, and filters on them are answered from the column).
     pub indexed: bool,
-    /// Whether free-text words of its string values are searched in the column's dictionary
-    /// instead of being indexed in `_all` (keyword fields, except nearly unique ones and those
-    /// left out of free text; see [`crate::text`]).
+    /// Whether free-text words of its string values are searched in the column instead of
+    /// being indexed in `_all`: keyword fields (in the column's dictionary), except nearly
+    /// unique ones and those left out of free text, and IP fields (addresses spelt as the
+    /// column prints them); see [`crate::text`].
     pub words_in_column: bool,
 }
 
