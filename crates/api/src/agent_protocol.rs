@@ -59,3 +59,83 @@ pub struct LogLine {
     /// The record as the source wrote it.
     pub record: serde_json::Value,
 }
+
+/// [`LogLine`] with nothing else in it (for [`LogLine::parse`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExactLogLine {
+    seq: u64,
+    #[serde(rename = "type")]
+    log_type: crate::logs::LogType,
+    record: serde_json::Value,
+}
+
+impl LogLine {
+    /// Parses one line of a batch, and also returns the record's own JSON text when the line
+    /// is exactly as the agent writes it (`{"seq":N,"type":"T","record":…}`, no other member,
+    /// no whitespace before the record), so the record need not be serialised again to be
+    /// stored. Other valid lines parse as well, without the text.
+    pub fn parse(line: &[u8]) -> Result<(LogLine, Option<&[u8]>), serde_json::Error> {
+        let Ok(exact) = serde_json::from_slice::<ExactLogLine>(line) else {
+            return serde_json::from_slice::<LogLine>(line).map(|l| (l, None));
+        };
+        let prefix = format!(
+            "{{\"seq\":{},\"type\":\"{}\",\"record\":",
+            exact.seq,
+            exact.log_type.as_str()
+        );
+        // The object has exactly these three members (no duplicates, no others) and starts
+        // with them in this order, so what follows `"record":` is the record, then
+        // whitespace and the closing brace.
+        let text = line
+            .strip_prefix(prefix.as_bytes())
+            .map(|rest| rest.trim_ascii_end())
+            .and_then(|rest| rest.strip_suffix(b"}"))
+            .map(<[u8]>::trim_ascii);
+        let line = LogLine {
+            seq: exact.seq,
+            log_type: exact.log_type,
+            record: exact.record,
+        };
+        Ok((line, text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::LogType;
+
+    #[test]
+    fn log_lines_as_the_agent_writes_them_give_the_records_text() {
+        let record = r#"{"end_time":1,"labels":{"a":"}"},"s":"\"record\":"}"#;
+        let line = format!(r#"{{"seq":42,"type":"dns","record":{record}}}"#);
+        let (parsed, text) = LogLine::parse(line.as_bytes()).unwrap();
+        assert_eq!((parsed.seq, parsed.log_type), (42, LogType::Dns));
+        assert_eq!(text, Some(record.as_bytes()));
+        assert_eq!(
+            parsed.record,
+            serde_json::from_str::<serde_json::Value>(record).unwrap()
+        );
+
+        let spaced = format!("{{\"seq\":42,\"type\":\"dns\",\"record\":{record} }}\r");
+        assert_eq!(
+            LogLine::parse(spaced.as_bytes()).unwrap().1,
+            Some(record.as_bytes())
+        );
+
+        // Anything else parses, but without the text.
+        for other in [
+            format!(r#"{{"seq":42,"type":"dns","record":{record},"extra":1}}"#),
+            format!(r#"{{"type":"dns","seq":42,"record":{record}}}"#),
+            format!(r#"{{ "seq":42,"type":"dns","record":{record}}}"#),
+            format!(r#"{{"seq":42,"type":"dns","rec\u006frd":{record}}}"#),
+        ] {
+            let (parsed, text) = LogLine::parse(other.as_bytes()).unwrap();
+            assert_eq!(parsed.seq, 42, "{other}");
+            assert_eq!(text, None, "{other}");
+        }
+        assert!(LogLine::parse(br#"{"seq":1,"type":"dns","record":{},"record":{}}"#).is_err());
+        assert!(LogLine::parse(b"{\"seq\":1}").is_err());
+    }
+}

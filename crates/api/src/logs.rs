@@ -328,10 +328,52 @@ pub fn validate(log_type: LogType, record: &mut Value, cluster: &str) -> Result<
     Ok(time)
 }
 
+/// The JSON text of a record after [`validate`], built from the text it arrived as: `text`
+/// (a JSON object without a `cluster` member) with `"cluster":"<cluster>"` added before the
+/// closing brace, so it parses to the validated record. `None` if `text` is not an object's
+/// text. The caller checks that the record had no `cluster` (validate would have replaced it).
+pub fn text_with_cluster(text: &[u8], cluster: &str) -> Option<Vec<u8>> {
+    let text = text.trim_ascii();
+    let body = text.strip_prefix(b"{")?.strip_suffix(b"}")?;
+    let mut out = Vec::with_capacity(text.len() + cluster.len() + 16);
+    out.push(b'{');
+    out.extend_from_slice(body);
+    if !body.trim_ascii().is_empty() {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"cluster\":");
+    serde_json::to_writer(&mut out, cluster).ok()?;
+    out.push(b'}');
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn text_with_cluster_parses_to_the_validated_record() {
+        for text in [
+            r#"{"end_time": 1597166383, "action": "allow", "labels": {"a": "}"}}"#,
+            "  {}\n",
+            "{ }",
+            r#"{"end_time":1597166383,"x":[1,{"y":null}]}"#,
+        ] {
+            let mut record: Value = serde_json::from_str(text).unwrap();
+            if validate(LogType::Flows, &mut record, "east\"1").is_err() {
+                record["cluster"] = json!("east\"1");
+            }
+            let out = text_with_cluster(text.as_bytes(), "east\"1").unwrap();
+            assert_eq!(
+                serde_json::from_slice::<Value>(&out).unwrap(),
+                record,
+                "{text}"
+            );
+        }
+        assert_eq!(text_with_cluster(b"[1]", "e"), None);
+        assert_eq!(text_with_cluster(b"", "e"), None);
+    }
 
     #[test]
     fn validates_and_stamps_cluster() {

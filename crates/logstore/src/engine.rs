@@ -110,6 +110,8 @@ struct State {
 struct DayIndex {
     name: String,
     path: PathBuf,
+    /// Whether `_source` is a text field (indices of earlier versions: bytes).
+    source_text: bool,
     index: Index,
     reader: IndexReader,
     /// The writer side: open writer, watermarks, documents waiting for the next commit.
@@ -285,16 +287,16 @@ impl EmbeddedStore {
         let name = index_name(key.0, key.1);
         let path = self.dir.join(&name);
         let ts = schema_of(key.0);
-        let index = if path.join("meta.json").exists() {
+        let (index, source_text) = if path.join("meta.json").exists() {
             let index = Index::open_in_dir(&path)?;
-            if !schema_compatible(&index.schema(), &ts.schema) {
+            let Some(source_text) = schema_compatible(&index.schema(), &ts.schema) else {
                 return Err(LogStoreError::Corrupt {
                     index: name,
                     message: "its schema differs from this version's (written by another version?)"
                         .into(),
                 });
-            }
-            index
+            };
+            (index, source_text)
         } else if create || state.known.contains(&key) {
             // Created now, or a directory left empty by a crash during creation.
             std::fs::create_dir_all(&path)?;
@@ -311,7 +313,7 @@ impl EmbeddedStore {
                 .create_in_dir(&path)?;
             // Make the new directory entry itself durable.
             std::fs::File::open(&self.dir)?.sync_all()?;
-            index
+            (index, true)
         } else {
             return Ok(None);
         };
@@ -322,6 +324,7 @@ impl EmbeddedStore {
         let day = Arc::new(DayIndex {
             name,
             path,
+            source_text,
             index,
             reader,
             writer: Mutex::new(WriteState {
@@ -374,10 +377,22 @@ impl EmbeddedStore {
         let mut chunk: Vec<(u64, TantivyDocument)> = Vec::with_capacity(CHUNK);
         let mut st = loop {
             chunk.extend(records.by_ref().take(CHUNK).map(|mut r| {
-                if let Value::Object(o) = &mut r.record {
+                if let Value::Object(o) = &mut r.record
+                    && o.get("cluster").and_then(Value::as_str) != Some(cluster)
+                {
                     o.insert("cluster".into(), Value::String(cluster.to_string()));
+                    // The caller's text says otherwise: serialise the record instead.
+                    r.source = None;
                 }
-                let doc = ts.document(cluster, stream, r.seq, r.time_ms, &r.record);
+                let doc = ts.document(
+                    cluster,
+                    stream,
+                    r.seq,
+                    r.time_ms,
+                    &r.record,
+                    r.source.as_deref(),
+                    day.source_text,
+                );
                 (r.seq, doc)
             }));
             let mut st = lock(&day.writer);
@@ -533,19 +548,26 @@ impl EmbeddedStore {
 /// Whether an index written with schema `on_disk` can be read and written with `current`:
 /// the same fields (name, type, order), every column `current` reads present, every inverted
 /// index it queries present. Indices written before keyword and time fields became
-/// column-only have extra inverted indices, which are harmless.
-fn schema_compatible(on_disk: &tantivy::schema::Schema, current: &tantivy::schema::Schema) -> bool {
+/// column-only have extra inverted indices, which are harmless; those written before
+/// `_source` became text keep it as bytes. `Some(whether _source is text)` if compatible.
+fn schema_compatible(
+    on_disk: &tantivy::schema::Schema,
+    current: &tantivy::schema::Schema,
+) -> Option<bool> {
+    let source_text = crate::schema::source_is_text(on_disk)?;
     let a: Vec<_> = on_disk.fields().collect();
     let b: Vec<_> = current.fields().collect();
-    a.len() == b.len()
+    let same = a.len() == b.len()
         && a.iter().zip(&b).all(|((fa, ea), (fb, eb))| {
             fa == fb
                 && ea.name() == eb.name()
-                && ea.field_type().value_type() == eb.field_type().value_type()
+                && (ea.field_type().value_type() == eb.field_type().value_type()
+                    || ea.name() == "_source")
                 && ea.is_fast() == eb.is_fast()
                 && ea.is_stored() == eb.is_stored()
                 && (ea.is_indexed() || !eb.is_indexed())
-        })
+        });
+    same.then_some(source_text)
 }
 
 /// How many documents an ingest builds before handing them to the writer.
@@ -711,7 +733,7 @@ impl LogStore for EmbeddedStore {
             let doc: TantivyDocument = searcher.doc(addr)?;
             let source = doc
                 .get_first(ts.source)
-                .and_then(|v| v.as_bytes())
+                .and_then(|v| v.as_str().map(str::as_bytes).or_else(|| v.as_bytes()))
                 .map(serde_json::from_slice::<Value>)
                 .transpose()
                 .map_err(|e| LogStoreError::Corrupt {

@@ -20,6 +20,7 @@ mod request;
 mod retention;
 mod schema;
 mod sort;
+mod text;
 
 use std::sync::{Arc, OnceLock};
 
@@ -44,6 +45,10 @@ pub struct IngestRecord {
     pub time_ms: i64,
     /// The record as sent, with `cluster` set.
     pub record: serde_json::Value,
+    /// The record's JSON text, when the caller has it (as received, `cluster` added — see
+    /// [`cattery_api::logs::text_with_cluster`]): stored as the record's source instead of
+    /// serialising `record` again. It must parse to `record`. `None`: `record` is serialised.
+    pub source: Option<Vec<u8>>,
 }
 
 /// What an ingest did.

@@ -8,10 +8,8 @@ use std::sync::OnceLock;
 
 use cattery_api::logs::{FieldKind, LogType};
 use serde_json::Value;
-use tantivy::query::{
-    AllQuery, BooleanQuery, EmptyQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
-};
-use tantivy::schema::IndexRecordOption;
+use tantivy::query::doc_predicate_query::DocPredicateQuery;
+use tantivy::query::{AllQuery, BooleanQuery, EmptyQuery, Occur, Query, RangeQuery, TermSetQuery};
 use tantivy::tokenizer::{TextAnalyzer, TokenizerManager};
 use tantivy::{DateTime, Term};
 
@@ -22,6 +20,7 @@ use crate::request::{
 use crate::schema::{
     FieldSpec, Kind, TypeSchema, ip_value, keyword_value, long_value, time_value_ms, values_at,
 };
+use crate::text::WordQuery;
 
 /// One clause of a boolean query.
 type Clause = (Occur, Box<dyn Query>);
@@ -54,12 +53,14 @@ pub(crate) fn build(ts: &TypeSchema, req: &SearchRequest) -> Result<Box<dyn Quer
     }
     clauses.extend(filter_clauses(ts, &req.filters)?);
     if let Some(q) = &req.query {
-        for token in tokens(q) {
-            let term = Term::from_field_text(ts.all, &token);
-            clauses.push((
-                Occur::Must,
-                Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
-            ));
+        for word in tokens(q) {
+            let word = WordQuery {
+                word,
+                all: ts.all,
+                columns: ts.word_columns.clone(),
+                ip_columns: ts.ip_columns.clone(),
+            };
+            clauses.push((Occur::Must, Box::new(DocPredicateQuery::from(word))));
         }
     }
     Ok(Box::new(BooleanQuery::new(clauses)))

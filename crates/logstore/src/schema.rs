@@ -9,12 +9,13 @@
 //! | `_time` | the type's time field (`end_time`, `stageTimestamp`) in ms | date, fast |
 //! | `_stream`, `_seq` | the spool stream and sequence number it came from | keyword fast / u64 fast |
 //! | one per [`LogType::fields`] entry | keyword, i64, IP address or date | fast (column only) |
-//! | `_all` | every string value of the record, tokenized | text (lower-cased words) |
-//! | `_source` | the original JSON record | stored bytes (zstd docstore) |
+//! | `_all` | the words of string values not in a word-searched column (keyword or IP) | text (lower-cased words) |
+//! | `_source` | the original JSON record | stored text (zstd docstore); bytes in indices written before 2026-11-25 |
 //!
 //! Only `cluster` and `_all` have an inverted index: every other filter is answered from the
 //! columns (tantivy's fast-field range query; keyword equality and prefix as ranges of
-//! dictionary ordinals), which keeps ingest cheap.
+//! dictionary ordinals), which keeps ingest cheap. Free-text words of most keyword values are
+//! found through the keyword columns' dictionaries rather than `_all` (see [`crate::text`]).
 //!
 //! Calico names contain dots and slashes (`annotations.authorization.k8s.io/decision`),
 //! which tantivy would read as JSON paths, so each is mapped to a plain name
@@ -25,9 +26,11 @@ use std::sync::OnceLock;
 
 use cattery_api::logs::{FieldKind, LogType};
 use serde_json::Value;
+
+use crate::text::scalar_like;
 use tantivy::schema::{
-    BytesOptions, DateOptions, DateTimePrecision, Field, IndexRecordOption, IpAddrOptions,
-    NumericOptions, Schema, TextFieldIndexing, TextOptions,
+    DateOptions, DateTimePrecision, Field, IndexRecordOption, IpAddrOptions, NumericOptions,
+    Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::{DateTime, TantivyDocument};
 
@@ -79,6 +82,11 @@ pub struct FieldSpec {
     /// Whether it has an inverted index (only `cluster` among the user-visible fields; the
     /// others are columns only, and filters on them are answered from the column).
     pub indexed: bool,
+    /// Whether free-text words of its string values are searched in the column instead of
+    /// being indexed in `_all`: keyword fields (in the column's dictionary), except nearly
+    /// unique ones and those left out of free text, and IP fields (addresses spelt as the
+    /// column prints them); see [`crate::text`].
+    pub words_in_column: bool,
 }
 
 /// Name of the tantivy field holding the cluster.
@@ -113,6 +121,14 @@ pub struct TypeSchema {
     pub all: Field,
     /// `_source` (original JSON).
     pub source: Field,
+    /// Tantivy names of the keyword fields whose words are searched in their column
+    /// ([`FieldSpec::words_in_column`]).
+    pub word_columns: std::sync::Arc<[String]>,
+    /// Tantivy names of the IP address fields (their words are searched in their column).
+    pub ip_columns: std::sync::Arc<[String]>,
+    /// The fields a document takes from the record (all but `cluster` and the time field):
+    /// (Calico name, index in `fields`), sorted by name for [`TypeSchema::field_values`].
+    by_name: Vec<(&'static str, usize)>,
 }
 
 /// Maps a Calico field name to a tantivy-safe one.
@@ -172,6 +188,7 @@ impl TypeSchema {
             field: cluster,
             kind: Kind::Keyword,
             indexed: true,
+            words_in_column: true,
         }];
         for (name, fk) in log_type.fields() {
             let kind = Kind::from_field_kind(*fk);
@@ -189,12 +206,18 @@ impl TypeSchema {
                     Kind::Time => b.add_date_field(&tname, date_opts()),
                 }
             };
+            let words_in_column = match kind {
+                Kind::Keyword => !words_stay_in_all(log_type, name) && !excluded_from_text(name),
+                Kind::Ip => true,
+                Kind::Long | Kind::Time => false,
+            };
             fields.push(FieldSpec {
                 name,
                 tname,
                 field,
                 kind,
                 indexed: false,
+                words_in_column,
             });
         }
         let all = b.add_text_field(
@@ -206,7 +229,29 @@ impl TypeSchema {
                     .set_fieldnorms(false),
             ),
         );
-        let source = b.add_bytes_field(SOURCE, BytesOptions::default().set_stored());
+        // Stored text, not bytes: tantivy writes (and reads) a stored bytes value one byte at
+        // a time, a text value with one copy. Indices written before keep a bytes `_source`
+        // ([`source_is_text`]).
+        let source = b.add_text_field(SOURCE, TextOptions::default().set_stored());
+        let word_columns = fields
+            .iter()
+            .filter(|f| f.words_in_column && f.kind == Kind::Keyword)
+            .map(|f| f.tname.clone())
+            .collect();
+        let ip_columns = fields
+            .iter()
+            .filter(|f| f.words_in_column && f.kind == Kind::Ip)
+            .map(|f| f.tname.clone())
+            .collect();
+        let mut by_name: Vec<(&'static str, usize)> = fields
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, f)| f.field != time)
+            .map(|(i, f)| (f.name, i))
+            .collect();
+        by_name.sort_unstable();
+        assert!(by_name.len() <= 128, "field_values keeps a 128-bit set");
         TypeSchema {
             log_type,
             schema: b.build(),
@@ -217,6 +262,58 @@ impl TypeSchema {
             seq,
             all,
             source,
+            word_columns,
+            ip_columns,
+            by_name,
+        }
+    }
+
+    /// The values of every field a document takes from `record`, as (index in `fields`,
+    /// scalar) pairs: for each field exactly what [`values_at`] gives, in the same order, but
+    /// found in one ordered pass over the record's keys (a JSON object's keys are sorted)
+    /// instead of a map lookup per field. Dotted names that are not a key of their own
+    /// (`source_labels.labels` nested) are then looked up with [`values_at`].
+    pub fn field_values<'a>(&self, record: &'a Value, out: &mut Vec<(usize, &'a Value)>) {
+        let Value::Object(obj) = record else {
+            return;
+        };
+        let mut leaves = Vec::with_capacity(8);
+        let mut found = 0u128;
+        let mut j = 0;
+        let mut prev: Option<&str> = None;
+        for (k, v) in obj {
+            let k = k.as_str();
+            if prev.is_some_and(|p| p >= k) {
+                // Not sorted (serde_json built with `preserve_order`): a lookup per field.
+                out.clear();
+                return self.field_values_by_lookup(record, out);
+            }
+            prev = Some(k);
+            while self.by_name.get(j).is_some_and(|(name, _)| *name < k) {
+                j += 1;
+            }
+            if let Some((name, i)) = self.by_name.get(j)
+                && *name == k
+            {
+                found |= 1 << j;
+                push_leaves(v, &mut leaves);
+                out.extend(leaves.drain(..).map(|l| (*i, l)));
+                j += 1;
+            }
+        }
+        for (j, (name, i)) in self.by_name.iter().enumerate() {
+            if found & (1 << j) == 0 && name.contains('.') {
+                values_at(record, name, &mut leaves);
+                out.extend(leaves.drain(..).map(|l| (*i, l)));
+            }
+        }
+    }
+
+    fn field_values_by_lookup<'a>(&self, record: &'a Value, out: &mut Vec<(usize, &'a Value)>) {
+        let mut leaves = Vec::with_capacity(8);
+        for (name, i) in &self.by_name {
+            values_at(record, name, &mut leaves);
+            out.extend(leaves.drain(..).map(|l| (*i, l)));
         }
     }
 
@@ -246,7 +343,10 @@ impl TypeSchema {
         )
     }
 
-    /// Builds the document for one record.
+    /// Builds the document for one record; `source` is the record's JSON text if the caller
+    /// has it (else `record` is serialised for `_source`). `source_as_text`: whether the
+    /// index's `_source` is a text field (else bytes, in indices of earlier versions).
+    #[allow(clippy::too_many_arguments)]
     pub fn document(
         &self,
         cluster: &str,
@@ -254,6 +354,8 @@ impl TypeSchema {
         seq: u64,
         time_ms: i64,
         record: &Value,
+        source: Option<&[u8]>,
+        source_as_text: bool,
     ) -> TantivyDocument {
         // Sized for a typical flow record (its stored JSON, keywords and free text), so the
         // document's buffer is not regrown while it is filled.
@@ -262,49 +364,118 @@ impl TypeSchema {
         doc.add_date(self.time, DateTime::from_timestamp_millis(time_ms));
         doc.add_text(self.stream, stream);
         doc.add_u64(self.seq, seq);
-        let mut leaves = Vec::with_capacity(8);
-        for spec in &self.fields[1..] {
-            if spec.field != self.time {
-                leaves.clear();
-                values_at(record, spec.name, &mut leaves);
-                add_values(&mut doc, spec, &leaves);
+        // String values whose words are found through their keyword column, so not in `_all`.
+        let mut in_columns: Vec<&Value> = Vec::with_capacity(32);
+        if let Some(v @ Value::String(s)) = record.get(CLUSTER)
+            && s == cluster
+            && !scalar_like(s)
+        {
+            in_columns.push(v);
+        }
+        let mut values = Vec::with_capacity(64);
+        self.field_values(record, &mut values);
+        let mut ip_text = String::with_capacity(48);
+        for (i, v) in values {
+            let spec = &self.fields[i];
+            if spec.kind == Kind::Ip {
+                // An address written the way the column prints it back has its words found
+                // there; any other spelling keeps them in `_all`.
+                let Some(s) = v.as_str() else { continue };
+                let as_printed = match s.parse::<IpAddr>() {
+                    // Rust reads only the dotted form it prints (no leading zeros, four
+                    // octets, nothing around), so every IPv4 address read is spelt that way.
+                    Ok(IpAddr::V4(a)) => {
+                        doc.add_ip_addr(spec.field, a.to_ipv6_mapped());
+                        true
+                    }
+                    Ok(IpAddr::V6(a)) => {
+                        doc.add_ip_addr(spec.field, a);
+                        ip_text.clear();
+                        crate::text::write_ip(a, &mut ip_text);
+                        ip_text == s
+                    }
+                    Err(_) => false,
+                };
+                if as_printed {
+                    in_columns.push(v);
+                }
+                continue;
+            }
+            add_value(&mut doc, spec, v);
+            if spec.words_in_column && v.as_str().is_some_and(|s| !scalar_like(s)) {
+                in_columns.push(v);
             }
         }
-        let mut text = String::with_capacity(2048);
-        all_text(record, &mut text);
+        let mut text = String::with_capacity(1024);
+        text_except(record, &in_columns, &mut text);
         doc.add_text(self.all, &text);
-        // Serialising a `Value` cannot fail. The text buffer is reused for it.
-        let mut source = text.into_bytes();
-        source.clear();
-        let _ = serde_json::to_writer(&mut source, record);
-        doc.add_bytes(self.source, &source);
+        // The caller's text if it is UTF-8 (JSON text always is), else the record serialised.
+        let given = source.and_then(|s| std::str::from_utf8(s).ok());
+        match given {
+            Some(source) => {
+                debug_assert_eq!(
+                    serde_json::from_str::<Value>(source).ok().as_ref(),
+                    Some(record),
+                    "the source text given for a record does not parse to it"
+                );
+                add_source(&mut doc, self.source, source, source_as_text);
+            }
+            None => {
+                // Serialising a `Value` cannot fail. The text buffer is reused for it.
+                let mut buf = text.into_bytes();
+                buf.clear();
+                let _ = serde_json::to_writer(&mut buf, record);
+                let source = String::from_utf8(buf).unwrap_or_default();
+                add_source(&mut doc, self.source, &source, source_as_text);
+            }
+        }
         doc
     }
 }
 
-/// Adds the values of one field to a document (those not of the field's kind are skipped).
-fn add_values(doc: &mut TantivyDocument, spec: &FieldSpec, leaves: &[&Value]) {
-    for v in leaves {
-        match spec.kind {
-            Kind::Keyword => {
-                if let Some(s) = keyword_value(v) {
-                    doc.add_text(spec.field, s);
-                }
+fn add_source(doc: &mut TantivyDocument, field: Field, source: &str, as_text: bool) {
+    if as_text {
+        doc.add_text(field, source);
+    } else {
+        doc.add_bytes(field, source.as_bytes());
+    }
+}
+
+/// Whether the index with schema `schema` keeps `_source` as text (this version) rather than
+/// bytes (indices written before); `None` if it has no stored `_source` of either type.
+pub fn source_is_text(schema: &Schema) -> Option<bool> {
+    let entry = schema.get_field_entry(schema.get_field(SOURCE).ok()?);
+    if !entry.is_stored() {
+        return None;
+    }
+    match entry.field_type().value_type() {
+        tantivy::schema::Type::Str => Some(true),
+        tantivy::schema::Type::Bytes => Some(false),
+        _ => None,
+    }
+}
+
+/// Adds one value of a field to a document (skipped if it is not of the field's kind).
+fn add_value(doc: &mut TantivyDocument, spec: &FieldSpec, v: &Value) {
+    match spec.kind {
+        Kind::Keyword => {
+            if let Some(s) = keyword_value(v) {
+                doc.add_text(spec.field, s);
             }
-            Kind::Long => {
-                if let Some(n) = long_value(v) {
-                    doc.add_i64(spec.field, n);
-                }
+        }
+        Kind::Long => {
+            if let Some(n) = long_value(v) {
+                doc.add_i64(spec.field, n);
             }
-            Kind::Ip => {
-                if let Some(ip) = ip_value(v) {
-                    doc.add_ip_addr(spec.field, ip);
-                }
+        }
+        Kind::Ip => {
+            if let Some(ip) = ip_value(v) {
+                doc.add_ip_addr(spec.field, ip);
             }
-            Kind::Time => {
-                if let Some(ms) = time_value_ms(v) {
-                    doc.add_date(spec.field, DateTime::from_timestamp_millis(ms));
-                }
+        }
+        Kind::Time => {
+            if let Some(ms) = time_value_ms(v) {
+                doc.add_date(spec.field, DateTime::from_timestamp_millis(ms));
             }
         }
     }
@@ -430,6 +601,51 @@ pub fn all_text(v: &Value, out: &mut String) {
     }
 }
 
+/// Like [`all_text`], but leaving out the string values in `skip` (compared by address: the
+/// values of `record` that went into a word-searched keyword column).
+fn text_except(v: &Value, skip: &[&Value], out: &mut String) {
+    match v {
+        Value::Object(obj) => obj
+            .iter()
+            .filter(|(k, _)| !excluded_from_text(k))
+            .for_each(|(_, v)| push_text_except(v, skip, out)),
+        other => push_text_except(other, skip, out),
+    }
+}
+
+fn push_text_except(v: &Value, skip: &[&Value], out: &mut String) {
+    match v {
+        Value::String(s) => {
+            if !skip.iter().any(|x| std::ptr::eq(*x, v)) {
+                out.push_str(s);
+                out.push(' ');
+            }
+        }
+        Value::Number(_) | Value::Bool(_) | Value::Null => {}
+        Value::Array(items) => items.iter().for_each(|i| push_text_except(i, skip, out)),
+        Value::Object(obj) => obj.values().for_each(|i| push_text_except(i, skip, out)),
+    }
+}
+
+/// Keyword fields whose words stay in `_all` although they have a column: values that are
+/// nearly unique per record (pod names, domains, URLs, user agents), whose dictionaries are
+/// about as large as the number of records, so scanning them for every free-text word would
+/// cost more at query time than the postings cost at ingest.
+fn words_stay_in_all(log_type: LogType, name: &str) -> bool {
+    match log_type {
+        LogType::Flows => matches!(name, "source_name" | "dest_name" | "dest_domains"),
+        LogType::Dns => matches!(name, "client_name" | "qname" | "servers.name"),
+        LogType::L7 => matches!(name, "url" | "user_agent"),
+        LogType::Audit => matches!(
+            name,
+            "requestURI"
+                | "userAgent"
+                | "objectRef.name"
+                | "annotations.authorization.k8s.io/reason"
+        ),
+    }
+}
+
 /// Whether the top-level field `key` is kept out of the free text (see [`all_text`]).
 fn excluded_from_text(key: &str) -> bool {
     static EXCLUDED: OnceLock<Vec<&'static str>> = OnceLock::new();
@@ -504,7 +720,7 @@ mod tests {
             "source_labels": {"labels": ["a=b", "c=d"]}, "dest_labels.labels": ["x=y"],
             "policies": {"enforced_policies": ["p1", "p2"], "pending_policies": []},
             "source_ip": "10.0.0.1", "dest_ip": "nope", "host": 7, "cluster": "forged"});
-        let doc = ts.document("east", "s", 1, 1_795_478_400_000, &record);
+        let doc = ts.document("east", "s", 1, 1_795_478_400_000, &record, None, true);
         for spec in &ts.fields[1..] {
             if spec.field == ts.time {
                 continue;
@@ -536,6 +752,82 @@ mod tests {
         }
         let cluster: Vec<_> = doc.get_all(ts.cluster).filter_map(|v| v.as_str()).collect();
         assert_eq!(cluster, ["east"]);
+    }
+
+    #[test]
+    fn ipv4_addresses_are_read_only_in_the_form_they_print() {
+        for s in ["10.0.0.1", "0.0.0.0", "255.255.255.255", "192.168.1.20"] {
+            let ip: IpAddr = s.parse().unwrap();
+            let mut printed = String::new();
+            crate::text::write_ip(ip_to_v6(ip), &mut printed);
+            assert_eq!(printed, s);
+        }
+        for s in [
+            "010.1.1.1",
+            "1.2.3",
+            "1.2.3.04",
+            " 1.2.3.4",
+            "1.2.3.4 ",
+            "+1.2.3.4",
+            "1.2.3.256",
+        ] {
+            assert!(s.parse::<IpAddr>().is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn field_values_give_what_values_at_gives_for_every_field() {
+        let records = [
+            (
+                LogType::Flows,
+                json!({"end_time": 1, "action": "allow", "source_labels.labels": ["x"],
+                    "source_labels": {"labels": ["y"]}, "dest_labels.labels": null,
+                    "dest_labels": {"labels": ["z"]}, "policies": {"enforced_policies": ["p"]},
+                    "policies.pending_policies": "q", "host": ["a", {"b": 1}, null, 2],
+                    "zzz": 1, "aaa": "b", "dest_ip": "10.0.0.1"}),
+            ),
+            (
+                LogType::Dns,
+                json!({"end_time": "2026-11-24T00:00:00Z", "servers": [{"ip": "10.0.0.1",
+                    "name": "a"}, {"ip": "fd00::1"}, {"name": "c"}], "qname": "x.y",
+                    "servers.ip": null}),
+            ),
+            (
+                LogType::Audit,
+                json!({"stageTimestamp": "2026-11-24T00:00:00Z", "annotations":
+                    {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": "r"},
+                    "user": {"username": "alice", "groups": ["dev", "ops"]},
+                    "objectRef": {"resource": "pods", "name": "p"}, "verb": "get"}),
+            ),
+            (LogType::L7, json!(["not", "an", "object"])),
+        ];
+        for (t, record) in &records {
+            let ts = TypeSchema::new(*t);
+            let mut got = Vec::new();
+            ts.field_values(record, &mut got);
+            let mut by_lookup = Vec::new();
+            ts.field_values_by_lookup(record, &mut by_lookup);
+            for (i, spec) in ts.fields.iter().enumerate().skip(1) {
+                if spec.field == ts.time {
+                    continue;
+                }
+                let mut want = Vec::new();
+                values_at(record, spec.name, &mut want);
+                for pairs in [&got, &by_lookup] {
+                    let have: Vec<&Value> = pairs
+                        .iter()
+                        .filter(|(j, _)| *j == i)
+                        .map(|(_, v)| *v)
+                        .collect();
+                    assert_eq!(have.len(), want.len(), "{t} {}", spec.name);
+                    assert!(
+                        have.iter().zip(&want).all(|(a, b)| std::ptr::eq(*a, *b)),
+                        "{t} {}",
+                        spec.name
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -128,6 +128,8 @@ fn ingest_all(store: &EmbeddedStore, data: &[(String, u64, Flow)], batch: usize)
                 log_type: LogType::Flows,
                 time_ms: f.end_time * 1000,
                 record: f.json(),
+                // Half the records come with their JSON text, as the server's do.
+                source: (seq % 2 == 0).then(|| serde_json::to_vec(&f.json()).expect("JSON")),
             });
     }
     for ((cluster, stream), recs) in by_stream {
@@ -565,6 +567,7 @@ fn batch(data: &[(String, u64, Flow)], stream: &str) -> Vec<IngestRecord> {
             log_type: LogType::Flows,
             time_ms: f.end_time * 1000,
             record: f.json(),
+            source: None,
         })
         .collect()
 }
@@ -691,6 +694,7 @@ fn retention_deletes_expired_days_and_nothing_else() {
         log_type: t,
         time_ms: ms,
         record: json!({"end_time": ms / 1000, "stageTimestamp": "x", "cluster": "east"}),
+        source: None,
     };
     let mut recs = Vec::new();
     for d in 0..5 {

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cattery_api::MANAGEMENT_CLUSTER_NAME;
-use cattery_api::logs::LogType;
+use cattery_api::logs::{LogType, text_with_cluster};
 use cattery_logstore::{IngestRecord, LogStoreError};
 use serde_json::Value;
 
@@ -155,16 +155,24 @@ pub fn index_lines(logs: &LogService, lines: &[(u64, Vec<u8>)]) -> Result<usize,
         let parsed = serde_json::from_slice::<Value>(line)
             .map_err(|e| e.to_string())
             .and_then(|mut record| {
+                // The line is the event's text: stored as it is (with `cluster` added) rather
+                // than serialised again, unless it names a cluster, which validation replaces.
+                let source = record
+                    .get("cluster")
+                    .is_none()
+                    .then(|| text_with_cluster(line, MANAGEMENT_CLUSTER_NAME))
+                    .flatten();
                 cattery_api::logs::validate(LogType::Audit, &mut record, MANAGEMENT_CLUSTER_NAME)
-                    .map(|time_ms| (record, time_ms))
+                    .map(|time_ms| (record, time_ms, source))
                     .map_err(|e| e.to_string())
             });
         match parsed {
-            Ok((record, time_ms)) => records.push(IngestRecord {
+            Ok((record, time_ms, source)) => records.push(IngestRecord {
                 seq: *seq,
                 log_type: LogType::Audit,
                 time_ms,
                 record,
+                source,
             }),
             Err(e) => {
                 logs.metrics

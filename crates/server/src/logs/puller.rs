@@ -13,7 +13,7 @@ use axum::body::Body;
 use cattery_api::agent_protocol::{
     AGENT_AUTHORITY, HEADER_FIRST_SEQ, HEADER_LAST_SEQ, HEADER_LOG_STREAM, LogLine, PATH_LOGS_NEXT,
 };
-use cattery_api::logs::{LogType, validate};
+use cattery_api::logs::{LogType, text_with_cluster, validate};
 use cattery_logstore::IngestRecord;
 use cattery_tunnel::session::Sender;
 use http_body_util::BodyExt;
@@ -175,7 +175,7 @@ fn ingest(
         .enumerate()
         .filter(|(_, l)| !l.is_empty())
     {
-        let parsed: LogLine = match serde_json::from_slice(line) {
+        let (parsed, text) = match LogLine::parse(line) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(
@@ -193,12 +193,18 @@ fn ingest(
             mut record,
         } = parsed;
         logs.metrics.received(log_type, cluster, 1);
+        // The record's text as it arrived saves the store serialising it again; validation
+        // adds `cluster`, so only a record without one can use it (with `cluster` appended).
+        let had_cluster = record.get("cluster").is_some();
         match validate(log_type, &mut record, cluster) {
             Ok(time_ms) => records.push(IngestRecord {
                 seq,
                 log_type,
                 time_ms,
                 record,
+                source: text
+                    .filter(|_| !had_cluster)
+                    .and_then(|t| text_with_cluster(t, cluster)),
             }),
             Err(e) => {
                 tracing::warn!(
