@@ -78,8 +78,14 @@ fn main() -> std::process::ExitCode {
         Command::Server(_) | Command::Agent(_) | Command::SimCluster(_) | Command::Demo(_)
     );
     init_logging(if long_running { "info" } else { "warn" });
-    if !purging {
-        tracing::debug!("mimalloc's purge_delay option was not where expected; left as is");
+    match purging {
+        allocator::Purging::AtOnce => {}
+        allocator::Purging::ChosenByOperator => {
+            tracing::debug!("mimalloc's purge delay comes from MIMALLOC_PURGE_DELAY")
+        }
+        allocator::Purging::Unchanged => {
+            tracing::debug!("mimalloc's purge_delay option was not where expected; left as is")
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
