@@ -115,7 +115,7 @@ fn bench_tunnel_against_a_plain_http_upstream() {
 }
 
 #[test]
-fn bench_rbac_measures_both_modes_and_waits_for_the_audit_trail() {
+fn bench_rbac_measures_every_mode_and_waits_for_the_audit_trail() {
     let dir = test_dir();
     let report = bench(
         dir.path(),
@@ -136,6 +136,7 @@ fn bench_rbac_measures_both_modes_and_waits_for_the_audit_trail() {
     );
     for label in [
         "off (authentication only)",
+        "audit only (authentication + audit, no RBAC decision)",
         "on (authentication + RBAC + audit)",
     ] {
         let r = rows(&report, label);
@@ -146,4 +147,5 @@ fn bench_rbac_measures_both_modes_and_waits_for_the_audit_trail() {
         assert_eq!(r[0][8], "0", "errors in {:?}", r[0]);
     }
     assert!(report.contains("RBAC on ≥ 90% of off"), "{report}");
+    assert!(report.contains("the RBAC decision alone"), "{report}");
 }

@@ -66,6 +66,10 @@ pub enum AccessControl {
     /// Authentication only: every authenticated caller may do everything and nothing is
     /// audited. For benchmarks measuring RBAC's cost; not reachable from the command line.
     AuthenticationOnlyForBenchmarks,
+    /// Authentication and the audit trail, no authorization: every authenticated caller
+    /// may do everything, and every request is audited as allowed. For benchmarks that
+    /// separate RBAC's own cost from the audit trail's; not reachable from the command line.
+    AuditWithoutAuthorizationForBenchmarks,
 }
 
 /// Shared state of the API handlers.
