@@ -7,7 +7,10 @@
 //!
 //! `cargo run --release -p cattery-logstore --example bench -- [--records N] [--clusters C]
 //! [--batch B] [--writers W] [--queries Q] [--dir PATH] [--writer-threads T]
-//! [--writer-memory-mb M] [--merge-min-segments S] [--zstd-level L] [--source-text 0|1]`
+//! [--writer-memory-mb M] [--merge-min-segments S] [--zstd-level L] [--source-text 0|1]
+//! [--engine-floor [--drop FIELD,...]]`
+//!
+//! `--engine-floor` measures tantivy alone on the same documents (see [`engine_floor`]).
 //!
 //! Records are handed over as the server does: with `cluster` set and, unless
 //! `--source-text 0`, with the JSON text they arrived as (generating both is not counted as
@@ -155,6 +158,164 @@ fn dir_bytes(p: &std::path::Path) -> u64 {
     n
 }
 
+/// One day of traffic ending now-ish (a fixed day so runs are comparable):
+/// 2026-11-24T00:00:00Z.
+const DAY_START: i64 = 1_795_478_400;
+
+/// Batch `b` (`n` records from record number `first` of `records`) as cluster `c` ships it:
+/// (cluster, stream, records). Records are handed over as the server does: `cluster` set
+/// (by validation) and, if `source_text`, with the text they arrived as.
+fn make_batch(
+    b: u64,
+    c: usize,
+    n: usize,
+    first: u64,
+    records: u64,
+    seq0: u64,
+    source_text: bool,
+) -> (String, String, Vec<IngestRecord>) {
+    let mut rng = Rng((b + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let cluster = format!("cluster-{c:03}");
+    let stream = format!("stream-{c:03}");
+    let recs = (0..n)
+        .map(|i| {
+            let end_time = DAY_START + ((first + i as u64) * 86_399 / records) as i64;
+            let mut record = flow(&mut rng, end_time);
+            record["cluster"] = json!(cluster);
+            let source = source_text.then(|| serde_json::to_vec(&record).expect("JSON"));
+            IngestRecord {
+                seq: seq0 + 1 + i as u64,
+                log_type: LogType::Flows,
+                time_ms: end_time * 1000,
+                record,
+                source,
+            }
+        })
+        .collect();
+    (cluster, stream, recs)
+}
+
+/// `--engine-floor`: what tantivy alone costs per flow. The same records, schema, settings,
+/// merge policy and documents as the store, but fed straight into one `IndexWriter` (no
+/// exactly-once watermarks, no group commit, no locks), committing every `per_commit`
+/// documents. Reports the CPU of building the documents (ours) apart from everything else
+/// the process spends (tantivy: indexing threads, commits, merges, docstore compression).
+/// `left_out` names tantivy fields left out of the documents (`_all`, `_source`, …) to show
+/// what each costs.
+fn engine_floor(
+    records: u64,
+    clusters: u64,
+    per_commit: usize,
+    options: &StoreOptions,
+    dir: &std::path::Path,
+    left_out: &[String],
+) {
+    use cattery_logstore::engine_floor;
+    use tantivy::schema::Value as _;
+    let schema = engine_floor::schema(LogType::Flows);
+    let dropped: Vec<tantivy::schema::Field> = left_out
+        .iter()
+        .map(|name| {
+            schema
+                .get_field(name)
+                .unwrap_or_else(|_| panic!("--drop: no field {name:?} in the flows schema"))
+        })
+        .collect();
+    std::fs::create_dir_all(dir).expect("bench directory");
+    let index = tantivy::Index::builder()
+        .schema(schema)
+        .settings(engine_floor::settings(options))
+        .create_in_dir(dir)
+        .expect("index");
+    let threads = options.writer_threads.max(1);
+    let memory = options.writer_memory_bytes.max(threads * (16 << 20));
+    let mut writer: tantivy::IndexWriter = index
+        .writer_with_num_threads(threads, memory)
+        .expect("writer");
+    writer.set_merge_policy(Box::new(engine_floor::merge_policy(options)));
+    let (mut gen_cpu, mut build_cpu) = (Duration::ZERO, Duration::ZERO);
+    let cpu_before = process_cpu();
+    let started = Instant::now();
+    let mut first = 0u64;
+    let mut b = 0u64;
+    let mut since_commit = 0;
+    let mut docs = Vec::with_capacity(per_commit);
+    while first < records {
+        let n = per_commit.min((records - first) as usize);
+        let t = thread_cpu();
+        let c = (b % clusters) as usize;
+        let (cluster, stream, recs) = make_batch(b, c, n, first, records, first, true);
+        let t2 = thread_cpu();
+        gen_cpu += t2.saturating_sub(t);
+        docs.extend(recs.iter().map(|r| {
+            let doc = engine_floor::document(&cluster, &stream, r);
+            if dropped.is_empty() {
+                doc
+            } else {
+                let mut kept = tantivy::TantivyDocument::new();
+                for (f, v) in doc.field_values() {
+                    if !dropped.contains(&f) {
+                        kept.add_field_value(f, &tantivy::schema::OwnedValue::from(v.as_value()));
+                    }
+                }
+                kept
+            }
+        }));
+        let t3 = thread_cpu();
+        build_cpu += t3.saturating_sub(t2);
+        drop(recs);
+        gen_cpu += thread_cpu().saturating_sub(t3);
+        for doc in docs.drain(..) {
+            writer.add_document(doc).expect("add");
+        }
+        since_commit += n;
+        if since_commit >= per_commit {
+            writer.commit().expect("commit");
+            since_commit = 0;
+        }
+        first += n as u64;
+        b += 1;
+    }
+    writer.commit().expect("commit");
+    let at_last_commit = process_cpu().saturating_sub(cpu_before);
+    writer.wait_merging_threads().expect("merges");
+    let wall = started.elapsed();
+    let total = process_cpu().saturating_sub(cpu_before);
+    let engine = total.saturating_sub(gen_cpu).saturating_sub(build_cpu);
+    let engine_at_last_commit = at_last_commit
+        .saturating_sub(gen_cpu)
+        .saturating_sub(build_cpu);
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / records as f64;
+    println!(
+        "engine floor: {records} flows, commit every {per_commit}, {threads} indexing threads, fields left out: {}",
+        if left_out.is_empty() {
+            "none".to_string()
+        } else {
+            left_out.join(", ")
+        }
+    );
+    println!(
+        "  building documents (ours): {:.1} µs/flow; tantivy (indexing, commits, merges, docstore): {:.1} µs/flow; together {:.1} µs/flow",
+        per(build_cpu),
+        per(engine),
+        per(build_cpu + engine)
+    );
+    println!(
+        "  tantivy until the last commit returned (merges still running then are left out, as in the store's measure): {:.1} µs/flow",
+        per(engine_at_last_commit)
+    );
+    println!(
+        "  ⇒ at most {:.0} flows/s on 2 fully available cores for tantivy alone, {:.0} with our document building; wall {:.1} s",
+        2e6 / per(engine),
+        2e6 / per(build_cpu + engine),
+        wall.as_secs_f64()
+    );
+    println!(
+        "  disk: {:.1} bytes/flow",
+        dir_bytes(dir) as f64 / records as f64
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let records = arg(&args, "--records", 2_000_000);
@@ -188,10 +349,27 @@ fn main() {
     options.docstore_zstd_level =
         arg(&args, "--zstd-level", options.docstore_zstd_level as u64) as i32;
     eprintln!("{options:?}");
+    if args.iter().any(|a| a == "--engine-floor") {
+        let drop: Vec<String> = args
+            .iter()
+            .position(|a| a == "--drop")
+            .and_then(|i| args.get(i + 1))
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default();
+        engine_floor(
+            records,
+            clusters,
+            batch * writers as usize,
+            &options,
+            &dir,
+            &drop,
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
     let store = EmbeddedStore::open_with(&dir, Retention::default(), options).expect("open store");
 
-    // One day of traffic ending now-ish (a fixed day so runs are comparable).
-    let day_start: i64 = 1_795_478_400; // 2026-11-24T00:00:00Z
+    let day_start = DAY_START;
     let batches = records.div_ceil(batch as u64);
     let writers = writers.clamp(1, clusters.min(batches).max(1));
     let rounds = batches.div_ceil(writers);
@@ -228,29 +406,9 @@ fn main() {
                     // stream); a round's batches are from different clusters.
                     let c = (b % clusters) as usize;
                     let gen_started = thread_cpu();
-                    let mut rng = Rng((b + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                     let seq0 = seqs[c].fetch_add(n as u64, Ordering::Relaxed);
-                    let cluster = format!("cluster-{c:03}");
-                    let stream = format!("stream-{c:03}");
-                    let recs: Vec<IngestRecord> = (0..n)
-                        .map(|i| {
-                            let end_time =
-                                day_start + ((first + i as u64) * 86_399 / records) as i64;
-                            // As the server hands records over: `cluster` set (by validation)
-                            // and, unless `--source-text 0`, with the text they arrived as.
-                            let mut record = flow(&mut rng, end_time);
-                            record["cluster"] = json!(cluster);
-                            let source =
-                                source_text.then(|| serde_json::to_vec(&record).expect("JSON"));
-                            IngestRecord {
-                                seq: seq0 + 1 + i as u64,
-                                log_type: LogType::Flows,
-                                time_ms: end_time * 1000,
-                                record,
-                                source,
-                            }
-                        })
-                        .collect();
+                    let (cluster, stream, recs) =
+                        make_batch(b, c, n, first, records, seq0, source_text);
                     *gen_cpu.lock().unwrap_or_else(|e| e.into_inner()) +=
                         thread_cpu().saturating_sub(gen_started);
                     round_start.wait();

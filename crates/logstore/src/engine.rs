@@ -83,6 +83,25 @@ impl Default for StoreOptions {
     }
 }
 
+/// The settings every new daily index is created with: zstd-compressed stored records in
+/// 64 KiB blocks.
+pub(crate) fn index_settings(options: &StoreOptions) -> IndexSettings {
+    IndexSettings {
+        docstore_compression: Compressor::Zstd(ZstdCompressor {
+            compression_level: Some(options.docstore_zstd_level),
+        }),
+        docstore_blocksize: 64 * 1024,
+        ..IndexSettings::default()
+    }
+}
+
+/// The merge policy of every daily index's writer.
+pub(crate) fn merge_policy(options: &StoreOptions) -> LogMergePolicy {
+    let mut policy = LogMergePolicy::default();
+    policy.set_min_num_segments(options.merge_min_segments.max(2));
+    policy
+}
+
 /// The default [`crate::LogStore`]: tantivy indices in a local directory.
 pub struct EmbeddedStore {
     dir: PathBuf,
@@ -300,16 +319,9 @@ impl EmbeddedStore {
         } else if create || state.known.contains(&key) {
             // Created now, or a directory left empty by a crash during creation.
             std::fs::create_dir_all(&path)?;
-            let settings = IndexSettings {
-                docstore_compression: Compressor::Zstd(ZstdCompressor {
-                    compression_level: Some(self.options.docstore_zstd_level),
-                }),
-                docstore_blocksize: 64 * 1024,
-                ..IndexSettings::default()
-            };
             let index = Index::builder()
                 .schema(ts.schema.clone())
-                .settings(settings)
+                .settings(index_settings(&self.options))
                 .create_in_dir(&path)?;
             // Make the new directory entry itself durable.
             std::fs::File::open(&self.dir)?.sync_all()?;
@@ -346,9 +358,7 @@ impl EmbeddedStore {
         let threads = self.options.writer_threads.max(1);
         let memory = self.options.writer_memory_bytes.max(threads * (16 << 20));
         let writer = day.index.writer_with_num_threads(threads, memory)?;
-        let mut policy = LogMergePolicy::default();
-        policy.set_min_num_segments(self.options.merge_min_segments.max(2));
-        writer.set_merge_policy(Box::new(policy));
+        writer.set_merge_policy(Box::new(merge_policy(&self.options)));
         day.reader.reload()?;
         st.marks = recover_marks(&day.reader)?;
         st.writer = Some(writer);

@@ -14,6 +14,7 @@
 
 mod aggs;
 mod engine;
+pub mod engine_floor;
 mod error;
 mod query;
 mod request;
