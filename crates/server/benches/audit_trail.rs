@@ -59,7 +59,7 @@ fn journal_line(b: Bencher) {
 /// A whole batch of journal lines indexed (parsed, validated, indexed, committed,
 /// fsynced); the reported throughput is events per second (wall time, indexing threads
 /// included).
-#[divan::bench(args = [500, 2_500, 10_000], sample_count = 10, sample_size = 1)]
+#[divan::bench(args = [500, 2_500, 10_000, 40_000], sample_count = 10, sample_size = 1)]
 fn index_batch(b: Bencher, batch: usize) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store = EmbeddedStore::open(dir.path(), Retention::default()).expect("a log store");
