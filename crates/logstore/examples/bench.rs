@@ -227,12 +227,7 @@ fn engine_floor(
         .settings(engine_floor::settings(options))
         .create_in_dir(dir)
         .expect("index");
-    let threads = options.writer_threads.max(1);
-    let memory = options.writer_memory_bytes.max(threads * (16 << 20));
-    let mut writer: tantivy::IndexWriter = index
-        .writer_with_num_threads(threads, memory)
-        .expect("writer");
-    writer.set_merge_policy(Box::new(engine_floor::merge_policy(options)));
+    let mut writer = engine_floor::writer(&index, options).expect("writer");
     let (mut gen_cpu, mut build_cpu) = (Duration::ZERO, Duration::ZERO);
     let cpu_before = process_cpu();
     let started = Instant::now();
@@ -287,7 +282,8 @@ fn engine_floor(
         .saturating_sub(build_cpu);
     let per = |d: Duration| d.as_secs_f64() * 1e6 / records as f64;
     println!(
-        "engine floor: {records} flows, commit every {per_commit}, {threads} indexing threads, fields left out: {}",
+        "engine floor: {records} flows, commit every {per_commit}, {} indexing threads, fields left out: {}",
+        options.writer_threads.max(1),
         if left_out.is_empty() {
             "none".to_string()
         } else {
@@ -369,7 +365,6 @@ fn main() {
     }
     let store = EmbeddedStore::open_with(&dir, Retention::default(), options).expect("open store");
 
-    let day_start = DAY_START;
     let batches = records.div_ceil(batch as u64);
     let writers = writers.clamp(1, clusters.min(batches).max(1));
     let rounds = batches.div_ceil(writers);
@@ -466,7 +461,7 @@ fn main() {
     let mut text_hits_seen = 0;
     for q in 0..queries + 5 {
         // Filtered search: 10 clusters, denied flows from one namespace in a 6-hour window, newest 100.
-        let from = day_start + rng.below(18) as i64 * 3600;
+        let from = DAY_START + rng.below(18) as i64 * 3600;
         let picked: Vec<String> = (0..10)
             .map(|_| all[rng.below(clusters) as usize].clone())
             .collect();

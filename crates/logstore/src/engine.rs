@@ -95,11 +95,18 @@ pub(crate) fn index_settings(options: &StoreOptions) -> IndexSettings {
     }
 }
 
-/// The merge policy of every daily index's writer.
-pub(crate) fn merge_policy(options: &StoreOptions) -> LogMergePolicy {
+/// Opens the writer of a daily index: its indexing threads, memory and merge policy.
+pub(crate) fn open_writer(
+    index: &Index,
+    options: &StoreOptions,
+) -> Result<IndexWriter, TantivyError> {
+    let threads = options.writer_threads.max(1);
+    let memory = options.writer_memory_bytes.max(threads * (16 << 20));
+    let writer = index.writer_with_num_threads(threads, memory)?;
     let mut policy = LogMergePolicy::default();
     policy.set_min_num_segments(options.merge_min_segments.max(2));
-    policy
+    writer.set_merge_policy(Box::new(policy));
+    Ok(writer)
 }
 
 /// The default [`crate::LogStore`]: tantivy indices in a local directory.
@@ -355,10 +362,7 @@ impl EmbeddedStore {
         if st.open {
             return Ok(());
         }
-        let threads = self.options.writer_threads.max(1);
-        let memory = self.options.writer_memory_bytes.max(threads * (16 << 20));
-        let writer = day.index.writer_with_num_threads(threads, memory)?;
-        writer.set_merge_policy(Box::new(merge_policy(&self.options)));
+        let writer = open_writer(&day.index, &self.options)?;
         day.reader.reload()?;
         st.marks = recover_marks(&day.reader)?;
         st.writer = Some(writer);

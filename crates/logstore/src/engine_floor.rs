@@ -4,13 +4,12 @@
 //! The ingest target (issue 3: 200,000 flows/s on two cores, i.e. ≤ 10 µs of CPU per flow)
 //! can only be judged against what the indexing engine needs for the same documents with
 //! nothing of ours around it. These functions hand out exactly what [`crate::EmbeddedStore`]
-//! uses — schema, index settings, merge policy and the documents it builds — so the example
-//! can feed an `IndexWriter` directly. The server does not use this module.
+//! uses — schema, index settings, the writer (threads, memory, merge policy) and the
+//! documents it builds — so the example can feed an `IndexWriter` directly. The server does not use this module.
 
-use tantivy::TantivyDocument;
 use tantivy::index::IndexSettings;
-use tantivy::indexer::LogMergePolicy;
 use tantivy::schema::Schema;
+use tantivy::{Index, IndexWriter, TantivyDocument, TantivyError};
 
 use crate::{IngestRecord, LogType, StoreOptions, schema_of};
 
@@ -24,9 +23,10 @@ pub fn settings(options: &StoreOptions) -> IndexSettings {
     crate::engine::index_settings(options)
 }
 
-/// The merge policy of a daily index's writer.
-pub fn merge_policy(options: &StoreOptions) -> LogMergePolicy {
-    crate::engine::merge_policy(options)
+/// A writer on `index` as the store opens one for a daily index (indexing threads, memory,
+/// merge policy).
+pub fn writer(index: &Index, options: &StoreOptions) -> Result<IndexWriter, TantivyError> {
+    crate::engine::open_writer(index, options)
 }
 
 /// The document the store indexes for `record` of `cluster` from spool `stream`.
