@@ -16,13 +16,13 @@ use http::{HeaderMap, Method, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::objects::{Filter, Obj};
 use crate::patch::{self, PatchKind};
 use crate::resources::{self, ResourceType};
-use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
-use crate::store::{Filter, Obj};
 use crate::table::{self, IncludeObject};
-use crate::watch;
+use crate::watch_http as watch;
+use cattery_store::{FieldSelector, LabelSelector};
 
 /// Largest request body accepted, like kube-apiserver's 3 MiB limit.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
