@@ -195,7 +195,10 @@ impl ClusterEvents {
                     return Some(ev);
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "cluster event subscriber lagged; resynchronising");
+                    tracing::warn!(
+                        missed = n,
+                        "cluster event subscriber lagged; resynchronising"
+                    );
                     self.resync();
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
@@ -692,5 +695,140 @@ impl PeerCheck for Registry {
                 Err(CertificateError::ApplicationVerificationFailure)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    /// A real HTTP/2 tunnel over an in-memory pipe whose agent side answers 200.
+    async fn sender() -> Sender<Body> {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(cattery_tunnel::session::serve(
+            b,
+            hyper::service::service_fn(|_req| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from_static(b"pong"),
+                )))
+            }),
+        ));
+        let (s, conn) = cattery_tunnel::session::client_handshake::<_, Body>(a)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        s
+    }
+
+    fn tunnel(sender: &Sender<Body>) -> Tunnel {
+        Tunnel {
+            sender: sender.clone(),
+            connected_since: now_rfc3339(),
+            remote: "127.0.0.1:1".parse().unwrap(),
+            agent_version: "test".into(),
+            kubernetes_version: None,
+            closer: CancellationToken::new(),
+        }
+    }
+
+    fn registry(dir: &std::path::Path, names: &[&str]) -> Arc<Registry> {
+        let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
+        let r = Arc::new(Registry::open(store).unwrap());
+        for n in names {
+            r.create(ClusterRecord {
+                name: n.to_string(),
+                uid: format!("uid-{n}"),
+                labels: Default::default(),
+                created_at: now_rfc3339(),
+                cert_fingerprint: format!("fp-{n}"),
+                cert_not_after: now_rfc3339(),
+            })
+            .unwrap();
+        }
+        r
+    }
+
+    fn describe(ev: &ClusterEvent) -> String {
+        match ev {
+            ClusterEvent::Connected(c) => format!("connected {} {}", c.name, c.tunnel_id),
+            ClusterEvent::Disconnected { name, tunnel_id } => {
+                format!("disconnected {name} {tunnel_id}")
+            }
+            ClusterEvent::Removed { name } => format!("removed {name}"),
+        }
+    }
+
+    async fn next(events: &mut ClusterEvents) -> String {
+        let ev = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("an event within 5s")
+            .expect("registry alive");
+        describe(&ev)
+    }
+
+    #[tokio::test]
+    async fn events_follow_the_tunnels_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = registry(dir.path(), &["a", "b"]);
+        let s = sender().await;
+        let a1 = r.attach("a", "fp-a", tunnel(&s)).await.unwrap();
+        let mut events = r.subscribe();
+        assert_eq!(
+            next(&mut events).await,
+            format!("connected a {a1}"),
+            "current state first"
+        );
+        let b1 = r.attach("b", "fp-b", tunnel(&s)).await.unwrap();
+        r.detach("a", a1, "test");
+        r.detach("a", a1, "again: no second event");
+        let a2 = r.attach("a", "fp-a", tunnel(&s)).await.unwrap();
+        r.remove("b").unwrap();
+        assert_eq!(next(&mut events).await, format!("connected b {b1}"));
+        assert_eq!(next(&mut events).await, format!("disconnected a {a1}"));
+        assert_eq!(next(&mut events).await, format!("connected a {a2}"));
+        assert_eq!(next(&mut events).await, "removed b");
+        r.close_all();
+        assert_eq!(next(&mut events).await, format!("disconnected a {a2}"));
+    }
+
+    #[tokio::test]
+    async fn a_lagging_subscriber_is_resynchronised_from_the_current_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = registry(dir.path(), &["a", "b", "c", "d"]);
+        let s = sender().await;
+        let c1 = r.attach("c", "fp-c", tunnel(&s)).await.unwrap();
+        let d1 = r.attach("d", "fp-d", tunnel(&s)).await.unwrap();
+        let mut events = r.subscribe();
+        assert_eq!(next(&mut events).await, format!("connected c {c1}"));
+        assert_eq!(next(&mut events).await, format!("connected d {d1}"));
+        // More events than the channel holds while the subscriber does not read.
+        let mut last = 0;
+        for _ in 0..EVENT_BUFFER {
+            last = r.attach("a", "fp-a", tunnel(&s)).await.unwrap();
+            r.detach("a", last, "churn");
+        }
+        let a_final = r.attach("a", "fp-a", tunnel(&s)).await.unwrap();
+        let b1 = r.attach("b", "fp-b", tunnel(&s)).await.unwrap();
+        r.remove("c").unwrap();
+        r.detach("d", d1, "gone");
+        assert!(a_final > last);
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            seen.push(next(&mut events).await);
+        }
+        assert_eq!(
+            seen,
+            [
+                "removed c".to_string(),
+                format!("disconnected d {d1}"),
+                format!("connected a {a_final}"),
+                format!("connected b {b1}"),
+            ],
+            "the difference to the current state, nothing stale"
+        );
+        // And live events continue after the resync.
+        r.detach("b", b1, "test");
+        assert_eq!(next(&mut events).await, format!("disconnected b {b1}"));
     }
 }

@@ -51,8 +51,7 @@ pub async fn serve(
             tracing::warn!(%peer, "too many tunnel handshakes in progress; dropping connection");
             continue;
         };
-        let (acceptor, registry, shutdown) =
-            (acceptor.clone(), registry.clone(), shutdown.clone());
+        let (acceptor, registry, shutdown) = (acceptor.clone(), registry.clone(), shutdown.clone());
         let span = tracing::info_span!("tunnel", %peer);
         tokio::spawn(handle(tcp, peer, acceptor, registry, shutdown, permit).instrument(span));
     }
