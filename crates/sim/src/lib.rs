@@ -47,9 +47,10 @@
 //! IP, nothing else happens); no admission, RBAC or authorization
 //! (impersonation headers are recorded, not enforced); no schema validation
 //! beyond metadata, names and pod containers (`fieldValidation` is accepted
-//! and ignored); strategic merge patch is approximated (see `patch.rs`);
-//! server-side apply, dry-run, protobuf, SPDY, finalizers and graceful
-//! deletion are not implemented (deletes are immediate, a namespace's
+//! and ignored); strategic merge patch is approximated (see `patch.rs`), and
+//! so is server-side apply (create, or merge of the applied configuration;
+//! no field ownership, see `api.rs`); dry-run, protobuf, SPDY, finalizers and
+//! graceful deletion are not implemented (deletes are immediate, a namespace's
 //! contents go with it); a paginated list continues from the current state,
 //! not a snapshot; `pods/log`, events and every type not listed above are
 //! absent (404); nothing is persisted.
