@@ -196,7 +196,12 @@ async fn controllers_act_as_the_service_identity_and_users_cannot() {
     assert_eq!(changed.metadata.generation, Some(2));
     let got: NetworkPolicy = client.get(Some("shop"), "allow-cart").await.unwrap();
     assert_eq!(
-        got.spec.unwrap().pod_selector.unwrap().match_labels.unwrap()["app"],
+        got.spec
+            .unwrap()
+            .pod_selector
+            .unwrap()
+            .match_labels
+            .unwrap()["app"],
         "checkout"
     );
     match tokio::time::timeout(Duration::from_secs(10), watch.next()).await {
