@@ -182,7 +182,8 @@ pub struct ClusterEvents {
 }
 
 impl ClusterEvents {
-    /// The next event; `None` once the registry is gone.
+    /// The next event. `None` only if the channel closed, which cannot happen while this
+    /// subscription holds the registry; callers stop on their own shutdown signal.
     pub async fn recv(&mut self) -> Option<ClusterEvent> {
         loop {
             if let Some(ev) = self.queue.pop_front() {
