@@ -490,7 +490,11 @@ fn cli_lists_and_prints_kubernetes_style_objects() {
             _ => {}
         }
     }
-    assert_eq!(docs.len(), 9);
+    assert_eq!(
+        docs.len(),
+        14,
+        "the manifest objects, with the controllers' ServiceAccount and RBAC"
+    );
     let list: serde_json::Value =
         serde_json::from_str(&server.cli_ok(&["cluster", "list", "-o", "json"])).unwrap();
     assert_eq!(list["kind"], "ManagedClusterList");

@@ -1,5 +1,12 @@
 //! Requests arriving over the tunnel: control requests for the agent itself, or requests
 //! to forward to the cluster's Kubernetes API.
+//!
+//! Forwarded requests act as someone: users' requests (authority `KUBE_AUTHORITY`)
+//! impersonate the user the management plane names, within the connection's
+//! `spec.impersonation`; the management plane's own controllers' requests (authority
+//! [`SERVICE_AUTHORITY`], which the proxy never sets) impersonate the fixed
+//! [`SERVICE_IDENTITY`] ServiceAccount, whatever their headers say. Nothing is ever
+//! forwarded with the agent's own rights.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -8,7 +15,8 @@ use bytes::Bytes;
 use cattery_api::Impersonation;
 use cattery_api::agent_protocol::{
     AGENT_AUTHORITY, AgentInfo, HEADER_UPGRADE_METHOD, PATH_INFO, PATH_LOGS_NEXT, PATH_PING,
-    PATH_REFUSED,
+    PATH_REFUSED, SERVICE_ACCOUNT_NAME, SERVICE_ACCOUNT_NAMESPACE, SERVICE_AUTHORITY,
+    SERVICE_IDENTITY,
 };
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
@@ -71,6 +79,32 @@ fn status(code: u16, message: String) -> http::Response<AgentBody> {
     )
 }
 
+/// Whose rights a forwarded request uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Acting {
+    /// The user the management plane impersonates (`Impersonate-*` from the proxy).
+    User,
+    /// The management plane's controllers ([`SERVICE_IDENTITY`]).
+    Service,
+}
+
+/// Replaces every impersonation header with `Impersonate-User: SERVICE_IDENTITY` (the API
+/// server adds the ServiceAccount's groups itself).
+fn impersonate_service(headers: &mut HeaderMap) {
+    let drop: Vec<header::HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("impersonate-"))
+        .cloned()
+        .collect();
+    for k in drop {
+        headers.remove(k);
+    }
+    headers.insert(
+        "impersonate-user",
+        HeaderValue::from_static(SERVICE_IDENTITY),
+    );
+}
+
 fn strip(headers: &mut HeaderMap) {
     for h in HOP_BY_HOP {
         headers.remove(*h);
@@ -83,14 +117,11 @@ impl Handler {
         self: Arc<Self>,
         req: http::Request<Incoming>,
     ) -> Result<http::Response<AgentBody>, Infallible> {
-        let is_control = req
-            .uri()
-            .authority()
-            .is_some_and(|a| a.as_str() == AGENT_AUTHORITY);
-        Ok(if is_control {
-            self.control(req).await
-        } else {
-            self.forward(req).await
+        let authority = req.uri().authority().map(|a| a.as_str().to_string());
+        Ok(match authority.as_deref() {
+            Some(AGENT_AUTHORITY) => self.control(req).await,
+            Some(SERVICE_AUTHORITY) => self.forward(req, Acting::Service).await,
+            _ => self.forward(req, Acting::User).await,
         })
     }
 
@@ -145,12 +176,18 @@ impl Handler {
     }
 
     /// Refuses to act as anyone the connection spec does not allow (and never as the agent
-    /// itself: a request without `Impersonate-User` would run with the agent's own rights).
+    /// itself: a request without `Impersonate-User` would run with the agent's own rights),
+    /// nor as the controllers' identity, which only [`SERVICE_AUTHORITY`] requests get.
     fn check_impersonation(&self, headers: &HeaderMap) -> Result<(), String> {
         let user = headers
             .get("impersonate-user")
             .and_then(|v| v.to_str().ok())
             .ok_or("the request does not name a user to impersonate; refusing to act with the agent's own rights")?;
+        if user == SERVICE_IDENTITY {
+            return Err(format!(
+                "user {SERVICE_IDENTITY:?} is reserved for the management plane's controllers; a user's request cannot act as it"
+            ));
+        }
         if !self.impersonation.allows_user(user) {
             return Err(format!(
                 "impersonating user {user:?} is not allowed by this cluster's ManagementClusterConnection spec.impersonation.users"
@@ -169,8 +206,35 @@ impl Handler {
         Ok(())
     }
 
-    async fn forward(&self, req: http::Request<Incoming>) -> http::Response<AgentBody> {
-        if let Err(e) = self.check_impersonation(req.headers()) {
+    /// Makes a controller request act as [`SERVICE_IDENTITY`]: every impersonation header
+    /// it carries is replaced. Refused when the connection spec does not allow
+    /// impersonating that ServiceAccount.
+    fn act_as_service(&self, headers: &mut HeaderMap) -> Result<(), String> {
+        let sa = format!("{SERVICE_ACCOUNT_NAMESPACE}/{SERVICE_ACCOUNT_NAME}");
+        if !self
+            .impersonation
+            .service_accounts
+            .iter()
+            .any(|x| x == "*" || *x == sa)
+        {
+            return Err(format!(
+                "the management plane's controllers act as ServiceAccount {sa}, which this cluster's ManagementClusterConnection spec.impersonation.serviceAccounts does not allow"
+            ));
+        }
+        impersonate_service(headers);
+        Ok(())
+    }
+
+    async fn forward(
+        &self,
+        mut req: http::Request<Incoming>,
+        acting: Acting,
+    ) -> http::Response<AgentBody> {
+        let checked = match acting {
+            Acting::User => self.check_impersonation(req.headers()),
+            Acting::Service => self.act_as_service(req.headers_mut()),
+        };
+        if let Err(e) = checked {
             return status(403, e);
         }
         let uri = match self.upstream.uri_for(req.uri().path_and_query()) {
@@ -272,5 +336,25 @@ impl Handler {
         let mut reply = full(StatusCode::OK, "application/octet-stream", Bytes::new());
         *reply.headers_mut() = reply_headers;
         reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_requests_impersonate_only_the_controller_identity() {
+        let mut h = HeaderMap::new();
+        h.insert("impersonate-user", HeaderValue::from_static("system:admin"));
+        h.append(
+            "impersonate-group",
+            HeaderValue::from_static("system:masters"),
+        );
+        h.insert("impersonate-extra-scopes", HeaderValue::from_static("x"));
+        impersonate_service(&mut h);
+        assert_eq!(h["impersonate-user"], SERVICE_IDENTITY);
+        assert!(h.get("impersonate-group").is_none());
+        assert!(h.get("impersonate-extra-scopes").is_none());
     }
 }

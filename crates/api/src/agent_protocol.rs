@@ -2,8 +2,9 @@
 //! Kubernetes API) over the tunnel.
 //!
 //! They are told apart by the URI authority: proxied requests use [`KUBE_AUTHORITY`], control
-//! requests [`AGENT_AUTHORITY`]. The authority is set by the management plane, so a user's
-//! proxied request can never reach a control endpoint.
+//! requests [`AGENT_AUTHORITY`], and the management plane's own controllers
+//! [`SERVICE_AUTHORITY`]. The authority is set by the management plane, so a user's proxied
+//! request can never reach a control endpoint nor act as the controllers' identity.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +12,18 @@ use serde::{Deserialize, Serialize};
 pub const AGENT_AUTHORITY: &str = "agent.cattery";
 /// Authority of requests to forward to the cluster's Kubernetes API.
 pub const KUBE_AUTHORITY: &str = "kube.cattery";
+/// Authority of the management plane's own requests to the cluster's Kubernetes API
+/// (its controllers): the agent forwards them impersonating [`SERVICE_IDENTITY`] instead of
+/// a user. The proxy always sets [`KUBE_AUTHORITY`] on users' requests, so this is a marker
+/// no user request can carry.
+pub const SERVICE_AUTHORITY: &str = "controller.cattery";
+/// Namespace of the controllers' ServiceAccount in a managed cluster.
+pub const SERVICE_ACCOUNT_NAMESPACE: &str = "cattery-system";
+/// Name of the controllers' ServiceAccount in a managed cluster.
+pub const SERVICE_ACCOUNT_NAME: &str = "cattery-controller";
+/// The Kubernetes user the agent impersonates for [`SERVICE_AUTHORITY`] requests; the
+/// managed cluster's RBAC on this ServiceAccount limits what the controllers can do.
+pub const SERVICE_IDENTITY: &str = "system:serviceaccount:cattery-system:cattery-controller";
 /// `GET`: returns [`AgentInfo`].
 pub const PATH_INFO: &str = "/info";
 /// `GET`: liveness probe used to detect a second agent with the same certificate.

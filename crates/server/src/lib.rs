@@ -13,10 +13,13 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub mod agent_control;
 pub mod api;
 pub mod audit_trail;
 pub mod auth;
 pub mod authz;
+pub mod cluster_client;
+pub mod cluster_tasks;
 pub mod files;
 pub mod https;
 pub mod logs;
@@ -325,6 +328,10 @@ pub async fn start(
         tokio::spawn(tunnel_listener::serve(
             tunnel_listener,
             tokio_rustls::TlsAcceptor::from(Arc::new(tunnel_tls)),
+            registry.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(cluster_tasks::log_pullers(
             registry.clone(),
             logs.clone(),
             shutdown.clone(),

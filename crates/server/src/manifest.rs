@@ -1,6 +1,7 @@
 //! Installation manifests: everything a cluster needs to connect, returned once by
 //! `cluster add` (like Calico's `spec.installationManifest`).
 
+use cattery_api::agent_protocol::{SERVICE_ACCOUNT_NAME, SERVICE_ACCOUNT_NAMESPACE};
 use cattery_api::{
     API_VERSION, AgentConfig, AgentConfigSpec, AgentCredentials, ConnectionTls, Impersonation,
     ManagementClusterConnection, ManagementClusterConnectionSpec, ObjectMeta,
@@ -102,6 +103,21 @@ fn to_yaml(v: &Value) -> String {
     serde_saphyr::to_string(v).expect("JSON values always serialize to YAML")
 }
 
+/// What the management plane's controllers may do in a managed cluster. They act as the
+/// ServiceAccount `cattery-system/cattery-controller` (the agent impersonates it for
+/// them), so this ClusterRole is the limit; a cluster admin narrows it by editing the role.
+pub fn controller_rules() -> Value {
+    let write = json!(["get", "list", "watch", "create", "patch", "delete"]);
+    json!([
+        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": write},
+        {"apiGroups": ["projectcalico.org"],
+         "resources": ["networkpolicies", "globalnetworkpolicies", "stagednetworkpolicies",
+                       "stagedglobalnetworkpolicies", "stagedkubernetesnetworkpolicies"],
+         "verbs": write},
+        {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]}
+    ])
+}
+
 /// The Kubernetes objects of the manifest, in apply order.
 pub fn kubernetes_objects(
     input: &ManifestInput<'_>,
@@ -156,6 +172,8 @@ pub fn kubernetes_objects(
             "stringData": {"tls.crt": input.cert_pem, "tls.key": input.key_pem, "ca.crt": input.ca_pem}
         }),
         json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "cattery-agent", "namespace": NAMESPACE, "labels": labels}}),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SERVICE_ACCOUNT_NAME, "namespace": SERVICE_ACCOUNT_NAMESPACE, "labels": labels,
+            "annotations": {"cattery.dev/description": "The identity of the management plane's controllers (the agent impersonates it for their requests). Its ClusterRole cattery-controller limits what they can do here."}}}),
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": "cattery-agent", "labels": labels},
@@ -165,6 +183,30 @@ pub fn kubernetes_objects(
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
             "metadata": {"name": "cattery-agent", "labels": labels},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cattery-agent"},
+            "subjects": [{"kind": "ServiceAccount", "name": "cattery-agent", "namespace": NAMESPACE}]
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": SERVICE_ACCOUNT_NAME, "labels": labels},
+            "rules": controller_rules()
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": SERVICE_ACCOUNT_NAME, "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": SERVICE_ACCOUNT_NAME},
+            "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT_NAME, "namespace": SERVICE_ACCOUNT_NAMESPACE}]
+        }),
+        // The agent may impersonate the controllers' ServiceAccount (and only it, through
+        // this Role, when spec.impersonation narrows the ClusterRole's impersonation).
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "cattery-agent-impersonate-controller", "namespace": SERVICE_ACCOUNT_NAMESPACE, "labels": labels},
+            "rules": [{"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"], "resourceNames": [SERVICE_ACCOUNT_NAME]}]
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "cattery-agent-impersonate-controller", "namespace": SERVICE_ACCOUNT_NAMESPACE, "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cattery-agent-impersonate-controller"},
             "subjects": [{"kind": "ServiceAccount", "name": "cattery-agent", "namespace": NAMESPACE}]
         }),
         json!({
@@ -241,7 +283,7 @@ mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
     fn input() -> ManifestInput<'static> {
@@ -267,8 +309,13 @@ mod tests {
                 "ManagementClusterConnection",
                 "Secret",
                 "ServiceAccount",
+                "ServiceAccount",
                 "ClusterRole",
                 "ClusterRoleBinding",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
                 "ClusterRoleBinding",
                 "Deployment"
             ]
@@ -290,6 +337,35 @@ mod tests {
                     assert!(data["tls.key"].contains("BBB") && data["ca.crt"].contains("CCC"));
                 }
                 "ServiceAccount" => drop(serde_json::from_value::<ServiceAccount>(v).unwrap()),
+                "ClusterRole" if d["metadata"]["name"] == SERVICE_ACCOUNT_NAME => {
+                    let r: ClusterRole = serde_json::from_value(v).unwrap();
+                    let rules = r.rules.unwrap();
+                    let allows = |group: &str, resource: &str, verb: &str| {
+                        rules.iter().any(|r| {
+                            r.api_groups
+                                .as_ref()
+                                .is_some_and(|g| g.iter().any(|g| g == group))
+                                && r.resources
+                                    .as_ref()
+                                    .is_some_and(|x| x.iter().any(|x| x == resource))
+                                && r.verbs.iter().any(|v| v == verb)
+                        })
+                    };
+                    assert!(allows("networking.k8s.io", "networkpolicies", "patch"));
+                    assert!(allows(
+                        "projectcalico.org",
+                        "globalnetworkpolicies",
+                        "delete"
+                    ));
+                    assert!(allows("", "namespaces", "watch"));
+                    assert!(!allows("", "pods", "delete"), "read-only on pods");
+                    assert!(!allows("", "secrets", "get"));
+                    assert!(
+                        !rules
+                            .iter()
+                            .any(|r| r.verbs.iter().any(|v| v == "impersonate" || v == "*"))
+                    );
+                }
                 "ClusterRole" => {
                     let r: ClusterRole = serde_json::from_value(v).unwrap();
                     assert!(
@@ -299,6 +375,16 @@ mod tests {
                             .any(|r| r.verbs.contains(&"impersonate".to_string()))
                     );
                 }
+                "Role" => {
+                    let r: Role = serde_json::from_value(v).unwrap();
+                    let rule = &r.rules.unwrap()[0];
+                    assert_eq!(rule.verbs, ["impersonate"]);
+                    assert_eq!(
+                        rule.resource_names.as_deref(),
+                        Some(&[SERVICE_ACCOUNT_NAME.to_string()][..])
+                    );
+                }
+                "RoleBinding" => drop(serde_json::from_value::<RoleBinding>(v).unwrap()),
                 "ClusterRoleBinding" => {
                     drop(serde_json::from_value::<ClusterRoleBinding>(v).unwrap())
                 }

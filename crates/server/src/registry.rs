@@ -3,8 +3,15 @@
 //! It is the single place that decides whether a certificate is honoured (it implements
 //! [`PeerCheck`] for the tunnel listener), which tunnel serves a cluster, and what the
 //! `ManagedClusterConnected` condition says.
+//!
+//! It also publishes what happens to tunnels as [`ClusterEvent`]s, so work that runs per
+//! connected cluster (the log puller, controllers) subscribes ([`Registry::subscribe`])
+//! instead of being started by whoever accepted the tunnel. Events are sent under the
+//! registry's lock, so their order is the order of the state changes; a subscriber that
+//! falls behind the bounded channel is resynchronised from the registry's current state
+//! (see [`ClusterEvents`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,6 +25,7 @@ use cattery_tunnel::session::Sender;
 use cattery_tunnel::tls::PeerCheck;
 use rustls::CertificateError;
 use rustls::pki_types::CertificateDer;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{ClusterRecord, StateStore, StoreError};
@@ -27,6 +35,42 @@ use crate::store::{ClusterRecord, StateStore, StoreError};
 pub const RECONNECT_GRACE: Duration = Duration::from_secs(60);
 /// How long a refused second agent keeps being reported in the condition.
 pub const CONFLICT_MEMORY: Duration = Duration::from_secs(180);
+
+/// Events buffered per subscriber before it counts as lagging (and is resynchronised).
+pub const EVENT_BUFFER: usize = 1024;
+
+/// A cluster's live tunnel, as subscribers see it.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    /// Cluster name.
+    pub name: String,
+    /// Identifies this tunnel among the cluster's successive tunnels.
+    pub tunnel_id: u64,
+    /// Sends requests down the tunnel.
+    pub sender: Sender<Body>,
+    /// Cancelled when this tunnel closes.
+    pub closed: CancellationToken,
+}
+
+/// What happened to a cluster's tunnel.
+#[derive(Clone, Debug)]
+pub enum ClusterEvent {
+    /// A tunnel was attached (replacing any earlier one of the same cluster, which is
+    /// reported `Disconnected` first).
+    Connected(Connection),
+    /// The cluster's tunnel `tunnel_id` is gone; the cluster is still registered.
+    Disconnected {
+        /// Cluster name.
+        name: String,
+        /// The tunnel that ended.
+        tunnel_id: u64,
+    },
+    /// The cluster was deleted (its tunnel, if any, is closed).
+    Removed {
+        /// Cluster name.
+        name: String,
+    },
+}
 
 /// A live tunnel to one cluster's agent.
 pub struct Tunnel {
@@ -98,11 +142,120 @@ struct Inner {
     next_tunnel_id: u64,
 }
 
+impl Inner {
+    fn connections(&self) -> Vec<Connection> {
+        self.clusters
+            .iter()
+            .filter_map(|(name, e)| {
+                e.tunnel.as_ref().map(|(id, t)| Connection {
+                    name: name.clone(),
+                    tunnel_id: *id,
+                    sender: t.sender.clone(),
+                    closed: t.closer.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
 /// Clusters, certificates and tunnels.
 pub struct Registry {
     store: Arc<dyn StateStore>,
     inner: Mutex<Inner>,
     started: Instant,
+    events: broadcast::Sender<ClusterEvent>,
+}
+
+/// A subscription to [`ClusterEvent`]s ([`Registry::subscribe`]).
+///
+/// It first reports every cluster connected at the time of subscribing, then every event
+/// in order. If the subscriber falls more than [`EVENT_BUFFER`] events behind, the
+/// missed events are replaced by the difference between what it was last told and the
+/// registry's current state (`Disconnected`/`Removed` for tunnels gone, `Connected` for
+/// tunnels it has not seen), so it never misses a cluster and never keeps a dead one.
+pub struct ClusterEvents {
+    registry: Arc<Registry>,
+    rx: broadcast::Receiver<ClusterEvent>,
+    /// Live tunnels as last reported to the subscriber: name -> tunnel id.
+    known: HashMap<String, u64>,
+    queue: VecDeque<ClusterEvent>,
+}
+
+impl ClusterEvents {
+    /// The next event. `None` only if the channel closed, which cannot happen while this
+    /// subscription holds the registry; callers stop on their own shutdown signal.
+    pub async fn recv(&mut self) -> Option<ClusterEvent> {
+        loop {
+            if let Some(ev) = self.queue.pop_front() {
+                self.track(&ev);
+                return Some(ev);
+            }
+            match self.rx.recv().await {
+                Ok(ev) => {
+                    self.track(&ev);
+                    return Some(ev);
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        missed = n,
+                        "cluster event subscriber lagged; resynchronising"
+                    );
+                    self.resync();
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    fn track(&mut self, ev: &ClusterEvent) {
+        match ev {
+            ClusterEvent::Connected(c) => {
+                self.known.insert(c.name.clone(), c.tunnel_id);
+            }
+            ClusterEvent::Disconnected { name, tunnel_id } => {
+                if self.known.get(name) == Some(tunnel_id) {
+                    self.known.remove(name);
+                }
+            }
+            ClusterEvent::Removed { name } => {
+                self.known.remove(name);
+            }
+        }
+    }
+
+    /// Replaces the receiver and queues the difference to the current state, atomically
+    /// with respect to new events (they are sent under the same lock).
+    fn resync(&mut self) {
+        let inner = self.registry.lock();
+        self.rx = self.registry.events.subscribe();
+        self.queue.clear();
+        let live: HashMap<String, Connection> = inner
+            .connections()
+            .into_iter()
+            .map(|c| (c.name.clone(), c))
+            .collect();
+        let mut known: Vec<_> = self.known.iter().map(|(n, id)| (n.clone(), *id)).collect();
+        known.sort();
+        for (name, tunnel_id) in known {
+            match live.get(&name) {
+                Some(c) if c.tunnel_id == tunnel_id => {}
+                _ if !inner.clusters.contains_key(&name) => {
+                    self.queue.push_back(ClusterEvent::Removed { name })
+                }
+                _ => self
+                    .queue
+                    .push_back(ClusterEvent::Disconnected { name, tunnel_id }),
+            }
+        }
+        let mut new: Vec<&Connection> = live
+            .values()
+            .filter(|c| self.known.get(&c.name) != Some(&c.tunnel_id))
+            .collect();
+        new.sort_by(|a, b| a.name.cmp(&b.name));
+        for c in new {
+            self.queue.push_back(ClusterEvent::Connected(c.clone()));
+        }
+    }
 }
 
 impl std::fmt::Debug for Registry {
@@ -175,7 +328,34 @@ impl Registry {
                 next_tunnel_id: 1,
             }),
             started: Instant::now(),
+            events: broadcast::channel(EVENT_BUFFER).0,
         })
+    }
+
+    /// Subscribes to [`ClusterEvent`]s, starting with a `Connected` for every cluster
+    /// connected now.
+    pub fn subscribe(self: &Arc<Self>) -> ClusterEvents {
+        let inner = self.lock();
+        let rx = self.events.subscribe();
+        let queue = inner
+            .connections()
+            .into_iter()
+            .map(ClusterEvent::Connected)
+            .collect();
+        drop(inner);
+        ClusterEvents {
+            registry: self.clone(),
+            rx,
+            known: HashMap::new(),
+            queue,
+        }
+    }
+
+    /// Sends `ev` to subscribers; called with the lock held so events are ordered like
+    /// the state changes.
+    fn publish(&self, _held: &Inner, ev: ClusterEvent) {
+        // No subscriber is not an error.
+        let _ = self.events.send(ev);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -237,6 +417,7 @@ impl Registry {
             tracing::info!(cluster = name, remote = %t.remote, "cluster removed; tunnel closed");
         }
         set_condition(&mut entry, ConditionStatus::False, "ClusterRemoved", reason);
+        self.publish(&inner, ClusterEvent::Removed { name: name.into() });
         Ok(view(&entry))
     }
 
@@ -337,7 +518,7 @@ impl Registry {
                 .map(|(_, t)| (t.sender.clone(), t.remote))
         };
         if let Some((sender, existing)) = old
-            && crate::tunnel_listener::ping(sender).await
+            && crate::agent_control::ping(sender).await
         {
             let mut inner = self.lock();
             if let Some(e) = inner.clusters.get_mut(name) {
@@ -364,11 +545,18 @@ impl Registry {
             .clusters
             .get_mut(name)
             .ok_or_else(|| AttachError::NotCurrent(name.into()))?;
-        if let Some((_, old)) = entry.tunnel.take() {
+        let replaced = entry.tunnel.take().map(|(old_id, old)| {
             tracing::info!(cluster = name, old = %old.remote, new = %tunnel.remote, "replacing a dead tunnel");
             old.closer.cancel();
-        }
+            old_id
+        });
         let msg = format!("tunnel from {} is up", tunnel.remote);
+        let connection = Connection {
+            name: name.into(),
+            tunnel_id: id,
+            sender: tunnel.sender.clone(),
+            closed: tunnel.closer.clone(),
+        };
         entry.tunnel = Some((id, tunnel));
         match entry.conflict.clone() {
             Some((_, conflict)) => {
@@ -376,6 +564,16 @@ impl Registry {
             }
             None => set_condition(entry, ConditionStatus::True, "TunnelConnected", msg),
         }
+        if let Some(old_id) = replaced {
+            self.publish(
+                &inner,
+                ClusterEvent::Disconnected {
+                    name: name.into(),
+                    tunnel_id: old_id,
+                },
+            );
+        }
+        self.publish(&inner, ClusterEvent::Connected(connection));
         Ok(id)
     }
 
@@ -398,6 +596,13 @@ impl Registry {
                     now_rfc3339()
                 ),
             );
+            self.publish(
+                &inner,
+                ClusterEvent::Disconnected {
+                    name: name.into(),
+                    tunnel_id: id,
+                },
+            );
         }
     }
 
@@ -410,10 +615,16 @@ impl Registry {
 
     /// Closes every tunnel (shutdown).
     pub fn close_all(&self) {
-        for e in self.lock().clusters.values_mut() {
-            if let Some((_, t)) = e.tunnel.take() {
+        let mut inner = self.lock();
+        let mut closed = Vec::new();
+        for (name, e) in inner.clusters.iter_mut() {
+            if let Some((id, t)) = e.tunnel.take() {
                 t.closer.cancel();
+                closed.push((name.clone(), id));
             }
+        }
+        for (name, tunnel_id) in closed {
+            self.publish(&inner, ClusterEvent::Disconnected { name, tunnel_id });
         }
     }
 }
@@ -485,5 +696,189 @@ impl PeerCheck for Registry {
                 Err(CertificateError::ApplicationVerificationFailure)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    /// A real HTTP/2 tunnel over an in-memory pipe whose agent side answers 200.
+    async fn sender() -> Sender<Body> {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(cattery_tunnel::session::serve(
+            b,
+            hyper::service::service_fn(|_req| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from_static(b"pong"),
+                )))
+            }),
+        ));
+        let (s, conn) = cattery_tunnel::session::client_handshake::<_, Body>(a)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        s
+    }
+
+    fn tunnel(sender: &Sender<Body>) -> Tunnel {
+        Tunnel {
+            sender: sender.clone(),
+            connected_since: now_rfc3339(),
+            remote: "127.0.0.1:1".parse().unwrap(),
+            agent_version: "test".into(),
+            kubernetes_version: None,
+            closer: CancellationToken::new(),
+        }
+    }
+
+    fn registry(dir: &std::path::Path, names: &[&str]) -> Arc<Registry> {
+        let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
+        let r = Arc::new(Registry::open(store).unwrap());
+        for n in names {
+            r.create(ClusterRecord {
+                name: n.to_string(),
+                uid: format!("uid-{n}"),
+                labels: Default::default(),
+                created_at: now_rfc3339(),
+                cert_fingerprint: format!("fp-{n}"),
+                cert_not_after: now_rfc3339(),
+            })
+            .unwrap();
+        }
+        r
+    }
+
+    fn describe(ev: &ClusterEvent) -> String {
+        match ev {
+            ClusterEvent::Connected(c) => format!("connected {} {}", c.name, c.tunnel_id),
+            ClusterEvent::Disconnected { name, tunnel_id } => {
+                format!("disconnected {name} {tunnel_id}")
+            }
+            ClusterEvent::Removed { name } => format!("removed {name}"),
+        }
+    }
+
+    async fn next(events: &mut ClusterEvents) -> String {
+        let ev = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("an event within 5s")
+            .expect("registry alive");
+        describe(&ev)
+    }
+
+    #[tokio::test]
+    async fn events_follow_the_tunnels_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = registry(dir.path(), &["a", "b"]);
+        let s = sender().await;
+        let a1 = r.attach("a", "fp-a", tunnel(&s)).await.unwrap();
+        let mut events = r.subscribe();
+        assert_eq!(
+            next(&mut events).await,
+            format!("connected a {a1}"),
+            "current state first"
+        );
+        let b1 = r.attach("b", "fp-b", tunnel(&s)).await.unwrap();
+        r.detach("a", a1, "test");
+        r.detach("a", a1, "again: no second event");
+        let a2 = r.attach("a", "fp-a", tunnel(&s)).await.unwrap();
+        r.remove("b").unwrap();
+        assert_eq!(next(&mut events).await, format!("connected b {b1}"));
+        assert_eq!(next(&mut events).await, format!("disconnected a {a1}"));
+        assert_eq!(next(&mut events).await, format!("connected a {a2}"));
+        assert_eq!(next(&mut events).await, "removed b");
+        r.close_all();
+        assert_eq!(next(&mut events).await, format!("disconnected a {a2}"));
+    }
+
+    #[tokio::test]
+    async fn a_lagging_subscriber_is_resynchronised_from_the_current_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = registry(dir.path(), &["a", "b", "c", "d"]);
+        let s = sender().await;
+        let c1 = r.attach("c", "fp-c", tunnel(&s)).await.unwrap();
+        let d1 = r.attach("d", "fp-d", tunnel(&s)).await.unwrap();
+        let mut events = r.subscribe();
+        assert_eq!(next(&mut events).await, format!("connected c {c1}"));
+        assert_eq!(next(&mut events).await, format!("connected d {d1}"));
+        // More events than the channel holds while the subscriber does not read.
+        let mut last = 0;
+        for _ in 0..EVENT_BUFFER {
+            last = r.attach("a", "fp-a", tunnel(&s)).await.unwrap();
+            r.detach("a", last, "churn");
+        }
+        let a_final = r.attach("a", "fp-a", tunnel(&s)).await.unwrap();
+        let b1 = r.attach("b", "fp-b", tunnel(&s)).await.unwrap();
+        r.remove("c").unwrap();
+        r.detach("d", d1, "gone");
+        assert!(a_final > last);
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            seen.push(next(&mut events).await);
+        }
+        assert_eq!(
+            seen,
+            [
+                "removed c".to_string(),
+                format!("disconnected d {d1}"),
+                format!("connected a {a_final}"),
+                format!("connected b {b1}"),
+            ],
+            "the difference to the current state, nothing stale"
+        );
+        // And live events continue after the resync.
+        r.detach("b", b1, "test");
+        assert_eq!(next(&mut events).await, format!("disconnected b {b1}"));
+    }
+
+    #[tokio::test]
+    async fn per_cluster_tasks_start_on_connect_and_stop_on_disconnect_or_removal() {
+        use tokio::sync::mpsc;
+        let dir = tempfile::tempdir().unwrap();
+        let r = registry(dir.path(), &["a", "b"]);
+        let s = sender().await;
+        let a1 = r.attach("a", "fp-a", tunnel(&s)).await.unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let shutdown = CancellationToken::new();
+        let supervisor = tokio::spawn(crate::cluster_tasks::per_cluster(
+            r.clone(),
+            "test",
+            shutdown.clone(),
+            move |c, stop| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(format!("start {} {}", c.name, c.tunnel_id));
+                    stop.cancelled().await;
+                    let _ = tx.send(format!("stop {} {}", c.name, c.tunnel_id));
+                }
+            },
+        ));
+        let mut next = async || {
+            tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("a task event within 5s")
+                .unwrap()
+        };
+        assert_eq!(next().await, format!("start a {a1}"), "already connected");
+        let b1 = r.attach("b", "fp-b", tunnel(&s)).await.unwrap();
+        assert_eq!(next().await, format!("start b {b1}"));
+        r.detach("a", a1, "test");
+        assert_eq!(next().await, format!("stop a {a1}"));
+        let a2 = r.attach("a", "fp-a", tunnel(&s)).await.unwrap();
+        assert_eq!(next().await, format!("start a {a2}"));
+        r.remove("b").unwrap();
+        assert_eq!(next().await, format!("stop b {b1}"));
+        shutdown.cancel();
+        assert_eq!(
+            next().await,
+            format!("stop a {a2}"),
+            "shutdown stops every task"
+        );
+        tokio::time::timeout(Duration::from_secs(5), supervisor)
+            .await
+            .expect("the supervisor returns once its tasks are done")
+            .unwrap();
     }
 }

@@ -2,37 +2,35 @@
 //!
 //! Each accepted connection: TLS 1.3 handshake (client certificate checked by the
 //! [`Registry`] inside the handshake), then the HTTP/2 *client* handshake on it, then the
-//! agent is asked for its versions and the tunnel is attached to its cluster.
+//! agent is asked for its versions and the tunnel is attached to its cluster. What runs
+//! per connected cluster (the log puller, controllers) is not started here: it subscribes
+//! to the registry's [`ClusterEvent`](crate::registry::ClusterEvent)s.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use cattery_api::agent_protocol::{AGENT_AUTHORITY, AgentInfo, PATH_INFO, PATH_PING, PATH_REFUSED};
-use cattery_tunnel::session::{self, Sender};
-use http_body_util::BodyExt;
+use cattery_tunnel::session;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::logs::LogService;
+use crate::agent_control::{PING_TIMEOUT, agent_info, refuse};
 use crate::registry::{AttachError, Registry, Tunnel};
 
 /// Handshakes allowed in flight at once: bounds the CPU a connection flood can take.
 const MAX_PENDING_HANDSHAKES: usize = 512;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const INFO_TIMEOUT: Duration = Duration::from_secs(10);
-const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Accepts tunnels until `shutdown` is cancelled.
 pub async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     registry: Arc<Registry>,
-    logs: Arc<LogService>,
     shutdown: CancellationToken,
 ) {
     let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
@@ -53,16 +51,9 @@ pub async fn serve(
             tracing::warn!(%peer, "too many tunnel handshakes in progress; dropping connection");
             continue;
         };
-        let (acceptor, registry, logs, shutdown) = (
-            acceptor.clone(),
-            registry.clone(),
-            logs.clone(),
-            shutdown.clone(),
-        );
+        let (acceptor, registry, shutdown) = (acceptor.clone(), registry.clone(), shutdown.clone());
         let span = tracing::info_span!("tunnel", %peer);
-        tokio::spawn(
-            handle(tcp, peer, acceptor, registry, logs, shutdown, permit).instrument(span),
-        );
+        tokio::spawn(handle(tcp, peer, acceptor, registry, shutdown, permit).instrument(span));
     }
 }
 
@@ -71,7 +62,6 @@ async fn handle(
     peer: SocketAddr,
     acceptor: TlsAcceptor,
     registry: Arc<Registry>,
-    logs: Arc<LogService>,
     shutdown: CancellationToken,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
@@ -162,16 +152,6 @@ async fn handle(
                 kubernetes = info.kubernetes_version.as_deref().unwrap_or("unknown"),
                 "cluster connected"
             );
-            tokio::spawn(
-                crate::logs::puller::run(
-                    logs,
-                    registry.clone(),
-                    name.clone(),
-                    sender.clone(),
-                    closer.clone(),
-                )
-                .instrument(tracing::info_span!("logs", cluster = name)),
-            );
             let why = conn_task.await.unwrap_or_else(|e| e.to_string());
             tracing::info!(cluster = name, "tunnel ended: {why}");
             registry.detach(&name, id, &why);
@@ -183,52 +163,5 @@ async fn handle(
             }
             closer.cancel();
         }
-    }
-}
-
-fn control_request(method: http::Method, path: &str, body: Body) -> http::Request<Body> {
-    http::Request::builder()
-        .method(method)
-        .uri(format!("http://{AGENT_AUTHORITY}{path}"))
-        .body(body)
-        .expect("static request parts are valid")
-}
-
-async fn agent_info(mut sender: Sender<Body>) -> anyhow::Result<AgentInfo> {
-    sender.ready().await?;
-    let res = sender
-        .send_request(control_request(http::Method::GET, PATH_INFO, Body::empty()))
-        .await?;
-    anyhow::ensure!(res.status().is_success(), "agent answered {}", res.status());
-    let bytes = http_body_util::Limited::new(res.into_body(), 64 * 1024)
-        .collect()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .to_bytes();
-    Ok(serde_json::from_slice(&bytes)?)
-}
-
-/// True if the agent behind `sender` answers a ping within a few seconds.
-pub async fn ping(mut sender: Sender<Body>) -> bool {
-    let fut = async {
-        sender.ready().await.ok()?;
-        let res = sender
-            .send_request(control_request(http::Method::GET, PATH_PING, Body::empty()))
-            .await
-            .ok()?;
-        res.status().is_success().then_some(())
-    };
-    matches!(tokio::time::timeout(PING_TIMEOUT, fut).await, Ok(Some(())))
-}
-
-async fn refuse(mut sender: Sender<Body>, reason: String) {
-    if sender.ready().await.is_ok() {
-        let _ = sender
-            .send_request(control_request(
-                http::Method::POST,
-                PATH_REFUSED,
-                Body::from(reason),
-            ))
-            .await;
     }
 }

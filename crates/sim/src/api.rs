@@ -16,13 +16,13 @@ use http::{HeaderMap, Method, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::objects::{Filter, Obj};
 use crate::patch::{self, PatchKind};
 use crate::resources::{self, ResourceType};
-use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
-use crate::store::{Filter, Obj};
 use crate::table::{self, IncludeObject};
-use crate::watch;
+use crate::watch_http as watch;
+use cattery_store::{FieldSelector, LabelSelector};
 
 /// Largest request body accepted, like kube-apiserver's 3 MiB limit.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -193,6 +193,11 @@ async fn dispatch(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError
                 &*st.store.update(target.res, ns, name, obj, status_only)?,
             ))
         }
+        (&Method::PATCH, Some(name))
+            if content_type(&parts.headers) == "application/apply-patch+yaml" =>
+        {
+            server_side_apply(st, &target, name, &q, &parts.headers, body).await
+        }
         (&Method::PATCH, Some(name)) => {
             let kind = patch_kind(&parts.headers)?;
             let body = read_body(body, &parts.headers).await?;
@@ -310,6 +315,71 @@ fn list(
     Ok(json_response(StatusCode::OK, &body))
 }
 
+/// Server-side apply (`PATCH` with `application/apply-patch+yaml`), approximated: the
+/// applied configuration is created when the object does not exist, and otherwise merged
+/// into it (maps merged key by key, lists and scalars replaced, as a JSON merge patch).
+/// Field ownership is not tracked: no `managedFields`, no conflicts between managers
+/// (`force` is accepted and changes nothing), and fields a manager stops applying are
+/// kept rather than removed.
+async fn server_side_apply(
+    st: &AppState,
+    target: &Target,
+    name: &str,
+    q: &Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if q.get("fieldManager").is_none_or(str::is_empty) {
+        return Err(ApiError::BadRequest(
+            "PATCH with apply requires a non-empty fieldManager query parameter".into(),
+        ));
+    }
+    let bytes = read_body(body, headers).await?;
+    let applied: Value = serde_json::from_slice(&bytes).or_else(|_| {
+        serde_saphyr::from_slice(&bytes).map_err(|e| {
+            ApiError::BadRequest(format!("the apply body is not valid YAML or JSON: {e}"))
+        })
+    })?;
+    for field in ["apiVersion", "kind"] {
+        if applied
+            .get(field)
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err(ApiError::BadRequest(format!(
+                "{field} must be set in the body of an apply request"
+            )));
+        }
+    }
+    let (res, ns) = (target.res, target.namespace.as_deref());
+    let status_only = target.sub.is_some();
+    let applied = validate(res, ns, Some(name), applied, false)?;
+    // A create racing with ours turns into an update on the second pass.
+    for _ in 0..2 {
+        let updated = st.store.modify(res, ns, name, status_only, |current| {
+            let mut obj = (**current).clone();
+            patch::apply(PatchKind::Merge, &mut obj, &applied).map_err(ApiError::BadRequest)?;
+            validate(res, ns, Some(name), obj, false)
+        });
+        match updated {
+            Ok(obj) => return Ok(json_response(StatusCode::OK, &obj)),
+            Err(ApiError::NotFound { kind, .. }) if kind == res.plural && !status_only => {
+                let obj = validate(res, ns, Some(name), applied.clone(), true)?;
+                match st.store.create(res, ns, obj) {
+                    Ok(obj) => return Ok(json_response(StatusCode::CREATED, &obj)),
+                    Err(ApiError::AlreadyExists { .. }) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::Conflict(format!(
+        "{} \"{name}\" was created and deleted concurrently with this apply; try again",
+        res.plural
+    )))
+}
+
 fn check_preconditions(current: &Value, opts: &[u8]) -> Result<(), ApiError> {
     if opts.is_empty() {
         return Ok(());
@@ -352,9 +422,8 @@ fn patch_kind(headers: &HeaderMap) -> Result<PatchKind, ApiError> {
         "application/merge-patch+json" => Ok(PatchKind::Merge),
         "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
         "application/json-patch+json" => Ok(PatchKind::Json),
-        "application/apply-patch+yaml" | "application/apply-patch+cbor" => Err(ApiError::UnsupportedMediaType(
-            "server-side apply is not supported by the simulator; use client-side `kubectl apply` \
-             (the default) or a merge/JSON patch"
+        "application/apply-patch+cbor" => Err(ApiError::UnsupportedMediaType(
+            "server-side apply in CBOR is not supported by the simulator; send application/apply-patch+yaml"
                 .into(),
         )),
         other => Err(ApiError::UnsupportedMediaType(format!(

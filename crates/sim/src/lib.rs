@@ -12,7 +12,8 @@
 //!   `managementclusterconnections` (`resources.rs`) with list (label and
 //!   field selectors, `limit`/`continue`), get, create, update, patch, delete,
 //!   deletecollection and watch, with Kubernetes resourceVersion and watch
-//!   semantics (`store.rs`, `watch.rs`, `api.rs`);
+//!   semantics (the `cattery-store` crate, with the simulator's types and server-set
+//!   fields in `objects.rs`; `watch_http.rs`, `api.rs`);
 //! - server-side `Table` printing for `kubectl get` (`table.rs`);
 //! - `pods/exec` over WebSocket with a tiny fake shell (`exec.rs`);
 //! - debug endpoints `/_sim/info`, `/_sim/requests`, `/_sim/logstats` and
@@ -46,9 +47,10 @@
 //! IP, nothing else happens); no admission, RBAC or authorization
 //! (impersonation headers are recorded, not enforced); no schema validation
 //! beyond metadata, names and pod containers (`fieldValidation` is accepted
-//! and ignored); strategic merge patch is approximated (see `patch.rs`);
-//! server-side apply, dry-run, protobuf, SPDY, finalizers and graceful
-//! deletion are not implemented (deletes are immediate, a namespace's
+//! and ignored); strategic merge patch is approximated (see `patch.rs`), and
+//! so is server-side apply (create, or merge of the applied configuration;
+//! no field ownership, see `api.rs`); dry-run, protobuf, SPDY, finalizers and
+//! graceful deletion are not implemented (deletes are immediate, a namespace's
 //! contents go with it); a paginated list continues from the current state,
 //! not a snapshot; `pods/log`, events and every type not listed above are
 //! absent (404); nothing is persisted.
@@ -60,16 +62,15 @@ mod auth;
 mod debug;
 mod discovery;
 mod exec;
+mod objects;
 mod patch;
 mod resources;
 mod seed;
-mod selector;
 mod status;
-mod store;
 mod table;
 mod tls;
 pub mod traffic;
-mod watch;
+mod watch_http;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -216,7 +217,7 @@ pub(crate) struct AppState {
     /// When the simulator started (RFC 3339).
     pub(crate) started_at: String,
     /// All objects and the watch history.
-    pub(crate) store: store::Store,
+    pub(crate) store: objects::Store,
     /// Required bearer token, if any.
     pub(crate) token: Option<String>,
     /// Recent requests for `/_sim/requests`.
@@ -343,7 +344,7 @@ impl SimServer {
     /// Serves until `shutdown` is cancelled, then stops accepting, ends open
     /// watches and exec sessions, and waits (up to 5 s) for connections.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let store = store::Store::new(&self.name);
+        let store = objects::Store::new(&self.name);
         seed::seed(&store, &self.name);
         let (auditor, audit_stats, audit_sender) = match self.audit {
             Some((a, s, sender)) => (Some(a), s, Some(sender)),

@@ -60,6 +60,40 @@ impl ResourceType {
     }
 }
 
+/// Types are compared by identity: each is one entry of [`RESOURCES`].
+impl PartialEq for ResourceType {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for ResourceType {}
+
+/// The store knows the simulator's types through this table.
+impl cattery_store::Kind for &'static ResourceType {
+    fn group(&self) -> &'static str {
+        self.group
+    }
+    fn version(&self) -> &'static str {
+        self.version
+    }
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+    fn plural(&self) -> &'static str {
+        self.plural
+    }
+    fn namespaced(&self) -> bool {
+        self.namespaced
+    }
+    fn has_status_subresource(&self) -> bool {
+        has_status_subresource(self)
+    }
+    fn api_version(&self) -> String {
+        ResourceType::api_version(self)
+    }
+}
+
 /// Every type the simulator serves. Order is the order of discovery.
 pub static RESOURCES: &[ResourceType] = &[
     ResourceType {

@@ -5,8 +5,8 @@
 
 use serde_json::{Value, json};
 
+use crate::objects::Store;
 use crate::resources::find;
-use crate::store::Store;
 
 /// Label on `kube-system` naming the simulated cluster.
 pub const SIM_CLUSTER_LABEL: &str = "cattery.dev/sim-cluster";

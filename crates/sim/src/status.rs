@@ -69,6 +69,9 @@ pub enum ApiError {
         /// What is wrong with it.
         detail: String,
     },
+    /// 500: the store could not persist a write.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -84,6 +87,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -99,6 +103,7 @@ impl ApiError {
             ApiError::TooLarge(_) => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::Invalid { .. } => "Invalid",
+            ApiError::Internal(_) => "InternalError",
         }
     }
 
@@ -133,6 +138,26 @@ impl ApiError {
             status["details"] = d;
         }
         status
+    }
+}
+
+impl From<cattery_store::StoreError> for ApiError {
+    fn from(e: cattery_store::StoreError) -> Self {
+        use cattery_store::StoreError as S;
+        match e {
+            S::NotFound { resource, name } => ApiError::NotFound {
+                kind: resource,
+                name,
+            },
+            S::AlreadyExists { resource, name } => ApiError::AlreadyExists {
+                kind: resource,
+                name,
+            },
+            S::Conflict(m) => ApiError::Conflict(m),
+            S::Expired { requested, oldest } => ApiError::Expired { requested, oldest },
+            S::BadRequest(m) => ApiError::BadRequest(m),
+            S::Backend(m) => ApiError::Internal(m),
+        }
     }
 }
 

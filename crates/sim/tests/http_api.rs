@@ -234,11 +234,36 @@ async fn conflicts_and_status_errors() {
             "{}",
         )
         .await;
-    assert_eq!(code, 415);
+    assert_eq!(code, 400);
     assert!(
-        v["message"].as_str().unwrap().contains("server-side apply"),
+        v["message"].as_str().unwrap().contains("fieldManager"),
         "{v}"
     );
+    let (code, v) = sim
+        .http_json(
+            "PATCH",
+            &format!("{PODS}/p?fieldManager=t"),
+            "application/apply-patch+yaml",
+            "metadata:\n  name: p\n",
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("apiVersion must be set"),
+        "{v}"
+    );
+    let (code, _) = sim
+        .http_json(
+            "PATCH",
+            &format!("{PODS}/p?fieldManager=t"),
+            "application/apply-patch+cbor",
+            "",
+        )
+        .await;
+    assert_eq!(code, 415);
 
     let (code, v) = sim
         .http_json(
@@ -413,4 +438,67 @@ async fn shutdown_ends_open_watches() {
     }
     sim.shutdown().await;
     assert!(w.next().await.is_none(), "the watch ended with the server");
+}
+
+#[tokio::test]
+async fn server_side_apply_creates_merges_and_keeps_concurrency() {
+    let sim = Sim::start().await;
+    let url = "/api/v1/namespaces/shop/configmaps/ssa?fieldManager=cattery";
+    let apply = "application/apply-patch+yaml";
+    let (code, v) = sim
+        .http_json(
+            "PATCH",
+            url,
+            apply,
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: \"1\"\n",
+        )
+        .await;
+    assert_eq!(code, 201, "{v}");
+    let created = rv(&v);
+    let (code, v) = sim
+        .http_json("PATCH", url, apply, r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"b": "2"}}"#)
+        .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        v["data"],
+        json!({"a": "1", "b": "2"}),
+        "merged (no field ownership)"
+    );
+    assert!(rv(&v) > created);
+    let same = rv(&v);
+    let (_, v) = sim
+        .http_json("PATCH", url, apply, r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"b": "2"}}"#)
+        .await;
+    assert_eq!(
+        rv(&v),
+        same,
+        "re-applying the same configuration is not a write"
+    );
+    let (code, v) = sim
+        .http_json("PATCH", url, apply, format!(r#"{{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "ssa", "resourceVersion": "{created}"}}}}"#))
+        .await;
+    assert_eq!((code, v["reason"].as_str()), (409, Some("Conflict")), "{v}");
+    let (code, v) = sim
+        .http_json(
+            "PATCH",
+            url,
+            apply,
+            r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ssa"}}"#,
+        )
+        .await;
+    assert_eq!(code, 400, "{v}");
+    let (code, v) = sim
+        .http_json(
+            "PATCH",
+            "/api/v1/namespaces/nope/configmaps/x?fieldManager=t",
+            apply,
+            r#"{"apiVersion": "v1", "kind": "ConfigMap"}"#,
+        )
+        .await;
+    assert_eq!(
+        (code, v["details"]["name"].as_str()),
+        (404, Some("nope")),
+        "{v}"
+    );
+    sim.shutdown().await;
 }

@@ -312,3 +312,43 @@ async fn wrong_token_is_unauthorized() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn server_side_apply_creates_then_merges() {
+    let sim = Sim::start().await;
+    let np = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: ssa\n  namespace: shop\nspec:\n  podSelector:\n    matchLabels:\n      app: cart\n  policyTypes: [Ingress]\n";
+    let path = sim.file("np.yaml", np);
+    let out = sim
+        .kubectl_ok(&["apply", "--server-side", "-f", &path])
+        .await;
+    assert_eq!(
+        out.trim(),
+        "networkpolicy.networking.k8s.io/ssa serverside-applied"
+    );
+    let get = [
+        "get",
+        "networkpolicy",
+        "ssa",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.spec.podSelector.matchLabels.app} {.metadata.generation}",
+    ];
+    assert_eq!(sim.kubectl_ok(&get).await, "cart 1");
+    sim.file("np.yaml", &np.replace("app: cart", "app: checkout"));
+    sim.kubectl_ok(&["apply", "--server-side", "-f", &path])
+        .await;
+    assert_eq!(sim.kubectl_ok(&get).await, "checkout 2");
+    let log = sim.kubectl_ok(&["get", "--raw", "/_sim/requests"]).await;
+    let log: serde_json::Value = serde_json::from_str(&log).unwrap();
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["method"] == "PATCH"
+                && r["query"]
+                    .as_str()
+                    .is_some_and(|q| q.contains("fieldManager=kubectl"))),
+        "kubectl sent a server-side apply: {log}"
+    );
+}

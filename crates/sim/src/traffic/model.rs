@@ -49,9 +49,9 @@ use super::policy_eval::{
     Action, Evaluator, Labels, NetworkPolicy, PeerRef, PodRef, Proto, Verdict,
 };
 use super::rng::Rng;
+use crate::objects::{Filter, Store};
 use crate::resources::find;
-use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::{Filter, Store};
+use cattery_store::{FieldSelector, LabelSelector};
 
 /// How flow and DNS records are aggregated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

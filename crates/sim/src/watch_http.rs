@@ -1,13 +1,13 @@
-//! Watch streams: newline-delimited JSON `{"type": ..., "object": ...}`,
+//! Watch streams on the wire: newline-delimited JSON `{"type": ..., "object": ...}`,
 //! one HTTP body chunk per event (no buffering), as kube-apiserver sends.
 //!
-//! Start points follow Kubernetes: `resourceVersion` unset or `"0"` sends a
-//! synthetic ADDED for every current object and then live events;
-//! `resourceVersion=N` sends every event after N in order, or an ERROR event
-//! with a `410 Expired` Status when N has left the history;
-//! `sendInitialEvents=true` sends the current objects followed by a BOOKMARK
-//! annotated `k8s.io/initial-events-end`. `timeoutSeconds` ends the stream;
-//! `allowWatchBookmarks=true` adds a BOOKMARK every 30 seconds.
+//! The event sequence is [`cattery_store::Watcher`]'s; this module maps the query to its
+//! start point (`resourceVersion` unset or `"0"`: synthetic ADDED then live events;
+//! `resourceVersion=N`: every event after N, or an ERROR event with a `410 Expired`
+//! Status when N has left the history; `sendInitialEvents=true`: the current objects
+//! then a BOOKMARK annotated `k8s.io/initial-events-end`), frames the events, renders
+//! Tables for kubectl, ends the stream at `timeoutSeconds`, and adds a BOOKMARK every 30
+//! seconds with `allowWatchBookmarks=true`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,20 +22,13 @@ use tokio::sync::mpsc;
 
 use crate::AppState;
 use crate::api::Query;
+use crate::objects::{EventType, Filter, Obj};
 use crate::status::ApiError;
-use crate::store::{EventType, Filter, Obj};
 use crate::table::{self, IncludeObject};
+use cattery_store::{WatchEvent, WatchStart};
 
 /// How often bookmarks are sent when the client allows them.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
-
-/// Where a watch starts.
-enum Start {
-    /// Synthetic ADDED for the current state, then live events.
-    Snapshot { initial_events_end: bool },
-    /// Every event after this resourceVersion.
-    After(u64),
-}
 
 /// Starts a watch response for `filter`; `table` when kubectl asked for
 /// server-side printing (each event's object is then a one-row Table).
@@ -46,13 +39,13 @@ pub fn serve(
     table: Option<IncludeObject>,
 ) -> Result<Response, ApiError> {
     let start = match q.get("resourceVersion").unwrap_or("") {
-        _ if q.flag("sendInitialEvents") => Start::Snapshot {
+        _ if q.flag("sendInitialEvents") => WatchStart::Snapshot {
             initial_events_end: true,
         },
-        "" | "0" => Start::Snapshot {
+        "" | "0" => WatchStart::Snapshot {
             initial_events_end: false,
         },
-        rv => Start::After(rv.parse().map_err(|_| {
+        rv => WatchStart::After(rv.parse().map_err(|_| {
             ApiError::BadRequest(format!(
                 "resourceVersion: invalid value {rv:?}: must be a number"
             ))
@@ -124,50 +117,27 @@ impl Watcher {
         .await
     }
 
-    async fn run(self, st: &AppState, start: Start, bookmarks: bool) {
-        let mut changes = st.store.subscribe();
-        let mut cursor = match start {
-            Start::After(rv) => rv,
-            Start::Snapshot { initial_events_end } => {
-                let (objects, rv) = st.store.snapshot(&self.filter);
-                for obj in &objects {
-                    if !self.send_object(EventType::Added, obj).await {
-                        return;
-                    }
-                }
-                if initial_events_end && !self.bookmark(rv, true).await {
-                    return;
-                }
-                rv
-            }
-        };
+    async fn run(self, st: &AppState, start: WatchStart, bookmarks: bool) {
+        let mut watch = st.store.watch(self.filter.clone(), start);
         let mut tick =
             tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
         loop {
-            changes.borrow_and_update();
-            let events = match st.store.events_after(cursor) {
-                Ok(evs) => evs,
-                Err(e) => {
-                    self.send("ERROR", e.to_status()).await;
-                    return;
-                }
-            };
-            for ev in &events {
-                if let Some((kind, obj)) = self.filter.view(ev)
-                    && !self.send_object(kind, &obj).await
-                {
-                    return;
-                }
-                cursor = ev.rv;
-            }
-            tokio::select! {
-                r = changes.changed() => if r.is_err() { return },
-                () = self.tx.closed() => return,
-                _ = tick.tick(), if bookmarks => {
-                    if !self.bookmark(cursor, false).await {
+            let sent = tokio::select! {
+                ev = watch.next() => match ev {
+                    Ok(WatchEvent::Object(kind, obj)) => self.send_object(kind, &obj).await,
+                    Ok(WatchEvent::Bookmark { rv, initial_events_end }) => {
+                        self.bookmark(rv, initial_events_end).await
+                    }
+                    Err(e) => {
+                        self.send("ERROR", ApiError::from(e).to_status()).await;
                         return;
                     }
-                }
+                },
+                () = self.tx.closed() => return,
+                _ = tick.tick(), if bookmarks => self.bookmark(watch.cursor(), false).await,
+            };
+            if !sent {
+                return;
             }
         }
     }

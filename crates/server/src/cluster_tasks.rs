@@ -1,0 +1,82 @@
+//! Work that runs once per connected cluster (the log puller now, controllers next),
+//! started and stopped from the registry's [`ClusterEvent`]s rather than by whoever
+//! accepted the tunnel.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::registry::{ClusterEvent, Connection, Registry};
+
+/// Runs `start(connection, stop)` for every tunnel the registry reports connected, and
+/// cancels `stop` when that tunnel is disconnected, replaced or its cluster removed (the
+/// token is also a child of the tunnel's own `closed` token). Returns once `shutdown` is
+/// cancelled and every started task has finished.
+pub async fn per_cluster<F, Fut>(
+    registry: Arc<Registry>,
+    what: &'static str,
+    shutdown: CancellationToken,
+    start: F,
+) where
+    F: Fn(Connection, CancellationToken) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut events = registry.subscribe();
+    let mut running: HashMap<String, (u64, CancellationToken)> = HashMap::new();
+    let mut tasks = JoinSet::new();
+    loop {
+        // Reap finished tasks so a long-lived hub does not accumulate them.
+        while tasks.try_join_next().is_some() {}
+        let ev = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            ev = events.recv() => match ev {
+                Some(ev) => ev,
+                None => break,
+            },
+        };
+        match ev {
+            ClusterEvent::Connected(c) => {
+                if let Some((_, old)) = running.remove(&c.name) {
+                    old.cancel();
+                }
+                let stop = c.closed.child_token();
+                running.insert(c.name.clone(), (c.tunnel_id, stop.clone()));
+                let span = tracing::info_span!("cluster_task", task = what, cluster = c.name);
+                tasks.spawn(start(c, stop).instrument(span));
+            }
+            ClusterEvent::Disconnected { name, tunnel_id } => {
+                if running.get(&name).is_some_and(|(id, _)| *id == tunnel_id)
+                    && let Some((_, stop)) = running.remove(&name)
+                {
+                    stop.cancel();
+                }
+            }
+            ClusterEvent::Removed { name } => {
+                if let Some((_, stop)) = running.remove(&name) {
+                    stop.cancel();
+                }
+            }
+        }
+    }
+    for (_, (_, stop)) in running {
+        stop.cancel();
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Pulls logs from every connected cluster (see [`crate::logs::puller`]).
+pub async fn log_pullers(
+    registry: Arc<Registry>,
+    logs: Arc<crate::logs::LogService>,
+    shutdown: CancellationToken,
+) {
+    let r = registry.clone();
+    per_cluster(registry, "logs", shutdown, move |c, stop| {
+        crate::logs::puller::run(logs.clone(), r.clone(), c.name, c.sender, stop)
+    })
+    .await
+}

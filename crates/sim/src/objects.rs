@@ -1,0 +1,334 @@
+//! The simulator's objects: [`cattery_store::Store`] plus what a kube-apiserver and its
+//! controllers add for the simulator's types.
+//!
+//! The generic semantics (resourceVersions, conflicts, generation, history, watch) are the
+//! store crate's. Here: a namespaced object needs its namespace (namespace lifecycle
+//! admission); a deleted namespace takes its contents with it, immediately (there is no
+//! namespace controller and no Terminating phase that lasts); and server-set fields of
+//! namespaces, pods (IP, phase, conditions, node) and services (cluster IP) are filled in
+//! on create.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use cattery_store::{WatchStart, Watcher};
+use serde_json::{Value, json};
+
+use crate::resources::{RESOURCES, ResourceType, namespaces};
+use crate::status::ApiError;
+
+pub use cattery_store::{EventType, Obj, Page};
+
+/// What a list or watch of the simulator selects.
+pub type Filter = cattery_store::Filter<&'static ResourceType>;
+
+/// The simulator's whole state.
+pub struct Store {
+    cluster: String,
+    objects: cattery_store::Store<&'static ResourceType>,
+    ips_allocated: AtomicU32,
+}
+
+impl Store {
+    /// An empty store for the cluster called `cluster`.
+    pub fn new(cluster: &str) -> Self {
+        Self::with_history_limit(cluster, cattery_store::HISTORY_LIMIT)
+    }
+
+    /// An empty store with a custom history size (tests use a small one).
+    pub fn with_history_limit(cluster: &str, history_limit: usize) -> Self {
+        Store {
+            cluster: cluster.to_string(),
+            objects: cattery_store::Store::with_history_limit(history_limit),
+            ips_allocated: AtomicU32::new(0),
+        }
+    }
+
+    /// The current resourceVersion.
+    pub fn current_rv(&self) -> u64 {
+        self.objects.current_rv()
+    }
+
+    /// Lists objects selected by `filter`, optionally paginated.
+    pub fn list(
+        &self,
+        filter: &Filter,
+        limit: Option<usize>,
+        continue_token: Option<&str>,
+    ) -> Result<Page, ApiError> {
+        Ok(self.objects.list(filter, limit, continue_token)?)
+    }
+
+    /// One object.
+    pub fn get(
+        &self,
+        res: &'static ResourceType,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Obj, ApiError> {
+        Ok(self.objects.get(res, ns, name)?)
+    }
+
+    /// Starts a watch (see [`cattery_store::watch`]).
+    pub fn watch(&self, filter: Filter, start: WatchStart) -> Watcher<'_, &'static ResourceType> {
+        self.objects.watch(filter, start)
+    }
+
+    /// Creates an object. `obj` has been validated by the API layer (kind, name syntax);
+    /// this checks the namespace and sets server-owned fields.
+    pub fn create(
+        &self,
+        res: &'static ResourceType,
+        ns: Option<&str>,
+        obj: Value,
+    ) -> Result<Obj, ApiError> {
+        self.objects.transaction(|tx| {
+            if let Some(ns) = ns
+                && tx.get(namespaces(), None, ns).is_none()
+            {
+                return Err(ApiError::NotFound {
+                    kind: "namespaces".into(),
+                    name: ns.into(),
+                });
+            }
+            Ok(tx.create_with(res, ns, obj, |obj| self.set_defaults(res, obj))?)
+        })
+    }
+
+    /// Replaces an object (PUT; optimistic concurrency on `metadata.resourceVersion`).
+    /// With `status_only`, only `.status` is taken from `obj` (the `/status` subresource).
+    pub fn update(
+        &self,
+        res: &'static ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        obj: Value,
+        status_only: bool,
+    ) -> Result<Obj, ApiError> {
+        Ok(self.objects.update(res, ns, name, obj, status_only)?)
+    }
+
+    /// Read-modify-write under the store lock (PATCH): `f` computes the new object from
+    /// the current one, then it is stored as by [`Store::update`].
+    pub fn modify(
+        &self,
+        res: &'static ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        status_only: bool,
+        f: impl FnOnce(&Obj) -> Result<Value, ApiError>,
+    ) -> Result<Obj, ApiError> {
+        self.objects.modify(res, ns, name, status_only, f)
+    }
+
+    /// Deletes an object and returns its last state. Deleting a namespace deletes
+    /// everything in it first.
+    pub fn delete(
+        &self,
+        res: &'static ResourceType,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Obj, ApiError> {
+        self.objects.transaction(|tx| {
+            if tx.get(res, ns, name).is_none() {
+                return Err(ApiError::NotFound {
+                    kind: res.plural.into(),
+                    name: name.into(),
+                });
+            }
+            if res == namespaces() {
+                for child_res in RESOURCES.iter().filter(|r| r.namespaced) {
+                    for child in tx.objects(child_res, Some(name)) {
+                        let child_name = child["metadata"]["name"].as_str().unwrap_or_default();
+                        tx.delete_with(child_res, Some(name), child_name, |_| {})?;
+                    }
+                }
+            }
+            Ok(tx.delete_with(res, ns, name, |last| {
+                if res == namespaces() {
+                    last["metadata"]["deletionTimestamp"] = json!(cattery_store::now_rfc3339());
+                    last["status"]["phase"] = json!("Terminating");
+                }
+            })?)
+        })
+    }
+
+    fn set_defaults(&self, res: &'static ResourceType, obj: &mut Value) {
+        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let now = cattery_store::now_rfc3339();
+        match res.kind {
+            "Namespace" => {
+                obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+                obj["spec"] = json!({"finalizers": ["kubernetes"]});
+                obj["status"] = json!({"phase": "Active"});
+            }
+            "Pod" => {
+                let n = self.ips_allocated.fetch_add(1, Ordering::Relaxed) + 1;
+                let ip = format!("10.244.{}.{}", n / 250, n % 250 + 2);
+                let spec = obj["spec"]
+                    .as_object_mut()
+                    .map(std::mem::take)
+                    .unwrap_or_default();
+                let mut spec = Value::Object(spec);
+                for (k, v) in [
+                    ("nodeName", json!(format!("{}-node-1", self.cluster))),
+                    ("restartPolicy", json!("Always")),
+                    ("dnsPolicy", json!("ClusterFirst")),
+                    ("schedulerName", json!("default-scheduler")),
+                    ("terminationGracePeriodSeconds", json!(30)),
+                ] {
+                    spec.as_object_mut().expect("object").entry(k).or_insert(v);
+                }
+                let containers: Vec<Value> = spec["containers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| {
+                        json!({
+                            "name": c["name"], "image": c["image"], "imageID": "", "ready": true,
+                            "started": true, "restartCount": 0,
+                            "containerID": format!("sim://{}", &uuid::Uuid::new_v4().to_string()[..8]),
+                            "state": {"running": {"startedAt": now}},
+                        })
+                    })
+                    .collect();
+                obj["spec"] = spec;
+                let cond =
+                    |t: &str| json!({"type": t, "status": "True", "lastTransitionTime": now});
+                obj["status"] = json!({
+                    "phase": "Running",
+                    "podIP": ip, "podIPs": [{"ip": ip}],
+                    "hostIP": "10.0.0.10", "hostIPs": [{"ip": "10.0.0.10"}],
+                    "startTime": now,
+                    "qosClass": "BestEffort",
+                    "conditions": [cond("PodScheduled"), cond("Initialized"), cond("ContainersReady"), cond("Ready")],
+                    "containerStatuses": containers,
+                });
+            }
+            "Service" => {
+                let spec = obj["spec"]
+                    .as_object_mut()
+                    .map(std::mem::take)
+                    .unwrap_or_default();
+                let mut spec = Value::Object(spec);
+                spec["type"] = spec.get("type").cloned().unwrap_or(json!("ClusterIP"));
+                if spec
+                    .get("clusterIP")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty()
+                {
+                    let n = self.ips_allocated.fetch_add(1, Ordering::Relaxed) + 1;
+                    let ip = format!("10.96.{}.{}", n / 250, n % 250 + 10);
+                    spec["clusterIP"] = json!(ip);
+                }
+                spec["clusterIPs"] = json!([spec["clusterIP"]]);
+                spec.as_object_mut()
+                    .expect("object")
+                    .entry("sessionAffinity")
+                    .or_insert(json!("None"));
+                if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                    for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                        p.entry("protocol").or_insert(json!("TCP"));
+                        let port = p.get("port").cloned().unwrap_or(Value::Null);
+                        p.entry("targetPort").or_insert(port);
+                    }
+                }
+                obj["spec"] = spec;
+                obj["status"] = json!({"loadBalancer": {}});
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::find;
+    use cattery_store::{FieldSelector, LabelSelector};
+
+    fn pods() -> &'static ResourceType {
+        find("", "v1", "pods").unwrap()
+    }
+
+    fn obj(name: &str) -> Value {
+        json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "i"}]}})
+    }
+
+    fn all_pods() -> Filter {
+        Filter {
+            res: pods(),
+            namespace: None,
+            labels: LabelSelector::default(),
+            fields: FieldSelector::default(),
+        }
+    }
+
+    fn store_with_ns() -> Store {
+        let s = Store::with_history_limit("t", 100);
+        s.create(namespaces(), None, json!({"metadata": {"name": "a"}}))
+            .unwrap();
+        s
+    }
+
+    #[test]
+    fn pods_get_running_status_and_distinct_ips() {
+        let s = store_with_ns();
+        let p1 = s.create(pods(), Some("a"), obj("p1")).unwrap();
+        let p2 = s.create(pods(), Some("a"), obj("p2")).unwrap();
+        assert_eq!(p1["status"]["phase"], "Running");
+        assert_eq!(p1["spec"]["nodeName"], "t-node-1");
+        assert_ne!(p1["status"]["podIP"], p2["status"]["podIP"]);
+        let ns = s.get(namespaces(), None, "a").unwrap();
+        assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "a");
+        assert_eq!(ns["status"]["phase"], "Active");
+    }
+
+    #[test]
+    fn create_requires_namespace_and_unique_name() {
+        let s = store_with_ns();
+        let err = s.create(pods(), Some("nope"), obj("p")).unwrap_err();
+        assert_eq!(err.code(), 404);
+        assert!(err.to_string().contains("nope"));
+        s.create(pods(), Some("a"), obj("p")).unwrap();
+        assert_eq!(
+            s.create(pods(), Some("a"), obj("p")).unwrap_err().code(),
+            409
+        );
+    }
+
+    #[test]
+    fn updates_keep_server_owned_status() {
+        let s = store_with_ns();
+        let p = s.create(pods(), Some("a"), obj("p")).unwrap();
+        let mut changed = (*p).clone();
+        changed["metadata"]["labels"] = json!({"x": "1"});
+        changed["status"] = json!({"phase": "Failed"});
+        let updated = s.update(pods(), Some("a"), "p", changed, false).unwrap();
+        assert_eq!(updated["status"]["phase"], "Running", "status is kept");
+        assert_eq!(updated["metadata"]["generation"], 1);
+    }
+
+    #[test]
+    fn deleting_a_namespace_deletes_its_contents_in_one_step() {
+        let s = store_with_ns();
+        s.create(namespaces(), None, json!({"metadata": {"name": "b"}}))
+            .unwrap();
+        s.create(pods(), Some("a"), obj("p")).unwrap();
+        s.create(pods(), Some("b"), obj("q")).unwrap();
+        let before = s.current_rv();
+        let ns = s.delete(namespaces(), None, "a").unwrap();
+        assert_eq!(ns["status"]["phase"], "Terminating");
+        assert_eq!(s.current_rv(), before + 2, "the pod, then the namespace");
+        let names: Vec<_> = s
+            .list(&all_pods(), None, None)
+            .unwrap()
+            .items
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, vec!["q"]);
+        assert_eq!(s.get(pods(), Some("a"), "p").unwrap_err().code(), 404);
+        assert_eq!(s.delete(namespaces(), None, "a").unwrap_err().code(), 404);
+    }
+}
