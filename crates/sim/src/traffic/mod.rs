@@ -162,6 +162,36 @@ fn now_ns() -> i128 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos()
 }
 
+/// The records the generator writes, for a cluster as the simulator seeds it at start-up,
+/// without serving it or writing files. For the log-store benchmark (`cattery-bench
+/// logstore`), which must index what the simulator really produces rather than records of
+/// its own invention.
+pub struct SeededTraffic {
+    snapshot: Snapshot,
+    model: Model,
+    rng: Rng,
+}
+
+impl SeededTraffic {
+    /// The traffic of a freshly seeded cluster named `cluster`, reproducible from `seed`.
+    pub fn new(cluster: &str, seed: u64, aggregation: Aggregation) -> SeededTraffic {
+        let store = crate::store::Store::new(cluster);
+        crate::seed::seed(&store, cluster);
+        SeededTraffic {
+            snapshot: Snapshot::from_store(&store),
+            model: Model { aggregation },
+            rng: Rng::new(seed),
+        }
+    }
+
+    /// The records of one interaction stamped with `window` (none when the route drawn
+    /// does not resolve), as [`Model::interaction`] gives them to the file writer.
+    pub fn interaction(&mut self, window: Window) -> Vec<Record> {
+        self.model
+            .interaction(&self.snapshot, &mut self.rng, window)
+    }
+}
+
 /// Checks the configuration and creates the directory.
 pub fn prepare(config: &TrafficConfig) -> anyhow::Result<()> {
     anyhow::ensure!(
