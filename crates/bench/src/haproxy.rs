@@ -95,7 +95,7 @@ fn certificates() -> anyhow::Result<(String, String)> {
 fn config(port: u16, pem: &Path, next_port: u16, next_ca: &Path) -> String {
     format!(
         "global\n\
-         \x20   maxconn 10000\n\
+         \x20   maxconn 4096\n\
          defaults\n\
          \x20   mode http\n\
          \x20   timeout connect 5s\n\
