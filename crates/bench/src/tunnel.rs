@@ -450,16 +450,19 @@ fn render(args: &TunnelBenchArgs, server_bin: &Path, r: &Report) -> String {
         let _ = writeln!(o, "{}", row("requests/s", &rps, true, 0));
         let _ = writeln!(o, "{}", row("added p50 latency µs", &added(0.5), true, 0));
         let _ = writeln!(o, "{}", row("added p99 latency µs", &added(0.99), true, 0));
-        let _ = writeln!(
-            o,
-            "{}",
-            row(
-                "stream MiB/s",
-                &|k: usize| r.streams[k].result.mib_per_s(),
-                true,
-                0
-            )
-        );
+        // One stream per path, shown with the main worker count.
+        if *c == usize::from(args.concurrency) {
+            let _ = writeln!(
+                o,
+                "{}",
+                row(
+                    "stream MiB/s",
+                    &|k: usize| r.streams[k].result.mib_per_s(),
+                    true,
+                    0
+                )
+            );
+        }
         let t = &runs[tunnel].result;
         let ratio = t.rps() / d.rps();
         let added_p50 = t.quantile_us(0.5) - d.quantile_us(0.5);
