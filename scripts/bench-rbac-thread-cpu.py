@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""CPU per thread name while `cattery bench rbac` runs its load, mode by mode.
+"""CPU per thread name while `cattery-bench rbac` runs its load, mode by mode.
 
-Usage (after `cargo build --release -p cattery`): scripts/bench-rbac-thread-cpu.py [ROUNDS]
+Usage (after `cargo build --release -p cattery-bench`): scripts/bench-rbac-thread-cpu.py [ROUNDS]
 
 For each measured load it samples /proc/PID/task/*/stat 2 s after the warm-up starts and
 3 s later, and prints the cores used per thread name (tokio workers, the audit journal and
@@ -19,7 +19,7 @@ def snap(pid):
         f=st[st.rindex(')')+2:].split()
         d[comm]+= int(f[11])+int(f[12])
     return d
-p=subprocess.Popen([os.path.join(os.path.dirname(os.path.abspath(__file__)),"..","target","release","cattery"),"bench","rbac","--duration","6s","--rounds",sys.argv[1] if len(sys.argv)>1 else "2"],stderr=subprocess.STDOUT,stdout=subprocess.PIPE,text=True)
+p=subprocess.Popen([os.path.join(os.path.dirname(os.path.abspath(__file__)),"..","target","release","cattery-bench"),"rbac","--duration","6s","--rounds",sys.argv[1] if len(sys.argv)>1 else "2"],stderr=subprocess.STDOUT,stdout=subprocess.PIPE,text=True)
 mode=None
 for line in p.stdout:
     if "RBAC" in line and "round" in line: mode=line.strip()

@@ -41,7 +41,7 @@ pub enum AgentError {
 /// tunnel's HTTP/2 connection, the stream's task, the upstream HTTP/1.1 connection). On
 /// a multi-threaded runtime each hop can wake another worker thread (a futex wake-up and
 /// a context switch); on one thread they are queue operations. `cattery agent` runs this
-/// way, and so does the agent that `cattery bench tunnel` loads.
+/// way, and so does the agent that `cattery-bench tunnel` loads.
 pub async fn run_on_dedicated_thread(
     settings: AgentSettings,
     shutdown: CancellationToken,

@@ -1,8 +1,8 @@
 //! Log records: the four log types, the fields people filter on, and validation.
 //!
-//! Records keep Calico's field names and shapes exactly (see ARCHITECTURE.md decision 7 and
-//! `reference/calico-flow-fields.md`): they are stored as the JSON objects Felix and
-//! kube-apiserver write, plus `cluster`, which the management plane sets from the
+//! Records keep Calico's field names and shapes exactly (see docs/architecture.md, decision
+//! 7, and `docs/reference/calico-flow-fields.md`): they are stored as the JSON objects Felix
+//! and kube-apiserver write, plus `cluster`, which the management plane sets from the
 //! connection a record arrived on (whatever the record said is overwritten).
 
 use serde::{Deserialize, Serialize};

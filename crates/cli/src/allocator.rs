@@ -5,7 +5,7 @@
 //! that freed them calls into the allocator again. The management plane's threads go idle
 //! after bursts (tantivy's indexing threads after a commit, tokio workers after a batch of
 //! API requests), so the freed memory stayed resident: 13.5 MiB of private memory with no
-//! cluster instead of 6.1, and the per-idle-cluster figure of `cattery bench tunnel` at 100
+//! cluster instead of 6.1, and the per-idle-cluster figure of `cattery-bench idle` at 100
 //! clusters was 185 KiB instead of 73 (measurements in docs/design/0008-allocator.md).
 
 /// mimalloc's option `purge_delay` (index 15 of `mi_option_t` in mimalloc v2 and v3;

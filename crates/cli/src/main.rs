@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 /// mimalloc instead of glibc's allocator: request handling allocates and frees many small
 /// buffers on several threads, where glibc's malloc/free/consolidate took ~20 % of CPU in
-/// `cattery bench rbac` profiles; with mimalloc the proxy costs ~13 % less CPU per request
+/// `cattery-bench rbac` profiles; with mimalloc the proxy costs ~13 % less CPU per request
 /// (docs/design/0008-allocator.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -55,9 +55,6 @@ enum Command {
     Auth(commands::auth::AuthCommand),
     /// Search, aggregate, export and follow central logs.
     Logs(commands::logs::LogsArgs),
-    /// Measure performance (see docs/benchmarks.md).
-    #[command(subcommand)]
-    Bench(commands::bench::BenchCommand),
 }
 
 fn init_logging(default: &str) {
@@ -106,7 +103,6 @@ fn main() -> std::process::ExitCode {
             Command::Login(a) => commands::login::run(a).await,
             Command::Cluster(c) => commands::cluster::run(c).await,
             Command::Kubeconfig(a) => commands::kubeconfig::run(a).await,
-            Command::Bench(c) => commands::bench::run(c).await,
             Command::Logs(a) => commands::logs::run(a).await,
             Command::Token(c) => commands::token::run(c).await,
             Command::Apply(a) => commands::resources::apply(a).await,

@@ -1,5 +1,5 @@
 //! Central log storage for Cattery: the [`LogStore`] trait the server ingests into and
-//! searches, and [`EmbeddedStore`], its default implementation on tantivy (ARCHITECTURE.md
+//! searches, and [`EmbeddedStore`], its default implementation on tantivy (docs/architecture.md
 //! decision 9). An Elasticsearch/OpenSearch backend can implement the same trait; how it maps
 //! is written down in `docs/design/0005-logstore.md`.
 //!

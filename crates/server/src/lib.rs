@@ -55,23 +55,30 @@ pub struct ServerConfig {
     pub retention: cattery_logstore::Retention,
     /// Accept OIDC JWTs from this issuer as well as Cattery's own tokens.
     pub oidc: Option<OidcConfig>,
-    /// What the API's door checks. `cattery server` always enforces; the other mode exists
-    /// only so `cattery bench rbac` can measure what authorization and auditing cost.
+    /// What the API's door checks. Without the `bench-modes` feature the only value is
+    /// [`AccessControl::Enforced`]; the feature adds the modes `cattery-bench rbac` uses to
+    /// measure what authorization and auditing cost.
     pub access_control: AccessControl,
 }
 
 /// What the API's door checks (see [`api::gate`]).
+///
+/// A production build (`cattery`, built without the `bench-modes` feature) has one
+/// mode: everything is authenticated, authorized and audited. The other modes are compiled
+/// in only for the benchmark crate (`crates/bench`), which enables `bench-modes`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AccessControl {
     /// Authentication, RBAC authorization and the audit trail (the only production mode).
     #[default]
     Enforced,
     /// Authentication only: every authenticated caller may do everything and nothing is
-    /// audited. For benchmarks measuring RBAC's cost; not reachable from the command line.
+    /// audited. For benchmarks measuring RBAC's cost (feature `bench-modes` only).
+    #[cfg(feature = "bench-modes")]
     AuthenticationOnlyForBenchmarks,
     /// Authentication and the audit trail, no authorization: every authenticated caller
     /// may do everything, and every request is audited as allowed. For benchmarks that
-    /// separate RBAC's own cost from the audit trail's; not reachable from the command line.
+    /// separate RBAC's own cost from the audit trail's (feature `bench-modes` only).
+    #[cfg(feature = "bench-modes")]
     AuditWithoutAuthorizationForBenchmarks,
 }
 

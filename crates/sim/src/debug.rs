@@ -9,7 +9,7 @@
 //!   events (see [`logstats`]);
 //! - `GET /_sim/bytes?size=N`: N bytes of a fixed pattern, streamed in
 //!   [`BYTES_CHUNK`]-sized chunks without holding N bytes in memory (for
-//!   throughput benchmarks such as `cattery bench tunnel`); N is at most
+//!   throughput benchmarks such as `cattery-bench tunnel`); N is at most
 //!   [`MAX_BYTES`].
 
 use std::collections::{BTreeMap, VecDeque};

@@ -3,7 +3,7 @@
 //! This is a real HTTP(S) peer that real clients (kubectl, client-go,
 //! kube-rs, Cattery's agent) talk to exactly as they talk to a
 //! kube-apiserver, so their code paths are the real ones; only the far end
-//! is simulated (see decision 10 in ARCHITECTURE.md). It serves, from
+//! is simulated (see decision 10 in docs/architecture.md). It serves, from
 //! memory:
 //!
 //! - `/version`, `/healthz`, `/readyz`, `/livez`, legacy API discovery and a

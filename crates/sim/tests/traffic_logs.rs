@@ -105,7 +105,7 @@ fn raw_keys(json: &str) -> Vec<String> {
     keys
 }
 
-/// Felix's key order for flows.log (reference/calico-flow-fields.md).
+/// Felix's key order for flows.log (docs/reference/calico-flow-fields.md).
 const FLOW_KEYS: &[&str] = &[
     "start_time",
     "end_time",

@@ -12,8 +12,10 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// Delays start near `min`, double each attempt, never exceed `max`, and are jittered
-    /// so a fleet of agents does not reconnect in lock-step after a management-plane restart.
+    /// Delays start near `min` and double each attempt up to `max`; each is then jittered by
+    /// adding a random part of up to one more step (backon's jitter), so a delay lies
+    /// between the step and twice the step — at most just under `2 × max` — and a fleet of
+    /// agents does not reconnect in lock-step after a management-plane restart.
     pub fn new(min: Duration, max: Duration) -> Self {
         let builder = ExponentialBuilder::default()
             .with_min_delay(min)

@@ -1,6 +1,6 @@
 //! The agent's disk spool: every log record is written here (and fsynced) before it is
 //! shipped, and deleted only after the management plane acknowledged it — "nothing
-//! acknowledged is lost" (ARCHITECTURE.md, decision 8). The design follows the idea of
+//! acknowledged is lost" (docs/architecture.md, decision 8). The design follows the idea of
 //! Vector's disk buffer v2: append-only, checksummed segment files plus a small ledger.
 //!
 //! # On-disk format (`DIR/`)

@@ -28,7 +28,7 @@ pub struct AgentArgs {
     /// CA bundle for an https --upstream (default: system roots).
     #[arg(long)]
     pub upstream_ca_file: Option<PathBuf>,
-    /// Longest wait between reconnect attempts (e.g. 60s, 5m).
+    /// Cap of the exponential reconnect step (e.g. 60s, 5m); jitter adds up to as much again.
     #[arg(long, default_value = "60s", value_parser = super::parse_duration)]
     pub reconnect_max_delay: Duration,
     /// Directory of the disk spool; enables log shipping.

@@ -2,7 +2,6 @@
 
 pub mod agent;
 pub mod auth;
-pub mod bench;
 pub mod cluster;
 pub mod demo;
 pub mod kubeconfig;

@@ -147,6 +147,19 @@ pub fn decide(authz: &cattery_rbac::Authorizer, who: &Identity, info: &RequestIn
     }
 }
 
+/// The door's decision for `who`: RBAC's, unless a benchmark build (feature `bench-modes`)
+/// switched authorization off.
+fn authorize(state: &AppState, who: &Identity, info: &RequestInfo) -> Decision {
+    #[cfg(feature = "bench-modes")]
+    if state.access_control == crate::AccessControl::AuditWithoutAuthorizationForBenchmarks {
+        return Decision {
+            allowed: true,
+            reason: "authorization is off (benchmark)".into(),
+        };
+    }
+    decide(&state.authz.current(), who, info)
+}
+
 /// The middleware.
 pub async fn gate(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let received = time::OffsetDateTime::now_utc();
@@ -236,6 +249,7 @@ pub async fn gate(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
             return ApiError::with_reason(401, "Unauthorized", why).into_response();
         }
     };
+    #[cfg(feature = "bench-modes")]
     if state.access_control == crate::AccessControl::AuthenticationOnlyForBenchmarks {
         req.extensions_mut().insert(identity);
         req.extensions_mut().insert(AuthenticatedBy(by));
@@ -245,15 +259,7 @@ pub async fn gate(State(state): State<Arc<AppState>>, mut req: Request, next: Ne
     ev.groups = identity.groups.clone();
     ev.authenticated_by = Some(by.clone());
 
-    let decision =
-        if state.access_control == crate::AccessControl::AuditWithoutAuthorizationForBenchmarks {
-            cattery_rbac::Decision {
-                allowed: true,
-                reason: "authorization is off (benchmark)".into(),
-            }
-        } else {
-            decide(&state.authz.current(), &identity, &info)
-        };
+    let decision = authorize(&state, &identity, &info);
     ev.allowed = decision.allowed;
     ev.reason = decision.reason.clone();
     if !decision.allowed {

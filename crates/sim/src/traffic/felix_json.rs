@@ -2,7 +2,7 @@
 //!
 //! Each struct serializes its fields in the order the Go type marshals them
 //! (serde keeps declaration order), with Felix's types and null conventions
-//! (`reference/calico-flow-fields.md`):
+//! (`docs/reference/calico-flow-fields.md`):
 //!
 //! - flows: `JSONOutput` of `felix/collector/flowlog/json_serializer.go` —
 //!   times are Unix seconds, aggregated IPs and ports are `null`, not

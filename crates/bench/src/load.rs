@@ -10,7 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::client::error_chain;
+use crate::api::error_chain;
 
 /// No single small request may take longer than this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

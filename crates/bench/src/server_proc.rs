@@ -1,5 +1,8 @@
 //! A management plane run as a separate `cattery server` process, so its memory and CPU
 //! can be read from `/proc/PID/…` apart from the load generator's.
+//!
+//! The process is the real `cattery` binary, as an operator runs it (its allocator and
+//! settings, no benchmark code): [`cattery_binary`] finds it.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -8,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::client::{ApiClient, Target};
+use crate::api::{ApiClient, Target};
 
 /// How long the server may take to write its token and answer `/healthz`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -17,8 +20,44 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// (and `unsafe`); every Linux architecture we build for uses 100.
 const CLK_TCK: f64 = 100.0;
 
+/// Environment variable naming the `cattery` binary to benchmark.
+pub(crate) const CATTERY_BIN_ENV: &str = "CATTERY_BIN";
+
+/// The `cattery` binary whose server is measured: `$CATTERY_BIN` if set, else the `cattery`
+/// next to this executable (cargo builds every binary of the workspace into the same
+/// `target/PROFILE/` directory). Build it first, in its own cargo invocation, so it is
+/// exactly the production build: `cargo build --release -p cattery`.
+pub(crate) fn cattery_binary() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os(CATTERY_BIN_ENV) {
+        let p = PathBuf::from(p);
+        anyhow::ensure!(
+            p.is_file(),
+            "{CATTERY_BIN_ENV}={} is not a file",
+            p.display()
+        );
+        return Ok(p);
+    }
+    let me = std::env::current_exe().context("finding this executable")?;
+    let dir = me
+        .parent()
+        .with_context(|| format!("{} has no parent directory", me.display()))?;
+    // Test binaries live one level down, in target/PROFILE/deps/.
+    let candidates = [dir.join("cattery"), dir.join("../cattery")];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .with_context(|| {
+            format!(
+                "no `cattery` binary next to {}: build it first (`cargo build --release -p cattery`, \
+                 or without --release for a debug bench) or name it with {CATTERY_BIN_ENV}=PATH",
+                me.display()
+            )
+        })
+}
+
 /// A `cattery server` child process, killed when dropped.
-pub struct ServerProc {
+pub(crate) struct ServerProc {
     child: Child,
     /// API base URL (`https://127.0.0.1:PORT`).
     pub url: String,
@@ -38,14 +77,14 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl ServerProc {
-    /// Starts `cattery server` (this very binary) with a fresh data dir under `dir` and
+    /// Starts `cattery server` ([`cattery_binary`]) with a fresh data dir under `dir` and
     /// waits until it answers `/healthz`.
     pub async fn start(dir: &Path, name: &str) -> anyhow::Result<ServerProc> {
         let data = dir.join(format!("{name}-data"));
         std::fs::create_dir_all(&data)?;
         let log_file = dir.join(format!("{name}.log"));
         let (api_port, tunnel_port) = (free_port()?, free_port()?);
-        let exe = std::env::current_exe().context("finding the cattery binary")?;
+        let exe = cattery_binary()?;
         let child = Command::new(&exe)
             .arg("server")
             .arg("--data-dir")
@@ -120,7 +159,7 @@ impl ServerProc {
         ApiClient::new(Target {
             server: self.url.clone(),
             token: self.token.clone(),
-            ca_pem: Some(self.ca_pem.clone()),
+            ca_pem: self.ca_pem.clone(),
         })
     }
 
@@ -174,7 +213,7 @@ impl Drop for ServerProc {
 
 /// What `/proc/PID/status` says about a process.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ProcStatus {
+pub(crate) struct ProcStatus {
     /// Resident set size, KiB: private memory plus the file pages mapped in (the binary's
     /// code, memory-mapped log indices), which the kernel can drop and re-read.
     pub rss_kib: u64,
@@ -185,7 +224,7 @@ pub struct ProcStatus {
 }
 
 /// Reads `/proc/PID/status` (`pid = None`: this process).
-pub fn proc_status(pid: Option<u32>) -> anyhow::Result<ProcStatus> {
+pub(crate) fn proc_status(pid: Option<u32>) -> anyhow::Result<ProcStatus> {
     let path = match pid {
         Some(p) => format!("/proc/{p}/status"),
         None => "/proc/self/status".to_string(),
@@ -205,7 +244,7 @@ pub fn proc_status(pid: Option<u32>) -> anyhow::Result<ProcStatus> {
 }
 
 /// Number of open file descriptors of a process (`None`: this process).
-pub fn open_fds(pid: Option<u32>) -> usize {
+pub(crate) fn open_fds(pid: Option<u32>) -> usize {
     let path = match pid {
         Some(p) => format!("/proc/{p}/fd"),
         None => "/proc/self/fd".to_string(),
@@ -214,7 +253,7 @@ pub fn open_fds(pid: Option<u32>) -> usize {
 }
 
 /// User + system CPU time consumed so far by a process (`None`: this process), seconds.
-pub fn cpu_seconds(pid: Option<u32>) -> f64 {
+pub(crate) fn cpu_seconds(pid: Option<u32>) -> f64 {
     let path = match pid {
         Some(p) => format!("/proc/{p}/stat"),
         None => "/proc/self/stat".to_string(),
@@ -233,7 +272,7 @@ pub fn cpu_seconds(pid: Option<u32>) -> f64 {
 }
 
 /// The soft limit on open files, from `/proc/self/limits`.
-pub fn open_files_limit() -> Option<u64> {
+pub(crate) fn open_files_limit() -> Option<u64> {
     std::fs::read_to_string("/proc/self/limits")
         .ok()?
         .lines()

@@ -1,4 +1,4 @@
-//! `cattery bench rbac`: proxy request rate with RBAC on vs off.
+//! `cattery-bench rbac`: proxy request rate with RBAC on vs off.
 //!
 //! One simulator runs for the whole benchmark. Each round starts three fresh in-process
 //! management planes one after the other — [`AccessControl::Enforced`] (authentication,
@@ -21,14 +21,14 @@ use cattery_agent::UpstreamSettings;
 use cattery_api::{API_VERSION, Token, TokenSpec};
 use cattery_server::AccessControl;
 
-use super::server_proc::cpu_seconds;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::connect::Connect;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::load::{self, BenchClient, LoadResult, Target};
-use crate::client::{ApiClient, Target as ClientTarget};
+use crate::api::{ApiClient, Target as ClientTarget};
+use crate::load::{self, BenchClient, LoadResult, Target};
+use crate::server_proc::cpu_seconds;
 
 /// Policy objects uploaded at once.
 const UPLOAD_CONCURRENCY: usize = 16;
@@ -54,14 +54,14 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 const RBAC_BASE: &str = "/apis/rbac.authorization.k8s.io/v1";
 
-/// Flags of `cattery bench rbac`.
+/// Flags of `cattery-bench rbac`.
 #[derive(clap::Args, Debug)]
 pub struct RbacBenchArgs {
     /// Measured time of each run (after the warm-up).
-    #[arg(long, default_value = "5s", value_parser = crate::commands::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = crate::parse_duration)]
     pub duration: Duration,
     /// Warm-up before each run (not measured).
-    #[arg(long, default_value = "1s", value_parser = crate::commands::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = crate::parse_duration)]
     pub warmup: Duration,
     /// Concurrent workers, each sending one request after another.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=4096))]
@@ -291,7 +291,7 @@ async fn create_token(api: &ApiClient, user: &str, groups: &[&str]) -> anyhow::R
             user: user.into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
             expiration_seconds: None,
-            description: Some("cattery bench rbac".into()),
+            description: Some("cattery-bench rbac".into()),
         },
         ..Default::default()
     };
@@ -324,7 +324,7 @@ where
         let res = client
             .request(req)
             .await
-            .map_err(|e| anyhow::anyhow!("{}", crate::client::error_chain(&e)))?;
+            .map_err(|e| anyhow::anyhow!("{}", crate::api::error_chain(&e)))?;
         let status = res.status();
         res.into_body()
             .collect()
@@ -376,7 +376,7 @@ async fn one_run(
         let api = Arc::new(ApiClient::new(ClientTarget {
             server: url.clone(),
             token,
-            ca_pem: Some(ca_pem.clone()),
+            ca_pem: ca_pem.clone(),
         })?);
         eprintln!(
             "  loading {} ClusterRoles and {} ClusterRoleBindings …",
@@ -390,7 +390,7 @@ async fn one_run(
         );
         let user_token = create_token(&api, BENCH_USER, &[BENCH_GROUP]).await?;
         let nobody_token = create_token(&api, NOBODY_USER, &[]).await?;
-        let settings = super::idle::register(
+        let settings = crate::clusters::register(
             &api,
             CLUSTER.into(),
             UpstreamSettings {
@@ -404,14 +404,10 @@ async fn one_run(
         agent = Some(tokio::spawn(async move {
             cattery_agent::run(settings, sd).await
         }));
-        let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
-        while super::idle::connected(&api).await? < 1 {
-            anyhow::ensure!(
-                tokio::time::Instant::now() < deadline,
-                "the agent of cluster {CLUSTER} did not connect within {CONNECT_TIMEOUT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        crate::clusters::wait_connected(&api, 1, CONNECT_TIMEOUT, || {
+            format!(" (the agent of cluster {CLUSTER})")
+        })
+        .await?;
         let client = load::http2_client(&ca_pem)?;
         let proxied = format!("{url}/clusters/{CLUSTER}/k8s{}", args.path);
         let nobody = Target {
@@ -497,14 +493,14 @@ async fn one_run(
     result
 }
 
-/// Runs `cattery bench rbac`.
+/// Runs `cattery-bench rbac`.
 pub async fn run(args: RbacBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.path.starts_with('/'),
         "--path must start with '/', got {:?}",
         args.path
     );
-    let dir = super::work_dir()?;
+    let dir = crate::work_dir()?;
     eprintln!("working directory: {}", dir.display());
     let stop = CancellationToken::new();
     let sim = cattery_sim::SimServer::bind(&cattery_sim::SimArgs {
@@ -601,38 +597,15 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// The command line, for the report.
-fn command_line() -> String {
-    let mut args = std::env::args();
-    let exe = args.next().map_or_else(
-        || "cattery".to_string(),
-        |a| {
-            Path::new(&a)
-                .file_name()
-                .map_or(a.clone(), |n| n.to_string_lossy().into_owned())
-        },
-    );
-    std::iter::once(exe)
-        .chain(args.map(|a| {
-            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            } else {
-                a
-            }
-        }))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn render(args: &RbacBenchArgs, runs: &[Run]) -> String {
-    use super::{cpu_model, fmt_duration, num};
+    use crate::report::{command_line, cpu_model, fmt_duration, num};
     use std::fmt::Write;
     let mut o = String::new();
     let date = time::OffsetDateTime::now_utc().date();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let _ = writeln!(
         o,
-        "\n## `cattery bench rbac` — {date}\n\nCommand: `{}`\n\nMachine: {cores} × {} (`nproc` = {cores}), loopback only. Server, agent, simulator and load generator all run in this process; each run starts a fresh server.\n",
+        "\n## `{}` — {date}\n\nMachine: {cores} × {} (`nproc` = {cores}), loopback only. Server, agent, simulator and load generator all run in this process; each run starts a fresh server.\n",
         command_line(),
         cpu_model()
     );
