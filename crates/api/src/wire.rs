@@ -108,7 +108,7 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, DecodeError> {
     };
     let res: Result<T, _> =
         serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut note));
-    let out = res.map_err(|e| schema_error(e.path(), e.inner().to_string()))?;
+    let out = res.map_err(|e| path_error(&e))?;
     match unknown {
         Some((path, field)) => Err(DecodeError::UnknownField {
             path,
@@ -171,10 +171,13 @@ fn render_path<'a>(segments: impl Iterator<Item = &'a serde_path_to_error::Segme
     out
 }
 
-/// Turns serde's error at `path` into a [`DecodeError`]; serde's own unknown-field error
-/// (from `deny_unknown_fields`) becomes [`DecodeError::UnknownField`], so both kinds of
-/// type report a stray field the same way.
-fn schema_error(path: &serde_path_to_error::Path, message: String) -> DecodeError {
+/// Turns a serde error with its path into a [`DecodeError`]; serde's own unknown-field
+/// error (from `deny_unknown_fields`) becomes [`DecodeError::UnknownField`], so both kinds
+/// of type report a stray field the same way. Public for decoders of other formats (query
+/// strings).
+pub fn path_error<E: std::fmt::Display>(e: &serde_path_to_error::Error<E>) -> DecodeError {
+    let path = e.path();
+    let message = e.inner().to_string();
     let segments: Vec<&serde_path_to_error::Segment> = path.iter().collect();
     if let Some(rest) = message.strip_prefix("unknown field `")
         && let Some((field, after)) = rest.split_once('`')

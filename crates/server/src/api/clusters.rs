@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::response::Response;
 use cattery_api::wire::{check_type, decode};
 use cattery_api::{API_VERSION, List, ManagedCluster, ManagementCluster, validate_dns1123_label};
 use serde::Deserialize;
 
+use super::extract::{Path, Query};
 use super::{ApiError, MAX_RESOURCE_BODY, read_body, respond};
 use crate::AppState;
 use crate::manifest::{ManifestFormat, ManifestInput};
@@ -45,6 +46,7 @@ pub async fn create(
         "ManagedCluster",
     )?;
     let name = cluster.metadata.name.clone();
+    super::check_metadata("ManagedCluster", &cluster.metadata, true)?;
     validate_dns1123_label(&name).map_err(|e| {
         ApiError::with_reason(400, "Invalid", format!("ManagedCluster metadata.name: {e}"))
     })?;
