@@ -111,7 +111,10 @@ impl From<MetaInput> for ObjectMeta {
             ("resourceVersion", &m.resource_version),
             ("generation", &m.generation),
             ("deletionTimestamp", &m.deletion_timestamp),
-            ("deletionGracePeriodSeconds", &m.deletion_grace_period_seconds),
+            (
+                "deletionGracePeriodSeconds",
+                &m.deletion_grace_period_seconds,
+            ),
             ("ownerReferences", &m.owner_references),
             ("finalizers", &m.finalizers),
             ("managedFields", &m.managed_fields),
@@ -231,7 +234,12 @@ mod tests {
         assert_eq!(m.name, "a");
         assert_eq!(
             m.unkept,
-            ["namespace", "resourceVersion", "generation", "managedFields"]
+            [
+                "namespace",
+                "resourceVersion",
+                "generation",
+                "managedFields"
+            ]
         );
         assert_eq!(m.unsupported().collect::<Vec<_>>(), ["namespace"]);
         let out = serde_json::to_value(&m).unwrap();

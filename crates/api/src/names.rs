@@ -283,7 +283,10 @@ mod tests {
     fn label_errors_name_the_label() {
         let labels = BTreeMap::from([("env".to_string(), "bad value".to_string())]);
         let e = validate_labels(&labels).unwrap_err().to_string();
-        assert!(e.starts_with(r#"label "env": value "bad value" contains ' '"#), "{e}");
+        assert!(
+            e.starts_with(r#"label "env": value "bad value" contains ' '"#),
+            "{e}"
+        );
         let labels = BTreeMap::from([("Bad Key".to_string(), String::new())]);
         let e = validate_labels(&labels).unwrap_err().to_string();
         assert!(e.starts_with(r#"label key "Bad Key": contains ' '"#), "{e}");

@@ -264,7 +264,9 @@ mod tests {
         assert_eq!(e.to_string(), r#"unknown field "resourceName" in rules[1]"#);
         let e = decode::<Lenient>(br#"{"rules":[],"extra":1}"#).unwrap_err();
         assert_eq!(e.to_string(), r#"unknown field "extra""#);
-        assert!(decode::<Lenient>(br#"{"rules":[{"verbs":["get"],"resourceNames":["a"]}]}"#).is_ok());
+        assert!(
+            decode::<Lenient>(br#"{"rules":[{"verbs":["get"],"resourceNames":["a"]}]}"#).is_ok()
+        );
     }
 
     #[test]
@@ -274,11 +276,15 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            e.to_string().starts_with(r#"unknown field "nmae" in metadata (expected one of"#),
+            e.to_string()
+                .starts_with(r#"unknown field "nmae" in metadata (expected one of"#),
             "{e}"
         );
         let e = decode::<Lenient>(br#"{"rules":[{"verbs":"get"}]}"#).unwrap_err();
-        assert!(e.to_string().starts_with("rules[0].verbs: invalid type"), "{e}");
+        assert!(
+            e.to_string().starts_with("rules[0].verbs: invalid type"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -13,7 +13,9 @@ use crate::{Request, Requester};
 
 /// `(namespace, name)` of a service-account user name `system:serviceaccount:NS:NAME`.
 pub fn service_account_of(user: &str) -> Option<(&str, &str)> {
-    let (ns, name) = user.strip_prefix("system:serviceaccount:")?.split_once(':')?;
+    let (ns, name) = user
+        .strip_prefix("system:serviceaccount:")?
+        .split_once(':')?;
     (!ns.is_empty() && !name.is_empty() && !name.contains(':')).then_some((ns, name))
 }
 
@@ -145,12 +147,17 @@ mod tests {
         // Oneself with a group one lacks: impersonate groups.
         let admins = ["cattery:admins".to_string()];
         let e = a.check_impersonation(&bob, &r("bob", &admins)).unwrap_err();
-        assert!(e.contains(r#"missing impersonate groups "cattery:admins""#), "{e}");
+        assert!(
+            e.contains(r#"missing impersonate groups "cattery:admins""#),
+            "{e}"
+        );
         // Someone else: impersonate users, and groups for every group (even one's own).
         assert_eq!(a.check_impersonation(&bob, &r("ci", &none)), Ok(()));
         let builders = ["builders".to_string()];
         assert_eq!(a.check_impersonation(&bob, &r("ci", &builders)), Ok(()));
-        let e = a.check_impersonation(&bob, &r("ci", &bob_groups)).unwrap_err();
+        let e = a
+            .check_impersonation(&bob, &r("ci", &bob_groups))
+            .unwrap_err();
         assert!(e.contains(r#"missing impersonate groups "dev""#), "{e}");
         let e = a
             .check_impersonation(&bob, &r("cattery:admin", &admins))

@@ -8,7 +8,7 @@ use cattery_api::wire::{check_type, decode};
 use cattery_api::{API_VERSION, List, ManagedCluster, ManagementCluster, validate_dns1123_label};
 use serde::Deserialize;
 
-use super::extract::{Path, Query};
+use super::extract::{Path, parse_query};
 use super::{ApiError, MAX_RESOURCE_BODY, read_body, respond};
 use crate::AppState;
 use crate::manifest::{ManifestFormat, ManifestInput};
@@ -27,17 +27,20 @@ pub struct CreateQuery {
 /// installation manifest once.
 pub async fn create(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<CreateQuery>,
     req: Request,
 ) -> Result<Response, ApiError> {
+    let query = req.uri().query().unwrap_or("").to_string();
+    let headers = req.headers().clone();
+    // The body is read before the query is checked, so an HTTP/2 client gets the 400
+    // instead of a reset stream.
+    let body = read_body(req, MAX_RESOURCE_BODY).await?;
+    let q: CreateQuery = parse_query(&query)?;
     let format: ManifestFormat = q
         .manifest_format
         .as_deref()
         .unwrap_or("")
         .parse()
         .map_err(|e: String| ApiError::new(400, e))?;
-    let headers = req.headers().clone();
-    let body = read_body(req, MAX_RESOURCE_BODY).await?;
     let mut cluster: ManagedCluster = decode(&body)?;
     check_type(
         &cluster.api_version,

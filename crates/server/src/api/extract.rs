@@ -46,7 +46,9 @@ where
 }
 
 /// The query string decoded into `T` (strictly: an unknown parameter is refused by types
-/// with `deny_unknown_fields`), rejected as a 400 `Status` naming the parameter.
+/// with `deny_unknown_fields`), rejected as a 400 `Status` naming the parameter. Handlers
+/// that take a body call [`parse_query`] after reading it instead: answering before the
+/// body is read resets an HTTP/2 stream, and clients then report that, not the 400.
 #[derive(Debug)]
 pub struct Query<T>(pub T);
 
@@ -167,14 +169,19 @@ mod tests {
         let s = status(&body);
         assert_eq!((code, s.code, s.reason.as_str()), (400, 400, "BadRequest"));
         assert!(
-            s.message.starts_with(r#"unknown query parameter "manifestFromat""#),
+            s.message
+                .starts_with(r#"unknown query parameter "manifestFromat""#),
             "{}",
             s.message
         );
         let (code, _, body) = call("GET", "/things/a?limit=many").await;
         let s = status(&body);
         assert_eq!(code, 400);
-        assert!(s.message.starts_with(r#"query parameter "limit": "#), "{}", s.message);
+        assert!(
+            s.message.starts_with(r#"query parameter "limit": "#),
+            "{}",
+            s.message
+        );
         let (code, _, body) = call("GET", "/things/%FF").await;
         let s = status(&body);
         assert_eq!(code, 400);

@@ -12,8 +12,8 @@ use futures_util::Stream;
 use serde_json::Value;
 
 use crate::AppState;
-use crate::api::gate::AuthzOutcome;
 use crate::api::extract::Path;
+use crate::api::gate::AuthzOutcome;
 use crate::api::{ApiError, MAX_RESOURCE_BODY, identity, read_body};
 use crate::auth::Identity;
 
