@@ -925,3 +925,192 @@ fn audit_events_survive_a_server_kill_and_are_stored_once() {
         "each journaled event stored exactly once"
     );
 }
+
+const MINTERS: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: token-minter}
+rules:
+- apiGroups: [cattery.dev]
+  resources: [tokens]
+  verbs: [create]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: impersonate-ci}
+rules:
+- apiGroups: [""]
+  resources: [users]
+  resourceNames: [ci]
+  verbs: [impersonate]
+- apiGroups: [""]
+  resources: [groups]
+  resourceNames: [builders]
+  verbs: [impersonate]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: minters}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: token-minter}
+subjects:
+- {kind: User, name: minter, apiGroup: rbac.authorization.k8s.io}
+- {kind: User, name: delegate, apiGroup: rbac.authorization.k8s.io}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: delegate-ci}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: impersonate-ci}
+subjects:
+- {kind: User, name: delegate, apiGroup: rbac.authorization.k8s.io}
+"#;
+
+fn mint(server: &Server, as_token: &str, user: &str, groups: &[&str]) -> (Value, u16) {
+    let body = json!({"apiVersion": "cattery.dev/v1", "kind": "Token",
+                      "spec": {"user": user, "groups": groups}});
+    let (text, code) = server.curl_as(
+        Some(as_token),
+        &[
+            "/apis/cattery.dev/v1/tokens",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &body.to_string(),
+        ],
+    );
+    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (v, code)
+}
+
+#[test]
+fn token_creation_cannot_mint_identities_beyond_impersonation() {
+    let dir = test_dir();
+    let d = dir.path();
+    let server = Server::start(d);
+    let policy = d.join("minters.yaml");
+    std::fs::write(&policy, MINTERS).unwrap();
+    server.cli_ok(&["apply", "-f", policy.to_str().unwrap()]);
+    let minter = create_token(&server, &["--user", "minter", "--group", "dev"]);
+    let delegate = create_token(&server, &["--user", "delegate"]);
+
+    // `create tokens` alone mints neither the admin, nor its group, nor a service account.
+    for (user, groups, missing) in [
+        (
+            "cattery:admin",
+            vec![],
+            r#"impersonate users \"cattery:admin\""#,
+        ),
+        (
+            "minter",
+            vec!["cattery:admins"],
+            r#"impersonate groups \"cattery:admins\""#,
+        ),
+        (
+            "system:serviceaccount:ci:deployer",
+            vec!["system:serviceaccounts"],
+            r#"impersonate serviceaccounts \"deployer\" in namespace \"ci\""#,
+        ),
+        ("ci", vec!["dev"], r#"impersonate users \"ci\""#),
+    ] {
+        let (v, code) = mint(&server, &minter, user, &groups);
+        assert_eq!(code, 403, "{user} {groups:?}: {v}");
+        assert_eq!(v["kind"], "Status", "{v}");
+        assert_eq!(v["reason"], "Forbidden", "{v}");
+        assert!(v.to_string().contains(missing), "{user}: {v}");
+    }
+    // Oneself, with some of one's own groups: allowed.
+    let (v, code) = mint(&server, &minter, "minter", &["dev"]);
+    assert_eq!(code, 201, "{v}");
+    let own = v["status"]["token"].as_str().unwrap();
+    let out = server.cli_ok(&["auth", "whoami", "--token", own]);
+    assert!(out.contains("Username: minter"), "{out}");
+    // Exactly what `impersonate` grants: user ci with group builders, nothing more.
+    let (v, code) = mint(&server, &delegate, "ci", &["builders"]);
+    assert_eq!(code, 201, "{v}");
+    let (v, code) = mint(&server, &delegate, "ci", &["builders", "cattery:admins"]);
+    assert_eq!(code, 403, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains(r#"impersonate groups "cattery:admins""#),
+        "{v}"
+    );
+    // The CLI shows the reason.
+    let out = server.cli(&[
+        "token",
+        "create",
+        "--user",
+        "cattery:admin",
+        "--token",
+        &minter,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"impersonate users "cattery:admin""#),
+        "{err}"
+    );
+    // The admin still mints anything.
+    let (v, code) = mint(&server, &server.token, "ci", &["cattery:admins"]);
+    assert_eq!(code, 201, "{v}");
+}
+
+#[test]
+fn rbac_objects_and_reviews_refuse_unknown_fields() {
+    let dir = test_dir();
+    let d = dir.path();
+    let server = Server::start(d);
+    let typo = d.join("typo.yaml");
+    std::fs::write(
+        &typo,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: east-only}\n\
+         rules:\n- apiGroups: [cattery.dev]\n  resources: [managedclusters]\n  resourceName: [east]\n  verbs: [get]\n",
+    )
+    .unwrap();
+    let out = server.cli(&["apply", "-f", typo.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"unknown field "resourceName" in rules[0]"#),
+        "{err}"
+    );
+    let (body, code) = server.curl(&["/apis/rbac.authorization.k8s.io/v1/clusterroles/east-only"]);
+    assert_eq!(code, 404, "nothing was stored: {body}");
+    // Bindings, metadata and access reviews too.
+    let (body, code) = server.curl(&[
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/b",
+        "-X",
+        "PUT",
+        "--data-binary",
+        r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"b","lables":{}},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"cattery-viewer"}}"#,
+    ]);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains(r#"unknown field \"lables\" in metadata"#),
+        "{body}"
+    );
+    let (body, code) = server.curl(&[
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        "-X",
+        "POST",
+        "--data-binary",
+        r#"{"apiVersion":"authorization.k8s.io/v1","kind":"SelfSubjectAccessReview","spec":{"resourceAttributes":{"verb":"get","resource":"managedclusters","nmae":"east"}}}"#,
+    ]);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains(r#"unknown field \"nmae\" in spec.resourceAttributes"#),
+        "{body}"
+    );
+    // Labels on RBAC objects follow Kubernetes' rules.
+    let (body, code) = server.curl(&[
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles/r",
+        "-X",
+        "PUT",
+        "--data-binary",
+        r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"r","labels":{"team":"net ops"}},"rules":[]}"#,
+    ]);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains(r#"label \"team\""#), "{body}");
+}

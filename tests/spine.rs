@@ -836,3 +836,107 @@ fn a_quiet_watch_stays_open_for_minutes() {
     let _ = watch.kill();
     let _ = watch.wait();
 }
+
+#[test]
+fn every_api_rejection_is_a_status_and_labels_are_validated() {
+    let dir = test_dir();
+    let d = dir.path();
+    let server = Server::start(d);
+    let status = |body: &str, code: u16, want: u16| -> serde_json::Value {
+        assert_eq!(code, want, "{body}");
+        let v: serde_json::Value =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+        assert_eq!(
+            (v["kind"].as_str(), v["code"].as_u64()),
+            (Some("Status"), Some(want as u64)),
+            "{v}"
+        );
+        v
+    };
+    let post = |path: &str, body: &str| {
+        server.curl(&[
+            path,
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ])
+    };
+    let ok = r#"{"apiVersion":"cattery.dev/v1","kind":"ManagedCluster","metadata":{"name":"a"}}"#;
+    // Unknown query parameter.
+    let (body, code) = post("/apis/cattery.dev/v1/managedclusters?manifestFromat=x", ok);
+    let v = status(&body, code, 400);
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains(r#"unknown query parameter "manifestFromat""#),
+        "{v}"
+    );
+    // Method not allowed, with Allow.
+    let (body, code) = server.curl(&["/apis/cattery.dev/v1/managedclusters/a", "-X", "PATCH"]);
+    let v = status(&body, code, 405);
+    assert_eq!(v["reason"], "MethodNotAllowed");
+    let (body, code) = server.curl(&["/healthz", "-X", "POST"]);
+    status(&body, code, 405);
+    // Unknown route; undecodable path segments (also on the proxy route).
+    let (body, code) = server.curl(&["/apis/nothing/here"]);
+    status(&body, code, 404);
+    let (body, code) = server.curl(&["/apis/cattery.dev/v1/managedclusters/%FF"]);
+    status(&body, code, 400);
+    let (body, code) = server.curl(&["/clusters/%FF/k8s/api"]);
+    status(&body, code, 400);
+    // Labels by Kubernetes' rules, named in the answer; metadata the hub cannot keep is refused.
+    for (meta, needle) in [
+        (
+            r#"{"name":"b","labels":{"env":"bad value"}}"#,
+            r#"label \"env\": value \"bad value\""#,
+        ),
+        (
+            r#"{"name":"b","labels":{"bad key":"x"}}"#,
+            r#"label key \"bad key\""#,
+        ),
+        (
+            r#"{"name":"b","labels":{"x":"a".repeat(64)}}"#,
+            "metadata.labels",
+        ),
+        (
+            r#"{"name":"b","annotations":{"note":"x"}}"#,
+            "metadata.annotations",
+        ),
+        (r#"{"name":"b","namespace":"default"}"#, "cluster-scoped"),
+        (
+            r#"{"name":"b","lables":{}}"#,
+            r#"unknown field \"lables\" in metadata"#,
+        ),
+    ] {
+        let meta = meta.replace(r#""a".repeat(64)"#, &format!("\"{}\"", "a".repeat(64)));
+        let (body, code) = post(
+            "/apis/cattery.dev/v1/managedclusters",
+            &format!(
+                r#"{{"apiVersion":"cattery.dev/v1","kind":"ManagedCluster","metadata":{meta}}}"#
+            ),
+        );
+        status(&body, code, 400);
+        assert!(body.contains(needle), "{meta}: {body}");
+    }
+    // Standard server-set metadata (as `kubectl get -o yaml` prints it) is accepted.
+    let (body, code) = post(
+        "/apis/cattery.dev/v1/managedclusters",
+        r#"{"apiVersion":"cattery.dev/v1","kind":"ManagedCluster","metadata":{"name":"c","resourceVersion":"7","labels":{"app.kubernetes.io/part-of":"edge"}}}"#,
+    );
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(
+        server.cluster_json("c")["metadata"]["labels"]["app.kubernetes.io/part-of"],
+        "edge"
+    );
+    // The CLI checks labels before sending.
+    let out = server.cli(&["cluster", "add", "d", "--labels", "env=bad value"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(r#"value "bad value""#), "{err}");
+    let (_, code) = server.curl(&["/apis/cattery.dev/v1/managedclusters/d"]);
+    assert_eq!(code, 404);
+}

@@ -49,7 +49,7 @@ pub struct ManagedClusterSpec {
 
 /// `ManagedCluster.status`: what the management plane observes of the cluster's tunnel.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ManagedClusterStatus {
     /// Contains the `ManagedClusterConnected` condition.
     #[serde(default)]

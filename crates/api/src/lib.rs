@@ -16,7 +16,10 @@ pub mod wire;
 
 pub use cluster::*;
 pub use meta::*;
-pub use names::{NameError, validate_dns1123_label};
+pub use names::{
+    LabelError, NameError, validate_annotations, validate_dns1123_label, validate_label_value,
+    validate_labels, validate_qualified_name,
+};
 pub use status::Status;
 pub use token::{Token, TokenSpec, TokenStatus};
 

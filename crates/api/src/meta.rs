@@ -5,8 +5,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// The subset of Kubernetes `ObjectMeta` that Cattery resources use.
+///
+/// Decoding accepts every standard `ObjectMeta` field, so an object read from a cluster or
+/// exported with `kubectl get -o yaml` decodes; the ones Cattery does not keep are listed in
+/// [`ObjectMeta::unkept`] (so the hub can refuse those it cannot honour) and never written
+/// back. Any other field is an error.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", from = "MetaInput")]
 pub struct ObjectMeta {
     /// Object name; for clusters a DNS-1123 label.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -17,12 +22,116 @@ pub struct ObjectMeta {
     /// RFC 3339 creation time, set by the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creation_timestamp: Option<String>,
-    /// Free-form labels for selecting objects.
+    /// Labels for selecting objects (keys and values as Kubernetes allows them; see
+    /// [`crate::validate_labels`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     /// Free-form annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// Standard `ObjectMeta` fields that were present (not null or empty) in the decoded
+    /// document but are not kept, by their JSON name (`namespace`, `resourceVersion`,
+    /// `managedFields`, …). Never serialized.
+    #[serde(skip)]
+    pub unkept: Vec<&'static str>,
+}
+
+/// Standard fields a server sets itself: accepted on input and ignored, as
+/// kube-apiserver does with `uid` or `creationTimestamp` on create.
+pub const SERVER_SET_META_FIELDS: &[&str] = &[
+    "selfLink",
+    "resourceVersion",
+    "generation",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+];
+
+impl ObjectMeta {
+    /// The [`unkept`](Self::unkept) fields that mean something the hub cannot honour
+    /// (`namespace` on its cluster-scoped resources, `generateName`, `ownerReferences`,
+    /// `finalizers`), as opposed to server-set ones ([`SERVER_SET_META_FIELDS`]).
+    pub fn unsupported(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.unkept
+            .iter()
+            .copied()
+            .filter(|f| !SERVER_SET_META_FIELDS.contains(f))
+    }
+}
+
+/// What `metadata` may hold on input: Kubernetes' `ObjectMeta`, nothing else.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MetaInput {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    creation_timestamp: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    namespace: Option<serde_json::Value>,
+    #[serde(default)]
+    generate_name: Option<serde_json::Value>,
+    #[serde(default)]
+    self_link: Option<serde_json::Value>,
+    #[serde(default)]
+    resource_version: Option<serde_json::Value>,
+    #[serde(default)]
+    generation: Option<serde_json::Value>,
+    #[serde(default)]
+    deletion_timestamp: Option<serde_json::Value>,
+    #[serde(default)]
+    deletion_grace_period_seconds: Option<serde_json::Value>,
+    #[serde(default)]
+    owner_references: Option<serde_json::Value>,
+    #[serde(default)]
+    finalizers: Option<serde_json::Value>,
+    #[serde(default)]
+    managed_fields: Option<serde_json::Value>,
+}
+
+impl From<MetaInput> for ObjectMeta {
+    fn from(m: MetaInput) -> Self {
+        let present = |v: &Option<serde_json::Value>| match v {
+            None | Some(serde_json::Value::Null) => false,
+            Some(serde_json::Value::String(s)) => !s.is_empty(),
+            Some(serde_json::Value::Array(a)) => !a.is_empty(),
+            Some(serde_json::Value::Object(o)) => !o.is_empty(),
+            Some(_) => true,
+        };
+        let unkept = [
+            ("namespace", &m.namespace),
+            ("generateName", &m.generate_name),
+            ("selfLink", &m.self_link),
+            ("resourceVersion", &m.resource_version),
+            ("generation", &m.generation),
+            ("deletionTimestamp", &m.deletion_timestamp),
+            (
+                "deletionGracePeriodSeconds",
+                &m.deletion_grace_period_seconds,
+            ),
+            ("ownerReferences", &m.owner_references),
+            ("finalizers", &m.finalizers),
+            ("managedFields", &m.managed_fields),
+        ]
+        .into_iter()
+        .filter(|(_, v)| present(v))
+        .map(|(name, _)| name)
+        .collect();
+        ObjectMeta {
+            name: m.name,
+            uid: m.uid,
+            creation_timestamp: m.creation_timestamp,
+            labels: m.labels,
+            annotations: m.annotations,
+            unkept,
+        }
+    }
 }
 
 /// `metadata` of a list object.
@@ -80,7 +189,7 @@ impl std::fmt::Display for ConditionStatus {
 
 /// A `metav1.Condition`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Condition {
     /// Condition type, e.g. `ManagedClusterConnected`.
     #[serde(rename = "type")]
@@ -108,4 +217,39 @@ pub fn rfc3339(t: time::OffsetDateTime) -> String {
 /// The current time in [`rfc3339`] form.
 pub fn now_rfc3339() -> String {
     rfc3339(time::OffsetDateTime::now_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_metadata_decodes_and_unknown_metadata_does_not() {
+        let m: ObjectMeta = crate::wire::decode(
+            br#"{"name":"a","namespace":"calico-system","resourceVersion":"12","generation":3,
+                 "managedFields":[{"manager":"kubectl","fieldsV1":{"f:spec":{}}}],
+                 "finalizers":[],"annotations":{"note":"x"}}"#,
+        )
+        .unwrap();
+        assert_eq!(m.name, "a");
+        assert_eq!(
+            m.unkept,
+            [
+                "namespace",
+                "resourceVersion",
+                "generation",
+                "managedFields"
+            ]
+        );
+        assert_eq!(m.unsupported().collect::<Vec<_>>(), ["namespace"]);
+        let out = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            out,
+            serde_json::json!({"name": "a", "annotations": {"note": "x"}})
+        );
+        let e = crate::wire::decode::<ObjectMeta>(br#"{"name":"a","lables":{}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with(r#"unknown field "lables""#), "{e}");
+    }
 }

@@ -13,7 +13,9 @@
 //!   cluster) and Calico's (`lma.tigera.io`, resource = cluster,
 //!   resourceName = log type).
 //! * [`Authorizer::check_escalation`] prevents users from granting
-//!   permissions they do not hold.
+//!   permissions they do not hold, and
+//!   [`Authorizer::check_impersonation`] from acting as (or minting tokens
+//!   for) identities they could not impersonate.
 //! * The `validate_*` functions reject malformed objects before they are
 //!   stored, with messages naming the offending field.
 //! * [`builtin`] holds the read-only roles and bindings every installation has.
@@ -22,6 +24,7 @@
 mod authorizer;
 pub mod builtin;
 mod escalation;
+mod impersonation;
 mod logs;
 mod rule;
 mod validate;
@@ -29,6 +32,7 @@ mod validate;
 use std::collections::BTreeSet;
 
 pub use authorizer::Authorizer;
+pub use impersonation::service_account_of;
 pub use k8s_openapi::api::rbac::v1::{
     AggregationRule, ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef,
     Subject,

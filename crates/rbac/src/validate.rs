@@ -1,7 +1,8 @@
 //! Validation of RBAC objects before they are stored, so that a malformed
 //! object is rejected with a 400 naming the field rather than silently
 //! granting nothing. Rules follow kube-apiserver's RBAC validation, plus
-//! Cattery's restrictions (no aggregationRule).
+//! Cattery's restrictions (no aggregationRule). Labels and annotation keys
+//! follow Kubernetes' rules ([`cattery_api::validate_labels`]).
 
 use k8s_openapi::api::rbac::v1::{PolicyRule, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -60,6 +61,14 @@ impl Ctx<'_> {
                     return Err(self.err("metadata.name", m));
                 }
             }
+        }
+        if let Some(labels) = &self.meta.labels {
+            cattery_api::validate_labels(labels)
+                .map_err(|e| self.err("metadata.labels", e.to_string()))?;
+        }
+        if let Some(annotations) = &self.meta.annotations {
+            cattery_api::validate_annotations(annotations)
+                .map_err(|e| self.err("metadata.annotations", e.to_string()))?;
         }
         match (namespaced, self.meta.namespace.as_deref()) {
             (true, None | Some("")) => Err(self.err("metadata.namespace", "required")),

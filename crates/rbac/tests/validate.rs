@@ -209,3 +209,24 @@ fn binding_errors_name_the_field() {
             .contains("subjects[0].namespace")
     );
 }
+
+#[test]
+fn labels_and_annotation_keys_follow_kubernetes() {
+    let mut r = cr("r", vec![]);
+    r.metadata.labels = Some([("team".to_string(), "net ops".to_string())].into());
+    assert!(
+        cr_err(r.clone())
+            .starts_with("ClusterRole \"r\" metadata.labels: label \"team\": value \"net ops\""),
+        "{}",
+        cr_err(r)
+    );
+    let mut r = cr("r", vec![]);
+    r.metadata.annotations = Some([("bad key".to_string(), "free text".to_string())].into());
+    assert!(
+        cr_err(r).starts_with("ClusterRole \"r\" metadata.annotations: annotation key \"bad key\"")
+    );
+    let mut r = cr("r", vec![]);
+    r.metadata.labels = Some([("app.kubernetes.io/name".to_string(), "x".to_string())].into());
+    r.metadata.annotations = Some([("note".to_string(), "any: text".to_string())].into());
+    validate_cluster_role(&r).unwrap();
+}

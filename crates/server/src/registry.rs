@@ -640,7 +640,7 @@ fn view(e: &Entry) -> ManagedCluster {
             uid: Some(r.uid.clone()),
             creation_timestamp: Some(r.created_at.clone()),
             labels: r.labels.clone(),
-            annotations: Default::default(),
+            ..Default::default()
         },
         spec: ManagedClusterSpec {
             installation_manifest: None,

@@ -64,7 +64,10 @@ fn parse_labels(labels: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
             let (k, v) = l
                 .split_once('=')
                 .with_context(|| format!("label {l:?} must be KEY=VALUE"))?;
-            anyhow::ensure!(!k.is_empty(), "label {l:?} has an empty key");
+            cattery_api::validate_qualified_name(k)
+                .map_err(|e| anyhow::anyhow!("--labels {l:?}: key {k:?} {e}"))?;
+            cattery_api::validate_label_value(v)
+                .map_err(|e| anyhow::anyhow!("--labels {l:?}: value {v:?} {e}"))?;
             Ok((k.to_string(), v.to_string()))
         })
         .collect()
@@ -208,4 +211,26 @@ pub fn encode(segment: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_checked_by_kubernetes_rules() {
+        let ok = parse_labels(&["env=prod".into(), "app.kubernetes.io/part-of=".into()]).unwrap();
+        assert_eq!(ok["env"], "prod");
+        assert_eq!(ok["app.kubernetes.io/part-of"], "");
+        for (bad, needle) in [
+            ("env", "KEY=VALUE"),
+            ("=x", "key \"\""),
+            ("bad key=x", "key \"bad key\""),
+            ("env=-prod", "value \"-prod\""),
+            ("Example.com/x=y", "prefix"),
+        ] {
+            let e = parse_labels(&[bad.into()]).unwrap_err().to_string();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
+    }
 }

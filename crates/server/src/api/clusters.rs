@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::response::Response;
 use cattery_api::wire::{check_type, decode};
 use cattery_api::{API_VERSION, List, ManagedCluster, ManagementCluster, validate_dns1123_label};
 use serde::Deserialize;
 
+use super::extract::{Path, parse_query};
 use super::{ApiError, MAX_RESOURCE_BODY, read_body, respond};
 use crate::AppState;
 use crate::manifest::{ManifestFormat, ManifestInput};
@@ -26,17 +27,20 @@ pub struct CreateQuery {
 /// installation manifest once.
 pub async fn create(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<CreateQuery>,
     req: Request,
 ) -> Result<Response, ApiError> {
+    let query = req.uri().query().unwrap_or("").to_string();
+    let headers = req.headers().clone();
+    // The body is read before the query is checked, so an HTTP/2 client gets the 400
+    // instead of a reset stream.
+    let body = read_body(req, MAX_RESOURCE_BODY).await?;
+    let q: CreateQuery = parse_query(&query)?;
     let format: ManifestFormat = q
         .manifest_format
         .as_deref()
         .unwrap_or("")
         .parse()
         .map_err(|e: String| ApiError::new(400, e))?;
-    let headers = req.headers().clone();
-    let body = read_body(req, MAX_RESOURCE_BODY).await?;
     let mut cluster: ManagedCluster = decode(&body)?;
     check_type(
         &cluster.api_version,
@@ -45,6 +49,7 @@ pub async fn create(
         "ManagedCluster",
     )?;
     let name = cluster.metadata.name.clone();
+    super::check_metadata("ManagedCluster", &cluster.metadata, true)?;
     validate_dns1123_label(&name).map_err(|e| {
         ApiError::with_reason(400, "Invalid", format!("ManagedCluster metadata.name: {e}"))
     })?;

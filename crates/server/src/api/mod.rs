@@ -15,6 +15,7 @@ use crate::auth::Identity;
 
 pub mod clusters;
 pub mod error;
+pub mod extract;
 pub mod gate;
 pub mod rbac;
 pub mod request_info;
@@ -88,17 +89,28 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(review::whoami),
         )
         .route("/metrics", get(metrics))
-        .route("/clusters/{name}/k8s", any(crate::proxy::handle))
-        .route("/clusters/{name}/k8s/{*rest}", any(crate::proxy::handle))
+        .route("/clusters/{name}/k8s", any(proxy))
+        .route("/clusters/{name}/k8s/{*rest}", any(proxy))
         .fallback(not_found)
+        .method_not_allowed_fallback(extract::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             gate::gate,
         ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .method_not_allowed_fallback(extract::method_not_allowed)
         .merge(authenticated)
         .with_state(state)
+}
+
+/// The cluster proxy, behind [`extract::Path`] so an undecodable path is a `Status` too.
+async fn proxy(
+    state: State<Arc<AppState>>,
+    extract::Path(params): extract::Path<Vec<(String, String)>>,
+    req: Request,
+) -> Response {
+    crate::proxy::handle(state, axum::extract::Path(params), req).await
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -177,6 +189,43 @@ pub async fn refuse_oversized(req: Request, limit: u64) -> Result<Request, ApiEr
         413,
         format!("request body of {len} bytes is larger than the {limit}-byte limit"),
     ))
+}
+
+/// Refuses `metadata` that a Cattery resource of `kind` cannot honour, rather than dropping
+/// it: standard fields it does not keep that mean something (`namespace` on these
+/// cluster-scoped resources, `generateName`, `ownerReferences`, `finalizers`), annotations
+/// (not stored), and labels unless `keeps_labels`; labels it keeps must follow Kubernetes'
+/// rules. Server-set fields (`resourceVersion`, `managedFields`, …) are ignored, as
+/// kube-apiserver ignores them on create.
+pub fn check_metadata(
+    kind: &str,
+    meta: &cattery_api::ObjectMeta,
+    keeps_labels: bool,
+) -> Result<(), ApiError> {
+    let invalid = |field: &str, msg: String| {
+        ApiError::with_reason(400, "Invalid", format!("{kind} metadata.{field}: {msg}"))
+    };
+    if let Some(f) = meta.unsupported().next() {
+        let why = if f == "namespace" {
+            format!("{kind} is cluster-scoped; remove the namespace")
+        } else {
+            format!("not supported on {kind}; remove it")
+        };
+        return Err(invalid(f, why));
+    }
+    if !meta.annotations.is_empty() {
+        return Err(invalid(
+            "annotations",
+            format!("{kind} annotations are not stored; remove them"),
+        ));
+    }
+    if !keeps_labels && !meta.labels.is_empty() {
+        return Err(invalid(
+            "labels",
+            format!("{kind} labels are not stored; remove them"),
+        ));
+    }
+    cattery_api::validate_labels(&meta.labels).map_err(|e| invalid("labels", e.to_string()))
 }
 
 /// Serializes `value` as YAML when the client accepts only YAML, else JSON.

@@ -9,13 +9,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::response::Response;
 use cattery_rbac::{GROUP_RBAC, PolicyRule, Requester, RoleRef, builtin};
 use k8s_openapi::Metadata;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde_json::Value;
 
+use super::extract::Path;
 use super::{ApiError, MAX_RESOURCE_BODY, identity, read_body, respond};
 use crate::AppState;
 use crate::auth::Identity;
@@ -477,8 +478,9 @@ fn admit<T>(
 where
     T: serde::de::DeserializeOwned + serde::Serialize + Metadata<Ty = ObjectMeta>,
 {
-    let mut o: T =
-        serde_json::from_value(v).map_err(|e| invalid(format!("{}: {e}", kind.kind())))?;
+    let claimed = name_of(&v).to_string();
+    let mut o: T = cattery_api::wire::from_value(v)
+        .map_err(|e| invalid(format!("{} {claimed:?}: {e}", kind.kind())))?;
     let name = prepare_meta(o.metadata_mut(), kind, ns, path_name, existing)?;
     validate(&o).map_err(|e| invalid(e.to_string()))?;
     check(&o, &name)?;

@@ -1,17 +1,22 @@
 //! `Token` endpoints: create (the secret is returned once), list, get, revoke.
 //!
 //! Creating a token for a user is as powerful as acting as that user, so it needs `create`
-//! on `tokens` (only `cattery-admin` has it built in).
+//! on `tokens` (only `cattery-admin` has it built in) and, as Kubernetes asks of
+//! impersonation, `impersonate` on the token's user (`serviceaccounts` for a service
+//! account) and on each of its groups — unless the caller mints a token for themself with
+//! some of their own groups ([`cattery_rbac::Authorizer::check_impersonation`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::response::Response;
 use cattery_api::wire::{check_type, decode};
 use cattery_api::{API_VERSION, List, ObjectMeta, Token, TokenSpec, TokenStatus};
 
-use super::{ApiError, MAX_RESOURCE_BODY, read_body, respond};
+use super::extract::Path;
+use super::gate::AuthzOutcome;
+use super::{ApiError, MAX_RESOURCE_BODY, check_metadata, identity, read_body, respond};
 use crate::AppState;
 use crate::auth::Identity;
 use crate::auth::tokens::NewToken;
@@ -83,15 +88,46 @@ fn check_name(field: &str, v: &str, group: bool) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Refuses (403, naming every missing permission) a token for an identity the caller could
+/// not impersonate: a token is as strong as its identity.
+fn check_may_mint(
+    state: &AppState,
+    who: &Identity,
+    user: &str,
+    groups: &[String],
+) -> Result<(), ApiError> {
+    let caller = cattery_rbac::Requester {
+        user: &who.user,
+        groups: &who.groups,
+    };
+    let target = cattery_rbac::Requester { user, groups };
+    state
+        .authz
+        .current()
+        .check_impersonation(&caller, &target)
+        .map_err(|why| {
+            let message = format!(
+                "a token for user {user:?} would let you act as them: {why}; a token may only be created for an identity you could impersonate, or for yourself with some of your own groups"
+            );
+            ApiError::with_reason(403, "Forbidden", message.clone()).with_outcome(AuthzOutcome {
+                allowed: false,
+                reason: message,
+                name: None,
+            })
+        })
+}
+
 /// `POST /apis/cattery.dev/v1/tokens`.
 pub async fn create(
     State(state): State<Arc<AppState>>,
     req: Request,
 ) -> Result<Response, ApiError> {
+    let who = identity(&req);
     let headers = req.headers().clone();
     let body = read_body(req, MAX_RESOURCE_BODY).await?;
     let token: Token = decode(&body)?;
     check_type(&token.api_version, &token.kind, &[API_VERSION], "Token")?;
+    check_metadata("Token", &token.metadata, false)?;
     if !token.metadata.name.is_empty() {
         return Err(invalid(
             "Token metadata.name: is assigned by the server; leave it empty".into(),
@@ -130,6 +166,7 @@ pub async fn create(
     }
     let mut groups = spec.groups;
     groups.dedup();
+    check_may_mint(&state, &who, &spec.user, &groups)?;
     let (record, secret) = state.auth.create(
         state.store.as_ref(),
         NewToken {

@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use cattery_api::logs::LogType;
@@ -12,6 +12,7 @@ use futures_util::Stream;
 use serde_json::Value;
 
 use crate::AppState;
+use crate::api::extract::Path;
 use crate::api::gate::AuthzOutcome;
 use crate::api::{ApiError, MAX_RESOURCE_BODY, identity, read_body};
 use crate::auth::Identity;
