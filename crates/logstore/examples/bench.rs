@@ -33,17 +33,14 @@ use serde_json::{Value, json};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-struct Rng(u64);
+/// The seeded generator of the data set (`fastrand`), so every run sees the same records.
+struct Rng(fastrand::Rng);
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
+    fn new(seed: u64) -> Self {
+        Rng(fastrand::Rng::with_seed(seed))
     }
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0.u64(..n)
     }
 }
 
@@ -174,7 +171,7 @@ fn make_batch(
     seq0: u64,
     source_text: bool,
 ) -> (String, String, Vec<IngestRecord>) {
-    let mut rng = Rng((b + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng = Rng::new((b + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let cluster = format!("cluster-{c:03}");
     let stream = format!("stream-{c:03}");
     let recs = (0..n)
@@ -453,7 +450,7 @@ fn main() {
     );
 
     let all: Vec<String> = (0..clusters).map(|c| format!("cluster-{c:03}")).collect();
-    let mut rng = Rng(99);
+    let mut rng = Rng::new(99);
     let mut filtered = Vec::new();
     let mut terms = Vec::new();
     let mut text = Vec::new();

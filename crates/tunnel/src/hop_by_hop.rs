@@ -51,7 +51,10 @@ mod tests {
     #[test]
     fn listed_and_connection_named_headers_are_dropped() {
         let mut h = HeaderMap::new();
-        h.append("connection", HeaderValue::from_static("keep-alive, X-Private"));
+        h.append(
+            "connection",
+            HeaderValue::from_static("keep-alive, X-Private"),
+        );
         h.append("connection", HeaderValue::from_static("x-other"));
         h.insert("x-private", HeaderValue::from_static("1"));
         h.insert("x-other", HeaderValue::from_static("1"));
