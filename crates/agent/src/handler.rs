@@ -26,20 +26,6 @@ use hyper_util::rt::TokioIo;
 
 use crate::upstream::{AgentBody, Upstream};
 
-/// Headers never forwarded (connection-specific; RFC 9110 §7.6.1 and RFC 9113 §8.2.2).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    HEADER_UPGRADE_METHOD,
-];
-
 /// Shared by every stream of a tunnel.
 pub struct Handler {
     /// The cluster's Kubernetes API.
@@ -105,10 +91,13 @@ fn impersonate_service(headers: &mut HeaderMap) {
     );
 }
 
+/// Removes the hop-by-hop headers (the list shared with the management plane's proxy,
+/// and those named in `Connection`), `Host` (the URI's authority is the upstream's), and
+/// the management plane's upgrade-method header, which is meant for this agent only.
 fn strip(headers: &mut HeaderMap) {
-    for h in HOP_BY_HOP {
-        headers.remove(*h);
-    }
+    cattery_tunnel::hop_by_hop::strip(headers);
+    headers.remove(header::HOST);
+    headers.remove(HEADER_UPGRADE_METHOD);
 }
 
 impl Handler {
@@ -356,5 +345,19 @@ mod tests {
         assert_eq!(h["impersonate-user"], SERVICE_IDENTITY);
         assert!(h.get("impersonate-group").is_none());
         assert!(h.get("impersonate-extra-scopes").is_none());
+    }
+
+    #[test]
+    fn strip_drops_connection_named_headers_and_the_upgrade_method() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("x-hop"));
+        h.insert("x-hop", HeaderValue::from_static("1"));
+        h.insert(HEADER_UPGRADE_METHOD, HeaderValue::from_static("POST"));
+        h.insert(header::HOST, HeaderValue::from_static("kube.cattery"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        strip(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["accept"]);
     }
 }

@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::ObjectMeta;
 
+/// Longest lifetime a token may be given (ten years): the server refuses longer
+/// `spec.expirationSeconds`, and the CLI refuses a longer `--ttl` before sending it.
+pub const MAX_EXPIRATION_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
 /// A bearer token (`cattery.dev/v1`, kind `Token`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -327,32 +327,20 @@ fn scalar(v: &Value, at: &str) -> Result<Value, LogStoreError> {
 /// Parses `a.b.c.d/n` or `x::/n` (or a bare address) into the first and last address,
 /// both as IPv6 (IPv4 mapped, as stored).
 pub(crate) fn parse_cidr(s: &str) -> Result<(Ipv6Addr, Ipv6Addr), String> {
-    let (addr, len) = match s.split_once('/') {
-        Some((a, l)) => (a, Some(l)),
-        None => (s, None),
+    let s = s.trim();
+    let net = match s.parse::<ipnet::IpNet>() {
+        Ok(net) => net,
+        Err(_) if s.contains('/') => {
+            return Err(format!(
+                "{s:?} is not a CIDR (like 10.0.0.0/8 or fd00::/8; the prefix length is at most 32 for IPv4, 128 for IPv6)"
+            ));
+        }
+        Err(_) => ipnet::IpNet::from(
+            s.parse::<IpAddr>()
+                .map_err(|_| format!("{s:?} is not a CIDR (like 10.0.0.0/8 or fd00::/8)"))?,
+        ),
     };
-    let ip: IpAddr = addr
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a CIDR (like 10.0.0.0/8 or fd00::/8)"))?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let len: u32 = match len {
-        None => max,
-        Some(l) => l
-            .trim()
-            .parse()
-            .ok()
-            .filter(|l| *l <= max)
-            .ok_or_else(|| format!("prefix length in {s:?} must be 0..={max}"))?,
-    };
-    let bits = u128::from(ip_to_v6(ip));
-    let host_bits = max - len;
-    let mask: u128 = if host_bits >= 128 {
-        u128::MAX
-    } else {
-        (1u128 << host_bits) - 1
-    };
-    Ok((Ipv6Addr::from(bits & !mask), Ipv6Addr::from(bits | mask)))
+    Ok((ip_to_v6(net.network()), ip_to_v6(net.broadcast())))
 }
 
 /// A time given as epoch ms (number) or RFC 3339 (string).

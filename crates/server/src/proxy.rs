@@ -23,35 +23,11 @@ use crate::auth::Identity;
 /// Largest proxied request body (kube-apiserver itself caps most at 3 MiB).
 pub const MAX_PROXY_BODY: u64 = 16 << 20;
 
-/// Headers meaningful only for one connection (RFC 9110 §7.6.1), never forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-];
-
-/// Removes hop-by-hop headers, including those named in `Connection`.
+/// Removes hop-by-hop headers (the list shared with the agent, including those named in
+/// `Connection`) and `Host`: the tunnel request's authority is set from its URI.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
-    }
-    for n in HOP_BY_HOP {
-        headers.remove(*n);
-    }
+    cattery_tunnel::hop_by_hop::strip(headers);
+    headers.remove(header::HOST);
 }
 
 /// Removes the caller's credentials and impersonation headers, then impersonates `who`.

@@ -191,23 +191,15 @@ pub struct SimClusterArgs {
     pub logs: LogArgs,
 }
 
-/// Parses `1s`, `250ms`, `2m` or a bare number of seconds.
+/// Parses `1s`, `250ms`, `2m` (humantime's forms) or a bare number of seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}; use e.g. 1s, 250ms, 2m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("invalid duration unit in {s:?}; use ms, s or m")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs)
+            .map_err(|e| format!("invalid duration {s:?}: {e}"));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration {s:?}: {e}; use e.g. 1s, 250ms, 2m"))
 }
 
 /// State shared by every handler.
@@ -529,6 +521,9 @@ mod tests {
         assert_eq!(a.sim.listen.port(), 6443);
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("1h").is_err());
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("2 fortnights").is_err());
+        assert!(parse_duration("-1").is_err());
     }
 }

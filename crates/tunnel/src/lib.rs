@@ -14,6 +14,7 @@ pub mod backoff;
 pub mod closable;
 pub mod dial;
 pub mod fingerprint;
+pub mod hop_by_hop;
 pub mod pem;
 pub mod readbuf;
 pub mod session;

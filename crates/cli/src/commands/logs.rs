@@ -66,21 +66,21 @@ pub struct LogsArgs {
     connect: ConnectArgs,
 }
 
-/// Parses a time flag: a duration ago, or RFC 3339.
-fn parse_time(s: &str) -> anyhow::Result<i64> {
-    let now = time::OffsetDateTime::now_utc();
+/// Parses a time flag (`--since`/`--until`): a duration ago (humantime's forms: `15m`, `1h`,
+/// `7d`, `1h 30m`) or an RFC 3339 time, to epoch milliseconds.
+fn parse_time(flag: &str, s: &str) -> anyhow::Result<i64> {
+    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
     if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
         return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
     }
-    let d = if let Some(days) = s.strip_suffix('d') {
-        let n: u64 = days
-            .parse()
-            .map_err(|_| anyhow::anyhow!("invalid time {s:?}"))?;
-        std::time::Duration::from_secs(n * 86_400)
-    } else {
-        super::parse_duration(s).map_err(|e| anyhow::anyhow!("{e}; or give an RFC 3339 time"))?
-    };
-    Ok(((now.unix_timestamp_nanos() / 1_000_000) as i64) - d.as_millis() as i64)
+    let d = humantime::parse_duration(s.trim()).map_err(|e| {
+        anyhow::anyhow!("{flag} {s:?}: {e}; give a duration ago (15m, 1h, 7d) or an RFC 3339 time")
+    })?;
+    i64::try_from(d.as_millis())
+        .ok()
+        .and_then(|ago| now_ms.checked_sub(ago))
+        .filter(|ms| *ms >= 0)
+        .ok_or_else(|| anyhow::anyhow!("{flag} {s:?}: reaches back before 1970"))
 }
 
 /// Turns one `--where` expression into a search filter.
@@ -207,9 +207,9 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
         .iter()
         .map(|f| parse_filter(f))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut time_range = json!({"from": parse_time(&args.since)?});
+    let mut time_range = json!({"from": parse_time("--since", &args.since)?});
     if let Some(u) = &args.until {
-        time_range["to"] = json!(parse_time(u)?);
+        time_range["to"] = json!(parse_time("--until", u)?);
     }
     let path = format!("/apis/logs.cattery.dev/v1/{}/search", args.log_type);
     let mut req = json!({"clusters": clusters, "timeRange": time_range, "filters": filters});
@@ -422,13 +422,21 @@ mod tests {
     #[test]
     fn times() {
         let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-        let t = parse_time("1h").unwrap();
+        let t = parse_time("--since", "1h").unwrap();
         assert!((now - t - 3_600_000).abs() < 5_000);
-        assert!((now - parse_time("2d").unwrap() - 172_800_000).abs() < 5_000);
+        assert!((now - parse_time("--since", "2d").unwrap() - 172_800_000).abs() < 5_000);
         assert_eq!(
-            parse_time("2026-01-01T00:00:00Z").unwrap(),
+            parse_time("--since", "2026-01-01T00:00:00Z").unwrap(),
             1_767_225_600_000
         );
-        assert!(parse_time("soon").is_err());
+        let e = parse_time("--until", "soon").unwrap_err().to_string();
+        assert!(e.contains("--until"), "{e}");
+        // Used to overflow `n * 86_400` (a panic in debug builds).
+        let e = parse_time("--since", "99999999999999999d")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--since"), "{e}");
+        let t = parse_time("--since", "1h 30m").unwrap();
+        assert!((now - t - 5_400_000).abs() < 5_000);
     }
 }

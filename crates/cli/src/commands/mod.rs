@@ -31,21 +31,16 @@ pub fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
-/// Parses durations like `500ms`, `2s`, `5m`, `1h`.
+/// Parses durations like `500ms`, `2s`, `5m`, `1h` (humantime's forms); a bare number is
+/// seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit())
-        .map(|i| s.split_at(i))
-        .unwrap_or((s, "s"));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: use e.g. 500ms, 30s, 5m, 1h"))?;
-    let d = match unit {
-        "ms" => std::time::Duration::from_millis(n),
-        "s" => std::time::Duration::from_secs(n),
-        "m" => std::time::Duration::from_secs(n * 60),
-        "h" => std::time::Duration::from_secs(n * 3600),
-        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
-    };
-    Ok(d)
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| format!("invalid duration {s:?}: too large"));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration {s:?}: {e}; use e.g. 500ms, 30s, 5m, 1h"))
 }

@@ -47,13 +47,14 @@ pub struct OidcArgs {
     /// Audience the tokens must carry in `aud` (the client id).
     #[arg(long, requires = "oidc_issuer_url")]
     pub oidc_client_id: Option<String>,
-    /// The issuer's signing keys as a JWKS file.
+    /// The issuer's signing keys as a JWKS file (default: the `jwks_uri` of the issuer's
+    /// `/.well-known/openid-configuration`, whose `issuer` must equal --oidc-issuer-url).
     #[arg(long, conflicts_with = "oidc_jwks_url")]
     pub oidc_jwks_file: Option<PathBuf>,
     /// URL of the issuer's JWKS (HTTPS; refetched when a token names an unknown key).
     #[arg(long)]
     pub oidc_jwks_url: Option<String>,
-    /// Extra CA certificate (PEM) for the JWKS URL.
+    /// Extra CA certificate (PEM) for the JWKS URL and the discovery document.
     #[arg(long)]
     pub oidc_ca_file: Option<PathBuf>,
     /// Claim holding the user name.
@@ -80,8 +81,10 @@ impl OidcArgs {
         let jwks = match (&self.oidc_jwks_file, &self.oidc_jwks_url) {
             (Some(f), None) => JwksSource::File(f.clone()),
             (None, Some(u)) => JwksSource::Url(u.clone()),
-            _ => anyhow::bail!(
-                "--oidc-issuer-url needs the issuer's keys: --oidc-jwks-file FILE or --oidc-jwks-url URL"
+            (None, None) => JwksSource::Discovery,
+            (Some(_), Some(_)) => anyhow::bail!(
+                "give the issuer's keys once: --oidc-jwks-file FILE or --oidc-jwks-url URL \
+                 (or neither, to find them by OIDC discovery)"
             ),
         };
         let prefix = |p: &str| {

@@ -57,27 +57,25 @@ pub enum TokenCommand {
     },
 }
 
-/// Parses `90s`, `30m`, `24h`, `7d`.
+/// Parses `--ttl` (`90s`, `30m`, `24h`, `7d`, `1w 2d`: humantime's forms), positive and at
+/// most [`MAX_EXPIRATION_SECONDS`](cattery_api::token::MAX_EXPIRATION_SECONDS).
 pub fn parse_ttl(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{s:?}: give a unit, e.g. 30m, 24h or 7d"))?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a whole number followed by s, m, h or d"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m, h or d")),
-    };
-    if secs == 0 {
-        return Err(format!("{s:?}: the lifetime must be positive"));
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("--ttl {s:?}: {e}; use e.g. 30m, 24h or 7d"))?;
+    if d.is_zero() {
+        return Err(format!("--ttl {s:?}: the lifetime must be positive"));
     }
-    Ok(Duration::from_secs(secs))
+    if d.as_secs() > cattery_api::token::MAX_EXPIRATION_SECONDS {
+        return Err(format!(
+            "--ttl {s:?}: at most {}d (ten years)",
+            cattery_api::token::MAX_EXPIRATION_SECONDS / 86_400
+        ));
+    }
+    if d.subsec_nanos() != 0 {
+        return Err(format!("--ttl {s:?}: give whole seconds"));
+    }
+    Ok(d)
 }
 
 fn service_account(sa: &str) -> anyhow::Result<(String, Vec<String>)> {
@@ -217,8 +215,16 @@ mod tests {
     fn ttl_parsing() {
         assert_eq!(parse_ttl("24h"), Ok(Duration::from_secs(86_400)));
         assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_ttl("1w"), Ok(Duration::from_secs(7 * 86_400)));
         assert!(parse_ttl("24").is_err());
         assert!(parse_ttl("0h").is_err());
-        assert!(parse_ttl("1w").is_err());
+        assert!(parse_ttl("1x").is_err());
+        assert!(parse_ttl("1500ms").is_err());
+        // Used to overflow `n * 86_400` (a panic in debug builds, a wrong lifetime in release).
+        let e = parse_ttl("99999999999999999d").unwrap_err();
+        assert!(e.contains("--ttl"), "{e}");
+        let e = parse_ttl("3651d").unwrap_err();
+        assert!(e.contains("at most 3650d"), "{e}");
+        assert!(parse_ttl("3650d").is_ok());
     }
 }

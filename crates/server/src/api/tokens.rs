@@ -22,8 +22,7 @@ use crate::auth::Identity;
 use crate::auth::tokens::NewToken;
 use crate::store::TokenRecord;
 
-/// Longest lifetime a token may be given (ten years).
-const MAX_EXPIRATION_SECONDS: u64 = 10 * 365 * 24 * 3600;
+use cattery_api::token::MAX_EXPIRATION_SECONDS;
 /// Longest user or group name.
 const MAX_NAME: usize = 256;
 

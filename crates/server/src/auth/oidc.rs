@@ -28,12 +28,14 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rustls::ClientConfig;
-use rustls::pki_types::ServerName;
 use serde_json::{Map, Value};
 use tokio::io::AsyncReadExt;
 
@@ -61,6 +63,9 @@ pub enum JwksSource {
     File(PathBuf),
     /// The issuer's `jwks_uri`; must be `https://` except on loopback addresses.
     Url(String),
+    /// OpenID Connect discovery: `jwks_uri` from the issuer's
+    /// `/.well-known/openid-configuration`, whose `issuer` must equal the configured one.
+    Discovery,
 }
 
 impl JwksSource {
@@ -68,6 +73,7 @@ impl JwksSource {
         match self {
             JwksSource::File(path) => format!("JWKS file {}", path.display()),
             JwksSource::Url(url) => format!("JWKS URL {url}"),
+            JwksSource::Discovery => "the issuer's discovery document".into(),
         }
     }
 }
@@ -217,15 +223,37 @@ struct KeySet {
     keys: Vec<IssuerKey>,
 }
 
-/// A parsed and vetted `http(s)://` JWKS location.
+/// A parsed and vetted `http(s)://` location (JWKS or discovery document).
 #[derive(Clone, Debug)]
 struct Endpoint {
     url: String,
+    uri: http::Uri,
     https: bool,
     host: String,
     port: u16,
-    authority: String,
+    /// Path and query (for messages and tests).
+    #[cfg_attr(not(test), allow(dead_code))]
     path: String,
+}
+
+/// The HTTP client for the issuer's documents: hyper's, over rustls with the configured
+/// trust roots.
+type IssuerClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// The issuer's OpenID Connect discovery document (the fields Cattery uses), so browser
+/// sign-in can find the authorization, token and logout endpoints.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct ProviderMetadata {
+    /// Equal to the configured issuer (checked).
+    pub issuer: String,
+    /// Where the signing keys are published.
+    pub jwks_uri: String,
+    /// Where browsers are sent to sign in.
+    pub authorization_endpoint: Option<String>,
+    /// Where an authorization code is exchanged for tokens.
+    pub token_endpoint: Option<String>,
+    /// Where browsers are sent to sign out (RP-initiated logout), if the issuer has one.
+    pub end_session_endpoint: Option<String>,
 }
 
 /// Verifies bearer JWTs from one OpenID Connect issuer and maps them to identities.
@@ -234,7 +262,8 @@ struct Endpoint {
 pub struct OidcAuthenticator {
     cfg: OidcConfig,
     endpoint: Option<Endpoint>,
-    tls: Option<Arc<ClientConfig>>,
+    client: Option<IssuerClient>,
+    metadata: Option<ProviderMetadata>,
     keys: Arc<ArcSwap<KeySet>>,
     /// When keys were last reloaded because of an unknown `kid`; held while reloading so
     /// concurrent reloads coalesce.
@@ -262,29 +291,32 @@ impl OidcAuthenticator {
     /// Loads the keys once (fails startup with a clear message naming the file/URL if they
     /// cannot be loaded or parsed).
     pub async fn new(cfg: OidcConfig) -> Result<OidcAuthenticator, OidcError> {
-        let (endpoint, tls) = match &cfg.jwks {
-            JwksSource::File(_) => (None, None),
-            JwksSource::Url(url) => {
-                let endpoint =
-                    parse_url(url).map_err(|e| OidcError::Jwks(format!("JWKS URL {url}: {e}")))?;
-                let tls = if endpoint.https {
-                    Some(
-                        tls_config(cfg.jwks_ca_file.as_deref())
-                            .await
-                            .map_err(OidcError::Jwks)?,
-                    )
-                } else {
-                    None
-                };
-                (Some(endpoint), tls)
-            }
+        let needs_tls = match &cfg.jwks {
+            JwksSource::File(_) => false,
+            JwksSource::Url(url) => url.starts_with("https:"),
+            JwksSource::Discovery => cfg.issuer.starts_with("https:"),
         };
-        if cfg.jwks_ca_file.is_some() && tls.is_none() {
+        if cfg.jwks_ca_file.is_some() && !needs_tls {
             tracing::warn!(
                 "OIDC: the JWKS CA file is ignored: the keys do not come from an https:// URL"
             );
         }
-        let keys = load_keys(&cfg.jwks, endpoint.as_ref(), tls.as_ref()).await?;
+        let (endpoint, client, metadata) = match &cfg.jwks {
+            JwksSource::File(_) => (None, None, None),
+            JwksSource::Url(url) => {
+                let endpoint =
+                    parse_url(url).map_err(|e| OidcError::Jwks(format!("JWKS URL {url}: {e}")))?;
+                let client = issuer_client(cfg.jwks_ca_file.as_deref(), endpoint.https)
+                    .await
+                    .map_err(OidcError::Jwks)?;
+                (Some(endpoint), Some(client), None)
+            }
+            JwksSource::Discovery => {
+                let (metadata, endpoint, client) = discover(&cfg).await?;
+                (Some(endpoint), Some(client), Some(metadata))
+            }
+        };
+        let keys = load_keys(&cfg.jwks, endpoint.as_ref(), client.as_ref()).await?;
         tracing::info!(
             "OIDC: loaded {} signing key(s) for issuer {} from {}",
             keys.len(),
@@ -294,7 +326,8 @@ impl OidcAuthenticator {
         let auth = OidcAuthenticator {
             cfg,
             endpoint,
-            tls,
+            client,
+            metadata,
             keys: Arc::new(ArcSwap::from_pointee(KeySet {
                 generation: 0,
                 keys,
@@ -306,10 +339,16 @@ impl OidcAuthenticator {
             auth.last_refresh.clone(),
             auth.cfg.jwks.clone(),
             auth.endpoint.clone(),
-            auth.tls.clone(),
+            auth.client.clone(),
             auth.cfg.jwks_refresh_interval,
         ));
         Ok(auth)
+    }
+
+    /// The issuer's discovery document, when the keys were found by discovery
+    /// ([`JwksSource::Discovery`]).
+    pub fn provider_metadata(&self) -> Option<&ProviderMetadata> {
+        self.metadata.as_ref()
     }
 
     /// Cheap pre-check used to route a bearer token: looks like a JWT (three base64url
@@ -480,11 +519,11 @@ impl OidcAuthenticator {
         // A separate task, so that a client hanging up does not abort a reload others wait for.
         let source = self.cfg.jwks.clone();
         let endpoint = self.endpoint.clone();
-        let tls = self.tls.clone();
+        let client = self.client.clone();
         let keys = self.keys.clone();
         let task = tokio::spawn(async move {
             let _lock = last;
-            match load_keys(&source, endpoint.as_ref(), tls.as_ref()).await {
+            match load_keys(&source, endpoint.as_ref(), client.as_ref()).await {
                 Ok(new) => {
                     tracing::info!(
                         "OIDC: reloaded {} signing key(s) from {} (a token named an unknown key)",
@@ -520,7 +559,7 @@ async fn refresh_periodically(
     lock: Arc<tokio::sync::Mutex<Option<Instant>>>,
     source: JwksSource,
     endpoint: Option<Endpoint>,
-    tls: Option<Arc<ClientConfig>>,
+    client: Option<IssuerClient>,
     every: Duration,
 ) {
     loop {
@@ -529,7 +568,7 @@ async fn refresh_periodically(
         // Not concurrently with a reload for an unknown key id (whose rate limit this
         // leaves alone, so a rotation right after is still picked up at once).
         let _reloading = lock.lock().await;
-        match load_keys(&source, endpoint.as_ref(), tls.as_ref()).await {
+        match load_keys(&source, endpoint.as_ref(), client.as_ref()).await {
             Ok(new) => {
                 let current = keys.load_full();
                 let kids = |set: &[IssuerKey]| {
@@ -714,21 +753,23 @@ fn echo(s: &str) -> String {
 async fn load_keys(
     source: &JwksSource,
     endpoint: Option<&Endpoint>,
-    tls: Option<&Arc<ClientConfig>>,
+    client: Option<&IssuerClient>,
 ) -> Result<Vec<IssuerKey>, OidcError> {
     let bytes = match (source, endpoint) {
         (JwksSource::File(path), _) => read_limited(path)
             .await
             .map_err(|e| OidcError::Jwks(format!("reading JWKS file {}: {e}", path.display())))?,
-        (JwksSource::Url(_), Some(endpoint)) => {
-            tokio::time::timeout(FETCH_TIMEOUT, fetch(endpoint, tls))
+        (JwksSource::Url(_) | JwksSource::Discovery, Some(endpoint)) => {
+            let client = client.ok_or_else(|| OidcError::Jwks("no HTTP client".into()))?;
+            fetch(client, endpoint)
                 .await
-                .map_err(|_| format!("no complete answer within {} s", FETCH_TIMEOUT.as_secs()))
-                .and_then(|r| r)
                 .map_err(|e| OidcError::Jwks(format!("fetching JWKS from {}: {e}", endpoint.url)))?
         }
-        (JwksSource::Url(url), None) => {
-            return Err(OidcError::Jwks(format!("JWKS URL {url}: not parsed")));
+        (JwksSource::Url(_) | JwksSource::Discovery, None) => {
+            return Err(OidcError::Jwks(format!(
+                "{}: not parsed",
+                source.describe()
+            )));
         }
     };
     parse_jwks(&bytes).map_err(|e| OidcError::Jwks(format!("{}: {e}", source.describe())))
@@ -901,7 +942,7 @@ fn parse_url(url: &str) -> Result<Endpoint, String> {
         https,
         port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
         host,
-        authority: authority.as_str().to_string(),
+        uri: uri.clone(),
         path: uri
             .path_and_query()
             .map(|p| p.as_str().to_string())
@@ -916,7 +957,7 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// TLS 1.3 client configuration trusting `ca_file` if given, else the system roots.
-async fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
+async fn tls_config(ca_file: Option<&Path>) -> Result<ClientConfig, String> {
     use cattery_tunnel::tls::{ServerRoots, provider, root_store};
     let roots = match ca_file {
         Some(path) => {
@@ -929,64 +970,84 @@ async fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, String>
         None => ServerRoots::System,
     };
     let store = root_store(&roots).map_err(|e| format!("trust roots for the JWKS URL: {e}"))?;
-    let mut cfg = ClientConfig::builder_with_provider(provider())
+    // ALPN (http/1.1) is set by hyper-rustls.
+    Ok(ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?
         .with_root_certificates(store)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+        .with_no_client_auth())
 }
 
-/// Aborts the connection task when the fetch finishes or is abandoned (timeout).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// One GET of the JWKS URL over a fresh connection (reloads are rare; no pooling needed).
-async fn fetch(endpoint: &Endpoint, tls: Option<&Arc<ClientConfig>>) -> Result<Vec<u8>, String> {
-    let tcp = tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port))
-        .await
-        .map_err(|e| format!("connecting to {}:{}: {e}", endpoint.host, endpoint.port))?;
-    let _ = tcp.set_nodelay(true);
-    if endpoint.https {
-        let tls = tls.ok_or("no TLS configuration")?;
-        let name = ServerName::try_from(endpoint.host.clone())
-            .map_err(|e| format!("invalid host name {}: {e}", endpoint.host))?;
-        let stream = tokio_rustls::TlsConnector::from(tls.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS with {}: {e}", endpoint.host))?;
-        get(TokioIo::new(stream), endpoint).await
+/// hyper's client for the issuer: HTTPS only (verified against `ca_file` or the system
+/// roots) when `https`, else plain HTTP (allowed on loopback only, see [`parse_url`]).
+/// Connections are not kept: fetches are rare.
+async fn issuer_client(ca_file: Option<&Path>, https: bool) -> Result<IssuerClient, String> {
+    let tls = if https {
+        tls_config(ca_file).await?
     } else {
-        get(TokioIo::new(tcp), endpoint).await
-    }
+        // Never used for plain http://; no trust roots needed.
+        ClientConfig::builder_with_provider(cattery_tunnel::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    };
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(FETCH_TIMEOUT));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls);
+    let connector = if https {
+        builder.https_only().enable_http1().wrap_connector(http)
+    } else {
+        builder.https_or_http().enable_http1().wrap_connector(http)
+    };
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(connector))
 }
 
-async fn get<I>(io: I, endpoint: &Endpoint) -> Result<Vec<u8>, String>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io)
+/// An error and its sources, for messages.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
+}
+
+/// One GET of `endpoint`, within [`FETCH_TIMEOUT`] (connect, TLS, request and body
+/// together) and at most [`MAX_JWKS_BYTES`].
+async fn fetch(client: &IssuerClient, endpoint: &Endpoint) -> Result<Vec<u8>, String> {
+    tokio::time::timeout(FETCH_TIMEOUT, get(client, endpoint))
         .await
-        .map_err(|e| format!("HTTP handshake: {e}"))?;
-    let _driver = AbortOnDrop(tokio::spawn(async move {
-        let _ = conn.await;
-    }));
-    let request = http::Request::get(endpoint.path.as_str())
-        .header(http::header::HOST, endpoint.authority.as_str())
+        .map_err(|_| format!("no complete answer within {} s", FETCH_TIMEOUT.as_secs()))?
+}
+
+async fn get(client: &IssuerClient, endpoint: &Endpoint) -> Result<Vec<u8>, String> {
+    let request = http::Request::get(endpoint.uri.clone())
         .header(http::header::ACCEPT, "application/json")
         .header(http::header::USER_AGENT, "cattery")
         .body(Empty::new())
         .map_err(|e| format!("building the request: {e}"))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("request failed: {e}"))?;
+    let response = client.request(request).await.map_err(|e| {
+        if e.is_connect() {
+            format!(
+                "connecting (TCP and TLS) to {}:{}: {}",
+                endpoint.host,
+                endpoint.port,
+                chain(&e)
+            )
+        } else {
+            format!("request failed: {}", chain(&e))
+        }
+    })?;
     if response.status() != http::StatusCode::OK {
         return Err(format!("HTTP status {}", response.status()));
     }
@@ -1003,12 +1064,51 @@ where
     Ok(body.to_bytes().to_vec())
 }
 
+/// OpenID Connect discovery: fetches `ISSUER/.well-known/openid-configuration`, checks that
+/// its `issuer` is the configured one exactly (OpenID Connect Discovery 1.0 §4.3, so a
+/// document served for another issuer is never trusted), and vets its `jwks_uri`.
+async fn discover(
+    cfg: &OidcConfig,
+) -> Result<(ProviderMetadata, Endpoint, IssuerClient), OidcError> {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        cfg.issuer.trim_end_matches('/')
+    );
+    let fail = |e: String| OidcError::Jwks(format!("OIDC discovery from {url}: {e}"));
+    let endpoint = parse_url(&url).map_err(fail)?;
+    let client = issuer_client(cfg.jwks_ca_file.as_deref(), endpoint.https)
+        .await
+        .map_err(fail)?;
+    let bytes = fetch(&client, &endpoint).await.map_err(fail)?;
+    let metadata: ProviderMetadata = serde_json::from_slice(&bytes)
+        .map_err(|e| fail(format!("not a discovery document: {e}")))?;
+    if metadata.issuer != cfg.issuer {
+        return Err(fail(format!(
+            "the document is for issuer \"{}\", not for the configured issuer \"{}\" \
+             (they must be equal exactly, as the tokens' iss will be)",
+            echo(&metadata.issuer),
+            cfg.issuer
+        )));
+    }
+    let jwks = parse_url(&metadata.jwks_uri)
+        .map_err(|e| fail(format!("jwks_uri {}: {e}", echo(&metadata.jwks_uri))))?;
+    let client = if jwks.https == endpoint.https {
+        client
+    } else {
+        issuer_client(cfg.jwks_ca_file.as_deref(), jwks.https)
+            .await
+            .map_err(fail)?
+    };
+    Ok((metadata, jwks, client))
+}
+
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use hyper_util::rt::TokioIo;
     use jsonwebtoken::{EncodingKey, Header};
     use serde_json::json;
 
@@ -1570,7 +1670,11 @@ mod tests {
     /// A tiny JWKS server on 127.0.0.1 that counts requests; TLS when `tls` is given.
     struct JwksServer {
         url: String,
+        /// `http://127.0.0.1:PORT` (or `https://localhost:PORT`), with no trailing slash.
+        base: String,
         body: Arc<Mutex<String>>,
+        /// Served at `/.well-known/openid-configuration`.
+        discovery: Arc<Mutex<String>>,
         hits: Arc<AtomicUsize>,
         task: tokio::task::JoinHandle<()>,
     }
@@ -1592,21 +1696,28 @@ mod tests {
         } else {
             "127.0.0.1"
         };
-        let url = format!("{scheme}://{host}:{port}/.well-known/jwks.json");
-        let (b, h) = (body.clone(), hits.clone());
+        let base = format!("{scheme}://{host}:{port}");
+        let url = format!("{base}/.well-known/jwks.json");
+        let discovery = Arc::new(Mutex::new(String::new()));
+        let (b, h, d) = (body.clone(), hits.clone(), discovery.clone());
         let task = tokio::spawn(async move {
             loop {
                 let (tcp, _) = listener.accept().await.unwrap();
-                let (b, h, tls) = (b.clone(), h.clone(), tls.clone());
+                let (b, h, d, tls) = (b.clone(), h.clone(), d.clone(), tls.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(
                         move |req: http::Request<hyper::body::Incoming>| {
-                            let (b, h) = (b.clone(), h.clone());
+                            let (b, h, d) = (b.clone(), h.clone(), d.clone());
                             async move {
-                                assert_eq!(req.uri().path(), "/.well-known/jwks.json");
                                 assert_eq!(req.headers()[http::header::ACCEPT], "application/json");
-                                h.fetch_add(1, Ordering::SeqCst);
-                                let body = b.lock().unwrap().clone();
+                                let body =
+                                    if req.uri().path() == "/.well-known/openid-configuration" {
+                                        d.lock().unwrap().clone()
+                                    } else {
+                                        assert_eq!(req.uri().path(), "/.well-known/jwks.json");
+                                        h.fetch_add(1, Ordering::SeqCst);
+                                        b.lock().unwrap().clone()
+                                    };
                                 Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(
                                     Bytes::from(body),
                                 )))
@@ -1631,10 +1742,81 @@ mod tests {
         });
         JwksServer {
             url,
+            base,
             body,
+            discovery,
             hits,
             task,
         }
+    }
+
+    #[tokio::test]
+    async fn discovery_finds_the_keys_and_refuses_another_issuer() {
+        let k1 = ec_key("k1");
+        let server = serve_jwks(jwks(&[&k1]), None).await;
+        let doc = |issuer: &str| {
+            json!({
+                "issuer": issuer,
+                "jwks_uri": server.url,
+                "authorization_endpoint": format!("{}/auth", server.base),
+                "token_endpoint": format!("{}/token", server.base),
+                "end_session_endpoint": format!("{}/logout", server.base),
+            })
+            .to_string()
+        };
+        *server.discovery.lock().unwrap() = doc(&server.base);
+        let auth = OidcAuthenticator::new(OidcConfig::new(
+            server.base.clone(),
+            AUD,
+            JwksSource::Discovery,
+        ))
+        .await
+        .unwrap();
+        assert_eq!(server.hits.load(Ordering::SeqCst), 1);
+        let meta = auth.provider_metadata().unwrap();
+        assert_eq!(meta.jwks_uri, server.url);
+        assert_eq!(meta.token_endpoint, Some(format!("{}/token", server.base)));
+        assert_eq!(
+            meta.end_session_endpoint,
+            Some(format!("{}/logout", server.base))
+        );
+        let c = with(claims(), "iss", json!(server.base));
+        assert_eq!(
+            auth.authenticate(&sign(&k1, &c)).await.unwrap().user,
+            "oidc:alice"
+        );
+
+        // A trailing slash is another issuer: `iss` is compared exactly.
+        *server.discovery.lock().unwrap() = doc(&format!("{}/", server.base));
+        let err = OidcAuthenticator::new(OidcConfig::new(
+            server.base.clone(),
+            AUD,
+            JwksSource::Discovery,
+        ))
+        .await
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("openid-configuration")
+                && msg.contains("not for the configured issuer")
+                && msg.contains(&format!("\"{}/\"", server.base)),
+            "{msg}"
+        );
+        // Not a discovery document.
+        *server.discovery.lock().unwrap() = "{}".into();
+        let err = OidcAuthenticator::new(OidcConfig::new(
+            server.base.clone(),
+            AUD,
+            JwksSource::Discovery,
+        ))
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("not a discovery document"),
+            "{err}"
+        );
+        // Only the first start fetched keys.
+        assert_eq!(server.hits.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

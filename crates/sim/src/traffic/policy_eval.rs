@@ -367,36 +367,12 @@ pub struct Evaluator {
 }
 
 /// Whether `ip` is inside `cidr` (`a.b.c.d/n` or IPv6; a bare address is a /32 or /128).
+/// An unparsable CIDR contains nothing.
 pub fn cidr_contains(cidr: &str, ip: IpAddr) -> bool {
-    let (addr, len) = match cidr.split_once('/') {
-        Some((a, l)) => (a, l.parse::<u32>().ok()),
-        None => (cidr, None),
-    };
-    let Ok(net) = addr.trim().parse::<IpAddr>() else {
-        return false;
-    };
-    match (net, ip) {
-        (IpAddr::V4(n), IpAddr::V4(i)) => {
-            let len = len.unwrap_or(32);
-            if len > 32 {
-                return false;
-            }
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            u32::from(n) & mask == u32::from(i) & mask
-        }
-        (IpAddr::V6(n), IpAddr::V6(i)) => {
-            let len = len.unwrap_or(128);
-            if len > 128 {
-                return false;
-            }
-            let mask = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - len)
-            };
-            u128::from(n) & mask == u128::from(i) & mask
-        }
-        _ => false,
+    let cidr = cidr.trim();
+    match cidr.parse::<ipnet::IpNet>() {
+        Ok(net) => net.contains(&ip),
+        Err(_) => cidr.parse::<IpAddr>() == Ok(ip),
     }
 }
 

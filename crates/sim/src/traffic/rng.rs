@@ -1,16 +1,15 @@
-//! A small seeded pseudo-random generator (SplitMix64), so `--log-seed`
-//! makes the generated traffic reproducible without another dependency.
-//! Not for anything secret.
+//! The traffic generator's seeded pseudo-random numbers: `fastrand`'s generator (wyrand)
+//! with the few helpers the model needs, so `--log-seed` makes the generated traffic
+//! reproducible. Not for anything secret.
 
-/// SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number
-/// generators", OOPSLA 2014).
+/// A seeded generator; the same seed gives the same sequence.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(fastrand::Rng);
 
 impl Rng {
     /// A generator starting from `seed`.
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(fastrand::Rng::with_seed(seed))
     }
 
     /// A seed from the operating system.
@@ -22,11 +21,7 @@ impl Rng {
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.u64(..)
     }
 
     /// Uniform in `lo..=hi` (`lo` when `hi < lo`).
@@ -34,12 +29,12 @@ impl Rng {
         if hi <= lo {
             return lo;
         }
-        lo + self.next_u64() % (hi - lo + 1)
+        self.0.u64(lo..=hi)
     }
 
     /// True with probability `p`.
     pub fn chance(&mut self, p: f64) -> bool {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
+        self.0.f64() < p
     }
 
     /// A uniformly chosen element (`None` if empty).
