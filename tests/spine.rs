@@ -434,8 +434,16 @@ fn bad_input_gets_clear_errors() {
     let t0 = std::time::Instant::now();
     let (body, code) = server.curl(&["/clusters/dup/k8s/api"]);
     assert_eq!(code, 503, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["kind"], "Status", "{body}");
+    assert_eq!(status["code"], 503, "{body}");
+    assert_eq!(status["reason"], "ServiceUnavailable", "{body}");
+    let message = status["message"].as_str().unwrap_or_default();
     assert!(
-        body.contains("\\\"dup\\\" is not connected") || body.contains("dup"),
+        message.starts_with(r#"cluster "dup" is not connected: ManagedClusterConnected=False since "#)
+            && message.ends_with(
+                " (AwaitingAgent: no agent has connected yet; apply the installation manifest in the cluster)"
+            ),
         "{body}"
     );
     eprintln!("503 answered in {:?}", t0.elapsed());
