@@ -1,8 +1,9 @@
 //! The ledger: the little state that must outlive the segments it describes.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -83,7 +84,13 @@ impl Ledger {
     pub fn store(&self, dir: &Path) -> Result<(), SpoolError> {
         let tmp = dir.join(LEDGER_TMP);
         let bytes = serde_json::to_vec_pretty(self).expect("a ledger always serialises");
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(super::FILE_MODE)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
         f.write_all(&bytes).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
         let path = dir.join(LEDGER);

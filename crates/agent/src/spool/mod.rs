@@ -28,6 +28,10 @@
 //! - `quarantine/` — corrupted segments (`NAME.seg.UNIXTIME`) with a `.reason` file beside.
 //! - `lock` — `flock`ed while a spool is open, so two agents cannot share a directory.
 //!
+//! Log and audit records are as sensitive as keys: the directory and `quarantine/` are 0700,
+//! every file is created 0600 (the ledger's temporary file and quarantine reasons included),
+//! and a directory left looser (an older agent, a `chmod`) is tightened at every open.
+//!
 //! # Recovery
 //!
 //! [`Spool::open`] scans every segment and verifies every frame. An invalid frame with
@@ -54,6 +58,7 @@ mod tests;
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -75,6 +80,12 @@ const FULL_LOG_INTERVAL: Duration = Duration::from_secs(30);
 /// How long [`Spool::open`] waits for another holder of the directory lock to let go.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
 const QUARANTINE: &str = "quarantine";
+/// Mode of the spool directory and `quarantine/`: log and audit records are as sensitive as
+/// keys, so only the agent's user may list or read them.
+const DIR_MODE: u32 = 0o700;
+/// Mode of every file the spool writes (segments, ledger and its temporary file, lock,
+/// quarantined segments and their reasons).
+pub(crate) const FILE_MODE: u32 = 0o600;
 const SEGMENT_EXT: &str = "seg";
 
 /// Where the spool lives and how large it may grow.
@@ -313,11 +324,14 @@ impl Spool {
         let dir = cfg.dir;
         let qdir = dir.join(QUARANTINE);
         fs::create_dir_all(&qdir).map_err(io_err(&qdir))?;
+        tighten(&dir)?;
+        tighten(&qdir)?;
         let lock_path = dir.join("lock");
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(FILE_MODE)
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
         // A previous agent may still be exiting (and a forked child holds inherited
@@ -524,6 +538,7 @@ impl Spool {
             let file = OpenOptions::new()
                 .create_new(true)
                 .append(true)
+                .mode(FILE_MODE)
                 .open(&path)
                 .map_err(io_err(&path))?;
             sync_dir(&self.dir)?;
@@ -751,6 +766,36 @@ fn store_ledger(dir: &Path, stream_id: &str, inner: &Inner) -> Result<(), SpoolE
     ledger.store(dir)
 }
 
+/// Sets `dir` to [`DIR_MODE`] and every file directly in it to [`FILE_MODE`] (a spool
+/// created by an older agent had 0755/0644), so a later `chmod` cannot leave records readable.
+fn tighten(dir: &Path) -> Result<(), SpoolError> {
+    fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE)).map_err(io_err(dir))?;
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let path = entry.path();
+        let meta = entry.metadata().map_err(io_err(&path))?;
+        if meta.is_file() && meta.permissions().mode() & 0o777 != FILE_MODE {
+            fs::set_permissions(&path, fs::Permissions::from_mode(FILE_MODE))
+                .map_err(io_err(&path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates (or replaces) `path` with `bytes`, mode [`FILE_MODE`] from the start.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(io_err(path))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(io_err(path))
+}
+
 /// The segment files of `dir`, oldest first.
 fn list_segments(dir: &Path) -> Result<Vec<PathBuf>, SpoolError> {
     let mut found = Vec::new();
@@ -805,7 +850,7 @@ fn quarantine(dir: &Path, path: &Path, reason: &str) -> Result<Quarantined, Spoo
     }
     fs::rename(path, &dest).map_err(io_err(&dest))?;
     let reason_path = PathBuf::from(format!("{}.reason", dest.display()));
-    fs::write(&reason_path, format!("{reason}\n")).map_err(io_err(&reason_path))?;
+    write_private(&reason_path, format!("{reason}\n").as_bytes())?;
     sync_dir(&qdir)?;
     sync_dir(dir)?;
     tracing::error!(

@@ -678,3 +678,68 @@ fn throughput() {
         2000.0 / secs
     );
 }
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Every file under `dir` (recursively) with its mode, and every directory's mode.
+fn modes(dir: &Path) -> Vec<(PathBuf, u32)> {
+    let mut out = vec![(dir.to_owned(), mode(dir))];
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(modes(&path));
+        } else {
+            out.push((path.clone(), mode(&path)));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_spool_is_private_to_the_agent_user() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("spool");
+    let cfg = config(&dir);
+    let (spool, _) = open(&cfg);
+    for i in 0..30 {
+        append(&spool, i * 10..i * 10 + 10);
+    }
+    spool.ack(5).unwrap();
+    drop(spool);
+    // A corrupted segment goes to quarantine/ with a reason file.
+    corrupt(&segment_files(&dir)[1]);
+    let (spool, report) = open(&cfg);
+    assert!(!report.quarantined.is_empty());
+    drop(spool);
+    let all = modes(&dir);
+    assert!(all.iter().any(|(p, _)| p.ends_with("ledger.json")));
+    assert!(all.iter().any(|(p, _)| p.ends_with("quarantine")));
+    assert!(
+        all.iter()
+            .any(|(p, _)| p.to_string_lossy().ends_with(".reason"))
+    );
+    for (path, m) in &all {
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(*m, want, "{} has mode {m:o}", path.display());
+    }
+
+    // A spool left readable by an older agent (or a careless chmod) is tightened on open,
+    // the ledger's temporary file included.
+    use std::os::unix::fs::PermissionsExt;
+    let loose = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+    fs::write(dir.join("ledger.json.tmp"), b"{}").unwrap();
+    for (path, _) in modes(&dir) {
+        loose(&path, if path.is_dir() { 0o755 } else { 0o644 });
+    }
+    let (spool, _) = open(&cfg);
+    append(&spool, 0..1);
+    spool.ack(6).unwrap();
+    drop(spool);
+    for (path, m) in modes(&dir) {
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(m, want, "{} has mode {m:o} after reopening", path.display());
+    }
+}
