@@ -325,7 +325,11 @@ fn records_are_stamped_with_the_tunnel_cluster_and_bad_records_are_rejected_alon
         .lines()
         .filter(|l| l.contains("skipping a malformed line"))
         .collect();
-    assert_eq!(skipped.len(), 1, "the agent names the bad line: {agent_log}");
+    assert_eq!(
+        skipped.len(),
+        1,
+        "the agent names the bad line: {agent_log}"
+    );
     assert!(
         skipped[0].contains("skipping a malformed line: not a JSON object")
             && skipped[0].contains("flows.log"),
