@@ -150,9 +150,18 @@ async fn webhook_receives_event_list_batches_with_the_impersonated_user() {
     for path in ["/healthz", "/version", "/api", "/apis", "/_sim/info"] {
         sim.http("GET", path, "application/json", "").await;
     }
-    let events = wait_for_events(&received, 7).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(received.events().len(), 7, "exactly the audited requests");
+    // One more audited request as a marker: one task sends the events in order, so once the
+    // marker's event is in, every event before it is too, and the unaudited calls made none.
+    let marker = "/api/v1/namespaces/shop/configmaps/marker";
+    let resp = sim.send("GET", marker, &[auth], Bytes::new()).await;
+    assert_eq!(resp.status(), 404);
+    let mut events = wait_for_events(&received, 8).await;
+    assert_eq!(
+        events.len(),
+        8,
+        "exactly the audited requests and the marker"
+    );
+    assert_eq!(events.pop().unwrap()["requestURI"], marker);
 
     for batch in received.batches.lock().unwrap().iter() {
         assert_eq!(batch["kind"], "EventList");
