@@ -44,19 +44,10 @@ struct Credentials {
     token: String,
 }
 
+/// Writes a key, token or kubeconfig atomically with mode 0600 ([`cattery_files`]).
 fn write_private(path: &Path, data: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(data.as_bytes())?;
-    f.sync_all()?;
-    Ok(())
+    cattery_files::write_private(path, data.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Creates the webhook's CA, serving certificate and token in `cfg.dir` if they do not
@@ -84,7 +75,11 @@ fn credentials(cfg: &AuditWebhookConfig) -> anyhow::Result<Credentials> {
             token: read(&files[3])?.trim().to_string(),
         });
     }
-    std::fs::create_dir_all(&cfg.dir).with_context(|| format!("creating {}", cfg.dir.display()))?;
+    // A new directory is owner-only; an existing one (chosen by the operator) keeps its mode.
+    if !cfg.dir.exists() {
+        cattery_files::create_private_dir(&cfg.dir)
+            .with_context(|| format!("creating {}", cfg.dir.display()))?;
+    }
     let ca_key = rcgen::KeyPair::generate()?;
     let mut ca_params = rcgen::CertificateParams::default();
     ca_params
@@ -120,8 +115,10 @@ fn credentials(cfg: &AuditWebhookConfig) -> anyhow::Result<Credentials> {
     };
     write_private(&files[2], &creds.key_pem)?;
     write_private(&files[3], &creds.token)?;
-    std::fs::write(&files[0], &creds.ca_pem)?;
-    std::fs::write(&files[1], &creds.cert_pem)?;
+    for (path, pem) in [(&files[0], &creds.ca_pem), (&files[1], &creds.cert_pem)] {
+        cattery_files::write_public(path, pem.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(creds)
 }
 

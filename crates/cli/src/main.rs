@@ -75,6 +75,14 @@ fn main() -> std::process::ExitCode {
         Command::Server(_) | Command::Agent(_) | Command::SimCluster(_) | Command::Demo(_)
     );
     init_logging(if long_running { "info" } else { "warn" });
+    if matches!(
+        cli.command,
+        Command::Server(_) | Command::Agent(_) | Command::Demo(_)
+    ) {
+        // Before any thread exists: files that libraries create themselves (SQLite's WAL,
+        // tantivy's segments, spool files) are owner-only (docs/design/0010-private-files.md).
+        cattery_files::restrict_umask();
+    }
     match purging {
         allocator::Purging::AtOnce => {}
         allocator::Purging::ChosenByOperator => {

@@ -16,14 +16,16 @@ pub enum Format {
 
 /// Prints `value` as JSON or YAML.
 pub fn print_object<T: Serialize>(format: Format, value: &T) -> anyhow::Result<()> {
-    match format {
-        Format::Yaml => print!(
-            "{}",
-            serde_saphyr::to_string(&serde_json::to_value(value)?)?
-        ),
-        _ => println!("{}", serde_json::to_string_pretty(value)?),
-    }
+    print!("{}", render_object(format, value)?);
     Ok(())
+}
+
+/// `value` as JSON or YAML text, ending in a newline.
+pub fn render_object<T: Serialize>(format: Format, value: &T) -> anyhow::Result<String> {
+    Ok(match format {
+        Format::Yaml => serde_saphyr::to_string(&serde_json::to_value(value)?)?,
+        _ => format!("{}\n", serde_json::to_string_pretty(value)?),
+    })
 }
 
 /// Prints rows under `header` with aligned columns.

@@ -262,7 +262,11 @@ impl EmbeddedStore {
         retention: Retention,
         options: StoreOptions,
     ) -> Result<Self, LogStoreError> {
-        std::fs::create_dir_all(dir)?;
+        // Log records are private: the store's directories are 0700 and its files 0600.
+        // Files tantivy creates itself follow the umask (`cattery server` sets 0o077); those
+        // written by earlier versions are corrected here.
+        cattery_files::create_private_dir(dir)?;
+        cattery_files::make_private_tree(dir)?;
         let mut state = State::default();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
@@ -325,7 +329,7 @@ impl EmbeddedStore {
             (index, source_text)
         } else if create || state.known.contains(&key) {
             // Created now, or a directory left empty by a crash during creation.
-            std::fs::create_dir_all(&path)?;
+            cattery_files::create_private_dir(&path)?;
             let index = Index::builder()
                 .schema(ts.schema.clone())
                 .settings(index_settings(&self.options))

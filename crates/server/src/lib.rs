@@ -201,12 +201,8 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningServer> {
     let dir = &cfg.data_dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("restricting permissions of {}", dir.display()))?;
-    }
+    files::create_private_dir(dir)
+        .with_context(|| format!("creating data dir {} (mode 0700)", dir.display()))?;
     let store: Arc<dyn StateStore> = Arc::new(
         SqliteStore::open(&dir.join("state.db"))
             .with_context(|| format!("opening {}", dir.join("state.db").display()))?,

@@ -1,12 +1,13 @@
 //! `cattery cluster add|list|get|remove`.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use cattery_api::{API_VERSION, List, ManagedCluster, ObjectMeta};
 
 use crate::client::{ApiClient, ConnectArgs};
-use crate::output::{Format, print_object, print_table};
+use crate::output::{Format, print_object, print_table, render_object};
 
 const BASE: &str = "/apis/cattery.dev/v1/managedclusters";
 
@@ -14,6 +15,10 @@ const BASE: &str = "/apis/cattery.dev/v1/managedclusters";
 #[derive(clap::Subcommand, Debug)]
 pub enum ClusterCommand {
     /// Register a cluster and print its installation manifest (shown once).
+    ///
+    /// The manifest holds the cluster's private key: printed to stdout it ends up wherever
+    /// stdout goes (terminal scrollback, CI logs). Use --output-file to write it to a file
+    /// only you can read instead.
     Add {
         /// Cluster name (DNS-1123 label).
         name: String,
@@ -26,6 +31,13 @@ pub enum ClusterCommand {
         /// Print the whole ManagedCluster (manifest in spec.installationManifest) instead.
         #[arg(short, long)]
         output: Option<Format>,
+        /// Write the manifest (it holds a private key) to FILE, atomically with mode 0600,
+        /// instead of stdout. An existing FILE is not overwritten unless --force is given.
+        #[arg(long, value_name = "FILE")]
+        output_file: Option<PathBuf>,
+        /// With --output-file: replace FILE if it exists.
+        #[arg(long, requires = "output_file")]
+        force: bool,
         #[command(flatten)]
         connect: ConnectArgs,
     },
@@ -121,8 +133,20 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
             labels,
             format,
             output,
+            output_file,
+            force,
             connect,
         } => {
+            // Checked before the cluster is registered: its manifest is shown only once.
+            if let Some(path) = &output_file
+                && !force
+                && path.symlink_metadata().is_ok()
+            {
+                anyhow::bail!(
+                    "{} already exists; choose another --output-file or add --force to replace it",
+                    path.display()
+                );
+            }
             let client = ApiClient::new(connect.resolve()?)?;
             let body = ManagedCluster {
                 api_version: API_VERSION.into(),
@@ -143,14 +167,23 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
                 )
                 .await?;
             let created: ManagedCluster = serde_json::from_slice(&bytes)?;
-            match output {
-                Some(f @ (Format::Json | Format::Yaml)) => print_object(f, &created)?,
-                _ => {
-                    let manifest = created
-                        .spec
-                        .installation_manifest
-                        .context("the server returned no installation manifest")?;
-                    print!("{manifest}");
+            let text = match output {
+                Some(f @ (Format::Json | Format::Yaml)) => render_object(f, &created)?,
+                _ => created
+                    .spec
+                    .installation_manifest
+                    .context("the server returned no installation manifest")?,
+            };
+            match &output_file {
+                Some(path) => {
+                    save_manifest(path, &text, force)?;
+                    eprintln!(
+                        "cluster {name:?} added; its manifest (shown only once, holding the cluster's private key) is in {} (mode 0600)",
+                        path.display()
+                    );
+                }
+                None => {
+                    print!("{text}");
                     eprintln!(
                         "cluster {name:?} added; the manifest above is shown only once and holds the cluster's private key"
                     );
@@ -197,6 +230,21 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes a manifest atomically with mode 0600; without `force`, never over an existing file.
+fn save_manifest(path: &Path, text: &str, force: bool) -> anyhow::Result<()> {
+    let written = if force {
+        cattery_files::write_private(path, text.as_bytes())
+    } else {
+        cattery_files::write_private_new(path, text.as_bytes())
+    };
+    written.with_context(|| {
+        format!(
+            "writing the manifest to {} (the cluster is registered: remove it and add it again to get a new manifest)",
+            path.display()
+        )
+    })
 }
 
 /// Percent-encodes a path segment so any user input reaches the server as one segment

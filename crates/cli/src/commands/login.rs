@@ -38,8 +38,12 @@ pub async fn run(args: LoginArgs) -> anyhow::Result<()> {
         .unwrap_or("?")
         .to_string();
     let path = args.config.unwrap_or_else(config_path);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        cattery_files::create_private_dir(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
     }
     let saved = SavedLogin {
         server: target.server.clone(),
@@ -55,22 +59,7 @@ pub async fn run(args: LoginArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes a file only its owner can read.
+/// Writes a file only its owner can read, atomically ([`cattery_files::write_private`]).
 pub fn write_private(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    f.write_all(data)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    cattery_files::write_private(path, data).with_context(|| format!("writing {}", path.display()))
 }

@@ -12,6 +12,28 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
+/// Creates `path` empty with mode 0600 if it does not exist (an empty file is a valid new
+/// SQLite database), and sets 0600 on it and its `-wal`/`-shm` files if they exist.
+fn make_private_db(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(cattery_files::PRIVATE_FILE_MODE)
+        .open(path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        cattery_files::make_private(Path::new(&p))?;
+    }
+    Ok(())
+}
+
 fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -103,7 +125,14 @@ fn row_to_rbac(r: &rusqlite::Row<'_>) -> rusqlite::Result<RbacRecord> {
 impl SqliteStore {
     /// Opens (creating if needed) `path`, in WAL mode with full fsync: state writes are rare
     /// and must survive power loss.
+    ///
+    /// The database holds token hashes and cluster records, so it is owner-only (0600)
+    /// whatever the umask: the file is created with that mode before SQLite opens it
+    /// (SQLite gives its `-wal` and `-shm` files the database file's mode), and the modes
+    /// of files left by earlier versions are corrected on every open.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        make_private_db(path)
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
         let mut conn = Connection::open(path).map_err(backend)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(backend)?;
@@ -417,6 +446,30 @@ mod tests {
         assert_eq!(certs[1].revoked, None);
         assert_eq!(certs[2].revoked, None);
         assert_eq!(s.list_clusters().unwrap()[0].labels["env"], "prod");
+    }
+
+    #[test]
+    fn the_database_and_its_wal_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        // Another version's database, readable by everyone.
+        drop(Connection::open(&path).unwrap());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let s = SqliteStore::open(&path).unwrap();
+        s.create_cluster(&rec("a", "f1")).unwrap();
+        let fresh = dir.path().join("fresh.db");
+        let t = SqliteStore::open(&fresh).unwrap();
+        t.create_cluster(&rec("a", "f1")).unwrap();
+        let mut seen = 0;
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let p = e.unwrap().path();
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+            seen += 1;
+        }
+        // Both databases with their -wal and -shm files.
+        assert_eq!(seen, 6);
     }
 
     #[test]
