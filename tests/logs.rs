@@ -507,7 +507,9 @@ fn file_sources_count_read_and_rejected_records_in_the_agent_metrics() {
     c.restart_agent(d, "metrics");
     server.wait_connected("delta", "True");
     std::fs::create_dir_all(&c.logs_dir).unwrap();
-    let good = |i: u64| json!({"start_time": 1, "end_time": 1_900_000_000 + i, "action": "allow"}).to_string();
+    let good = |i: u64| {
+        json!({"start_time": 1, "end_time": 1_900_000_000 + i, "action": "allow"}).to_string()
+    };
     let lines = [good(1), "not json".into(), good(2), "[1]".into(), good(3)];
     std::fs::write(c.logs_dir.join("flows.log"), lines.join("\n") + "\n").unwrap();
     std::fs::write(c.logs_dir.join("dns.log"), "{\"broken\n").unwrap();
@@ -521,7 +523,11 @@ fn file_sources_count_read_and_rejected_records_in_the_agent_metrics() {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string();
-        (metric(&text, "cattery_agent_records_rejected_total", "type=\"dns\"") >= 1)
+        (metric(
+            &text,
+            "cattery_agent_records_rejected_total",
+            "type=\"dns\"",
+        ) >= 1)
             .then_some(text)
     });
     assert_eq!(
@@ -530,12 +536,20 @@ fn file_sources_count_read_and_rejected_records_in_the_agent_metrics() {
         "{text}"
     );
     assert_eq!(
-        metric(&text, "cattery_agent_records_rejected_total", "type=\"flows\""),
+        metric(
+            &text,
+            "cattery_agent_records_rejected_total",
+            "type=\"flows\""
+        ),
         2,
         "{text}"
     );
     assert_eq!(
-        metric(&text, "cattery_agent_records_rejected_total", "type=\"dns\""),
+        metric(
+            &text,
+            "cattery_agent_records_rejected_total",
+            "type=\"dns\""
+        ),
         1,
         "{text}"
     );
