@@ -497,3 +497,71 @@ fn cli_queries_answer_correctly() {
     assert_eq!(table.lines().count(), 3, "{table}");
     assert!(table.lines().all(|l| l.contains(" deny ")), "{table}");
 }
+
+/// The sum of the samples of `name` (a Prometheus text exposition) whose labels contain `label`.
+fn metric(text: &str, name: &str, label: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn file_sources_count_read_and_rejected_records_in_the_agent_metrics() {
+    let dir = test_dir();
+    let d = dir.path();
+    let server = Server::start(d);
+    let mut c = cluster(&server, d, "delta", 0, 0);
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    c.agent_args
+        .extend(["--metrics-addr".to_string(), metrics_addr.clone()]);
+    c.restart_agent(d, "metrics");
+    server.wait_connected("delta", "True");
+    std::fs::create_dir_all(&c.logs_dir).unwrap();
+    let good = |i: u64| {
+        json!({"start_time": 1, "end_time": 1_900_000_000 + i, "action": "allow"}).to_string()
+    };
+    let lines = [good(1), "not json".into(), good(2), "[1]".into(), good(3)];
+    std::fs::write(c.logs_dir.join("flows.log"), lines.join("\n") + "\n").unwrap();
+    std::fs::write(c.logs_dir.join("dns.log"), "{\"broken\n").unwrap();
+    wait_for("three flows stored", T, || {
+        (stored(&server, "flows", &["delta"]) == 3).then_some(())
+    });
+    let url = format!("http://{metrics_addr}/metrics");
+    let text = wait_for("the agent's metrics to count the file records", T, || {
+        let out = std::process::Command::new("curl")
+            .args(["-sf", "--max-time", "5", &url])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (metric(
+            &text,
+            "cattery_agent_records_rejected_total",
+            "type=\"dns\"",
+        ) >= 1)
+            .then_some(text)
+    });
+    assert_eq!(
+        metric(&text, "cattery_agent_records_read_total", "type=\"flows\""),
+        3,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "cattery_agent_records_rejected_total",
+            "type=\"flows\""
+        ),
+        2,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "cattery_agent_records_rejected_total",
+            "type=\"dns\""
+        ),
+        1,
+        "{text}"
+    );
+}

@@ -104,7 +104,12 @@ impl Metrics {
 
     /// One record of type `t` was rejected.
     pub fn rejected(&self, t: LogType) {
-        self.records_rejected.get_or_create(&label(t)).inc();
+        self.rejected_n(t, 1);
+    }
+
+    /// `n` records of type `t` were rejected.
+    pub fn rejected_n(&self, t: LogType, n: u64) {
+        self.records_rejected.get_or_create(&label(t)).inc_by(n);
     }
 
     /// `n` records were acknowledged.

@@ -45,7 +45,8 @@ pub async fn start(cfg: &LogSettings, shutdown: CancellationToken) -> anyhow::Re
     };
     if let Some(spool) = &spool {
         for (log_type, path) in &cfg.files {
-            let source = FileSource::new(path.clone(), *log_type, spool.clone());
+            let source = FileSource::new(path.clone(), *log_type, spool.clone())
+                .with_metrics(metrics.clone());
             tokio::spawn(source.run(shutdown.clone()));
         }
         if let Some(wh) = &cfg.audit_webhook {

@@ -2,7 +2,8 @@
 //! (`DIR/flows-2026-11-24/`), opened on demand.
 //!
 //! * **Writes.** Each open index has at most one `IndexWriter`, behind a mutex that also
-//!   guards the index's exactly-once watermarks (highest `_seq` stored or queued per stream).
+//!   guards the index's exactly-once watermarks (highest `_seq` stored or queued per
+//!   `(cluster, stream)`).
 //!   Only a bounded number of writers stay open (least recently used are closed). An ingest
 //!   returns only after a commit containing its documents (tantivy fsyncs the segment files
 //!   and `meta.json`) has finished and the reader has been reloaded, so an acknowledged batch
@@ -16,8 +17,11 @@
 //!   reload) instead of N. A failed commit closes the writer and fails every caller whose
 //!   documents were not committed; watermarks are then recovered from the index.
 //! * **Exactly-once.** When a writer is opened the watermarks are recovered from the
-//!   committed documents themselves (`_stream`/`_seq` fast fields), so there is no side
-//!   file that a crash could leave out of step with the index.
+//!   committed documents themselves (`cluster`/`_stream`/`_seq` fast fields), so there is no
+//!   side file that a crash could leave out of step with the index. A watermark belongs to a
+//!   stream *of a cluster* (the tunnel's certificate, never what the agent says): a spool
+//!   directory cloned into another cluster, or an agent presenting another cluster's stream
+//!   id with a huge seq, can never make this store skip that other cluster's records.
 //! * **Reads.** Searches pick the daily indices the time range overlaps, run one query per
 //!   index (segments in parallel on a shared executor), and merge hits, counts and
 //!   intermediate aggregation results.
@@ -46,7 +50,7 @@ use tantivy::{
 
 use crate::request::{Hit, Hits, SearchRequest, SearchResponse, Total};
 use crate::retention::{Retention, day_of, index_name, parse_index_name};
-use crate::schema::{SEQ, STREAM, TypeSchema};
+use crate::schema::{CLUSTER, SEQ, STREAM, TypeSchema};
 use crate::sort::{GVal, TopCollector};
 use crate::{IngestRecord, IngestReport, LogStore, LogStoreError, aggs, query, schema_of, sort};
 
@@ -157,8 +161,9 @@ struct WriteState {
     writer: Option<IndexWriter>,
     /// Whether a writer is open (true while committing too); `marks` is only valid then.
     open: bool,
-    /// Exactly-once watermarks: the highest seq per stream that is committed or queued.
-    marks: HashMap<String, u64>,
+    /// Exactly-once watermarks: the highest seq per `(cluster, stream)` that is committed or
+    /// queued.
+    marks: HashMap<StreamKey, u64>,
     /// Documents (of any callers) waiting for commit number `next` because a commit was
     /// running when they arrived.
     queue: Vec<TantivyDocument>,
@@ -422,7 +427,8 @@ impl EmbeddedStore {
                 Some(_) => {}
             }
             self.ensure_writer(day, &mut st)?;
-            let mark = st.marks.get(stream).copied();
+            let key = (cluster.to_string(), stream.to_string());
+            let mark = st.marks.get(&key).copied();
             let mut last = None;
             for (seq, doc) in chunk.drain(..) {
                 if mark.is_some_and(|m| seq <= m) {
@@ -434,7 +440,7 @@ impl EmbeddedStore {
                 added += 1;
             }
             if let Some(seq) = last {
-                st.marks.insert(stream.to_string(), seq);
+                st.marks.insert(key, seq);
             }
             if let Err(e) = st.feed_writer() {
                 st.close_after_failure(&e);
@@ -600,28 +606,40 @@ fn commit_docs(w: &mut IndexWriter, docs: Vec<TantivyDocument>) -> Result<(), Ta
     Ok(())
 }
 
-/// The highest `_seq` stored per `_stream`, read from the committed documents.
-fn recover_marks(reader: &IndexReader) -> Result<HashMap<String, u64>, LogStoreError> {
-    let mut marks: HashMap<String, u64> = HashMap::new();
+/// A watermark's key: the cluster (from the tunnel certificate) and the agent's stream id.
+type StreamKey = (String, String);
+
+/// The highest `_seq` stored per `(cluster, _stream)`, read from the committed documents (an
+/// index written before watermarks were per cluster has both columns too, so it keeps
+/// working).
+fn recover_marks(reader: &IndexReader) -> Result<HashMap<StreamKey, u64>, LogStoreError> {
+    let mut marks: HashMap<StreamKey, u64> = HashMap::new();
     let searcher = reader.searcher();
     for seg in searcher.segment_readers() {
         let ff = seg.fast_fields();
-        let (Some(streams), Some(seqs)) = (ff.str(STREAM)?, ff.column_opt::<u64>(SEQ)?) else {
+        let (Some(clusters), Some(streams), Some(seqs)) = (
+            ff.str(CLUSTER)?,
+            ff.str(STREAM)?,
+            ff.column_opt::<u64>(SEQ)?,
+        ) else {
             continue;
         };
-        let mut max_per_ord = vec![None::<u64>; streams.num_terms()];
+        let mut max_per_ords: HashMap<(u64, u64), u64> = HashMap::new();
         for doc in 0..seg.max_doc() {
-            let (Some(ord), Some(seq)) = (streams.term_ords(doc).next(), seqs.first(doc)) else {
+            let (Some(c), Some(s), Some(seq)) = (
+                clusters.term_ords(doc).next(),
+                streams.term_ords(doc).next(),
+                seqs.first(doc),
+            ) else {
                 continue;
             };
-            let slot = &mut max_per_ord[ord as usize];
-            *slot = Some(slot.map_or(seq, |m: u64| m.max(seq)));
+            let slot = max_per_ords.entry((c, s)).or_insert(seq);
+            *slot = (*slot).max(seq);
         }
-        for (ord, max) in max_per_ord.into_iter().enumerate() {
-            let Some(max) = max else { continue };
-            let mut name = String::new();
-            if streams.ord_to_str(ord as u64, &mut name)? {
-                let e = marks.entry(name).or_insert(max);
+        for ((c, s), max) in max_per_ords {
+            let (mut cluster, mut stream) = (String::new(), String::new());
+            if clusters.ord_to_str(c, &mut cluster)? && streams.ord_to_str(s, &mut stream)? {
+                let e = marks.entry((cluster, stream)).or_insert(max);
                 *e = (*e).max(max);
             }
         }

@@ -5,8 +5,8 @@
 //!
 //! * Records keep Calico's field names ([`cattery_api::logs`]); filters, sorts and aggregations
 //!   use those names, and hits return the records as they were sent (plus `cluster`).
-//! * Ingest is exactly-once per agent spool stream: a resent record (seq at or below what the
-//!   target index already holds for that stream) is skipped, and `ingest` returns only once the
+//! * Ingest is exactly-once per agent spool stream of a cluster: a resent record (seq at or
+//!   below what the target index already holds for that cluster's stream) is skipped, and `ingest` returns only once the
 //!   stored records are committed to disk, so the server can acknowledge the batch.
 //! * Searches answer in Elasticsearch's JSON shape.
 
@@ -65,7 +65,9 @@ pub struct IngestReport {
 pub trait LogStore: Send + Sync {
     /// Stores `records` of `cluster` that came from the agent spool `stream` (a uuid string),
     /// in seq order. Exactly-once: a record whose seq is <= the highest seq already stored for
-    /// (stream, target index) is skipped (counted in `duplicates`). Durable (committed and
+    /// (cluster, stream, target index) is skipped (counted in `duplicates`); the same stream id
+    /// under another cluster is another stream, so one cluster can never make the store skip
+    /// another's records. Durable (committed and
     /// fsynced) when it returns `Ok` — the server acknowledges only after that.
     fn ingest(
         &self,

@@ -846,3 +846,58 @@ fn bad_requests_name_the_field() {
     ));
     assert_eq!(f, "filters[0].field");
 }
+
+/// Issue 13: a stream id is only a stream *of a cluster*. A spool cloned into another cluster
+/// (or an agent presenting another cluster's stream id with a huge seq) must not make the
+/// store skip the first cluster's records, before or after a reopen.
+#[test]
+fn watermarks_belong_to_a_cluster_so_a_borrowed_stream_id_skips_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(1200);
+    let east = batch(&data, "east-s0");
+    let west = batch(&data, "west-s0");
+    let n = east.len();
+    assert!(n > 100 && west.len() > 10);
+    let with_seq = |recs: &[IngestRecord], offset: u64| -> Vec<IngestRecord> {
+        recs.iter()
+            .cloned()
+            .map(|mut r| {
+                r.seq += offset;
+                r
+            })
+            .collect()
+    };
+    let clusters = |store: &EmbeddedStore, c: &str| {
+        let mut r = req(vec![]);
+        r.clusters = vec![c.into()];
+        r.size = Some(0);
+        store.search(LogType::Flows, &r).unwrap().hits.total.value as usize
+    };
+    {
+        let store = open(dir.path());
+        let r = store
+            .ingest("east", "shared", east[..n / 2].to_vec())
+            .unwrap();
+        assert_eq!((r.stored, r.duplicates), (n / 2, 0));
+        // West presents east's stream id, with seqs far above east's.
+        let r = store
+            .ingest("west", "shared", with_seq(&west, 1 << 40))
+            .unwrap();
+        assert_eq!((r.stored, r.duplicates), (west.len(), 0));
+        // East's next records are still stored.
+        let r = store
+            .ingest("east", "shared", east[n / 2..3 * n / 4].to_vec())
+            .unwrap();
+        assert_eq!((r.stored, r.duplicates), (3 * n / 4 - n / 2, 0));
+    }
+    // After a reopen the watermarks are recovered per cluster from the indices.
+    let store = open(dir.path());
+    let r = store.ingest("east", "shared", east.clone()).unwrap();
+    assert_eq!((r.stored, r.duplicates), (n - 3 * n / 4, 3 * n / 4));
+    let r = store
+        .ingest("west", "shared", with_seq(&west, 1 << 40))
+        .unwrap();
+    assert_eq!((r.stored, r.duplicates), (0, west.len()));
+    assert_eq!(clusters(&store, "east"), n);
+    assert_eq!(clusters(&store, "west"), west.len());
+}

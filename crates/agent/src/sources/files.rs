@@ -32,6 +32,7 @@ use cattery_api::logs::LogType;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
 use crate::spool::{Spool, SpoolError};
 
 /// Default time between two looks at an idle file.
@@ -54,6 +55,7 @@ pub struct FileSource {
     max_lines: usize,
     max_bytes: usize,
     counters: Arc<FileSourceCounters>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// What a [`FileSource`] did, for metrics; shared, so it can be read while the source runs.
@@ -86,7 +88,15 @@ impl FileSource {
             max_lines: DEFAULT_MAX_LINES,
             max_bytes: DEFAULT_MAX_BYTES,
             counters: Arc::default(),
+            metrics: None,
         }
+    }
+
+    /// Counts the lines read and rejected in the agent's `records_read`/`records_rejected`
+    /// metrics too (the pipeline passes its metrics; tests may not).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Changes how often an idle file is looked at (tests use a short one).
@@ -125,6 +135,7 @@ impl FileSource {
             max_lines: self.max_lines,
             max_bytes: self.max_bytes,
             counters: self.counters,
+            metrics: self.metrics,
             cur: None,
             rotation_seen: false,
             finished: Vec::new(),
@@ -225,6 +236,7 @@ struct Tailer {
     max_lines: usize,
     max_bytes: usize,
     counters: Arc<FileSourceCounters>,
+    metrics: Option<Arc<Metrics>>,
     cur: Option<Tailed>,
     /// The path named a different file at the last idle step (give the writer one poll).
     rotation_seen: bool,
@@ -502,6 +514,10 @@ impl Tailer {
         self.counters
             .rejected
             .fetch_add(rejected.len() as u64, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.read(self.log_type, records.len() as u64);
+            m.rejected_n(self.log_type, rejected.len() as u64);
+        }
         cur.pos = pos;
         cur.line_no = line_no;
         Ok(Some(Step::Progress))
