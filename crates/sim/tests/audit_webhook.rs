@@ -257,9 +257,10 @@ async fn webhook_receives_event_list_batches_with_the_impersonated_user() {
             .is_none()
     );
 
+    // The seven audited calls and the marker.
     let st = logstats(&sim).await["audit"].clone();
-    assert_eq!(st["generated"], 7);
-    assert_eq!(st["sent"], 7);
+    assert_eq!(st["generated"], 8);
+    assert_eq!(st["sent"], 8);
     assert_eq!(st["dropped"], 0);
     sim.shutdown().await;
 }
