@@ -9,11 +9,42 @@ use tantivy::aggregation::agg_req::Aggregations;
 use crate::LogStoreError;
 use crate::schema::{Kind, TypeSchema};
 
+/// Most aggregations one request may hold, nested ones included. Every aggregation costs
+/// a collector per segment and an intermediate result per index whatever its result size,
+/// so thousands of siblings took gigabytes and seconds of CPU; dashboards need a few dozen.
+pub const MAX_AGGREGATIONS: usize = 100;
+
 /// Checks and translates the `aggs` of a request.
 pub(crate) fn translate(ts: &TypeSchema, aggs: &Value) -> Result<Aggregations, LogStoreError> {
+    let n = count(aggs);
+    if n > MAX_AGGREGATIONS {
+        return Err(LogStoreError::bad(
+            "aggs",
+            format!(
+                "{n} aggregations (nested ones included) are more than the limit of {MAX_AGGREGATIONS} per request"
+            ),
+        ));
+    }
     let translated = rewrite_level(ts, aggs, "aggs")?;
     serde_json::from_value(translated)
         .map_err(|e| LogStoreError::bad("aggs", user_message(ts, &e.to_string())))
+}
+
+/// How many aggregations `aggs` names, nested ones included (bounded by the body size).
+fn count(aggs: &Value) -> usize {
+    let Some(obj) = aggs.as_object() else {
+        return 0;
+    };
+    obj.values()
+        .map(|body| {
+            1 + body.as_object().map_or(0, |b| {
+                b.iter()
+                    .filter(|(k, _)| *k == "aggs" || *k == "aggregations")
+                    .map(|(_, v)| count(v))
+                    .sum()
+            })
+        })
+        .sum()
 }
 
 fn rewrite_level(ts: &TypeSchema, aggs: &Value, at: &str) -> Result<Value, LogStoreError> {
@@ -96,4 +127,40 @@ pub(crate) fn user_message(ts: &TypeSchema, message: &str) -> String {
         m = m.replace(&format!("'{}'", f.tname), &format!("'{}'", f.name));
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_aggregations_count_towards_the_limit() {
+        let ts = crate::schema_of(crate::LogType::Flows);
+        let v = serde_json::json!({
+            "a": {"terms": {"field": "action"}, "aggs": {"b": {"sum": {"field": "bytes_in"}}}},
+            "c": {"max": {"field": "bytes_in"}}
+        });
+        assert_eq!(count(&v), 3);
+        let many: Map<String, Value> = (0..MAX_AGGREGATIONS + 1)
+            .map(|i| {
+                (
+                    format!("a{i}"),
+                    serde_json::json!({"max": {"field": "bytes_in"}}),
+                )
+            })
+            .collect();
+        let e = translate(&ts, &Value::Object(many))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than the limit of 100"), "{e}");
+        let ok: Map<String, Value> = (0..MAX_AGGREGATIONS)
+            .map(|i| {
+                (
+                    format!("a{i}"),
+                    serde_json::json!({"max": {"field": "bytes_in"}}),
+                )
+            })
+            .collect();
+        translate(&ts, &Value::Object(ok)).unwrap();
+    }
 }

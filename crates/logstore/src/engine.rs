@@ -71,6 +71,15 @@ pub struct StoreOptions {
     /// (tantivy's `LogMergePolicy::min_num_segments`). Higher means less merging at ingest
     /// and more segments per search.
     pub merge_min_segments: usize,
+    /// Aggregation memory one search may use (tantivy's estimate, over every daily index
+    /// it reads); beyond it the search fails with 400.
+    pub aggregation_memory_bytes: u64,
+    /// Buckets one search may return; beyond it the search fails with 400.
+    pub aggregation_buckets: u32,
+    /// Aggregation memory all concurrent searches together may reserve: each search with
+    /// aggregations reserves `aggregation_memory_bytes` while it runs, and one that finds
+    /// the budget taken fails with [`LogStoreError::Busy`] (429) instead of waiting.
+    pub search_memory_budget_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -83,6 +92,9 @@ impl Default for StoreOptions {
             search_threads: cores.clamp(1, 8),
             docstore_zstd_level: 3,
             merge_min_segments: 8,
+            aggregation_memory_bytes: 256 << 20,
+            aggregation_buckets: 65_000,
+            search_memory_budget_bytes: 1 << 30,
         }
     }
 }
@@ -120,6 +132,21 @@ pub struct EmbeddedStore {
     options: StoreOptions,
     executor: Executor,
     state: Mutex<State>,
+    /// Aggregation memory reserved by running searches (see `search_memory_budget_bytes`).
+    search_memory: Mutex<u64>,
+}
+
+/// Aggregation memory reserved by one running search; released when dropped.
+struct Reservation<'a> {
+    in_use: &'a Mutex<u64>,
+    bytes: u64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut in_use = lock(self.in_use);
+        *in_use = in_use.saturating_sub(self.bytes);
+    }
 }
 
 /// A daily index: its log type and UTC day (days since the epoch).
@@ -289,6 +316,7 @@ impl EmbeddedStore {
             options,
             executor,
             state: Mutex::new(state),
+            search_memory: Mutex::new(0),
         })
     }
 
@@ -561,11 +589,31 @@ impl EmbeddedStore {
         }
     }
 
-    fn searcher_context(index: &Index) -> AggContextParams {
-        AggContextParams::new(
-            AggregationLimitsGuard::new(Some(500_000_000), Some(65_000)),
-            index.tokenizers().clone(),
-        )
+    fn searcher_context(index: &Index, limits: &AggregationLimitsGuard) -> AggContextParams {
+        AggContextParams::new(limits.clone(), index.tokenizers().clone())
+    }
+
+    /// Reserves `bytes` of the server-wide search memory budget, or answers
+    /// [`LogStoreError::Busy`] naming the budget.
+    fn reserve_search_memory(&self, bytes: u64) -> Result<Reservation<'_>, LogStoreError> {
+        let budget = self.options.search_memory_budget_bytes;
+        let mut in_use = lock(&self.search_memory);
+        // One search always fits, even if the budget is set below a search's share.
+        if *in_use > 0 && *in_use + bytes > budget {
+            return Err(LogStoreError::Busy {
+                message: format!(
+                    "the log store is running as many aggregating searches as its search memory budget of {} MiB allows ({} MiB each); retry shortly",
+                    budget >> 20,
+                    bytes >> 20
+                ),
+                retry_after_secs: 1,
+            });
+        }
+        *in_use += bytes;
+        Ok(Reservation {
+            in_use: &self.search_memory,
+            bytes,
+        })
     }
 }
 
@@ -703,6 +751,18 @@ impl LogStore for EmbeddedStore {
             .as_ref()
             .map(|a| aggs::translate(&ts, a))
             .transpose()?;
+        // One guard for the whole request: its memory and bucket limits hold across every
+        // daily index searched, not per index.
+        let limits = AggregationLimitsGuard::new(
+            Some(self.options.aggregation_memory_bytes),
+            Some(self.options.aggregation_buckets),
+        );
+        let _reservation = match &agg_req {
+            Some(_) if !req.clusters.is_empty() => {
+                Some(self.reserve_search_memory(self.options.aggregation_memory_bytes)?)
+            }
+            _ => None,
+        };
         let (from, to) = req
             .time_range
             .as_ref()
@@ -739,7 +799,7 @@ impl LogStore for EmbeddedStore {
                 let agg = agg_req.as_ref().map(|a| {
                     DistributedAggregationCollector::from_aggs(
                         a.clone(),
-                        Self::searcher_context(&day.index),
+                        Self::searcher_context(&day.index, &limits),
                     )
                 });
                 let (count, top_hits, agg_res) = searcher
@@ -792,7 +852,6 @@ impl LogStore for EmbeddedStore {
         let aggregations = match agg_req {
             None => None,
             Some(a) => {
-                let limits = AggregationLimitsGuard::new(Some(500_000_000), Some(65_000));
                 let res = inter
                     .unwrap_or_default()
                     .into_final_result(a, limits)
@@ -857,14 +916,63 @@ impl LogStore for EmbeddedStore {
     }
 }
 
-/// Errors raised while running a request's aggregations are the request's fault.
+/// Errors raised while running a request's aggregations are the request's fault
+/// (including going over the per-request memory and bucket limits).
 fn engine_error(ts: &TypeSchema, e: TantivyError) -> LogStoreError {
     match e {
+        TantivyError::AggregationError(
+            tantivy::aggregation::AggregationError::MemoryExceeded { limit, current },
+        ) => LogStoreError::bad(
+            "aggs",
+            format!(
+                "the aggregations need more than the limit of {} MiB of memory per search (at {} MiB when stopped); use fewer aggregations, smaller sizes or a shorter time range",
+                limit.get_bytes() >> 20,
+                current.get_bytes() >> 20
+            ),
+        ),
+        TantivyError::AggregationError(
+            tantivy::aggregation::AggregationError::BucketLimitExceeded { limit, current },
+        ) => LogStoreError::bad(
+            "aggs",
+            format!(
+                "the aggregations return more than the limit of {limit} buckets per search ({current} so far); use smaller sizes, longer intervals or a shorter time range"
+            ),
+        ),
         TantivyError::AggregationError(_)
         | TantivyError::InvalidArgument(_)
         | TantivyError::SchemaError(_) => {
             LogStoreError::bad("aggs", aggs::user_message(ts, &e.to_string()))
         }
         other => LogStoreError::Index(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_search_memory_budget_turns_away_searches_beyond_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            aggregation_memory_bytes: 100 << 20,
+            search_memory_budget_bytes: 250 << 20,
+            search_threads: 1,
+            ..StoreOptions::default()
+        };
+        let store = EmbeddedStore::open_with(dir.path(), Retention::default(), options).unwrap();
+        let a = store.reserve_search_memory(100 << 20).unwrap();
+        let b = store.reserve_search_memory(100 << 20).unwrap();
+        let e = store.reserve_search_memory(100 << 20).err().unwrap();
+        assert!(
+            matches!(&e, LogStoreError::Busy { message, retry_after_secs: 1 } if message.contains("250 MiB")),
+            "{e}"
+        );
+        drop(a);
+        let c = store.reserve_search_memory(100 << 20).unwrap();
+        drop((b, c));
+        assert_eq!(*lock(&store.search_memory), 0);
+        // A search larger than the whole budget still runs when it is alone.
+        let _big = store.reserve_search_memory(1 << 30).unwrap();
     }
 }

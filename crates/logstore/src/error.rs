@@ -2,8 +2,8 @@
 
 /// Why a log store operation failed.
 ///
-/// `BadRequest` is the caller's fault (the server answers 400 naming `field`); everything
-/// else is the store's (500).
+/// `BadRequest` is the caller's fault (the server answers 400 naming `field`), `Busy` a
+/// full search budget (429); everything else is the store's (500).
 #[derive(Debug, thiserror::Error)]
 pub enum LogStoreError {
     /// The search request is invalid; `field` names the offending part (`filters[2].field`).
@@ -13,6 +13,15 @@ pub enum LogStoreError {
         field: String,
         /// What is wrong and what would be accepted.
         message: String,
+    },
+    /// The server is running as many memory-heavy searches as its budget allows; the
+    /// caller should retry later (the server answers 429 with `Retry-After`).
+    #[error("{message}")]
+    Busy {
+        /// Which limit is reached, and its value.
+        message: String,
+        /// Seconds after which a retry is likely to succeed.
+        retry_after_secs: u64,
     },
     /// Reading or writing the data directory failed.
     #[error("log store I/O: {0}")]

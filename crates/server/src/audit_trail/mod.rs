@@ -15,10 +15,12 @@
 //! at the lowest CPU priority unless the backlog grows large. A full queue drops the
 //! event, counts it and logs an error; it never blocks requests. On shutdown the queue is
 //! journaled after the API listener has stopped, then the backlog is indexed (bounded).
-//! See docs/design/0009-audit-journal.md.
+//! Secret query parameters (`?access_token=…`) are redacted before an event is queued
+//! ([`redact`]). See docs/design/0009-audit-journal.md.
 
 pub mod indexer;
 pub mod journal;
+pub mod redact;
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -323,9 +325,13 @@ impl AuditTrail {
         Ok((trail, task))
     }
 
-    /// Queues an event (never blocks on the journal or the store).
+    /// Queues an event (never blocks on the journal or the store). Secrets in its query
+    /// string are redacted first ([`redact`]).
     pub fn record(&self, mut ev: AuditEvent) {
         ev.completed.get_or_insert_with(OffsetDateTime::now_utc);
+        if let std::borrow::Cow::Owned(u) = redact::redact_uri(&ev.request_uri) {
+            ev.request_uri = u;
+        }
         let mut q = lock(&self.queue);
         if q.len() < QUEUE {
             q.push(ev);

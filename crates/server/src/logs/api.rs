@@ -142,8 +142,22 @@ pub async fn search(
     let logs = state.logs.clone();
     let res = tokio::task::spawn_blocking(move || logs.store.search(t, &request))
         .await
-        .map_err(|e| ApiError::new(500, e.to_string()))?
-        .map_err(store_error)?;
+        .map_err(|e| ApiError::new(500, e.to_string()))?;
+    let res = match res {
+        Ok(res) => res,
+        Err(cattery_logstore::LogStoreError::Busy {
+            message,
+            retry_after_secs,
+        }) => {
+            let mut r = ApiError::new(429, message).into_response();
+            r.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(retry_after_secs),
+            );
+            return Ok(outcome.attach(r));
+        }
+        Err(e) => return Err(store_error(e)),
+    };
     Ok(outcome.attach(axum::Json(res).into_response()))
 }
 
@@ -153,6 +167,7 @@ pub fn store_error(e: cattery_logstore::LogStoreError) -> ApiError {
         cattery_logstore::LogStoreError::BadRequest { field, message } => {
             ApiError::new(400, format!("field {field:?}: {message}"))
         }
+        cattery_logstore::LogStoreError::Busy { message, .. } => ApiError::new(429, message),
         other => {
             tracing::error!("log store: {other}");
             ApiError::new(500, format!("log store: {other}"))

@@ -1,0 +1,294 @@
+//! End-to-end tests of the management plane's limits and privacy defaults: search
+//! aggregation limits (400/429 with a Status naming the limit), secret query parameters
+//! redacted in the audit trail, owner-only files in the data directory, and
+//! `cattery cluster add --output-file`. Real `cattery` processes, real TLS, curl.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Map, Value, json};
+
+/// POSTs `body` (through a file: large bodies do not fit in one argument) to the audit
+/// search; returns (parsed body, code, response headers).
+fn search_audit(server: &Server, body: &Value) -> (Value, u16, String) {
+    let file = server.dir.join(format!("body-{}.json", free_port()));
+    std::fs::write(&file, body.to_string()).unwrap();
+    let headers = server.dir.join(format!("headers-{}.txt", free_port()));
+    let (res, code) = server.curl(&[
+        "/apis/logs.cattery.dev/v1/audit/search",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-D",
+        headers.to_str().unwrap(),
+        "--data-binary",
+        &format!("@{}", file.display()),
+    ]);
+    let headers = std::fs::read_to_string(&headers).unwrap_or_default();
+    (
+        serde_json::from_str(&res).unwrap_or(Value::String(res)),
+        code,
+        headers,
+    )
+}
+
+fn sibling_terms(n: usize) -> Value {
+    let aggs: Map<String, Value> = (0..n)
+        .map(|i| {
+            (
+                format!("a{i}"),
+                json!({"terms": {"field": "verb", "size": 10}}),
+            )
+        })
+        .collect();
+    json!({"clusters": ["*"], "size": 0, "aggs": aggs})
+}
+
+/// Waits until the management plane's own audit trail holds an event whose requestURI
+/// contains `needle`; returns the hits' JSON.
+fn wait_audit(server: &Server, needle: &str) -> Value {
+    wait_for(
+        &format!("an audit event with {needle:?}"),
+        Duration::from_secs(30),
+        || {
+            let (v, code, _) =
+                search_audit(server, &json!({"clusters": ["cluster"], "size": 1000}));
+            (code == 200
+                && v["hits"]["hits"].as_array()?.iter().any(|h| {
+                    h["_source"]["requestURI"]
+                        .as_str()
+                        .is_some_and(|u| u.contains(needle))
+                }))
+            .then_some(v)
+        },
+    )
+}
+
+#[test]
+fn thousands_of_aggregations_get_400_naming_the_limit_and_a_dashboard_s_worth_works() {
+    let dir = test_dir();
+    let server = Server::start(dir.path());
+    wait_audit(&server, "/apis/logs.cattery.dev/v1/audit/search");
+
+    let (v, code, _) = search_audit(&server, &sibling_terms(5000));
+    assert_eq!(code, 400, "{v}");
+    assert_eq!(v["kind"], "Status");
+    assert_eq!(v["reason"], "BadRequest");
+    let msg = v["message"].as_str().unwrap();
+    assert!(
+        msg.contains("5000 aggregations") && msg.contains("limit of 100"),
+        "{msg}"
+    );
+
+    // Nested aggregations count too.
+    let nested = json!({"clusters": ["*"], "size": 0, "aggs": {
+        "outer": {"terms": {"field": "verb"}, "aggs": sibling_terms(100)["aggs"].clone()}
+    }});
+    let (v, code, _) = search_audit(&server, &nested);
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("101 aggregations"),
+        "{v}"
+    );
+
+    // At the limit the search is answered.
+    let (v, code, _) = search_audit(&server, &sibling_terms(100));
+    assert_eq!(code, 200, "{v}");
+    assert!(
+        !v["aggregations"]["a99"]["buckets"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{v}"
+    );
+}
+
+#[test]
+fn concurrent_heavy_searches_are_answered_or_turned_away_with_429() {
+    let dir = test_dir();
+    let server = Server::start(dir.path());
+    wait_audit(&server, "/apis/logs.cattery.dev/v1/audit/search");
+    let body = sibling_terms(100);
+    let answers: Vec<(Value, u16, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..12)
+            .map(|_| s.spawn(|| search_audit(&server, &body)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (v, code, headers) in &answers {
+        match code {
+            200 => assert!(v["aggregations"]["a0"].is_object(), "{v}"),
+            429 => {
+                assert_eq!(v["reason"], "TooManyRequests", "{v}");
+                assert!(
+                    v["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("search memory budget of"),
+                    "{v}"
+                );
+                assert!(
+                    headers.to_ascii_lowercase().contains("retry-after: 1"),
+                    "{headers}"
+                );
+            }
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    eprintln!(
+        "codes: {:?}",
+        answers.iter().map(|a| a.1).collect::<Vec<_>>()
+    );
+    assert!(answers.iter().any(|(_, c, _)| *c == 200));
+    // The server is still there and answers.
+    assert_eq!(server.curl(&["/healthz"]).1, 200);
+}
+
+#[test]
+fn secret_query_parameters_are_redacted_in_the_audit_trail() {
+    let dir = test_dir();
+    let server = Server::start(dir.path());
+    let (_, code) = server.curl(&[
+        "/apis/cattery.dev/v1/managedclusters?access_token=supersecret123&limit=5&Password=hunter2",
+    ]);
+    assert_eq!(code, 200);
+    let v = wait_audit(&server, "limit=5");
+    let text = v.to_string();
+    assert!(!text.contains("supersecret123"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    let uri = v["hits"]["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["_source"]["requestURI"].as_str())
+        .find(|u| u.contains("limit=5"))
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        uri,
+        "/apis/cattery.dev/v1/managedclusters?access_token=REDACTED&limit=5&Password=REDACTED"
+    );
+    // Searching for the secret finds nothing.
+    let (v, code, _) = search_audit(
+        &server,
+        &json!({"clusters": ["*"], "query": "supersecret123"}),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["hits"]["total"]["value"], 0, "{v}");
+}
+
+fn modes_under(dir: &Path, out: &mut Vec<(String, bool, u32)>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let meta = std::fs::symlink_metadata(e.path()).unwrap();
+        let mode = meta.permissions().mode() & 0o7777;
+        out.push((e.path().display().to_string(), meta.is_dir(), mode));
+        if meta.is_dir() {
+            modes_under(&e.path(), out);
+        }
+    }
+}
+
+#[test]
+fn everything_in_the_data_dir_is_owner_only_after_logs_are_ingested() {
+    let dir = test_dir();
+    let server = Server::start(dir.path());
+    // The server's own audit events are ingested into the log store.
+    for _ in 0..5 {
+        server.curl(&["/apis/cattery.dev/v1/managedclusters"]);
+    }
+    wait_audit(&server, "/apis/cattery.dev/v1/managedclusters");
+    let mut all = Vec::new();
+    modes_under(&server.data, &mut all);
+    assert!(
+        all.iter().any(|(p, _, _)| p.contains("/logs/audit-")),
+        "no log index in {all:?}"
+    );
+    assert!(all.iter().any(|(p, _, _)| p.ends_with("state.db-wal")));
+    let data_mode = std::fs::metadata(&server.data)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(data_mode, 0o700);
+    for (path, is_dir, mode) in &all {
+        let want = if *is_dir {
+            0o700
+        } else if path.ends_with(".crt") {
+            // Certificates are public.
+            0o644
+        } else {
+            0o600
+        };
+        assert_eq!(*mode, want, "{path} has mode {mode:o}");
+    }
+}
+
+#[test]
+fn cluster_add_writes_the_manifest_to_a_private_file_and_does_not_overwrite() {
+    let dir = test_dir();
+    let server = Server::start(dir.path());
+    let file = dir.path().join("agent-east.yaml");
+    let out = server.cli(&[
+        "cluster",
+        "add",
+        "east",
+        "--format",
+        "agent-config",
+        "--output-file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "the key went to stdout too");
+    let manifest = std::fs::read_to_string(&file).unwrap();
+    assert!(manifest.contains("PRIVATE KEY"), "{manifest}");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // An existing file is refused before a cluster is registered.
+    let out = server.cli(&[
+        "cluster",
+        "add",
+        "west",
+        "--output-file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("already exists") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), manifest);
+    let (_, code) = server.curl(&["/apis/cattery.dev/v1/managedclusters/west"]);
+    assert_eq!(code, 404);
+    // --force replaces it.
+    let out = server.cli(&[
+        "cluster",
+        "add",
+        "west",
+        "--format",
+        "agent-config",
+        "--output-file",
+        file.to_str().unwrap(),
+        "--force",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(std::fs::read_to_string(&file).unwrap(), manifest);
+    let help = String::from_utf8(server.cli(&["cluster", "add", "--help"]).stdout).unwrap();
+    assert!(help.contains("private key"), "{help}");
+}
