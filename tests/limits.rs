@@ -292,3 +292,25 @@ fn cluster_add_writes_the_manifest_to_a_private_file_and_does_not_overwrite() {
     let help = String::from_utf8(server.cli(&["cluster", "add", "--help"]).stdout).unwrap();
     assert!(help.contains("private key"), "{help}");
 }
+
+#[test]
+fn oversized_headers_over_http2_get_431_with_a_status() {
+    let dir = test_dir();
+    let server = Server::start(dir.path());
+    // Many small fields: under curl's own 64 KiB send limit, over the server's 64 KiB
+    // (HTTP/2 counts 32 bytes per field on top of name and value).
+    let hdrs = dir.path().join("headers.txt");
+    let text: String = (0..1500).map(|i| format!("X-A{i}: yyyyyyyyyy\n")).collect();
+    std::fs::write(&hdrs, text).unwrap();
+    let (body, code) = server.curl(&["/version", "--http2", "-H", &format!("@{}", hdrs.display())]);
+    assert_eq!(code, 431, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("no Status: {body:?}"));
+    assert_eq!(v["reason"], "RequestHeaderFieldsTooLarge", "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("65536-byte limit"),
+        "{v}"
+    );
+    // Ordinary requests still work on HTTP/2.
+    let (_, code) = server.curl(&["/version", "--http2"]);
+    assert_eq!(code, 200);
+}
