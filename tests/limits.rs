@@ -292,3 +292,92 @@ fn cluster_add_writes_the_manifest_to_a_private_file_and_does_not_overwrite() {
     let help = String::from_utf8(server.cli(&["cluster", "add", "--help"]).stdout).unwrap();
     assert!(help.contains("private key"), "{help}");
 }
+
+#[test]
+fn oversized_headers_over_http2_get_431_with_a_status() {
+    let dir = test_dir();
+    let server = Server::start(dir.path());
+    // Many small fields: under curl's own 64 KiB send limit, over the server's 64 KiB
+    // (HTTP/2 counts 32 bytes per field on top of name and value).
+    let hdrs = dir.path().join("headers.txt");
+    let text: String = (0..1500).map(|i| format!("X-A{i}: yyyyyyyyyy\n")).collect();
+    std::fs::write(&hdrs, text).unwrap();
+    let (body, code) = server.curl(&["/version", "--http2", "-H", &format!("@{}", hdrs.display())]);
+    assert_eq!(code, 431, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("no Status: {body:?}"));
+    assert_eq!(v["reason"], "RequestHeaderFieldsTooLarge", "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("65536-byte limit"),
+        "{v}"
+    );
+    // Ordinary requests still work on HTTP/2.
+    let (_, code) = server.curl(&["/version", "--http2"]);
+    assert_eq!(code, 200);
+}
+
+/// Sends `raw` (an HTTP/1.1 request with its body) over TLS to the API with openssl and
+/// returns everything the server answered.
+fn raw_tls(server: &Server, raw: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("timeout")
+        .args([
+            "20",
+            "openssl",
+            "s_client",
+            "-quiet",
+            "-ign_eof",
+            "-connect",
+            &format!("127.0.0.1:{}", server.api_port),
+            "-CAfile",
+            server.ca.to_str().unwrap(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl is installed");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(raw.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_malformed_chunked_body_through_the_proxy_gets_400_naming_the_body() {
+    let dir = test_dir();
+    let d = dir.path();
+    let server = Server::start(d);
+    let sim = Sim::start(d, "alpha", None);
+    let cfg = server.add_cluster("alpha");
+    let _agent = start_agent(d, "alpha", &cfg, &sim.url, &[]);
+    server.wait_connected("alpha", "True");
+    let head = format!(
+        "POST /clusters/alpha/k8s/api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        server.token
+    );
+    // A chunk size that is not hexadecimal.
+    let answer = raw_tls(
+        &server,
+        &format!("{head}5\r\n{{\"a\":\r\nZZ\r\nbroken\r\n0\r\n\r\n"),
+    );
+    let status_line = answer.lines().next().unwrap_or_default();
+    assert!(status_line.starts_with("HTTP/1.1 400"), "{answer}");
+    let body = &answer[answer.find("\r\n\r\n").map_or(0, |i| i + 4)..];
+    let v: Value = serde_json::from_str(body.trim()).unwrap_or_else(|_| panic!("{answer}"));
+    assert_eq!(v["kind"], "Status");
+    assert!(
+        v["message"].as_str().unwrap().contains("request body"),
+        "{v}"
+    );
+    // A well-formed chunked body still goes through.
+    let cm = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"chunked"}}"#;
+    let answer = raw_tls(
+        &server,
+        &format!("{head}{:x}\r\n{cm}\r\n0\r\n\r\n", cm.len()),
+    );
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+}

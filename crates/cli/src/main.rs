@@ -80,7 +80,7 @@ fn main() -> std::process::ExitCode {
         Command::Server(_) | Command::Agent(_) | Command::Demo(_)
     ) {
         // Before any thread exists: files that libraries create themselves (SQLite's WAL,
-        // tantivy's segments, spool files) are owner-only (docs/design/0010-private-files.md).
+        // tantivy's segments, spool files) are owner-only (docs/design/0013-private-files.md).
         cattery_files::restrict_umask();
     }
     match purging {

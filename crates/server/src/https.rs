@@ -13,6 +13,12 @@ use tokio_util::sync::CancellationToken;
 /// Largest request head (request line + headers) accepted over HTTP/1.1; beyond it hyper
 /// answers 431 rather than dropping the connection.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Largest HTTP/2 header list h2 decodes. Beyond [`MAX_HEADER_BYTES`] but within this,
+/// the request reaches [`refuse_large_headers`] and gets a 431 `Status`; at h2's own limit
+/// h2 refuses the stream (`REFUSED_STREAM` or a connection error while the header block is
+/// still arriving), which clients retry and then report as a dead connection. So h2's limit
+/// only bounds memory; the answer to a too-large header comes from us.
+const MAX_H2_HEADER_LIST_BYTES: u32 = 1 << 20;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -23,6 +29,7 @@ pub async fn serve(
     router: Router,
     shutdown: CancellationToken,
 ) {
+    let router = router.layer(axum::middleware::from_fn(refuse_large_headers));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let (tcp, peer) = tokio::select! {
@@ -62,7 +69,7 @@ pub async fn serve(
                 .http2()
                 .timer(TokioTimer::new())
                 .adaptive_window(true)
-                .max_header_list_size(MAX_HEADER_BYTES as u32)
+                .max_header_list_size(MAX_H2_HEADER_LIST_BYTES)
                 .max_concurrent_streams(1000);
             let service = TowerToHyperService::new(tower::ServiceExt::map_request(
                 router,
@@ -85,4 +92,35 @@ pub async fn serve(
     {
         tracing::info!("API connections still open after {DRAIN_TIMEOUT:?}; closing them");
     }
+}
+
+/// The size of a request head as HTTP/2 counts it (RFC 9113 §6.5.2: name + value + 32 per
+/// field, plus the request target).
+fn head_size(req: &axum::extract::Request) -> usize {
+    let fields: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 32)
+        .sum();
+    fields + req.uri().path_and_query().map_or(0, |p| p.as_str().len())
+}
+
+/// Answers 431 with a `Status` naming the limit when a request's headers exceed
+/// [`MAX_HEADER_BYTES`] (over HTTP/1.1 hyper already answers 431 before this runs).
+async fn refuse_large_headers(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let size = head_size(&req);
+    if size > MAX_HEADER_BYTES {
+        return crate::api::ApiError::new(
+            431,
+            format!(
+                "request headers of {size} bytes are larger than the {MAX_HEADER_BYTES}-byte limit"
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }

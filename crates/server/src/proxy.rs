@@ -182,13 +182,38 @@ async fn forward(state: &AppState, name: &str, req: &mut Request) -> Result<Resp
     }
 
     let body = std::mem::take(req.body_mut());
-    let body = Body::new(http_body_util::Limited::new(body, MAX_PROXY_BODY as usize));
-    let mut out = http::Request::new(body);
+    // A failure reading the caller's body (a malformed chunked encoding, a body over the
+    // limit) makes the tunnel request fail too; it is remembered so the caller is told
+    // that their body was the problem (400/413), not that the tunnel failed (503).
+    let body_error: Arc<std::sync::OnceLock<(u16, String)>> = Arc::default();
+    let seen = body_error.clone();
+    let body = http_body_util::BodyExt::map_err(
+        http_body_util::Limited::new(body, MAX_PROXY_BODY as usize),
+        move |e| {
+            let answer = if e.is::<http_body_util::LengthLimitError>() {
+                (
+                    413,
+                    format!("request body is larger than the {MAX_PROXY_BODY}-byte limit"),
+                )
+            } else {
+                (400, format!("reading the request body failed: {e}"))
+            };
+            let _ = seen.set(answer);
+            e
+        },
+    );
+    let mut out = http::Request::new(Body::new(body));
     *out.method_mut() = req.method().clone();
     *out.uri_mut() = uri;
     *out.headers_mut() = headers;
     sender.ready().await.map_err(unavailable)?;
-    let res = sender.send_request(out).await.map_err(unavailable)?;
+    let res = sender
+        .send_request(out)
+        .await
+        .map_err(|e| match body_error.get() {
+            Some((code, message)) => ApiError::new(*code, message.clone()),
+            None => unavailable(e),
+        })?;
     Ok(plain_response(res))
 }
 
