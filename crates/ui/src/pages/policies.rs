@@ -1,0 +1,13 @@
+//! TODO
+use crate::ctx::{Ctx, Nav, Page};
+use axum::response::Response;
+use maud::html;
+
+/// Page.
+pub(crate) async fn page(ctx: Ctx) -> Response {
+    ctx.finish(Ok(Page::new("policies", Nav::None, html! { p { "todo" } })))
+        .await
+}
+pub(crate) async fn export(ctx: Ctx) -> Response {
+    page(ctx).await
+}
