@@ -272,7 +272,7 @@ fn add_form(
             div.field {
                 label for="name" { "Name" }
                 input #name name="name" value=(name) required autocomplete="off"
-                    pattern="[a-z0-9]([-a-z0-9]*[a-z0-9])?" maxlength="63"
+                    maxlength="63"
                     aria-describedby="name-help" aria-invalid=[name_err.map(|_| "true")];
                 p #name-help.muted { "A DNS label: lower-case letters, digits and '-'." }
                 @if let Some(e) = name_err { p.field-error role="alert" { (e) } }
