@@ -105,7 +105,7 @@ async fn render(ctx: &Ctx) -> Result<Page, UiError> {
         div.grid.two {
             section.card {
                 h2 { "Who I am" }
-                dl.side {
+                dl.kv {
                     dt { "User" } dd { strong { (info["username"].as_str().unwrap_or("")) } }
                     dt { "Groups" } dd { @if groups.is_empty() { span.muted { "none" } } @for g in &groups { span.chip { (g) } " " } }
                     dt { "Signed in with" } dd { (by) }

@@ -516,41 +516,42 @@ pub(crate) async fn events(ctx: Ctx) -> Sse<impl Stream<Item = Result<Event, Inf
         pending: vec![],
         first: true,
     };
-    let stream =
-        futures_util::stream::unfold(st, |mut st| async move {
-            loop {
-                if let Some(ev) = st.pending.pop() {
-                    return Some((Ok(ev), st));
-                }
-                if !st.first {
-                    tokio::time::sleep(st.ui.config.live_interval).await;
-                }
-                st.first = false;
-                if !st.ui.sessions.alive(&st.ctx.session_id) {
-                    return None;
-                }
-                let list = st
-                    .ctx
-                    .api
-                    .get::<List<ManagedCluster>>("/apis/cattery.dev/v1/managedclusters")
-                    .await;
-                let Ok(list) = list else {
-                    st.pending.push(Event::default().event("error").data("{}"));
-                    continue;
-                };
-                for c in list.items.iter().filter(|c| {
-                    st.names.is_empty() || st.names.iter().any(|n| *n == c.metadata.name)
-                }) {
-                    let r = row_status(c);
-                    if st.last.get(&r.name) != Some(&r) {
-                        let data = serde_json::to_string(&r).unwrap_or_default();
-                        st.pending
-                            .push(Event::default().event("cluster").data(data));
-                        st.last.insert(r.name.clone(), r);
-                    }
+    let stream = futures_util::stream::unfold(st, |mut st| async move {
+        loop {
+            if let Some(ev) = st.pending.pop() {
+                return Some((Ok(ev), st));
+            }
+            if !st.first {
+                tokio::time::sleep(st.ui.config.live_interval).await;
+            }
+            st.first = false;
+            if !st.ui.sessions.alive(&st.ctx.session_id) {
+                return None;
+            }
+            let list = st
+                .ctx
+                .api
+                .get::<List<ManagedCluster>>("/apis/cattery.dev/v1/managedclusters")
+                .await;
+            let Ok(list) = list else {
+                st.pending.push(Event::default().event("error").data("{}"));
+                continue;
+            };
+            for c in list
+                .items
+                .iter()
+                .filter(|c| st.names.is_empty() || st.names.contains(&c.metadata.name))
+            {
+                let r = row_status(c);
+                if st.last.get(&r.name) != Some(&r) {
+                    let data = serde_json::to_string(&r).unwrap_or_default();
+                    st.pending
+                        .push(Event::default().event("cluster").data(data));
+                    st.last.insert(r.name.clone(), r);
                 }
             }
-        });
+        }
+    });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
