@@ -319,7 +319,18 @@ pub async fn start(
         address: address.clone(),
         logs: logs.clone(),
     });
-    let router = api::router(state.clone());
+    // The Manager UI at `/` and `/ui/...`: a client of the API router, through its door.
+    let router = cattery_ui::router(
+        api::router(state.clone()),
+        cattery_ui::UiConfig {
+            forward: |from, to| {
+                if let Some(peer) = from.get::<api::gate::PeerAddr>() {
+                    to.insert(*peer);
+                }
+            },
+            ..Default::default()
+        },
+    );
     let api_done = api_stopped.clone();
     let https_task = https::serve(
         api_listener,

@@ -184,7 +184,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let ca_file = server.ca_file.display().to_string();
     let kc = kubeconfig.display().to_string();
     println!(
-        "\nCattery demo is running: {n} simulated clusters ({list}) connected through mTLS tunnels.\n\n  API:         {api}\n  admin token: {token}\n  CA:          {ca_file}\n  kubeconfig:  {kc}\n\nTry, in another terminal:\n  export CATTERY_SERVER={api} CATTERY_TOKEN=$(cat {tf}) CATTERY_CA_FILE={ca_file}\n  cattery cluster list\n  kubectl --kubeconfig {kc} get pods -A\n  kubectl --kubeconfig {kc} --context cattery-{last} get namespaces\n  cattery logs flows --all-clusters --since 10m --where action=deny\n  cattery logs flows --all-clusters --top source_namespace\n  cattery logs audit --all-clusters -f\n\nThe clusters are simulated (`cattery sim-cluster`), not real Kubernetes. Ctrl-C stops everything.",
+        "\nCattery demo is running: {n} simulated clusters ({list}) connected through mTLS tunnels.\n\n  Manager UI:  {api}/ (sign in with the admin token)\n  API:         {api}\n  admin token: {token}\n  CA:          {ca_file}\n  kubeconfig:  {kc}\n\nTry, in another terminal:\n  export CATTERY_SERVER={api} CATTERY_TOKEN=$(cat {tf}) CATTERY_CA_FILE={ca_file}\n  cattery cluster list\n  kubectl --kubeconfig {kc} get pods -A\n  kubectl --kubeconfig {kc} --context cattery-{last} get namespaces\n  cattery logs flows --all-clusters --since 10m --where action=deny\n  cattery logs flows --all-clusters --top source_namespace\n  cattery logs audit --all-clusters -f\n\nThe clusters are simulated (`cattery sim-cluster`), not real Kubernetes. Ctrl-C stops everything.",
         n = names.len(),
         list = names.join(", "),
         api = target.server,

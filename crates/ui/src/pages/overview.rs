@@ -1,0 +1,215 @@
+//! Overview of the selection: clusters connected and disconnected, flows and denied flows
+//! over the time range (an SVG chart drawn here), the top denied source → destination
+//! pairs, and when each cluster's logs last arrived. All from the API's aggregations.
+
+use axum::response::Response;
+use maud::{Markup, html};
+use serde_json::{Value, json};
+
+use crate::ctx::{Ctx, Nav, Page, Selection, is_connected};
+use crate::error::UiError;
+use crate::fmt::{count, opt_time, rfc3339_ms};
+
+/// `GET /ui/overview`.
+pub(crate) async fn page(ctx: Ctx) -> Response {
+    let r = render(&ctx).await;
+    ctx.finish(r).await
+}
+
+fn buckets(v: &Value) -> Vec<Value> {
+    v["buckets"].as_array().cloned().unwrap_or_default()
+}
+
+async fn render(ctx: &Ctx) -> Result<Page, UiError> {
+    let sel = ctx.selection().await?;
+    let clusters: Vec<_> = match &sel {
+        Selection::Managed(c) => vec![(**c).clone()],
+        _ => ctx.clusters().await?.clone(),
+    };
+    let up = clusters.iter().filter(|c| is_connected(c)).count();
+    let (from, to) = ctx.state.window_ms();
+    let interval_s = ((to - from) / 1000 / 48).max(60);
+    let body = json!({
+        "clusters": sel.log_clusters(),
+        "timeRange": {"from": from, "to": to},
+        "size": 0,
+        "aggs": {
+            "over_time": {
+                "date_histogram": {"field": "end_time", "fixed_interval": format!("{interval_s}s")},
+                "aggs": {"action": {"terms": {"field": "action", "size": 2}}}
+            }
+        }
+    });
+    let flows: Result<Value, UiError> = ctx
+        .api
+        .post("/apis/logs.cattery.dev/v1/flows/search", &body)
+        .await;
+    let denied_pairs: Result<Value, UiError> = ctx
+        .api
+        .post(
+            "/apis/logs.cattery.dev/v1/flows/search",
+            &json!({
+                "clusters": sel.log_clusters(),
+                "timeRange": {"from": from, "to": to},
+                "filters": [{"field": "action", "equals": "deny"}],
+                "size": 0,
+                "aggs": {"s": {"terms": {"field": "source_namespace", "size": 10},
+                    "aggs": {"sa": {"terms": {"field": "source_name_aggr", "size": 10},
+                        "aggs": {"d": {"terms": {"field": "dest_namespace", "size": 10},
+                            "aggs": {"da": {"terms": {"field": "dest_name_aggr", "size": 10}}}}}}}}},
+            }),
+        )
+        .await;
+    let flows_section: Markup = match &flows {
+        Ok(v) => {
+            let total = v["hits"]["total"]["value"].as_u64().unwrap_or(0);
+            let series: Vec<(i64, u64, u64)> = buckets(&v["aggregations"]["over_time"])
+                .iter()
+                .map(|b| {
+                    let denied = buckets(&b["action"])
+                        .iter()
+                        .filter(|a| a["key"] == "deny")
+                        .map(|a| a["doc_count"].as_u64().unwrap_or(0))
+                        .sum();
+                    (
+                        b["key"].as_f64().unwrap_or(0.0) as i64,
+                        b["doc_count"].as_u64().unwrap_or(0),
+                        denied,
+                    )
+                })
+                .collect();
+            let denied: u64 = series.iter().map(|s| s.2).sum();
+            html! {
+                div.grid.four {
+                    div.card { p.stat { (count(total)) } p.stat-label { "flow records" } }
+                    div.card { p.stat.bad-text { (count(denied)) } p.stat-label { "denied" } }
+                    div.card { p.stat.ok-text { (up) } p.stat-label { "clusters connected" } }
+                    div.card { p.stat.bad-text { (clusters.len() - up) } p.stat-label { "clusters disconnected" } }
+                }
+                section.card {
+                    div.manifest-head {
+                        h2 { "Flows and denied flows" }
+                        div.legend { span { span.sw.flows {} "all flows" } span { span.sw.denied {} "denied" } }
+                    }
+                    @if total == 0 { (super::empty("No flows in this range.")) } @else { (chart(&series, from, to)) }
+                }
+            }
+        }
+        Err(UiError::Api(s)) if s.code == 403 => html! {
+            div.notice.warn role="status" { p { "Flows are not shown: " (s.message) } }
+        },
+        Err(e) => return Err(UiError::Unreachable(e.explain().0)),
+    };
+    let mut pairs: Vec<(String, String, u64)> = vec![];
+    if let Ok(v) = &denied_pairs {
+        for s in buckets(&v["aggregations"]["s"]) {
+            for sa in buckets(&s["sa"]) {
+                for d in buckets(&sa["d"]) {
+                    for da in buckets(&d["da"]) {
+                        pairs.push((
+                            format!(
+                                "{}/{}",
+                                s["key"].as_str().unwrap_or("-"),
+                                sa["key"].as_str().unwrap_or("-")
+                            ),
+                            format!(
+                                "{}/{}",
+                                d["key"].as_str().unwrap_or("-"),
+                                da["key"].as_str().unwrap_or("-")
+                            ),
+                            da["doc_count"].as_u64().unwrap_or(0),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    pairs.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+    pairs.truncate(10);
+    let link_state = ctx.state.common();
+    let body = html! {
+        (flows_section)
+        div.grid.two {
+            section.card {
+                h2 { "Top denied source → destination" }
+                @if pairs.is_empty() { (super::empty("No denied flows in this range.")) } @else {
+                    table.data {
+                        caption.sr-only { "Top denied pairs" }
+                        thead { tr { th scope="col" { "Source" } th scope="col" { "Destination" } th scope="col" { "Denied records" } } }
+                        tbody { @for (s, d, n) in &pairs { tr {
+                            td { (s) } td { (d) }
+                            td { a href=({
+                                let mut st = link_state.clone();
+                                let (sn, sa) = s.split_once('/').unwrap_or((s, "-"));
+                                let (dn, da) = d.split_once('/').unwrap_or((d, "-"));
+                                st.filters = vec!["action=deny".into(), format!("source_namespace={sn}"), format!("source_name_aggr={sa}"), format!("dest_namespace={dn}"), format!("dest_name_aggr={da}")];
+                                st.link("/ui/logs/flows")
+                            }) { (count(*n)) } }
+                        } } }
+                    }
+                }
+            }
+            section.card {
+                h2 { "Last logs received" }
+                @if clusters.is_empty() { (super::empty("No managed clusters.")) } @else {
+                    table.data {
+                        caption.sr-only { "Last logs per cluster" }
+                        thead { tr { th scope="col" { "Cluster" } th scope="col" { "Status" } th scope="col" { "Last logs" } } }
+                        tbody { @for c in clusters.iter().take(20) { tr {
+                            th scope="row" { (c.metadata.name) }
+                            td { @if is_connected(c) { span.badge.ok { "Connected" } } @else { span.badge.bad { "Disconnected" } } }
+                            td { (opt_time(c.status.as_ref().and_then(|s| s.last_logs_received.as_deref()))) }
+                        } } }
+                    }
+                }
+            }
+        }
+    };
+    Ok(Page::new(
+        format!("Overview of {}", sel.describe()),
+        Nav::Overview,
+        body,
+    ))
+}
+
+/// A line chart of (time ms, all, denied) as inline SVG (presentation attributes and
+/// classes only: the CSP allows no inline style).
+fn chart(series: &[(i64, u64, u64)], from: i64, to: i64) -> Markup {
+    let (w, h, left, bottom) = (900.0, 200.0, 48.0, 22.0);
+    let max = series.iter().map(|s| s.1).max().unwrap_or(1).max(1) as f64;
+    let x = |t: i64| left + (t - from) as f64 / (to - from).max(1) as f64 * (w - left - 8.0);
+    let y = |n: u64| (h - bottom) - n as f64 / max * (h - bottom - 10.0);
+    let line = |pick: fn(&(i64, u64, u64)) -> u64| {
+        series
+            .iter()
+            .map(|s| format!("{:.1},{:.1}", x(s.0), y(pick(s))))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let all = line(|s| s.1);
+    let denied = line(|s| s.2);
+    let area = format!(
+        "{:.1},{:.1} {all} {:.1},{:.1}",
+        x(series.first().map(|s| s.0).unwrap_or(from)),
+        h - bottom,
+        x(series.last().map(|s| s.0).unwrap_or(to)),
+        h - bottom
+    );
+    let ticks = [from, from + (to - from) / 2, to];
+    html! {
+        svg.chart viewBox={ "0 0 " (w) " " (h) } role="img" aria-label="Flow records and denied flow records over the time range" preserveAspectRatio="none" {
+            @for i in 0..=4 {
+                @let yy = (h - bottom) - i as f64 / 4.0 * (h - bottom - 10.0);
+                line.grid-line x1=(left) x2=(w - 8.0) y1=(yy) y2=(yy) {}
+                text x=(left - 6.0) y=(yy + 4.0) text-anchor="end" { (count((max * i as f64 / 4.0) as u64)) }
+            }
+            line.axis x1=(left) x2=(w - 8.0) y1=(h - bottom) y2=(h - bottom) {}
+            polygon.flows-area points=(area) {}
+            polyline.flows points=(all) {}
+            polyline.denied points=(denied) {}
+            @for (i, t) in ticks.iter().enumerate() {
+                text x=(x(*t)) y=(h - 6.0) text-anchor=(["start", "middle", "end"][i]) { (rfc3339_ms(*t).replace('T', " ").replace('Z', " UTC")) }
+            }
+        }
+    }
+}

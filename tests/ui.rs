@@ -1,0 +1,253 @@
+//! Browser tests of the Manager UI: real server, simulated clusters with logs and their
+//! agents, and Debian's chromium driven by Playwright (`tests/ui/ui.spec.mjs`, run with
+//! node). Screenshots of every page land in `target/ui-screenshots/`.
+//!
+//! Needs `/usr/bin/chromium`, `node` and `npm ci` in `tests/ui`. Without them the test
+//! says so and passes, except when `CI` is set: then it fails.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(60);
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+const ALICE_POLICY: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: east-operator}
+rules:
+- apiGroups: ["cattery.dev"]
+  resources: ["managedclusters"]
+  resourceNames: ["east"]
+  verbs: ["get", "list"]
+- apiGroups: ["cattery.dev"]
+  resources: ["managedclusters/proxy"]
+  resourceNames: ["east"]
+  verbs: ["get"]
+- apiGroups: ["logs.cattery.dev"]
+  resources: ["flows", "dns", "l7"]
+  resourceNames: ["east"]
+  verbs: ["get"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: alice-east}
+subjects: [{kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}]
+roleRef: {kind: ClusterRole, name: east-operator, apiGroup: rbac.authorization.k8s.io}
+"#;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Whether the browser tooling is present; `Err` says what is missing.
+fn tooling() -> Result<(), String> {
+    if !Path::new(CHROMIUM).exists() {
+        return Err(format!(
+            "{CHROMIUM} is missing (apt-get install -y chromium)"
+        ));
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        return Err("node is missing (apt-get install -y nodejs npm)".into());
+    }
+    if !repo()
+        .join("tests/ui/node_modules/playwright-core")
+        .exists()
+    {
+        return Err("playwright-core is missing (cd tests/ui && npm ci)".into());
+    }
+    Ok(())
+}
+
+/// A registered cluster with an agent shipping the simulator's logs.
+fn logging_cluster(server: &Server, d: &Path, name: &str) -> (Proc, Proc) {
+    let cfg = server.add_cluster(name);
+    let sim_port = free_port();
+    let sim_url = format!("http://127.0.0.1:{sim_port}");
+    let logs_dir = d.join(format!("{name}-felix"));
+    let mut args: Vec<String> = vec![
+        "agent".into(),
+        "--config".into(),
+        cfg.display().to_string(),
+        "--upstream".into(),
+        sim_url.clone(),
+        "--reconnect-max-delay".into(),
+        "1s".into(),
+        "--spool-dir".into(),
+        d.join(format!("{name}-spool")).display().to_string(),
+    ];
+    for t in ["flows", "dns", "l7"] {
+        args.push("--log-file".into());
+        args.push(format!(
+            "{t}={}",
+            logs_dir.join(format!("{t}.log")).display()
+        ));
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let agent = Proc::spawn(d, &format!("agent-{name}"), &refs, &[]);
+    let listen = format!("127.0.0.1:{sim_port}");
+    let sim = Proc::spawn(
+        d,
+        &format!("sim-{name}"),
+        &[
+            "sim-cluster",
+            "--listen",
+            &listen,
+            "--name",
+            name,
+            "--logs-dir",
+            logs_dir.to_str().unwrap(),
+            "--log-rate",
+            "100",
+            "--log-interval",
+            "100ms",
+            "--log-limit",
+            "3000",
+        ],
+        &[],
+    );
+    server.wait_connected(name, "True");
+    (agent, sim)
+}
+
+fn stored(server: &Server, t: &str, cluster: &str) -> u64 {
+    let (res, code) = server.curl(&[
+        &format!("/apis/logs.cattery.dev/v1/{t}/search"),
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &json!({"clusters": [cluster], "size": 0}).to_string(),
+    ]);
+    assert_eq!(code, 200, "{res}");
+    let v: Value = serde_json::from_str(&res).unwrap();
+    v["hits"]["total"]["value"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn manager_ui_in_a_real_browser() {
+    if let Err(missing) = tooling() {
+        if std::env::var_os("CI").is_some() {
+            panic!("browser tests cannot run in CI: {missing}");
+        }
+        eprintln!("SKIPPED: {missing}");
+        return;
+    }
+    let dir = test_dir();
+    let d = dir.path();
+    let server = Server::start(d);
+    let _east = logging_cluster(&server, d, "east");
+    let _west = logging_cluster(&server, d, "west");
+    let policy = d.join("alice.yaml");
+    std::fs::write(&policy, ALICE_POLICY).unwrap();
+    server.cli_ok(&["apply", "-f", policy.to_str().unwrap()]);
+    let alice = server
+        .cli_ok(&["token", "create", "--user", "alice"])
+        .trim()
+        .to_string();
+    // A simulator for the cluster the browser adds (its agent is started by the spec with
+    // the agent config the page shows).
+    let north = Sim::start(d, "north", None);
+    for c in ["east", "west"] {
+        for t in ["flows", "dns", "l7"] {
+            wait_for(&format!("{t} of {c} stored"), T, || {
+                (stored(&server, t, c) > 0).then_some(())
+            });
+        }
+    }
+    let shots = repo().join("target/ui-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new("node")
+        .arg(repo().join("tests/ui/ui.spec.mjs"))
+        .current_dir(repo().join("tests/ui"))
+        .env("UI_URL", &server.url)
+        .env("UI_TOKEN", &server.token)
+        .env("UI_ALICE_TOKEN", &alice)
+        .env("UI_CA_FILE", &server.ca)
+        .env("UI_CHROMIUM", CHROMIUM)
+        .env("UI_SCREENSHOTS", &shots)
+        .env("UI_WORK_DIR", d)
+        .env("UI_CATTERY_BIN", bin())
+        .env("UI_NORTH_UPSTREAM", &north.url)
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .output()
+        .expect("running node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(
+        out.status.success(),
+        "the browser spec failed:\n{stdout}\n{stderr}\nserver log:\n{}",
+        server
+            .proc
+            .log()
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for step in [
+        "ok sign-in",
+        "ok csrf",
+        "ok cluster switch",
+        "ok add cluster live",
+        "ok bound user",
+        "ok sign-out",
+    ] {
+        assert!(
+            stdout.contains(step),
+            "step {step:?} did not pass:\n{stdout}"
+        );
+    }
+    // The browser's actions went through the API's door: they are in the audit trail as
+    // the signed-in users.
+    let audited = |who: &str| {
+        let out = server.cli_ok(&[
+            "logs",
+            "audit",
+            "--cluster",
+            "cluster",
+            "--since",
+            "10m",
+            "--limit",
+            "0",
+            "-o",
+            "ndjson",
+            "--where",
+            "userAgent=cattery-ui*",
+            "--where",
+            &format!("user.username={who}"),
+        ]);
+        out.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let admin_events = wait_for("the UI's create of north in the audit trail", T, || {
+        let ev = audited("cattery:admin");
+        ev.iter()
+            .any(|e| e["verb"] == "create" && e["objectRef"]["resource"] == "managedclusters")
+            .then_some(ev)
+    });
+    assert!(
+        admin_events
+            .iter()
+            .any(|e| e["verb"] == "delete" && e["objectRef"]["name"] == "north"),
+        "the UI's remove of north is audited as the admin"
+    );
+    wait_for("alice's UI reads in the audit trail", T, || {
+        let ev = audited("alice");
+        ev.iter()
+            .any(|e| e["annotations"]["authorization.k8s.io/decision"] == "forbid")
+            .then_some(())
+    });
+}
