@@ -9,7 +9,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -200,57 +199,6 @@ fn expectations() -> BTreeMap<&'static str, Expect> {
     ])
 }
 
-/// Starts a simulator writing flow/DNS/L7 files and an agent shipping them.
-fn logging_cluster(server: &Server, d: &Path, name: &str) -> (Proc, Proc) {
-    let cfg = server.add_cluster(name);
-    let sim_port = free_port();
-    let sim_url = format!("http://127.0.0.1:{sim_port}");
-    let logs_dir = d.join(format!("{name}-felix"));
-    let mut args: Vec<String> = vec![
-        "agent".into(),
-        "--config".into(),
-        cfg.display().to_string(),
-        "--upstream".into(),
-        sim_url.clone(),
-        "--reconnect-max-delay".into(),
-        "1s".into(),
-        "--spool-dir".into(),
-        d.join(format!("{name}-spool")).display().to_string(),
-    ];
-    for t in ["flows", "dns", "l7"] {
-        args.push("--log-file".into());
-        args.push(format!(
-            "{t}={}",
-            logs_dir.join(format!("{t}.log")).display()
-        ));
-    }
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let agent = Proc::spawn(d, &format!("agent-{name}"), &refs, &[]);
-    let listen = format!("127.0.0.1:{sim_port}");
-    let sim = Proc::spawn(
-        d,
-        &format!("sim-{name}"),
-        &[
-            "sim-cluster",
-            "--listen",
-            &listen,
-            "--name",
-            name,
-            "--logs-dir",
-            logs_dir.to_str().unwrap(),
-            "--log-rate",
-            "200",
-            "--log-interval",
-            "100ms",
-            "--log-limit",
-            "600",
-        ],
-        &[],
-    );
-    server.wait_connected(name, "True");
-    (agent, sim)
-}
-
 fn search_as(server: &Server, token: &str, ua: &str, t: &str, body: Value) -> (Value, u16) {
     let (res, code) = server.curl_as(
         Some(token),
@@ -295,8 +243,8 @@ fn rbac_matrix_through_every_door_with_audit() {
     let dir = test_dir();
     let d = dir.path();
     let server = Server::start(d);
-    let _east = logging_cluster(&server, d, "east");
-    let _west = logging_cluster(&server, d, "west");
+    let _east = logging_cluster(&server, d, "east", "200", "600");
+    let _west = logging_cluster(&server, d, "west", "200", "600");
     let policy = d.join("policy.yaml");
     std::fs::write(&policy, POLICY).unwrap();
     let applied = server.cli_ok(&["apply", "-f", policy.to_str().unwrap()]);

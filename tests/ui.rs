@@ -65,57 +65,6 @@ fn tooling() -> Result<(), String> {
     Ok(())
 }
 
-/// A registered cluster with an agent shipping the simulator's logs.
-fn logging_cluster(server: &Server, d: &Path, name: &str) -> (Proc, Proc) {
-    let cfg = server.add_cluster(name);
-    let sim_port = free_port();
-    let sim_url = format!("http://127.0.0.1:{sim_port}");
-    let logs_dir = d.join(format!("{name}-felix"));
-    let mut args: Vec<String> = vec![
-        "agent".into(),
-        "--config".into(),
-        cfg.display().to_string(),
-        "--upstream".into(),
-        sim_url.clone(),
-        "--reconnect-max-delay".into(),
-        "1s".into(),
-        "--spool-dir".into(),
-        d.join(format!("{name}-spool")).display().to_string(),
-    ];
-    for t in ["flows", "dns", "l7"] {
-        args.push("--log-file".into());
-        args.push(format!(
-            "{t}={}",
-            logs_dir.join(format!("{t}.log")).display()
-        ));
-    }
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let agent = Proc::spawn(d, &format!("agent-{name}"), &refs, &[]);
-    let listen = format!("127.0.0.1:{sim_port}");
-    let sim = Proc::spawn(
-        d,
-        &format!("sim-{name}"),
-        &[
-            "sim-cluster",
-            "--listen",
-            &listen,
-            "--name",
-            name,
-            "--logs-dir",
-            logs_dir.to_str().unwrap(),
-            "--log-rate",
-            "100",
-            "--log-interval",
-            "100ms",
-            "--log-limit",
-            "3000",
-        ],
-        &[],
-    );
-    server.wait_connected(name, "True");
-    (agent, sim)
-}
-
 fn stored(server: &Server, t: &str, cluster: &str) -> u64 {
     let (res, code) = server.curl(&[
         &format!("/apis/logs.cattery.dev/v1/{t}/search"),
@@ -143,8 +92,8 @@ fn manager_ui_in_a_real_browser() {
     let dir = test_dir();
     let d = dir.path();
     let server = Server::start(d);
-    let _east = logging_cluster(&server, d, "east");
-    let _west = logging_cluster(&server, d, "west");
+    let _east = logging_cluster(&server, d, "east", "100", "3000");
+    let _west = logging_cluster(&server, d, "west", "100", "3000");
     let policy = d.join("alice.yaml");
     std::fs::write(&policy, ALICE_POLICY).unwrap();
     server.cli_ok(&["apply", "-f", policy.to_str().unwrap()]);

@@ -461,3 +461,61 @@ pub fn sha256_hex(s: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(s.as_bytes()))
 }
+
+/// Registers `name` and starts a simulator writing flow/DNS/L7 files (`rate` records per
+/// second, at most `limit`) with an agent shipping them; returns once the tunnel is up.
+pub fn logging_cluster(
+    server: &Server,
+    d: &Path,
+    name: &str,
+    rate: &str,
+    limit: &str,
+) -> (Proc, Proc) {
+    let cfg = server.add_cluster(name);
+    let sim_port = free_port();
+    let sim_url = format!("http://127.0.0.1:{sim_port}");
+    let logs_dir = d.join(format!("{name}-felix"));
+    let mut args: Vec<String> = vec![
+        "agent".into(),
+        "--config".into(),
+        cfg.display().to_string(),
+        "--upstream".into(),
+        sim_url.clone(),
+        "--reconnect-max-delay".into(),
+        "1s".into(),
+        "--spool-dir".into(),
+        d.join(format!("{name}-spool")).display().to_string(),
+    ];
+    for t in ["flows", "dns", "l7"] {
+        args.push("--log-file".into());
+        args.push(format!(
+            "{t}={}",
+            logs_dir.join(format!("{t}.log")).display()
+        ));
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let agent = Proc::spawn(d, &format!("agent-{name}"), &refs, &[]);
+    let listen = format!("127.0.0.1:{sim_port}");
+    let sim = Proc::spawn(
+        d,
+        &format!("sim-{name}"),
+        &[
+            "sim-cluster",
+            "--listen",
+            &listen,
+            "--name",
+            name,
+            "--logs-dir",
+            logs_dir.to_str().unwrap(),
+            "--log-rate",
+            rate,
+            "--log-interval",
+            "100ms",
+            "--log-limit",
+            limit,
+        ],
+        &[],
+    );
+    server.wait_connected(name, "True");
+    (agent, sim)
+}
