@@ -7,6 +7,7 @@
 
 pub mod agent_protocol;
 pub mod cluster;
+pub mod federation;
 pub mod filter_expr;
 pub mod logs;
 pub mod meta;

@@ -104,7 +104,7 @@ fn check_label_name(s: &str) -> Result<(), String> {
 }
 
 /// A DNS-1123 subdomain: dot-separated DNS-1123 labels, at most 253 characters.
-fn check_dns1123_subdomain(s: &str) -> Result<(), String> {
+pub(crate) fn check_dns1123_subdomain(s: &str) -> Result<(), String> {
     if s.len() > MAX_PREFIX {
         return Err(format!(
             "is {} characters long; at most {MAX_PREFIX} are allowed",
