@@ -386,6 +386,55 @@ impl LabelSelector {
         }
     }
 
+    /// A selector from the structured form of a Kubernetes `LabelSelector`
+    /// (`metav1.LabelSelectorAsSelector`): every `matchLabels` pair and every
+    /// `matchExpressions` entry `(key, operator, values)` must hold, with operators `In`,
+    /// `NotIn` (non-empty values), `Exists` and `DoesNotExist` (no values). Keys and values
+    /// are validated as [`LabelSelector::parse`] validates them.
+    pub fn from_parts<'a>(
+        match_labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+        match_expressions: impl IntoIterator<Item = (&'a str, &'a str, &'a [String])>,
+    ) -> Result<Self, String> {
+        let mut reqs = Vec::new();
+        for (key, value) in match_labels {
+            validate_key(key)?;
+            validate_value(value)?;
+            reqs.push(Requirement {
+                key: key.to_string(),
+                op: Op::In,
+                values: vec![value.to_string()],
+            });
+        }
+        for (key, operator, values) in match_expressions {
+            validate_key(key)?;
+            let op = match operator {
+                "In" => Op::In,
+                "NotIn" => Op::NotIn,
+                "Exists" => Op::Exists,
+                "DoesNotExist" => Op::DoesNotExist,
+                other => return Err(format!("{other:?} is not a valid label selector operator")),
+            };
+            match (op, values.is_empty()) {
+                (Op::In | Op::NotIn, true) => {
+                    return Err(format!("values must be given for operator {operator} on {key:?}"));
+                }
+                (Op::Exists | Op::DoesNotExist, false) => {
+                    return Err(format!("values may not be given for operator {operator} on {key:?}"));
+                }
+                _ => {}
+            }
+            for v in values {
+                validate_value(v)?;
+            }
+            reqs.push(Requirement {
+                key: key.to_string(),
+                op,
+                values: values.to_vec(),
+            });
+        }
+        Ok(LabelSelector(reqs))
+    }
+
     /// Whether the selector is empty (selects everything).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -598,6 +647,30 @@ mod tests {
         assert!(err("app=-x").contains("invalid label value"));
         assert!(err(&format!("app={}", "a".repeat(64))).contains("63"));
         assert!(err("app=<=").contains("identifier"));
+    }
+
+    #[test]
+    fn structured_selectors_match_like_their_string_form() {
+        let p = pod(json!({"app": "cart", "tier": "web"}));
+        let vals = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (web, cart_lb) = (vals(&["web"]), vals(&["cart", "lb"]));
+        let s = LabelSelector::from_parts([("app", "cart")], [("tier", "In", web.as_slice())])
+            .unwrap();
+        assert_eq!(s, sel("app=cart,tier in (web)"));
+        assert!(s.matches(&p));
+        let s = LabelSelector::from_parts([], [("app", "NotIn", cart_lb.as_slice())]).unwrap();
+        assert!(!s.matches(&p));
+        let s = LabelSelector::from_parts([], [("zone", "DoesNotExist", &[][..])]).unwrap();
+        assert!(s.matches(&p));
+        assert!(LabelSelector::from_parts([], []).unwrap().is_empty());
+        let err = |r: Result<LabelSelector, String>| r.unwrap_err();
+        assert!(err(LabelSelector::from_parts([], [("a", "Equals", &[][..])])).contains("Equals"));
+        assert!(err(LabelSelector::from_parts([], [("a", "In", &[][..])])).contains("values"));
+        assert!(
+            err(LabelSelector::from_parts([], [("a", "Exists", web.as_slice())])).contains("values")
+        );
+        assert!(err(LabelSelector::from_parts([("-a", "x")], [])).contains("invalid label key"));
+        assert!(err(LabelSelector::from_parts([("a", "x y")], [])).contains("invalid label value"));
     }
 
     #[test]
