@@ -25,7 +25,9 @@ mod calico;
 mod kubernetes;
 mod validate;
 
-pub use validate::{FieldError, validate, validate_resource, validate_selector};
+pub use validate::{
+    FieldError, override_target, patched, validate, validate_resource, validate_selector,
+};
 
 /// `kind` of the resource.
 pub const KIND: &str = "FederatedPolicy";
