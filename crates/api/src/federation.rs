@@ -380,10 +380,7 @@ impl ResourceKind {
 
     /// The kind of a JSON object, from its `apiVersion` and `kind`.
     pub fn of_object(obj: &Value) -> Option<ResourceKind> {
-        ResourceKind::of(
-            obj.get("apiVersion")?.as_str()?,
-            obj.get("kind")?.as_str()?,
-        )
+        ResourceKind::of(obj.get("apiVersion")?.as_str()?, obj.get("kind")?.as_str()?)
     }
 
     /// `apiVersion`.

@@ -70,7 +70,11 @@ mod tests {
             "spec": {"podSelector": {}, "ingress": [{"ports": [{"port": 80}]}], "policyTypes": ["Ingress"]}});
         let live = json!({"metadata": {"name": "a", "uid": "u", "resourceVersion": "7", "labels": {"x": "1", "y": "2"}},
             "spec": {"ingress": [{"ports": [{"port": 80, "protocol": "TCP"}]}], "policyTypes": ["Ingress"]}});
-        assert_eq!(diff(&desired, &live), None, "server-set fields and defaults are not ours");
+        assert_eq!(
+            diff(&desired, &live),
+            None,
+            "server-set fields and defaults are not ours"
+        );
         #[rustfmt::skip]
         let cases = [
             (json!({"metadata": {"name": "a", "labels": {"x": "2"}}}), "metadata.labels.x"),

@@ -54,7 +54,10 @@ pub fn selector(s: &LabelSelector) -> Result<cattery_store::LabelSelector, Strin
 }
 
 /// Whether a label set satisfies a selector.
-pub(crate) fn labels_match(s: &cattery_store::LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+pub(crate) fn labels_match(
+    s: &cattery_store::LabelSelector,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     s.matches_labels(|k| labels.get(k).map(String::as_str))
 }
 

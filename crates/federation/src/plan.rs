@@ -134,7 +134,10 @@ pub(crate) fn sort_deletes(actions: &mut [Action]) {
     actions.sort_by_key(|a| {
         a.key().map(|k| {
             (
-                matches!(k.kind, ResourceKind::NetworkSet | ResourceKind::GlobalNetworkSet),
+                matches!(
+                    k.kind,
+                    ResourceKind::NetworkSet | ResourceKind::GlobalNetworkSet
+                ),
                 k,
             )
         })
@@ -174,7 +177,11 @@ pub fn plan(input: &Input<'_>) -> Result<Plan, PlanError> {
     if policy.spec.mode == Mode::Enforce
         && let Some(r) = policy.spec.rollout
     {
-        gate(&mut placed, r.batch_size.max(1) as usize, r.max_unavailable as usize);
+        gate(
+            &mut placed,
+            r.batch_size.max(1) as usize,
+            r.max_unavailable as usize,
+        );
     }
 
     let mut clusters: Vec<ClusterPlan> = placed.into_iter().chain(leaving).collect();
@@ -247,7 +254,13 @@ fn place(
                 RenderError::InvalidOverride(_) => "InvalidOverride",
                 RenderError::Invalid(_) => "InvalidPolicy",
             };
-            out.status = outcome(&c.name, ClusterState::Failed, reason, e.to_string(), prev_gen);
+            out.status = outcome(
+                &c.name,
+                ClusterState::Failed,
+                reason,
+                e.to_string(),
+                prev_gen,
+            );
             return out;
         }
     };
@@ -279,7 +292,8 @@ fn place(
         }
         Mode::Enforce => {
             let apply_error = obs.and_then(|o| o.apply_error.as_deref());
-            let (status, actions) = enforce(&c.name, id, &desired, &live, prev, apply_error, seen_gen);
+            let (status, actions) =
+                enforce(&c.name, id, &desired, &live, prev, apply_error, seen_gen);
             out.status = status;
             out.actions = actions;
         }
@@ -316,9 +330,7 @@ fn enforce(
                         }
                     }
                 }
-                Some(other) => {
-                    conflicts.push(format!("{k} is owned by FederatedPolicy {other:?}"))
-                }
+                Some(other) => conflicts.push(format!("{k} is owned by FederatedPolicy {other:?}")),
                 None => conflicts.push(format!(
                     "{k} exists and was not created by a FederatedPolicy"
                 )),
@@ -431,7 +443,10 @@ fn inform(
             name,
             ClusterState::Applied,
             "Compliant",
-            format!("the cluster's {} objects match (Inform: nothing is applied)", desired.len()),
+            format!(
+                "the cluster's {} objects match (Inform: nothing is applied)",
+                desired.len()
+            ),
             seen_gen,
         )
     } else {
@@ -464,10 +479,7 @@ fn leave(
         actions,
         status: outcome(&c.name, state, "Removing", message, prev_gen),
     };
-    let objects = input
-        .observed
-        .get(&c.name)
-        .and_then(|o| o.objects.as_ref());
+    let objects = input.observed.get(&c.name).and_then(|o| o.objects.as_ref());
     if !c.connected {
         return prev.map(|_| {
             mk(

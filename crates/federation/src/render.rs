@@ -57,12 +57,19 @@ pub fn render(
     let keys: Vec<ObjectKey> = spec
         .resources
         .iter()
-        .map(|r| ObjectKey::of(r).ok_or_else(|| RenderError::Invalid("a resource has no kind, name or namespace".into())))
+        .map(|r| {
+            ObjectKey::of(r).ok_or_else(|| {
+                RenderError::Invalid("a resource has no kind, name or namespace".into())
+            })
+        })
         .collect::<Result<_, _>>()?;
     let mut overrides = Vec::new();
     for o in &spec.overrides {
         let target = override_target(o, &keys).map_err(RenderError::Invalid)?;
-        if Selection::new(&o.placement()).map_err(RenderError::Invalid)?.matches(cluster) {
+        if Selection::new(&o.placement())
+            .map_err(RenderError::Invalid)?
+            .matches(cluster)
+        {
             overrides.push((target, o));
         }
     }
@@ -91,7 +98,8 @@ pub fn render(
         }
         for mut s in sets {
             stamp(&mut s, id);
-            let k = ObjectKey::of(&s).ok_or_else(|| RenderError::Invalid("rendered set has no key".into()))?;
+            let k = ObjectKey::of(&s)
+                .ok_or_else(|| RenderError::Invalid("rendered set has no key".into()))?;
             out.push((k, s));
         }
         stamp(&mut obj, id);
@@ -105,7 +113,12 @@ pub fn render(
             )));
         }
     }
-    out.sort_by_key(|(k, _)| !matches!(k.kind, ResourceKind::NetworkSet | ResourceKind::GlobalNetworkSet));
+    out.sort_by_key(|(k, _)| {
+        !matches!(
+            k.kind,
+            ResourceKind::NetworkSet | ResourceKind::GlobalNetworkSet
+        )
+    });
     Ok(out)
 }
 
@@ -123,7 +136,10 @@ fn stamp(obj: &mut Value, id: Identity<'_>) {
         if let Some(uid) = id.uid {
             a.insert(UID_ANNOTATION.into(), uid.into());
         }
-        a.insert(GENERATION_ANNOTATION.into(), id.generation.to_string().into());
+        a.insert(
+            GENERATION_ANNOTATION.into(),
+            id.generation.to_string().into(),
+        );
     }
 }
 
@@ -139,7 +155,10 @@ pub fn resolve(
         let clusters = Selection::new(&p.placement()).map_err(RenderError::Invalid)?;
         let ns = selector(&p.namespace_selector).map_err(RenderError::Invalid)?;
         let pods = selector(&p.pod_selector).map_err(RenderError::Invalid)?;
-        for c in fleet.iter().filter(|c| c.name != target && clusters.matches(c)) {
+        for c in fleet
+            .iter()
+            .filter(|c| c.name != target && clusters.matches(c))
+        {
             for pod in remote_pods.get(&c.name).into_iter().flatten() {
                 if labels_match(&ns, &pod.namespace_labels) && labels_match(&pods, &pod.labels) {
                     ips.extend(pod.ips.iter().copied());
@@ -152,7 +171,10 @@ pub fn resolve(
 
 /// Takes the remote peers out of `rule`, if it has any.
 fn take_peers(rule: &mut Value) -> Result<Option<Vec<RemotePeer>>, RenderError> {
-    let Some(raw) = rule.as_object_mut().and_then(|r| r.remove(REMOTE_PEERS_FIELD)) else {
+    let Some(raw) = rule
+        .as_object_mut()
+        .and_then(|r| r.remove(REMOTE_PEERS_FIELD))
+    else {
         return Ok(None);
     };
     serde_json::from_value(raw)
@@ -193,7 +215,9 @@ fn render_kubernetes(
             };
             had_remote = true;
             let ips = resolve(&peers, &cluster.name, fleet, remote_pods)?;
-            let Some(r) = rule.as_object_mut() else { continue };
+            let Some(r) = rule.as_object_mut() else {
+                continue;
+            };
             let list = r
                 .entry(peer_field)
                 .or_insert_with(|| json!([]))
@@ -201,7 +225,10 @@ fn render_kubernetes(
                 .map(std::mem::take)
                 .unwrap_or_default();
             let mut list: Vec<Value> = list;
-            list.extend(ips.iter().map(|ip| json!({"ipBlock": {"cidr": host_cidr(ip)}})));
+            list.extend(
+                ips.iter()
+                    .map(|ip| json!({"ipBlock": {"cidr": host_cidr(ip)}})),
+            );
             if list.is_empty() {
                 // No plain peer and no remote pod: the rule matches nothing; an empty
                 // `from`/`to` would match everything, so the rule goes.
@@ -259,10 +286,15 @@ fn render_calico(
                 "metadata": {"name": name, "labels": {REMOTE_PEER_LABEL: id}},
                 "spec": {"nets": ips.iter().map(host_cidr).collect::<Vec<_>>()},
             }));
-            let Some(r) = rule.as_object_mut() else { continue };
+            let Some(r) = rule.as_object_mut() else {
+                continue;
+            };
             let entity = r.entry(side).or_insert_with(|| Value::Object(Map::new()));
             if let Some(e) = entity.as_object_mut() {
-                e.insert("selector".into(), format!("{REMOTE_PEER_LABEL} == '{id}'").into());
+                e.insert(
+                    "selector".into(),
+                    format!("{REMOTE_PEER_LABEL} == '{id}'").into(),
+                );
                 e.insert("namespaceSelector".into(), "global()".into());
             }
         }

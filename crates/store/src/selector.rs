@@ -416,10 +416,14 @@ impl LabelSelector {
             };
             match (op, values.is_empty()) {
                 (Op::In | Op::NotIn, true) => {
-                    return Err(format!("values must be given for operator {operator} on {key:?}"));
+                    return Err(format!(
+                        "values must be given for operator {operator} on {key:?}"
+                    ));
                 }
                 (Op::Exists | Op::DoesNotExist, false) => {
-                    return Err(format!("values may not be given for operator {operator} on {key:?}"));
+                    return Err(format!(
+                        "values may not be given for operator {operator} on {key:?}"
+                    ));
                 }
                 _ => {}
             }
@@ -654,8 +658,8 @@ mod tests {
         let p = pod(json!({"app": "cart", "tier": "web"}));
         let vals = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let (web, cart_lb) = (vals(&["web"]), vals(&["cart", "lb"]));
-        let s = LabelSelector::from_parts([("app", "cart")], [("tier", "In", web.as_slice())])
-            .unwrap();
+        let s =
+            LabelSelector::from_parts([("app", "cart")], [("tier", "In", web.as_slice())]).unwrap();
         assert_eq!(s, sel("app=cart,tier in (web)"));
         assert!(s.matches(&p));
         let s = LabelSelector::from_parts([], [("app", "NotIn", cart_lb.as_slice())]).unwrap();
@@ -667,7 +671,11 @@ mod tests {
         assert!(err(LabelSelector::from_parts([], [("a", "Equals", &[][..])])).contains("Equals"));
         assert!(err(LabelSelector::from_parts([], [("a", "In", &[][..])])).contains("values"));
         assert!(
-            err(LabelSelector::from_parts([], [("a", "Exists", web.as_slice())])).contains("values")
+            err(LabelSelector::from_parts(
+                [],
+                [("a", "Exists", web.as_slice())]
+            ))
+            .contains("values")
         );
         assert!(err(LabelSelector::from_parts([("-a", "x")], [])).contains("invalid label key"));
         assert!(err(LabelSelector::from_parts([("a", "x y")], [])).contains("invalid label value"));

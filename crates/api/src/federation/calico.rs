@@ -380,9 +380,8 @@ fn rule(r: &Rule, path: &str, remote_side: Option<&str>) -> Result<(), FieldErro
 /// A Calico port: a number, `min:max`, or a named port.
 fn port(p: &Port, path: &str) -> Result<(), FieldError> {
     let num = |s: &str| -> Result<u16, FieldError> {
-        s.parse::<u16>().map_err(|_| {
-            FieldError::new(path, format!("{s:?} is not a port number (0-65535)"))
-        })
+        s.parse::<u16>()
+            .map_err(|_| FieldError::new(path, format!("{s:?} is not a port number (0-65535)")))
     };
     match p {
         Port::Number(n) if *n <= 65535 => Ok(()),
@@ -425,7 +424,10 @@ fn net(s: &str, path: &str, family: Option<u8>) -> Result<(), FieldError> {
     if family.is_some_and(|f| f != v) {
         return Err(FieldError::new(
             path,
-            format!("{s:?} is IPv{v} but the rule's ipVersion is {}", family.unwrap_or(v)),
+            format!(
+                "{s:?} is IPv{v} but the rule's ipVersion is {}",
+                family.unwrap_or(v)
+            ),
         ));
     }
     Ok(())

@@ -151,9 +151,10 @@ pub fn validate(policy: &FederatedPolicy) -> Result<(), FieldError> {
             ));
         }
         validate_placement(&o.placement(), &path)?;
-        let i = override_target(o, &ordered).map_err(|m| FieldError::new(join(&path, "resource"), m))?;
-        let patched = patched(&spec.resources[i], o)
-            .map_err(|m| FieldError::new(join(&path, "patch"), m))?;
+        let i = override_target(o, &ordered)
+            .map_err(|m| FieldError::new(join(&path, "resource"), m))?;
+        let patched =
+            patched(&spec.resources[i], o).map_err(|m| FieldError::new(join(&path, "patch"), m))?;
         validate_resource(&patched, &join(&path, "patch"))?;
     }
     Ok(())
@@ -310,14 +311,13 @@ pub fn validate_resource(obj: &Value, path: &str) -> Result<ObjectKey, FieldErro
             .join(", ");
         return Err(FieldError::new(
             join(path, "kind"),
-            format!("{api_version} {kind} cannot be placed by a FederatedPolicy; supported: {list}"),
+            format!(
+                "{api_version} {kind} cannot be placed by a FederatedPolicy; supported: {list}"
+            ),
         ));
     };
     let meta_path = join(path, "metadata");
-    let meta: TemplateMeta = decode_at(
-        map.get("metadata").unwrap_or(&Value::Null),
-        &meta_path,
-    )?;
+    let meta: TemplateMeta = decode_at(map.get("metadata").unwrap_or(&Value::Null), &meta_path)?;
     check_dns1123_subdomain(&meta.name)
         .map_err(|e| FieldError::new(join(&meta_path, "name"), format!("{:?} {e}", meta.name)))?;
     match (&meta.namespace, rk.namespaced()) {
@@ -364,7 +364,8 @@ pub fn validate_resource(obj: &Value, path: &str) -> Result<ObjectKey, FieldErro
         ResourceKind::NetworkPolicy => kubernetes::validate(&stripped, path)?,
         _ => calico::validate(rk, &stripped, path, &remote)?,
     }
-    ObjectKey::of(obj).ok_or_else(|| FieldError::new(path, "apiVersion, kind and metadata are required"))
+    ObjectKey::of(obj)
+        .ok_or_else(|| FieldError::new(path, "apiVersion, kind and metadata are required"))
 }
 
 /// Removes [`REMOTE_PEERS_FIELD`] from every rule of `obj` after checking it, so the rest
@@ -384,7 +385,10 @@ fn strip_remote_peers(
             continue;
         };
         for (i, rule) in rules.iter_mut().enumerate() {
-            let Some(peers) = rule.as_object_mut().and_then(|r| r.remove(REMOTE_PEERS_FIELD)) else {
+            let Some(peers) = rule
+                .as_object_mut()
+                .and_then(|r| r.remove(REMOTE_PEERS_FIELD))
+            else {
                 continue;
             };
             let at = format!("{path}.spec.{dir}[{i}].{REMOTE_PEERS_FIELD}");
@@ -393,7 +397,10 @@ fn strip_remote_peers(
             }
             let peers: Vec<RemotePeer> = decode_at(&peers, &at)?;
             if peers.is_empty() {
-                return Err(FieldError::new(at, "must list at least one peer (or be removed)"));
+                return Err(FieldError::new(
+                    at,
+                    "must list at least one peer (or be removed)",
+                ));
             }
             for (k, p) in peers.iter().enumerate() {
                 let pp = format!("{at}[{k}]");

@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use cattery_api::federation::{ClusterState, FederatedPolicy, ObjectKey, OWNER_LABEL, validate};
+use cattery_api::federation::{ClusterState, FederatedPolicy, OWNER_LABEL, ObjectKey, validate};
 use serde_json::{Value, json};
 
 use super::*;
@@ -67,16 +67,32 @@ impl World {
         meta.insert("uid".into(), format!("obj-{}", self.uid).into());
         meta.insert("resourceVersion".into(), self.uid.to_string().into());
         // What an apiserver adds: a status and a defaulted protocol.
-        if let Some(rules) = obj.pointer_mut("/spec/ingress").and_then(Value::as_array_mut) {
+        if let Some(rules) = obj
+            .pointer_mut("/spec/ingress")
+            .and_then(Value::as_array_mut)
+        {
             for r in rules {
-                for p in r.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten() {
-                    p.as_object_mut().unwrap().entry("protocol").or_insert("TCP".into());
+                for p in r
+                    .get_mut("ports")
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                {
+                    p.as_object_mut()
+                        .unwrap()
+                        .entry("protocol")
+                        .or_insert("TCP".into());
                 }
             }
         }
-        obj.as_object_mut().unwrap().insert("status".into(), json!({}));
+        obj.as_object_mut()
+            .unwrap()
+            .insert("status".into(), json!({}));
         let key = ObjectKey::of(&obj).unwrap();
-        self.objects.entry(cluster.into()).or_default().insert(key, obj);
+        self.objects
+            .entry(cluster.into())
+            .or_default()
+            .insert(key, obj);
     }
 
     fn observe(&self, fleet: &[Cluster]) -> BTreeMap<String, Observation> {
@@ -105,7 +121,10 @@ impl World {
         self.errors.remove(cluster);
         for a in actions {
             if self.refuse.contains(cluster) {
-                self.errors.insert(cluster.into(), "admission webhook \"deny.example.com\" denied the request".into());
+                self.errors.insert(
+                    cluster.into(),
+                    "admission webhook \"deny.example.com\" denied the request".into(),
+                );
                 return;
             }
             let objs = self.objects.entry(cluster.into()).or_default();
@@ -113,19 +132,28 @@ impl World {
                 Action::Create(v) => {
                     let k = ObjectKey::of(v).unwrap();
                     if objs.contains_key(&k) {
-                        self.errors.insert(cluster.into(), format!("{k} already exists"));
+                        self.errors
+                            .insert(cluster.into(), format!("{k} already exists"));
                         return;
                     }
                     self.put(cluster, v.clone());
                 }
                 Action::Apply(v) => {
                     let k = ObjectKey::of(v).unwrap();
-                    assert_eq!(objs.get(&k).and_then(|o| owner(o)), Some("web"), "apply of {k} not owned");
+                    assert_eq!(
+                        objs.get(&k).and_then(|o| owner(o)),
+                        Some("web"),
+                        "apply of {k} not owned"
+                    );
                     self.put(cluster, v.clone());
                 }
                 Action::Delete { key, uid, .. } => {
                     let live = objs.get(key).expect("delete of an absent object");
-                    assert_eq!(live["metadata"]["uid"].as_str(), uid.as_deref(), "uid precondition");
+                    assert_eq!(
+                        live["metadata"]["uid"].as_str(),
+                        uid.as_deref(),
+                        "uid precondition"
+                    );
                     objs.remove(key);
                 }
             }
@@ -181,18 +209,33 @@ fn a_prod_cluster_gets_the_policy_and_becomes_applied() {
     ];
     let mut world = World::default();
     let first = round(&mut p, 1, &fleet, &mut world, &no_pods());
-    assert_eq!(state_of(&first, "c1"), (ClusterState::Pending, "Applying".into()));
+    assert_eq!(
+        state_of(&first, "c1"),
+        (ClusterState::Pending, "Applying".into())
+    );
     assert_eq!(first.status.clusters.len(), 1, "c2 is not placed");
     let c1 = &first.clusters[0];
     assert!(matches!(c1.actions.as_slice(), [Action::Create(_)]));
     let obj = &c1.desired[0];
     assert_eq!(obj["metadata"]["labels"][OWNER_LABEL], "web");
-    assert_eq!(obj["metadata"]["annotations"]["cattery.dev/federated-policy-generation"], "1");
-    assert_eq!(obj["metadata"]["annotations"]["cattery.dev/federated-policy-uid"], "uid-1");
+    assert_eq!(
+        obj["metadata"]["annotations"]["cattery.dev/federated-policy-generation"],
+        "1"
+    );
+    assert_eq!(
+        obj["metadata"]["annotations"]["cattery.dev/federated-policy-uid"],
+        "uid-1"
+    );
 
     let second = round(&mut p, 1, &fleet, &mut world, &no_pods());
-    assert_eq!(state_of(&second, "c1"), (ClusterState::Applied, "Applied".into()));
-    assert!(second.clusters.iter().all(|c| c.actions.is_empty()), "defaults added by the apiserver are not drift");
+    assert_eq!(
+        state_of(&second, "c1"),
+        (ClusterState::Applied, "Applied".into())
+    );
+    assert!(
+        second.clusters.iter().all(|c| c.actions.is_empty()),
+        "defaults added by the apiserver are not drift"
+    );
     assert_eq!(second.status.counts.applied, 1);
     assert_eq!(second.status.counts.total, 1);
     assert_eq!(second.status.observed_generation, 1);
@@ -200,16 +243,42 @@ fn a_prod_cluster_gets_the_policy_and_becomes_applied() {
     assert!(world.objects.get("c2").is_none_or(|o| o.is_empty()));
 }
 
+/// name, connected, observed objects, apply error, previous status → state, reason,
+/// action kinds (`C`reate, `A`pply, `D`elete).
+type Case<'a> = (
+    &'a str,
+    bool,
+    Option<Vec<Value>>,
+    Option<&'a str>,
+    Option<ClusterStatus>,
+    ClusterState,
+    &'a str,
+    &'a str,
+);
+
 /// Table: one observed situation of cluster c1 → its state, reason and action kinds.
 #[test]
 fn states_per_situation() {
     let p = policy();
     let desired = {
         let fleet = [cluster("c1", &[("env", "prod")], true)];
-        let observed = BTreeMap::from([("c1".to_string(), Observation { objects: Some(vec![]), apply_error: None })]);
-        plan(&Input { policy: &p, generation: 2, fleet: &fleet, observed: &observed, remote_pods: &no_pods(), now: NOW })
-            .unwrap()
-            .clusters[0]
+        let observed = BTreeMap::from([(
+            "c1".to_string(),
+            Observation {
+                objects: Some(vec![]),
+                apply_error: None,
+            },
+        )]);
+        plan(&Input {
+            policy: &p,
+            generation: 2,
+            fleet: &fleet,
+            observed: &observed,
+            remote_pods: &no_pods(),
+            now: NOW,
+        })
+        .unwrap()
+        .clusters[0]
             .desired[0]
             .clone()
     };
@@ -228,7 +297,7 @@ fn states_per_situation() {
     };
     let stale = with(&|v| v["metadata"]["name"] = "old".into());
     #[rustfmt::skip]
-    let cases: Vec<(&str, bool, Option<Vec<Value>>, Option<&str>, Option<ClusterStatus>, ClusterState, &str, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("absent → create", true, Some(vec![]), None, None, ClusterState::Pending, "Applying", "C"),
         ("matches", true, Some(vec![desired.clone()]), None, None, ClusterState::Applied, "Applied", ""),
         ("changed at this generation → drift",
@@ -258,17 +327,43 @@ fn states_per_situation() {
     let mut failures = Vec::new();
     for (name, connected, objects, err, prev, want_state, want_reason, want_actions) in cases {
         let mut p = p.clone();
-        p.status = prev.map(|c| FederatedPolicyStatus { observed_generation: 2, clusters: vec![c], counts: Default::default() });
+        p.status = prev.map(|c| FederatedPolicyStatus {
+            observed_generation: 2,
+            clusters: vec![c],
+            counts: Default::default(),
+        });
         let fleet = [cluster("c1", &[("env", "prod")], connected)];
         let observed = BTreeMap::from([(
             "c1".to_string(),
-            Observation { objects, apply_error: err.map(str::to_string) },
+            Observation {
+                objects,
+                apply_error: err.map(str::to_string),
+            },
         )]);
-        let got = plan(&Input { policy: &p, generation: 2, fleet: &fleet, observed: &observed, remote_pods: &no_pods(), now: NOW }).unwrap();
+        let got = plan(&Input {
+            policy: &p,
+            generation: 2,
+            fleet: &fleet,
+            observed: &observed,
+            remote_pods: &no_pods(),
+            now: NOW,
+        })
+        .unwrap();
         let c = &got.clusters[0];
-        let kinds: String = c.actions.iter().map(|a| match a { Action::Create(_) => 'C', Action::Apply(_) => 'A', Action::Delete { .. } => 'D' }).collect();
+        let kinds: String = c
+            .actions
+            .iter()
+            .map(|a| match a {
+                Action::Create(_) => 'C',
+                Action::Apply(_) => 'A',
+                Action::Delete { .. } => 'D',
+            })
+            .collect();
         if c.status.state != want_state || c.status.reason != want_reason || kinds != want_actions {
-            failures.push(format!("{name}: got {} {} [{kinds}] {:?}", c.status.state, c.status.reason, c.status.message));
+            failures.push(format!(
+                "{name}: got {} {} [{kinds}] {:?}",
+                c.status.state, c.status.reason, c.status.message
+            ));
         }
         if want_reason == "ApplyFailed" && c.status.message != "admission webhook denied" {
             failures.push(format!("{name}: message {:?}", c.status.message));
@@ -291,7 +386,11 @@ fn a_deleted_object_is_repaired_and_reported() {
     let plan = round(&mut p, 1, &fleet, &mut world, &no_pods());
     let (state, _) = state_of(&plan, "c1");
     assert_eq!(state, ClusterState::Drifted);
-    assert!(plan.status.clusters[0].message.contains("was deleted"), "{}", plan.status.clusters[0].message);
+    assert!(
+        plan.status.clusters[0].message.contains("was deleted"),
+        "{}",
+        plan.status.clusters[0].message
+    );
     assert_eq!(plan.status.clusters[0].last_transition_time, NOW);
     let plan = round(&mut p, 1, &fleet, &mut world, &no_pods());
     assert_eq!(state_of(&plan, "c1").0, ClusterState::Applied);
@@ -299,26 +398,47 @@ fn a_deleted_object_is_repaired_and_reported() {
 
 #[test]
 fn inform_reports_and_never_acts() {
-    let mut p = policy_with(vec![netpol("allow-web", 8080)], json!({"spec": {"mode": "Inform"}}));
-    let fleet = [cluster("c1", &[("env", "prod")], true), cluster("c2", &[("env", "prod")], true)];
+    let mut p = policy_with(
+        vec![netpol("allow-web", 8080)],
+        json!({"spec": {"mode": "Inform"}}),
+    );
+    let fleet = [
+        cluster("c1", &[("env", "prod")], true),
+        cluster("c2", &[("env", "prod")], true),
+    ];
     let mut world = World::default();
     world.put("c2", netpol("allow-web", 8080)); // created by someone else, matching
     let plan = round(&mut p, 1, &fleet, &mut world, &no_pods());
     assert!(plan.clusters.iter().all(|c| c.actions.is_empty()));
-    assert_eq!(state_of(&plan, "c1"), (ClusterState::NonCompliant, "NonCompliant".into()));
+    assert_eq!(
+        state_of(&plan, "c1"),
+        (ClusterState::NonCompliant, "NonCompliant".into())
+    );
     assert!(plan.status.clusters[0].message.contains("missing"));
-    assert_eq!(state_of(&plan, "c2"), (ClusterState::Applied, "Compliant".into()));
+    assert_eq!(
+        state_of(&plan, "c2"),
+        (ClusterState::Applied, "Compliant".into())
+    );
     world.put("c2", netpol("allow-web", 9090));
     let plan = round(&mut p, 1, &fleet, &mut world, &no_pods());
     assert_eq!(state_of(&plan, "c2").0, ClusterState::NonCompliant);
-    assert!(plan.status.clusters[1].message.contains("spec.ingress[0].ports[0].port"), "{}", plan.status.clusters[1].message);
+    assert!(
+        plan.status.clusters[1]
+            .message
+            .contains("spec.ingress[0].ports[0].port"),
+        "{}",
+        plan.status.clusters[1].message
+    );
     assert_eq!(plan.status.counts.non_compliant, 2);
 }
 
 #[test]
 fn relabelling_adds_and_removes_a_cluster() {
     let mut p = policy();
-    let mut fleet = vec![cluster("c1", &[("env", "prod")], true), cluster("c2", &[], true)];
+    let mut fleet = vec![
+        cluster("c1", &[("env", "prod")], true),
+        cluster("c2", &[], true),
+    ];
     let mut world = World::default();
     world.put("c2", netpol("unrelated", 1)); // never touched
     for _ in 0..2 {
@@ -328,11 +448,22 @@ fn relabelling_adds_and_removes_a_cluster() {
     fleet[1].labels.insert("env".into(), "prod".into());
     fleet[0].labels.clear();
     let plan = round(&mut p, 1, &fleet, &mut world, &no_pods());
-    assert_eq!(state_of(&plan, "c1"), (ClusterState::Pending, "Removing".into()));
-    assert!(matches!(plan.clusters[0].actions.as_slice(), [Action::Delete { .. }]));
+    assert_eq!(
+        state_of(&plan, "c1"),
+        (ClusterState::Pending, "Removing".into())
+    );
+    assert!(matches!(
+        plan.clusters[0].actions.as_slice(),
+        [Action::Delete { .. }]
+    ));
     assert!(!plan.clusters[0].placed);
     let plan = round(&mut p, 1, &fleet, &mut world, &no_pods());
-    assert_eq!(plan.status.clusters.len(), 1, "c1 is gone from status once clean: {:?}", plan.status.clusters);
+    assert_eq!(
+        plan.status.clusters.len(),
+        1,
+        "c1 is gone from status once clean: {:?}",
+        plan.status.clusters
+    );
     assert_eq!(state_of(&plan, "c2").0, ClusterState::Applied);
     assert!(world.objects["c1"].is_empty());
     assert_eq!(world.objects["c2"].len(), 2, "the unrelated object stays");
@@ -347,10 +478,16 @@ fn a_cluster_that_leaves_while_disconnected_is_cleaned_when_it_returns() {
     round(&mut p, 1, &fleet, &mut world, &no_pods());
     fleet[0].connected = false;
     let plan = round(&mut p, 1, &fleet, &mut world, &no_pods());
-    assert_eq!(state_of(&plan, "c1"), (ClusterState::Unreachable, "NotConnected".into()));
+    assert_eq!(
+        state_of(&plan, "c1"),
+        (ClusterState::Unreachable, "NotConnected".into())
+    );
     fleet[0].labels.clear();
     let plan = round(&mut p, 1, &fleet, &mut world, &no_pods());
-    assert_eq!(state_of(&plan, "c1"), (ClusterState::Unreachable, "Removing".into()));
+    assert_eq!(
+        state_of(&plan, "c1"),
+        (ClusterState::Unreachable, "Removing".into())
+    );
     fleet[0].connected = true;
     round(&mut p, 1, &fleet, &mut world, &no_pods());
     assert!(world.objects["c1"].is_empty());
@@ -363,12 +500,17 @@ fn an_override_changes_one_cluster_only() {
         json!({"spec": {"overrides": [{"clusterNames": ["c2"], "resource": {"kind": "NetworkPolicy", "name": "allow-web"},
             "patch": {"spec": {"ingress": [{"ports": [{"port": 8443}]}]}}}]}}),
     );
-    let fleet = [cluster("c1", &[("env", "prod")], true), cluster("c2", &[("env", "prod")], true)];
+    let fleet = [
+        cluster("c1", &[("env", "prod")], true),
+        cluster("c2", &[("env", "prod")], true),
+    ];
     let mut world = World::default();
     round(&mut p, 1, &fleet, &mut world, &no_pods());
     let plan = round(&mut p, 1, &fleet, &mut world, &no_pods());
     assert_eq!(plan.status.counts.applied, 2);
-    let port = |c: &str| world.objects[c].values().next().unwrap()["spec"]["ingress"][0]["ports"][0]["port"].clone();
+    let port = |c: &str| {
+        world.objects[c].values().next().unwrap()["spec"]["ingress"][0]["ports"][0]["port"].clone()
+    };
     assert_eq!(port("c1"), 8080);
     assert_eq!(port("c2"), 8443);
 }
@@ -393,31 +535,80 @@ fn overrides_that_are_invalid_together_fail_that_cluster_only() {
     ];
     let observed: BTreeMap<String, Observation> = fleet
         .iter()
-        .map(|c| (c.name.clone(), Observation { objects: Some(vec![]), apply_error: None }))
+        .map(|c| {
+            (
+                c.name.clone(),
+                Observation {
+                    objects: Some(vec![]),
+                    apply_error: None,
+                },
+            )
+        })
         .collect();
-    let got = plan(&Input { policy: &p, generation: 1, fleet: &fleet, observed: &observed, remote_pods: &no_pods(), now: NOW }).unwrap();
-    assert_eq!(state_of(&got, "c2"), (ClusterState::Failed, "InvalidOverride".into()));
+    let got = plan(&Input {
+        policy: &p,
+        generation: 1,
+        fleet: &fleet,
+        observed: &observed,
+        remote_pods: &no_pods(),
+        now: NOW,
+    })
+    .unwrap();
+    assert_eq!(
+        state_of(&got, "c2"),
+        (ClusterState::Failed, "InvalidOverride".into())
+    );
     let msg = &got.status.clusters[1].message;
-    assert!(msg.contains("spec.resources[0].metadata.annotations"), "{msg}");
+    assert!(
+        msg.contains("spec.resources[0].metadata.annotations"),
+        "{msg}"
+    );
     assert!(got.clusters[1].actions.is_empty());
     assert_eq!(state_of(&got, "c1").0, ClusterState::Pending);
     assert_eq!(state_of(&got, "c3").0, ClusterState::Pending);
-    assert_eq!(got.clusters[0].desired[0]["metadata"]["annotations"]["note/b"].as_str().map(str::len), Some(big.len()));
-    assert!(got.clusters[2].desired[0]["metadata"]["annotations"].get("note/b").is_none());
+    assert_eq!(
+        got.clusters[0].desired[0]["metadata"]["annotations"]["note/b"]
+            .as_str()
+            .map(str::len),
+        Some(big.len())
+    );
+    assert!(
+        got.clusters[2].desired[0]["metadata"]["annotations"]
+            .get("note/b")
+            .is_none()
+    );
 }
 
 #[test]
 fn rollout_goes_batch_by_batch_and_stops_on_failure() {
-    let mut p = policy_with(vec![netpol("allow-web", 8080)], json!({"spec": {"rollout": {"batchSize": 2}}}));
-    let fleet: Vec<Cluster> = (1..=5).map(|i| cluster(&format!("c{i}"), &[("env", "prod")], true)).collect();
+    let mut p = policy_with(
+        vec![netpol("allow-web", 8080)],
+        json!({"spec": {"rollout": {"batchSize": 2}}}),
+    );
+    let fleet: Vec<Cluster> = (1..=5)
+        .map(|i| cluster(&format!("c{i}"), &[("env", "prod")], true))
+        .collect();
     let mut world = World::default();
     let plan = round(&mut p, 1, &fleet, &mut world, &no_pods());
-    let with_actions: Vec<&str> = plan.clusters.iter().filter(|c| !c.actions.is_empty()).map(|c| c.status.name.as_str()).collect();
+    let with_actions: Vec<&str> = plan
+        .clusters
+        .iter()
+        .filter(|c| !c.actions.is_empty())
+        .map(|c| c.status.name.as_str())
+        .collect();
     assert_eq!(with_actions, ["c1", "c2"]);
-    assert_eq!(state_of(&plan, "c3"), (ClusterState::Pending, "RolloutWaiting".into()));
+    assert_eq!(
+        state_of(&plan, "c3"),
+        (ClusterState::Pending, "RolloutWaiting".into())
+    );
     assert_eq!(plan.clusters[4].batch, Some(2));
     let plan = round(&mut p, 1, &fleet, &mut world, &no_pods());
-    let with_actions: Vec<&str> = plan.clusters.iter().filter(|c| !c.actions.is_empty()).map(|c| c.status.name.as_str()).collect();
+    let with_actions: Vec<&str> = plan
+        .clusters
+        .iter()
+        .filter(|c| !c.actions.is_empty())
+        .map(|c| c.status.name.as_str())
+        .collect();
     assert_eq!(with_actions, ["c3", "c4"]);
     for _ in 0..3 {
         round(&mut p, 1, &fleet, &mut world, &no_pods());
@@ -432,19 +623,40 @@ fn rollout_goes_batch_by_batch_and_stops_on_failure() {
     }
     let plan = round(&mut p, 2, &fleet, &mut world, &no_pods());
     assert_eq!(state_of(&plan, "c1").0, ClusterState::Applied);
-    assert_eq!(state_of(&plan, "c2"), (ClusterState::Failed, "ApplyFailed".into()));
-    assert!(plan.status.clusters[1].message.contains("denied the request"));
-    assert_eq!(state_of(&plan, "c3"), (ClusterState::Pending, "RolloutHalted".into()));
+    assert_eq!(
+        state_of(&plan, "c2"),
+        (ClusterState::Failed, "ApplyFailed".into())
+    );
+    assert!(
+        plan.status.clusters[1]
+            .message
+            .contains("denied the request")
+    );
+    assert_eq!(
+        state_of(&plan, "c3"),
+        (ClusterState::Pending, "RolloutHalted".into())
+    );
     assert!(plan.clusters[2..].iter().all(|c| c.actions.is_empty()));
-    assert_eq!(world.objects["c5"].values().next().unwrap()["metadata"]["annotations"]["cattery.dev/federated-policy-generation"], "1");
+    assert_eq!(
+        world.objects["c5"].values().next().unwrap()["metadata"]["annotations"]["cattery.dev/federated-policy-generation"],
+        "1"
+    );
 
     // With maxUnavailable 1 the failure is tolerated and the rest proceed.
-    p.spec.rollout = Some(cattery_api::federation::Rollout { batch_size: 2, max_unavailable: 1 });
+    p.spec.rollout = Some(cattery_api::federation::Rollout {
+        batch_size: 2,
+        max_unavailable: 1,
+    });
     for _ in 0..4 {
         round(&mut p, 2, &fleet, &mut world, &no_pods());
     }
     let s = p.status.as_ref().unwrap();
-    assert_eq!((s.counts.applied, s.counts.failed), (4, 1), "{:?}", s.clusters);
+    assert_eq!(
+        (s.counts.applied, s.counts.failed),
+        (4, 1),
+        "{:?}",
+        s.clusters
+    );
 }
 
 fn pod(ns: &str, app: &str, ips: &[&str]) -> RemotePod {
@@ -459,7 +671,10 @@ fn pod(ns: &str, app: &str, ips: &[&str]) -> RemotePod {
 /// A rendered object without what the hub adds, so template validation applies to it.
 fn as_template(obj: &Value) -> Value {
     let mut v = unstamped(obj);
-    if let Some(l) = v.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+    if let Some(l) = v
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
         l.remove("cattery.dev/remote-peer");
     }
     v
@@ -484,11 +699,33 @@ fn remote_peers_become_host_ip_blocks() {
     ];
     let pods = BTreeMap::from([
         ("c1".to_string(), vec![pod("shop", "cart", &["10.1.0.9"])]), // the target itself: not a remote peer
-        ("c2".to_string(), vec![pod("shop", "cart", &["10.2.0.7", "fd00::7"]), pod("shop", "web", &["10.2.0.8"]), pod("other", "cart", &["10.2.0.9"]), pod("shop", "cart", &["10.2.0.5"])]),
+        (
+            "c2".to_string(),
+            vec![
+                pod("shop", "cart", &["10.2.0.7", "fd00::7"]),
+                pod("shop", "web", &["10.2.0.8"]),
+                pod("other", "cart", &["10.2.0.9"]),
+                pod("shop", "cart", &["10.2.0.5"]),
+            ],
+        ),
         ("c3".to_string(), vec![pod("shop", "cart", &["10.3.0.1"])]), // not eu
     ]);
-    let observed = BTreeMap::from([("c1".to_string(), Observation { objects: Some(vec![]), apply_error: None })]);
-    let got = plan(&Input { policy: &p, generation: 1, fleet: &fleet, observed: &observed, remote_pods: &pods, now: NOW }).unwrap();
+    let observed = BTreeMap::from([(
+        "c1".to_string(),
+        Observation {
+            objects: Some(vec![]),
+            apply_error: None,
+        },
+    )]);
+    let got = plan(&Input {
+        policy: &p,
+        generation: 1,
+        fleet: &fleet,
+        observed: &observed,
+        remote_pods: &pods,
+        now: NOW,
+    })
+    .unwrap();
     let obj = &got.clusters[0].desired[0];
     assert_eq!(
         obj["spec"]["ingress"][0]["from"],
@@ -502,10 +739,21 @@ fn remote_peers_become_host_ip_blocks() {
 
     // No remote pod: the egress rule (no plain peer) goes, the ingress rule keeps its
     // plain peer, and Egress stays isolated.
-    let got = plan(&Input { policy: &p, generation: 1, fleet: &fleet, observed: &observed, remote_pods: &no_pods(), now: NOW }).unwrap();
+    let got = plan(&Input {
+        policy: &p,
+        generation: 1,
+        fleet: &fleet,
+        observed: &observed,
+        remote_pods: &no_pods(),
+        now: NOW,
+    })
+    .unwrap();
     let obj = &got.clusters[0].desired[0];
     assert_eq!(obj["spec"]["egress"], json!([]));
-    assert_eq!(obj["spec"]["ingress"][0]["from"], json!([{"podSelector": {"matchLabels": {"app": "lb"}}}]));
+    assert_eq!(
+        obj["spec"]["ingress"][0]["from"],
+        json!([{"podSelector": {"matchLabels": {"app": "lb"}}}])
+    );
     assert_eq!(obj["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
 }
 
@@ -516,22 +764,47 @@ fn calico_remote_peers_become_a_global_network_set() {
         "spec": {"selector": "app == 'web'", "ingress": [{"action": "Allow", "protocol": "TCP",
             "destination": {"ports": [8080]}, "cattery.dev/remotePeers": remote_peers()}]}});
     let p = policy_with(vec![gnp], json!({}));
-    let fleet = [cluster("c1", &[("env", "prod")], true), cluster("c2", &[("region", "eu")], true)];
+    let fleet = [
+        cluster("c1", &[("env", "prod")], true),
+        cluster("c2", &[("region", "eu")], true),
+    ];
     let pods = BTreeMap::from([("c2".to_string(), vec![pod("shop", "cart", &["10.2.0.7"])])]);
-    let observed = BTreeMap::from([("c1".to_string(), Observation { objects: Some(vec![]), apply_error: None })]);
-    let got = plan(&Input { policy: &p, generation: 1, fleet: &fleet, observed: &observed, remote_pods: &pods, now: NOW }).unwrap();
+    let observed = BTreeMap::from([(
+        "c1".to_string(),
+        Observation {
+            objects: Some(vec![]),
+            apply_error: None,
+        },
+    )]);
+    let got = plan(&Input {
+        policy: &p,
+        generation: 1,
+        fleet: &fleet,
+        observed: &observed,
+        remote_pods: &pods,
+        now: NOW,
+    })
+    .unwrap();
     let c1 = &got.clusters[0];
     assert_eq!(c1.desired.len(), 2);
     let (set, pol) = (&c1.desired[0], &c1.desired[1]);
     assert_eq!(set["kind"], "GlobalNetworkSet", "sets come first");
     assert_eq!(set["spec"]["nets"], json!(["10.2.0.7/32"]));
     assert_eq!(set["metadata"]["labels"][OWNER_LABEL], "web");
-    let id = set["metadata"]["labels"]["cattery.dev/remote-peer"].as_str().unwrap();
-    assert_eq!(pol["spec"]["ingress"][0]["source"], json!({"selector": format!("cattery.dev/remote-peer == '{id}'"), "namespaceSelector": "global()"}));
+    let id = set["metadata"]["labels"]["cattery.dev/remote-peer"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        pol["spec"]["ingress"][0]["source"],
+        json!({"selector": format!("cattery.dev/remote-peer == '{id}'"), "namespaceSelector": "global()"})
+    );
     for o in &c1.desired {
-        cattery_api::federation::validate_resource(&as_template(o), "rendered").unwrap_or_else(|e| panic!("{e}"));
+        cattery_api::federation::validate_resource(&as_template(o), "rendered")
+            .unwrap_or_else(|e| panic!("{e}"));
     }
-    assert!(matches!(c1.actions.as_slice(), [Action::Create(a), Action::Create(_)] if a["kind"] == "GlobalNetworkSet"));
+    assert!(
+        matches!(c1.actions.as_slice(), [Action::Create(a), Action::Create(_)] if a["kind"] == "GlobalNetworkSet")
+    );
 }
 
 #[test]
@@ -550,9 +823,19 @@ fn deleting_the_policy_deletes_exactly_its_objects() {
     let d = deletion("web", &objects);
     let names: Vec<String> = d.iter().map(|a| a.key().unwrap().name).collect();
     assert_eq!(names, ["a", "s"], "policies first, then sets");
-    assert!(matches!(&d[0], Action::Delete { uid: Some(_), resource_version: Some(_), .. }));
+    assert!(matches!(
+        &d[0],
+        Action::Delete {
+            uid: Some(_),
+            resource_version: Some(_),
+            ..
+        }
+    ));
     let o = orphans(&BTreeSet::from(["web".to_string()]), &objects);
-    assert_eq!(o.iter().map(|a| a.key().unwrap().name).collect::<Vec<_>>(), ["b"]);
+    assert_eq!(
+        o.iter().map(|a| a.key().unwrap().name).collect::<Vec<_>>(),
+        ["b"]
+    );
     assert!(deletion("nobody", &objects).is_empty());
 }
 
@@ -587,15 +870,33 @@ fn random_fleets_never_touch_foreign_objects() {
         }
         let pick = |rng: &mut fastrand::Rng| -> Vec<Value> {
             let k = rng.usize(1..3);
-            names[..k].iter().map(|n| netpol(n, rng.u16(1..4))).collect()
+            names[..k]
+                .iter()
+                .map(|n| netpol(n, rng.u16(1..4)))
+                .collect()
         };
-        let rollout = if rng.bool() { json!({"batchSize": rng.u32(1..3), "maxUnavailable": rng.u32(..2)}) } else { Value::Null };
-        let mode = if rng.u8(..4) == 0 { "Inform" } else { "Enforce" };
-        let mut p = policy_with(pick(&mut rng), json!({"spec": {"rollout": rollout, "mode": mode}}));
+        let rollout = if rng.bool() {
+            json!({"batchSize": rng.u32(1..3), "maxUnavailable": rng.u32(..2)})
+        } else {
+            Value::Null
+        };
+        let mode = if rng.u8(..4) == 0 {
+            "Inform"
+        } else {
+            "Enforce"
+        };
+        let mut p = policy_with(
+            pick(&mut rng),
+            json!({"spec": {"rollout": rollout, "mode": mode}}),
+        );
         let foreign = |w: &World| -> Vec<(String, Value)> {
             w.objects
                 .iter()
-                .flat_map(|(c, m)| m.values().filter(|o| owner(o) != Some("web")).map(move |o| (c.clone(), o.clone())))
+                .flat_map(|(c, m)| {
+                    m.values()
+                        .filter(|o| owner(o) != Some("web"))
+                        .map(move |o| (c.clone(), o.clone()))
+                })
                 .collect()
         };
         let before = foreign(&world);
@@ -610,7 +911,11 @@ fn random_fleets_never_touch_foreign_objects() {
                 1 => {
                     let c = rng.usize(..n);
                     let env = envs[rng.usize(..3)];
-                    fleet[c].labels = if env.is_empty() { BTreeMap::new() } else { BTreeMap::from([("env".into(), env.into())]) };
+                    fleet[c].labels = if env.is_empty() {
+                        BTreeMap::new()
+                    } else {
+                        BTreeMap::from([("env".into(), env.into())])
+                    };
                 }
                 2 => {
                     p.spec.resources = pick(&mut rng);
@@ -619,25 +924,50 @@ fn random_fleets_never_touch_foreign_objects() {
                 _ => {}
             }
             let observed = world.observe(&fleet);
-            let plan = plan(&Input { policy: &p, generation, fleet: &fleet, observed: &observed, remote_pods: &no_pods(), now: NOW }).unwrap();
+            let plan = plan(&Input {
+                policy: &p,
+                generation,
+                fleet: &fleet,
+                observed: &observed,
+                remote_pods: &no_pods(),
+                now: NOW,
+            })
+            .unwrap();
             for c in &plan.clusters {
-                let live = world.objects.get(&c.status.name).cloned().unwrap_or_default();
+                let live = world
+                    .objects
+                    .get(&c.status.name)
+                    .cloned()
+                    .unwrap_or_default();
                 for a in &c.actions {
                     let k = a.key().unwrap();
                     match a {
-                        Action::Create(_) => assert!(!live.contains_key(&k), "seed {seed}: create over {k}"),
-                        _ => assert_eq!(live.get(&k).and_then(|o| owner(o)), Some("web"), "seed {seed}: {a:?}"),
+                        Action::Create(_) => {
+                            assert!(!live.contains_key(&k), "seed {seed}: create over {k}")
+                        }
+                        _ => assert_eq!(
+                            live.get(&k).and_then(|o| owner(o)),
+                            Some("web"),
+                            "seed {seed}: {a:?}"
+                        ),
                     }
                 }
                 if !c.actions.is_empty() {
-                    assert!(fleet.iter().any(|f| f.name == c.status.name && f.connected), "seed {seed}: action on a disconnected cluster");
+                    assert!(
+                        fleet.iter().any(|f| f.name == c.status.name && f.connected),
+                        "seed {seed}: action on a disconnected cluster"
+                    );
                 }
             }
             for c in &plan.clusters {
                 world.carry_out(&c.status.name, &c.actions);
             }
             p.status = Some(plan.status);
-            assert_eq!(foreign(&world), before, "seed {seed}: a foreign object changed");
+            assert_eq!(
+                foreign(&world),
+                before,
+                "seed {seed}: a foreign object changed"
+            );
             if mode == "Inform" {
                 assert_eq!(world.objects, all_before, "seed {seed}: Inform wrote");
             }
@@ -656,25 +986,41 @@ fn random_fleets_never_touch_foreign_objects() {
             }
         }
         let plan = last.unwrap();
-        assert!(plan.clusters.iter().all(|c| c.actions.is_empty()), "seed {seed}: no convergence: {:?}", plan.status);
+        assert!(
+            plan.clusters.iter().all(|c| c.actions.is_empty()),
+            "seed {seed}: no convergence: {:?}",
+            plan.status
+        );
         let selection = crate::fleet::Selection::new(&p.spec.placement).unwrap();
         for c in &fleet {
             let s = plan.status.clusters.iter().find(|s| s.name == c.name);
             if !selection.matches(c) {
                 if mode == "Enforce" {
                     assert!(s.is_none(), "seed {seed}: {} still listed", c.name);
-                    assert!(world.objects.get(&c.name).is_none_or(|m| m.values().all(|o| owner(o) != Some("web"))), "seed {seed}");
+                    assert!(
+                        world
+                            .objects
+                            .get(&c.name)
+                            .is_none_or(|m| m.values().all(|o| owner(o) != Some("web"))),
+                        "seed {seed}"
+                    );
                 }
                 continue;
             }
             let s = s.unwrap();
             let ok = match mode {
                 "Inform" => matches!(s.state, ClusterState::Applied | ClusterState::NonCompliant),
-                _ => s.state == ClusterState::Applied
-                    || s.reason == "Conflict"
-                    || s.reason == "RolloutHalted",
+                _ => {
+                    s.state == ClusterState::Applied
+                        || s.reason == "Conflict"
+                        || s.reason == "RolloutHalted"
+                }
             };
-            assert!(ok, "seed {seed}: {} is {} {} {}", c.name, s.state, s.reason, s.message);
+            assert!(
+                ok,
+                "seed {seed}: {} is {} {} {}",
+                c.name, s.state, s.reason, s.message
+            );
         }
     }
 }

@@ -278,16 +278,29 @@ fn a_merge_patch_null_removes_and_the_result_is_what_clusters_get() {
     let out = patched(&p.spec.resources[0], &o).unwrap();
     assert!(out["spec"].get("policyTypes").is_none());
     assert_eq!(out["spec"]["podSelector"]["matchLabels"]["app"], "api");
-    assert_eq!(out["spec"]["ingress"], p.spec.resources[0]["spec"]["ingress"]);
+    assert_eq!(
+        out["spec"]["ingress"],
+        p.spec.resources[0]["spec"]["ingress"]
+    );
 }
 
 #[test]
 fn status_is_a_400_naming_the_field() {
-    let e = check(&set(base(), "/spec/resources/0/spec/ingress/0/ports/0/port", json!(0))).unwrap_err();
+    let e = check(&set(
+        base(),
+        "/spec/resources/0/spec/ingress/0/ports/0/port",
+        json!(0),
+    ))
+    .unwrap_err();
     let s = e.status();
     assert_eq!(s.code, 400);
     assert_eq!(s.reason, "BadRequest");
-    assert!(s.message.contains("spec.resources[0].spec.ingress[0].ports[0].port"), "{}", s.message);
+    assert!(
+        s.message
+            .contains("spec.resources[0].spec.ingress[0].ports[0].port"),
+        "{}",
+        s.message
+    );
 }
 
 #[test]
