@@ -23,4 +23,5 @@ pub mod render;
 
 pub use cleanup::{deletion, orphans};
 pub use fleet::{Cluster, Observation, RemotePod};
-pub use plan::{Action, ClusterPlan, Input, Plan, plan};
+pub use plan::{Action, ClusterPlan, Input, Plan, PlanError, plan};
+pub use render::remote_peers;

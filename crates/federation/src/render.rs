@@ -301,3 +301,41 @@ fn render_calico(
     }
     Ok(sets)
 }
+
+/// Every remote peer in the policy's templates and in their overridden forms: what the
+/// hub must watch (pods and namespaces of the clusters these select) to render them.
+pub fn remote_peers(policy: &FederatedPolicy) -> Vec<RemotePeer> {
+    let keys: Vec<Option<ObjectKey>> = policy.spec.resources.iter().map(ObjectKey::of).collect();
+    let keys: Vec<ObjectKey> = keys.into_iter().flatten().collect();
+    let mut objects: Vec<Value> = policy.spec.resources.clone();
+    for o in &policy.spec.overrides {
+        if let Ok(i) = override_target(o, &keys)
+            && let Some(t) = policy.spec.resources.get(i)
+            && let Ok(p) = patched(t, o)
+        {
+            objects.push(p);
+        }
+    }
+    let mut out: Vec<RemotePeer> = Vec::new();
+    for obj in &objects {
+        for dir in ["ingress", "egress"] {
+            let rules = obj
+                .get("spec")
+                .and_then(|s| s.get(dir))
+                .and_then(Value::as_array);
+            for rule in rules.into_iter().flatten() {
+                let Some(raw) = rule.get(REMOTE_PEERS_FIELD) else {
+                    continue;
+                };
+                let peers: Vec<RemotePeer> =
+                    serde_json::from_value(raw.clone()).unwrap_or_default();
+                for p in peers {
+                    if !out.contains(&p) {
+                        out.push(p);
+                    }
+                }
+            }
+        }
+    }
+    out
+}

@@ -734,6 +734,11 @@ fn remote_peers_become_host_ip_blocks() {
     );
     assert_eq!(obj["spec"]["egress"][0]["to"].as_array().unwrap().len(), 3);
     assert!(obj.to_string().find("remotePeers").is_none(), "{obj}");
+    assert_eq!(
+        crate::render::remote_peers(&p).len(),
+        1,
+        "the same peer in two rules is one watch"
+    );
     assert_eq!(obj["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
     cattery_api::federation::validate_resource(&as_template(obj), "rendered").unwrap();
 
