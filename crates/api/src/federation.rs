@@ -27,6 +27,7 @@ mod validate;
 
 pub use validate::{
     FieldError, override_target, patched, validate, validate_resource, validate_selector,
+    validate_value,
 };
 
 /// `kind` of the resource.

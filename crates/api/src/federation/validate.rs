@@ -82,6 +82,14 @@ pub(super) fn decode_at<T: serde::de::DeserializeOwned>(
     crate::wire::from_value(value.clone()).map_err(|e| decode_error(path, e))
 }
 
+/// Decodes a stored or submitted object strictly (unknown fields are errors naming their
+/// path) and [`validate`]s it: the hub's create/update hook for `federatedpolicies`.
+pub fn validate_value(value: &Value) -> Result<FederatedPolicy, FieldError> {
+    let p: FederatedPolicy = decode_at(value, "")?;
+    validate(&p)?;
+    Ok(p)
+}
+
 /// Checks a whole FederatedPolicy: its type and name, placement, rollout, every template
 /// (as the cluster's apiserver would, as far as this module knows the kind), duplicates,
 /// and every override's result. `status` is not checked (the hub writes it).
@@ -103,7 +111,11 @@ pub fn validate(policy: &FederatedPolicy) -> Result<(), FieldError> {
     if let Some(f) = policy.metadata.unsupported().next() {
         return Err(FieldError::new(
             format!("metadata.{f}"),
-            "not supported on a FederatedPolicy (it is cluster-scoped)",
+            if f == "namespace" {
+                "not supported: a FederatedPolicy is cluster-scoped"
+            } else {
+                "not supported on a FederatedPolicy"
+            },
         ));
     }
     validate_labels(&policy.metadata.labels)

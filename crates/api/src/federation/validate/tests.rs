@@ -86,9 +86,7 @@ fn base() -> Value {
 
 /// Decodes as the hub does (strictly) and validates.
 fn check(v: &Value) -> Result<FederatedPolicy, FieldError> {
-    let p: FederatedPolicy = wire::from_value(v.clone()).map_err(|e| decode_error("", e))?;
-    validate(&p)?;
-    Ok(p)
+    validate_value(v)
 }
 
 /// Sets the value at a JSON pointer (creating nothing: the parent must exist).
