@@ -308,3 +308,18 @@ fn inform_and_empty_selector_are_fine() {
     let p = check(&v).unwrap();
     assert_eq!(p.spec.mode, super::super::Mode::Inform);
 }
+
+/// The example in design note 15 decodes and validates, so the note cannot drift from
+/// the type.
+#[test]
+fn the_design_note_example_is_valid() {
+    let note = include_str!("../../../../../docs/design/0015-federated-policy.md");
+    let yaml = note
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("a yaml block in note 15");
+    let p: FederatedPolicy = wire::decode(yaml.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    validate(&p).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.status.map(|s| s.counts.applied), Some(1));
+}
