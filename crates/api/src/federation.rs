@@ -22,6 +22,7 @@ use serde_json::Value;
 use crate::meta::ObjectMeta;
 
 mod calico;
+mod calico_selector;
 mod kubernetes;
 mod validate;
 

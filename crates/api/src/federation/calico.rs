@@ -2,9 +2,8 @@
 //! GlobalNetworkSet): strict structs of the fields a FederatedPolicy supports, and the
 //! checks Calico's validator makes on them (actions, protocols, ports, CIDRs, ICMP).
 //!
-//! Calico selector expressions (`app == 'web' && has(tier)`) are kept as strings and not
-//! parsed here: a malformed one is refused by each cluster's Calico API server, and the
-//! clusters report `Failed` with its message.
+//! Calico selector expressions (`app == 'web' && has(tier)`) are checked for syntax only
+//! ([`super::calico_selector`]).
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -243,15 +242,16 @@ fn policy(
     Ok(())
 }
 
-/// Calico selectors are not parsed (see the module doc); only emptiness is refused, since
-/// an empty string means "no selector" to Calico and is a mistake in a template.
+/// A Calico selector's syntax ([`super::calico_selector`]); an empty one is refused too,
+/// since an empty string means "no selector" to Calico and is a mistake in a template.
 fn calico_selector(v: &Option<String>, path: &str) -> Result<(), FieldError> {
     match v {
         Some(s) if s.trim().is_empty() => Err(FieldError::new(
             path,
             "must not be empty (omit the field, or use all() to select everything)",
         )),
-        _ => Ok(()),
+        Some(s) => super::calico_selector::check(s).map_err(|e| FieldError::new(path, e)),
+        None => Ok(()),
     }
 }
 
