@@ -43,6 +43,11 @@ pub const UID_ANNOTATION: &str = "cattery.dev/federated-policy-uid";
 /// Annotation recording the policy's `metadata.generation` the object was rendered from,
 /// so "which clusters hold version N" can be read from the clusters themselves.
 pub const GENERATION_ANNOTATION: &str = "cattery.dev/federated-policy-generation";
+/// Annotation holding a hash of the object as the policy rendered it for this cluster:
+/// when the live object differs but still carries the hash of what we would render now,
+/// someone changed it (drift); when the hash differs, our rendering changed (an update,
+/// e.g. a remote pod came or went).
+pub const HASH_ANNOTATION: &str = "cattery.dev/federated-policy-hash";
 /// Field of a template rule naming peers in other clusters (see [`RemotePeer`]).
 pub const REMOTE_PEERS_FIELD: &str = "cattery.dev/remotePeers";
 /// Label on the GlobalNetworkSets rendered for Calico remote peers; rules select it.

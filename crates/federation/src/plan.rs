@@ -11,13 +11,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cattery_api::federation::{
     ClusterState, ClusterStatus, Counts, FederatedPolicy, FederatedPolicyStatus,
-    GENERATION_ANNOTATION, Mode, OWNER_LABEL, ObjectKey, ResourceKind, UID_ANNOTATION,
+    GENERATION_ANNOTATION, HASH_ANNOTATION, Mode, OWNER_LABEL, ObjectKey, ResourceKind,
+    UID_ANNOTATION,
 };
 use serde_json::Value;
 
 use crate::compare::diff;
 use crate::fleet::{Cluster, Observation, RemotePod, Selection};
-use crate::render::{Identity, RenderError, render};
+use crate::render::{Identity, RemoteIndex, RenderError, remote_peers, render};
 
 /// Everything [`plan`] looks at.
 #[derive(Clone, Copy, Debug)]
@@ -108,6 +109,12 @@ pub fn owner(obj: &Value) -> Option<&str> {
         .and_then(Value::as_str)
 }
 
+fn hash_of(obj: &Value) -> Option<&str> {
+    obj.pointer("/metadata/annotations")
+        .and_then(|a| a.get(HASH_ANNOTATION))
+        .and_then(Value::as_str)
+}
+
 fn generation_of(obj: &Value) -> Option<i64> {
     obj.pointer("/metadata/annotations")
         .and_then(|a| a.get(GENERATION_ANNOTATION))
@@ -164,12 +171,13 @@ pub fn plan(input: &Input<'_>) -> Result<Plan, PlanError> {
     fleet.sort_by(|a, b| a.name.cmp(&b.name));
     fleet.dedup_by(|a, b| a.name == b.name);
 
+    let remote = RemoteIndex::new(&remote_peers(policy), input.fleet, input.remote_pods);
     let mut placed = Vec::new();
     let mut leaving = Vec::new();
     for c in fleet {
         let prior = prev.get(c.name.as_str()).copied();
         if selection.matches(c) {
-            placed.push(place(input, id, c, prior));
+            placed.push(place(input, id, c, prior, &remote));
         } else if let Some(p) = leave(input, id, c, prior) {
             leaving.push(p);
         }
@@ -228,6 +236,7 @@ fn place(
     id: Identity<'_>,
     c: &Cluster,
     prev: Option<&ClusterStatus>,
+    remote: &Result<RemoteIndex, RenderError>,
 ) -> ClusterPlan {
     let prev_gen = prev.map_or(0, |p| p.observed_generation);
     let mut out = ClusterPlan {
@@ -247,7 +256,11 @@ fn place(
         );
         return out;
     }
-    let desired = match render(input.policy, id, c, input.fleet, input.remote_pods) {
+    let rendered = remote
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|r| render(input.policy, id, c, r));
+    let desired = match rendered {
         Ok(d) => d,
         Err(e) => {
             let reason = match e {
@@ -323,7 +336,7 @@ fn enforce(
                 Some(o) if o == id.name => {
                     if let Some(path) = diff(d, l) {
                         actions.push(Action::Apply(d.clone()));
-                        if generation_of(l) == Some(id.generation) {
+                        if hash_of(l).is_some() && hash_of(l) == hash_of(d) {
                             drift.push(format!("{k}: {path} was changed"));
                         } else {
                             updated += 1;
@@ -411,6 +424,7 @@ fn unstamped(obj: &Value) -> Value {
             ("labels", OWNER_LABEL),
             ("annotations", UID_ANNOTATION),
             ("annotations", GENERATION_ANNOTATION),
+            ("annotations", HASH_ANNOTATION),
         ] {
             if let Some(m) = meta.get_mut(field).and_then(Value::as_object_mut) {
                 m.remove(key);

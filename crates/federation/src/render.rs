@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use cattery_api::federation::{
-    CALICO_V3, FederatedPolicy, FieldError, GENERATION_ANNOTATION, OWNER_LABEL, ObjectKey,
-    REMOTE_PEER_LABEL, REMOTE_PEERS_FIELD, RemotePeer, ResourceKind, UID_ANNOTATION,
+    CALICO_V3, FederatedPolicy, FieldError, GENERATION_ANNOTATION, HASH_ANNOTATION, OWNER_LABEL,
+    ObjectKey, REMOTE_PEER_LABEL, REMOTE_PEERS_FIELD, RemotePeer, ResourceKind, UID_ANNOTATION,
     override_target, patched, validate_resource,
 };
 use serde_json::{Map, Value, json};
@@ -50,8 +50,7 @@ pub fn render(
     policy: &FederatedPolicy,
     id: Identity<'_>,
     cluster: &Cluster,
-    fleet: &[Cluster],
-    remote_pods: &BTreeMap<String, Vec<RemotePod>>,
+    remote: &RemoteIndex,
 ) -> Result<Vec<(ObjectKey, Value)>, RenderError> {
     let spec = &policy.spec;
     let keys: Vec<ObjectKey> = spec
@@ -89,10 +88,10 @@ pub fn render(
         let mut sets = Vec::new();
         match key.kind {
             ResourceKind::NetworkPolicy => {
-                render_kubernetes(&mut obj, cluster, fleet, remote_pods)?;
+                render_kubernetes(&mut obj, cluster, remote)?;
             }
             ResourceKind::CalicoNetworkPolicy | ResourceKind::GlobalNetworkPolicy => {
-                sets = render_calico(&mut obj, &key, id.name, cluster, fleet, remote_pods)?;
+                sets = render_calico(&mut obj, &key, id.name, cluster, remote)?;
             }
             ResourceKind::NetworkSet | ResourceKind::GlobalNetworkSet => {}
         }
@@ -122,7 +121,7 @@ pub fn render(
     Ok(out)
 }
 
-/// Adds the owner label and the uid and generation annotations.
+/// Adds the owner label, the uid and generation annotations, and the hash of the result.
 fn stamp(obj: &mut Value, id: Identity<'_>) {
     let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
         return;
@@ -141,32 +140,84 @@ fn stamp(obj: &mut Value, id: Identity<'_>) {
             id.generation.to_string().into(),
         );
     }
+    let hash = hex::encode(&Sha256::digest(obj.to_string().as_bytes())[..16]);
+    if let Some(a) = obj
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        a.insert(HASH_ANNOTATION.into(), hash.into());
+    }
 }
 
-/// The addresses of the pods the peers select, in clusters other than `target`.
-pub fn resolve(
-    peers: &[RemotePeer],
-    target: &str,
-    fleet: &[Cluster],
-    remote_pods: &BTreeMap<String, Vec<RemotePod>>,
-) -> Result<BTreeSet<IpAddr>, RenderError> {
-    let mut ips = BTreeSet::new();
-    for p in peers {
-        let clusters = Selection::new(&p.placement()).map_err(RenderError::Invalid)?;
-        let ns = selector(&p.namespace_selector).map_err(RenderError::Invalid)?;
-        let pods = selector(&p.pod_selector).map_err(RenderError::Invalid)?;
-        for c in fleet
+/// The remote pods, indexed once per plan: for each remote peer, the addresses it
+/// selects in each cluster it names. Rendering a cluster then only unions sets instead of
+/// matching every pod of the fleet again.
+#[derive(Clone, Debug, Default)]
+pub struct RemoteIndex {
+    peers: Vec<(RemotePeer, BTreeMap<String, BTreeSet<IpAddr>>)>,
+}
+
+impl RemoteIndex {
+    /// Indexes `peers` (usually [`remote_peers`] of the policy) over the fleet's pods.
+    pub fn new(
+        peers: &[RemotePeer],
+        fleet: &[Cluster],
+        remote_pods: &BTreeMap<String, Vec<RemotePod>>,
+    ) -> Result<RemoteIndex, RenderError> {
+        let peers = peers
             .iter()
-            .filter(|c| c.name != target && clusters.matches(c))
-        {
-            for pod in remote_pods.get(&c.name).into_iter().flatten() {
-                if labels_match(&ns, &pod.namespace_labels) && labels_match(&pods, &pod.labels) {
-                    ips.extend(pod.ips.iter().copied());
+            .map(|p| Ok((p.clone(), select(p, fleet, remote_pods)?)))
+            .collect::<Result<_, RenderError>>()?;
+        Ok(RemoteIndex { peers })
+    }
+
+    /// The addresses of the pods `peers` select, in clusters other than `target`. A peer
+    /// not indexed is an error (the index is built from every peer the policy has).
+    pub fn addresses(
+        &self,
+        peers: &[RemotePeer],
+        target: &str,
+    ) -> Result<BTreeSet<IpAddr>, RenderError> {
+        let mut out = BTreeSet::new();
+        for p in peers {
+            let (_, by_cluster) = self.peers.iter().find(|(q, _)| q == p).ok_or_else(|| {
+                RenderError::Invalid(format!("{REMOTE_PEERS_FIELD}: a peer was not indexed"))
+            })?;
+            for (c, ips) in by_cluster {
+                if c != target {
+                    out.extend(ips.iter().copied());
                 }
             }
         }
+        Ok(out)
     }
-    Ok(ips)
+}
+
+/// The addresses one peer selects, per cluster.
+fn select(
+    p: &RemotePeer,
+    fleet: &[Cluster],
+    remote_pods: &BTreeMap<String, Vec<RemotePod>>,
+) -> Result<BTreeMap<String, BTreeSet<IpAddr>>, RenderError> {
+    let clusters = Selection::new(&p.placement()).map_err(RenderError::Invalid)?;
+    let ns = selector(&p.namespace_selector).map_err(RenderError::Invalid)?;
+    let pods = selector(&p.pod_selector).map_err(RenderError::Invalid)?;
+    let mut out = BTreeMap::new();
+    for c in fleet.iter().filter(|c| clusters.matches(c)) {
+        let ips: BTreeSet<IpAddr> = remote_pods
+            .get(&c.name)
+            .into_iter()
+            .flatten()
+            .filter(|pod| {
+                labels_match(&ns, &pod.namespace_labels) && labels_match(&pods, &pod.labels)
+            })
+            .flat_map(|pod| pod.ips.iter().copied())
+            .collect();
+        if !ips.is_empty() {
+            out.insert(c.name.clone(), ips);
+        }
+    }
+    Ok(out)
 }
 
 /// Takes the remote peers out of `rule`, if it has any.
@@ -192,8 +243,7 @@ fn host_cidr(ip: &IpAddr) -> String {
 fn render_kubernetes(
     obj: &mut Value,
     cluster: &Cluster,
-    fleet: &[Cluster],
-    remote_pods: &BTreeMap<String, Vec<RemotePod>>,
+    remote: &RemoteIndex,
 ) -> Result<(), RenderError> {
     let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
         return Ok(());
@@ -214,7 +264,7 @@ fn render_kubernetes(
                 continue;
             };
             had_remote = true;
-            let ips = resolve(&peers, &cluster.name, fleet, remote_pods)?;
+            let ips = remote.addresses(&peers, &cluster.name)?;
             let Some(r) = rule.as_object_mut() else {
                 continue;
             };
@@ -262,8 +312,7 @@ fn render_calico(
     key: &ObjectKey,
     policy: &str,
     cluster: &Cluster,
-    fleet: &[Cluster],
-    remote_pods: &BTreeMap<String, Vec<RemotePod>>,
+    remote: &RemoteIndex,
 ) -> Result<Vec<Value>, RenderError> {
     let mut sets = Vec::new();
     let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
@@ -277,7 +326,7 @@ fn render_calico(
             let Some(peers) = take_peers(rule)? else {
                 continue;
             };
-            let ips = resolve(&peers, &cluster.name, fleet, remote_pods)?;
+            let ips = remote.addresses(&peers, &cluster.name)?;
             let id = set_id(policy, key, dir, i);
             let name = format!("cattery-{policy}-{id}");
             sets.push(json!({

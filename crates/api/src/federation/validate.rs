@@ -7,9 +7,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    FederatedPolicy, GENERATION_ANNOTATION, KIND, LabelSelector, OWNER_LABEL, ObjectKey, Override,
-    Placement, REMOTE_PEER_LABEL, REMOTE_PEERS_FIELD, RemotePeer, ResourceKind, UID_ANNOTATION,
-    calico, kubernetes,
+    FederatedPolicy, GENERATION_ANNOTATION, HASH_ANNOTATION, KIND, LabelSelector, OWNER_LABEL,
+    ObjectKey, Override, Placement, REMOTE_PEER_LABEL, REMOTE_PEERS_FIELD, RemotePeer,
+    ResourceKind, UID_ANNOTATION, calico, kubernetes,
 };
 use crate::names::check_dns1123_subdomain;
 use crate::wire::DecodeError;
@@ -361,7 +361,7 @@ pub fn validate_resource(obj: &Value, path: &str) -> Result<ObjectKey, FieldErro
             ));
         }
     }
-    for k in [UID_ANNOTATION, GENERATION_ANNOTATION] {
+    for k in [UID_ANNOTATION, GENERATION_ANNOTATION, HASH_ANNOTATION] {
         if meta.annotations.contains_key(k) {
             return Err(FieldError::new(
                 join(&meta_path, "annotations"),

@@ -303,8 +303,8 @@ fn states_per_situation() {
         ("changed at this generation → drift",
             true, Some(vec![with(&|v| v["spec"]["ingress"][0]["ports"][0]["port"] = 9.into())]), None, None,
             ClusterState::Drifted, "Drifted", "A"),
-        ("older generation → update",
-            true, Some(vec![with(&|v| { v["metadata"]["annotations"]["cattery.dev/federated-policy-generation"] = "1".into(); v["spec"]["ingress"][0]["ports"][0]["port"] = 9.into(); })]), None, None,
+        ("rendered differently before (older generation) → update",
+            true, Some(vec![with(&|v| { v["metadata"]["annotations"]["cattery.dev/federated-policy-generation"] = "1".into(); v["metadata"]["annotations"]["cattery.dev/federated-policy-hash"] = "0ld".into(); v["spec"]["ingress"][0]["ports"][0]["port"] = 9.into(); })]), None, None,
             ClusterState::Pending, "Applying", "A"),
         ("deleted after it was applied → drift",
             true, Some(vec![]), None, Some(applied_prev.clone()), ClusterState::Drifted, "Drifted", "C"),
@@ -760,6 +760,77 @@ fn remote_peers_become_host_ip_blocks() {
         json!([{"podSelector": {"matchLabels": {"app": "lb"}}}])
     );
     assert_eq!(obj["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+}
+
+#[test]
+fn a_remote_peer_follows_pods_and_a_manual_edit_is_drift() {
+    let mut np = netpol("allow-cart", 8080);
+    np["spec"]["ingress"][0]["cattery.dev/remotePeers"] = remote_peers();
+    let mut p = policy_with(vec![np], json!({}));
+    let fleet = [
+        cluster("c1", &[("env", "prod")], true),
+        cluster("c2", &[("region", "eu")], true),
+    ];
+    let mut world = World::default();
+    let mut pods = BTreeMap::new();
+    let from =
+        |w: &World| w.objects["c1"].values().next().unwrap()["spec"]["ingress"][0]["from"].clone();
+    round(&mut p, 1, &fleet, &mut world, &pods);
+    assert_eq!(
+        state_of(&round(&mut p, 1, &fleet, &mut world, &pods), "c1").0,
+        ClusterState::Applied
+    );
+    assert_eq!(
+        from(&world).as_array().unwrap().len(),
+        1,
+        "no remote pod yet"
+    );
+
+    // A pod starts in c2: an update at the same generation, not drift.
+    pods.insert("c2".to_string(), vec![pod("shop", "cart", &["10.2.0.7"])]);
+    let plan = round(&mut p, 1, &fleet, &mut world, &pods);
+    assert_eq!(
+        state_of(&plan, "c1"),
+        (ClusterState::Pending, "Applying".into())
+    );
+    assert_eq!(from(&world)[1], json!({"ipBlock": {"cidr": "10.2.0.7/32"}}));
+    assert_eq!(
+        state_of(&round(&mut p, 1, &fleet, &mut world, &pods), "c1").0,
+        ClusterState::Applied
+    );
+
+    // Relabelled away: its address goes.
+    pods.get_mut("c2").unwrap()[0]
+        .labels
+        .insert("app".into(), "other".into());
+    round(&mut p, 1, &fleet, &mut world, &pods);
+    assert_eq!(from(&world).as_array().unwrap().len(), 1);
+
+    // Someone edits the object in the cluster: drift, repaired.
+    let obj = world
+        .objects
+        .get_mut("c1")
+        .unwrap()
+        .values_mut()
+        .next()
+        .unwrap();
+    obj["spec"]["ingress"][0]["ports"][0]["port"] = 1.into();
+    let plan = round(&mut p, 1, &fleet, &mut world, &pods);
+    assert_eq!(
+        state_of(&plan, "c1"),
+        (ClusterState::Drifted, "Drifted".into())
+    );
+    assert!(
+        plan.status.clusters[0]
+            .message
+            .contains("spec.ingress[0].ports[0].port"),
+        "{}",
+        plan.status.clusters[0].message
+    );
+    assert_eq!(
+        state_of(&round(&mut p, 1, &fleet, &mut world, &pods), "c1").0,
+        ClusterState::Applied
+    );
 }
 
 #[test]
