@@ -1100,3 +1100,136 @@ fn random_fleets_never_touch_foreign_objects() {
         }
     }
 }
+
+/// Every JSON pointer of `v`'s containers and leaves.
+fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let p = format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
+                out.push(p.clone());
+                pointers(x, p, out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                let p = format!("{at}/{i}");
+                out.push(p.clone());
+                pointers(x, p, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Random mutations of a policy with every feature: validation never panics, and a policy
+/// it accepts renders, for every cluster, objects that are valid templates themselves
+/// (or the cluster is `Failed`/`InvalidOverride`): the planner never sends what the
+/// validator would refuse.
+#[test]
+fn accepted_policies_render_valid_objects() {
+    let mut np = netpol("allow-cart", 8080);
+    np["spec"]["ingress"][0]["cattery.dev/remotePeers"] = remote_peers();
+    np["spec"]["egress"] = json!([{"cattery.dev/remotePeers": remote_peers(), "ports": [{"port": 53, "protocol": "UDP"}]}]);
+    let gnp = json!({"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+        "metadata": {"name": "allow-cart"},
+        "spec": {"selector": "app == 'web'", "ingress": [{"action": "Allow", "protocol": "TCP",
+            "destination": {"ports": [8080]}, "cattery.dev/remotePeers": remote_peers()}]}});
+    let base = serde_json::to_value(policy_with(
+        vec![np, gnp],
+        json!({"spec": {"overrides": [{"clusterSelector": {"matchLabels": {"zone": "a"}},
+            "resource": {"kind": "GlobalNetworkPolicy", "name": "allow-cart"},
+            "patch": {"spec": {"order": 10}}}]}}),
+    ))
+    .unwrap();
+    let mut all = Vec::new();
+    pointers(&base, String::new(), &mut all);
+    let values = [
+        json!(0),
+        json!(-1),
+        json!(70000),
+        json!(""),
+        json!("x y"),
+        json!([]),
+        json!({}),
+        Value::Null,
+        json!(true),
+        json!("10.0.0.0/33"),
+        json!("In"),
+        json!("a"),
+        json!([{}]),
+        json!({"matchLabels": {"a": "b"}}),
+        json!("Egress"),
+    ];
+    let fleet = [
+        cluster("c1", &[("env", "prod"), ("zone", "a")], true),
+        cluster("c2", &[("env", "prod"), ("region", "eu")], true),
+        cluster("c3", &[("region", "eu")], true),
+    ];
+    let pods = BTreeMap::from([
+        (
+            "c2".to_string(),
+            vec![pod("shop", "cart", &["10.2.0.7", "fd00::2"])],
+        ),
+        ("c3".to_string(), vec![pod("shop", "cart", &["10.3.0.7"])]),
+    ]);
+    let observed: BTreeMap<String, Observation> = fleet
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                Observation {
+                    objects: Some(vec![]),
+                    apply_error: None,
+                },
+            )
+        })
+        .collect();
+    let mut accepted = 0;
+    for seed in 0..3000u64 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut v = base.clone();
+        for _ in 0..rng.usize(1..3) {
+            let p = &all[rng.usize(..all.len())];
+            if let Some(slot) = v.pointer_mut(p) {
+                *slot = values[rng.usize(..values.len())].clone();
+            }
+        }
+        let Ok(p) = cattery_api::federation::validate_value(&v) else {
+            continue;
+        };
+        accepted += 1;
+        let got = plan(&Input {
+            policy: &p,
+            generation: 1,
+            fleet: &fleet,
+            observed: &observed,
+            remote_pods: &pods,
+            now: NOW,
+        })
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        for c in &got.clusters {
+            if c.status.reason == "InvalidOverride" {
+                continue;
+            }
+            assert_ne!(
+                c.status.reason, "InvalidPolicy",
+                "seed {seed}: {}",
+                c.status.message
+            );
+            for o in &c.desired {
+                cattery_api::federation::validate_resource(&as_template(o), "rendered")
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "seed {seed}: {} renders an invalid object: {e}\n{o}",
+                            c.status.name
+                        )
+                    });
+            }
+        }
+    }
+    assert!(
+        accepted > 100,
+        "only {accepted} mutated policies were valid; the test would prove little"
+    );
+}
