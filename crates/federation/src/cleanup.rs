@@ -18,7 +18,9 @@ pub fn deletion(name: &str, objects: &[Value]) -> Vec<Action> {
 }
 
 /// The deletes of objects whose owner label names a policy not in `known` (policies that
-/// were deleted while the cluster was unreachable).
+/// were deleted while the cluster was unreachable). `known` must be the complete list of
+/// FederatedPolicies from the store, read after the cluster's objects; a partial list
+/// (a cache still filling at startup) would delete live policies' objects.
 pub fn orphans(known: &BTreeSet<String>, objects: &[Value]) -> Vec<Action> {
     select(objects, |o| !known.contains(o))
 }
