@@ -58,11 +58,18 @@ async function clickGraph(page, id) {
   const bb = await page.locator("#graph").boundingBox();
   await page.mouse.click(bb.x + p.x, bb.y + p.y);
 }
+// page.waitForFunction evaluates a string in the page, which the CSP forbids: poll with
+// page.evaluate instead (bounded).
 async function expandedIs(page, id) {
-  await page.waitForFunction((id) => {
-    const n = window.catteryGraph.getElementById(id);
-    return document.getElementById("graph").dataset.state === "ready" && n.nonempty() && n.data("expanded") === true;
-  }, id);
+  for (let i = 0; i < 200; i++) {
+    const ok = await page.evaluate((id) => {
+      const n = window.catteryGraph.getElementById(id);
+      return document.getElementById("graph").dataset.state === "ready" && n.nonempty() && n.data("expanded") === true;
+    }, id);
+    if (ok) return;
+    await page.waitForTimeout(100);
+  }
+  throw new Error("namespace " + id + " did not expand within 20 s");
 }
 
 function assert(cond, msg) {

@@ -438,9 +438,13 @@ fn build(
             .entry((s.clone(), d.clone(), action.to_string()))
             .or_default()
             .add(t);
-        g.nodes.get_mut(&s).map(|n| n.t.add(t));
-        if d != s {
-            g.nodes.get_mut(&d).map(|n| n.t.add(t));
+        if let Some(n) = g.nodes.get_mut(&s) {
+            n.t.add(t);
+        }
+        if d != s
+            && let Some(n) = g.nodes.get_mut(&d)
+        {
+            n.t.add(t);
         }
     };
     for r in ns_rows {
@@ -631,18 +635,17 @@ async fn graph_data(ctx: &Ctx) -> Result<Value, UiError> {
     Ok(v)
 }
 
+/// One end of an edge, or a node: its namespaces and maybe its workload.
+type End = (Vec<String>, Option<String>);
+
 /// What the tables below the graph are narrowed to (from `graph.js`'s query).
 #[derive(Debug, Default, PartialEq)]
 struct Focus {
     cluster: Option<String>,
     /// A node: traffic from or to it.
-    node: Option<(Vec<String>, Option<String>)>,
+    node: Option<End>,
     /// An edge: traffic from one end to the other with one action.
-    edge: Option<(
-        (Vec<String>, Option<String>),
-        (Vec<String>, Option<String>),
-        String,
-    )>,
+    edge: Option<(End, End, String)>,
 }
 
 fn list(v: Option<&str>) -> Vec<String> {
@@ -677,7 +680,7 @@ impl Focus {
     }
 }
 
-fn end_filters(ns_field: &str, wl_field: &str, end: &(Vec<String>, Option<String>)) -> Vec<Value> {
+fn end_filters(ns_field: &str, wl_field: &str, end: &End) -> Vec<Value> {
     let mut out = vec![];
     match end.0.len() {
         0 => {}

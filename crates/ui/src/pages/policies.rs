@@ -279,7 +279,19 @@ async fn render(ctx: &Ctx) -> Result<Page, UiError> {
     };
     let hit_map = hits.as_ref().ok();
     let export_all = format!("/ui/policies/export?cluster={}", enc(&name));
-    let mut listed: Vec<Key> = vec![];
+    let listed: Vec<Key> = match &live {
+        Live::Read(items, _) => items
+            .iter()
+            .map(|(k, v)| {
+                (
+                    *k,
+                    meta(v, "namespace").to_string(),
+                    meta(v, "name").to_string(),
+                )
+            })
+            .collect(),
+        Live::Failed(_) => vec![],
+    };
     let live_section = match &live {
         Live::Failed(UiError::Api(s)) if s.code == 403 => html! {
             div.notice.error role="alert" {
@@ -318,7 +330,6 @@ async fn render(ctx: &Ctx) -> Result<Page, UiError> {
                             @let n = meta(item, "name").to_string();
                             @let key: Key = (*kind, ns.clone(), n.clone());
                             @let h = hit_map.and_then(|m| m.get(&key)).copied().unwrap_or_default();
-                            @let _ = listed.push(key.clone());
                             @let y = yaml(&exported(kind, item));
                             tr data-policy={ (kind) "/" (ns) "/" (n) } {
                                 td { (kind) } td { (if ns.is_empty() { "–" } else { &ns }) }
