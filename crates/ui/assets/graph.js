@@ -20,6 +20,8 @@
   var cy = cytoscape({
     container: box,
     wheelSensitivity: 0.3,
+    maxZoom: 1.6,
+    minZoom: 0.1,
     boxSelectionEnabled: false,
     style: [
       { selector: "node", style: {
@@ -141,7 +143,7 @@
     });
   }
 
-  var tries = 0;
+  var tries = 0, tableSeq = 0;
   function load() {
     box.dataset.state = "loading";
     fetch(box.dataset.dataUrl + "&" + query(), { credentials: "same-origin", headers: { Accept: "application/json" } })
@@ -171,13 +173,23 @@
     }
     var url = box.dataset.tablesUrl + "&" + query(extra);
     var target = document.getElementById("graph-tables");
+    var mine = ++tableSeq;
     target.dataset.state = "loading";
-    var done = function () { target.dataset.state = "ready"; target.dataset.focus = f ? f.id : ""; };
-    if (window.htmx) {
-      htmx.ajax("GET", url, { target: "#graph-tables", swap: "innerHTML" }).then(done, function () { target.dataset.state = "error"; });
-    } else {
-      fetch(url, { credentials: "same-origin" }).then(function (r) { return r.text(); }).then(function (t) { target.innerHTML = t; done(); });
-    }
+    // Only the latest request's answer is shown (clicks can outrun the server).
+    fetch(url, { credentials: "same-origin" })
+      .then(function (r) { return r.text(); })
+      .then(function (t) {
+        if (mine !== tableSeq) return;
+        target.innerHTML = t;
+        target.dataset.focus = f ? f.id : "";
+        target.dataset.state = "ready";
+        // app.js turns times into local time on this event.
+        target.dispatchEvent(new CustomEvent("htmx:afterSwap", { bubbles: true }));
+      }, function (e) {
+        if (mine !== tableSeq) return;
+        target.dataset.state = "error";
+        target.textContent = "The tables could not be loaded: " + e;
+      });
   }
 
   function end(n) { return { ns: n.data("namespaces") || [], wl: n.data("workload") || "" }; }
