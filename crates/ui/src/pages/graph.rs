@@ -74,6 +74,9 @@ async fn render(ctx: &Ctx) -> Result<Page, UiError> {
             }
         }
         @if errors.is_empty() {
+            // cytoscape injects a <style> element (refused by the CSP) unless an element
+            // with this id exists; its one rule is in app.css instead.
+            span id="__________cytoscape_stylesheet" hidden {}
             div.graph-wrap {
                 div #graph role="img" aria-label={ "Service graph of " (sel.describe()) ": namespaces and the traffic between them; the edge list below describes it as text" }
                     data-data-url={ "/ui/graph/data?" (common) }
