@@ -273,6 +273,9 @@ try {
   assert((await page.getByRole("button", { name: "Copy" }).count()) === 1, "Copy button");
   assert((await page.getByRole("button", { name: "Download" }).count()) === 1, "Download button");
   await shot(page, "04b-cluster-added");
+  // A disconnected cluster's policies page says so (hit counts would still show).
+  await page.goto(URL_ + "/ui/policies?cluster=north");
+  await page.getByText("Cluster north cannot be reached").waitFor();
   await page.goto(URL_ + "/ui/clusters?filter=north");
   const row = page.locator('tr[data-cluster="north"]');
   assert((await row.locator('[data-field="status"]').textContent()) !== "Connected", "north starts disconnected");

@@ -171,6 +171,12 @@ fn exported(kind: &str, v: &Value) -> Value {
         ] {
             m.remove(k);
         }
+        if let Some(a) = m.get_mut("annotations").and_then(Value::as_object_mut) {
+            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+            if a.is_empty() {
+                m.remove("annotations");
+            }
+        }
     }
     if v.get("kind").is_none() {
         let (api, k) = match kind {
@@ -500,5 +506,19 @@ mod tests {
                 pass: 0
             }
         );
+    }
+
+    #[test]
+    fn export_drops_server_bookkeeping_and_names_the_kind() {
+        let v = json!({"metadata": {"name": "p", "namespace": "shop", "resourceVersion": "7",
+            "managedFields": [{}], "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+            "spec": {"podSelector": {"matchLabels": {"app": "cart"}}}});
+        let e = exported("NetworkPolicy", &v);
+        assert_eq!(e["kind"], "NetworkPolicy");
+        assert_eq!(e["apiVersion"], "networking.k8s.io/v1");
+        assert!(e["metadata"].get("managedFields").is_none());
+        assert!(e["metadata"].get("annotations").is_none());
+        assert_eq!(selects("NetworkPolicy", &e), "app=cart");
+        assert!(yaml(&e).contains("name: p"));
     }
 }
