@@ -110,6 +110,14 @@ fn n(r: &Value, k: &str) -> String {
     }
 }
 
+/// Felix writes L7 durations as Go `time.Duration` (nanoseconds); people read milliseconds.
+fn duration_ms(r: &Value, k: &str) -> String {
+    match get_path(r, k).and_then(Value::as_f64) {
+        Some(ns) => format!("{:.1} ms", ns / 1e6),
+        None => "-".into(),
+    }
+}
+
 fn num(r: &Value, k: &str) -> f64 {
     get_path(r, k).and_then(Value::as_f64).unwrap_or(0.0)
 }
@@ -181,7 +189,7 @@ pub(crate) fn row(t: LogType, r: &Value, id: &str) -> Markup {
             html! { (s(r, "method")) },
             html! { span.url { (s(r, "url")) } },
             html! { (n(r, "response_code")) },
-            html! { (n(r, "duration_mean")) " ms" },
+            html! { (duration_ms(r, "duration_mean")) },
         ],
         LogType::Audit => vec![
             html! { (s(r, "user.username")) },
@@ -503,6 +511,13 @@ pub(crate) async fn live(ctx: Ctx, Path(t): Path<String>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn l7_durations_are_nanoseconds_shown_as_milliseconds() {
+        let r = serde_json::json!({"duration_mean": 18_000_000u64});
+        assert_eq!(duration_ms(&r, "duration_mean"), "18.0 ms");
+        assert_eq!(duration_ms(&r, "duration_max"), "-");
+    }
 
     #[test]
     fn filters_translate_and_errors_name_the_line() {
