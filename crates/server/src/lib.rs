@@ -21,6 +21,7 @@ pub mod authz;
 pub mod cluster_client;
 pub mod cluster_tasks;
 pub mod files;
+pub(crate) mod handler;
 pub mod https;
 pub mod logs;
 pub mod manifest;
