@@ -237,6 +237,14 @@ pub enum RecordError {
         /// What it is.
         got: String,
     },
+    /// A time field is a number, but too large or small to be a time in milliseconds.
+    #[error("field {field:?} is {got}, outside the range of Unix times")]
+    OutOfRange {
+        /// The field.
+        field: &'static str,
+        /// What it is.
+        got: String,
+    },
 }
 
 fn type_name(v: &Value) -> String {
@@ -266,11 +274,17 @@ pub fn record_time_ms(log_type: LogType, record: &Value) -> Result<i64, RecordEr
         FieldKind::EpochSeconds => v
             .as_i64()
             .or_else(|| v.as_f64().map(|f| f as i64))
-            .map(|s| s * 1000)
             .ok_or_else(|| RecordError::WrongType {
                 field,
                 expected: "Unix seconds (a number)",
                 got: type_name(v),
+            })?
+            // The seconds come from the record (outside input): a huge value must be refused,
+            // not overflow (a panic in the server's ingest, or a wrapped time in release).
+            .checked_mul(1000)
+            .ok_or_else(|| RecordError::OutOfRange {
+                field,
+                got: v.to_string(),
             }),
         _ => v
             .as_str()
@@ -410,6 +424,37 @@ mod tests {
             validate(LogType::Dns, &mut dns, "e").unwrap(),
             1795514400123
         );
+    }
+
+    /// A time in seconds from a record is multiplied to milliseconds: a huge one is refused
+    /// naming the field (it overflowed: a panic in the server's ingest task, which then
+    /// retried the same batch forever).
+    #[test]
+    fn a_time_too_large_for_milliseconds_is_refused_naming_the_field() {
+        for huge in [
+            json!(i64::MAX),
+            json!(i64::MIN),
+            json!(1e300),
+            json!(9_300_000_000_000_000i64),
+        ] {
+            let mut r = json!({"end_time": huge});
+            let e = validate(LogType::Flows, &mut r, "e").unwrap_err();
+            assert!(
+                matches!(
+                    &e,
+                    RecordError::OutOfRange {
+                        field: "end_time",
+                        ..
+                    }
+                ),
+                "{huge}: {e:?}"
+            );
+            assert!(e.to_string().contains("end_time"), "{e}");
+        }
+        // The largest seconds value that still fits is accepted.
+        let max = i64::MAX / 1000;
+        let mut r = json!({"end_time": max});
+        assert_eq!(validate(LogType::Flows, &mut r, "e").unwrap(), max * 1000);
     }
 
     #[test]
