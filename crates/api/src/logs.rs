@@ -237,6 +237,14 @@ pub enum RecordError {
         /// What it is.
         got: String,
     },
+    /// A time field is a number, but too large or small to be a time in milliseconds.
+    #[error("field {field:?} is {got}, outside the range of Unix times")]
+    OutOfRange {
+        /// The field.
+        field: &'static str,
+        /// What it is.
+        got: String,
+    },
 }
 
 fn type_name(v: &Value) -> String {
@@ -250,7 +258,14 @@ fn type_name(v: &Value) -> String {
     }
 }
 
-/// The record's time in milliseconds since the Unix epoch, from its time field.
+/// Earliest record time the log store can index, in ms since the epoch (1677-09-21): the
+/// store keeps times as nanoseconds in an `i64`.
+pub const MIN_TIME_MS: i64 = i64::MIN / 1_000_000;
+/// Latest record time the log store can index, in ms since the epoch (2262-04-11).
+pub const MAX_TIME_MS: i64 = i64::MAX / 1_000_000;
+
+/// The record's time in milliseconds since the Unix epoch, from its time field; a time
+/// outside [`MIN_TIME_MS`]..=[`MAX_TIME_MS`] is refused.
 pub fn record_time_ms(log_type: LogType, record: &Value) -> Result<i64, RecordError> {
     let field = log_type.time_field();
     let v = get_path(record, field)
@@ -262,16 +277,23 @@ pub fn record_time_ms(log_type: LogType, record: &Value) -> Result<i64, RecordEr
         .find(|(f, _)| *f == field)
         .map(|(_, k)| *k)
         .unwrap_or(FieldKind::Rfc3339);
-    match kind {
+    let out_of_range = || RecordError::OutOfRange {
+        field,
+        got: v.to_string(),
+    };
+    let ms = match kind {
         FieldKind::EpochSeconds => v
             .as_i64()
             .or_else(|| v.as_f64().map(|f| f as i64))
-            .map(|s| s * 1000)
             .ok_or_else(|| RecordError::WrongType {
                 field,
                 expected: "Unix seconds (a number)",
                 got: type_name(v),
-            }),
+            })?
+            // The seconds come from the record (outside input): a huge value must be refused,
+            // not overflow (a panic in the server's ingest, or a wrapped time in release).
+            .checked_mul(1000)
+            .ok_or_else(out_of_range)?,
         _ => v
             .as_str()
             .and_then(|s| {
@@ -282,7 +304,12 @@ pub fn record_time_ms(log_type: LogType, record: &Value) -> Result<i64, RecordEr
                 field,
                 expected: "an RFC 3339 time",
                 got: type_name(v),
-            }),
+            })?,
+    };
+    if (MIN_TIME_MS..=MAX_TIME_MS).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(out_of_range())
     }
 }
 
@@ -410,6 +437,46 @@ mod tests {
             validate(LogType::Dns, &mut dns, "e").unwrap(),
             1795514400123
         );
+    }
+
+    /// A time in seconds from a record is multiplied to milliseconds: a huge one is refused
+    /// naming the field (it overflowed: a panic in the server's ingest task, which then
+    /// retried the same batch forever).
+    #[test]
+    fn a_time_too_large_for_milliseconds_is_refused_naming_the_field() {
+        for huge in [
+            json!(i64::MAX),
+            json!(i64::MIN),
+            json!(1e300),
+            json!(9_300_000_000_000_000i64),
+        ] {
+            let mut r = json!({"end_time": huge});
+            let e = validate(LogType::Flows, &mut r, "e").unwrap_err();
+            assert!(
+                matches!(
+                    &e,
+                    RecordError::OutOfRange {
+                        field: "end_time",
+                        ..
+                    }
+                ),
+                "{huge}: {e:?}"
+            );
+            assert!(e.to_string().contains("end_time"), "{e}");
+        }
+        // The latest time the store can index is accepted.
+        let max = MAX_TIME_MS / 1000;
+        let mut r = json!({"end_time": max});
+        assert_eq!(validate(LogType::Flows, &mut r, "e").unwrap(), max * 1000);
+        // An RFC 3339 time the store cannot index is refused too.
+        let mut dns = json!({"end_time": "9999-01-01T00:00:00Z", "qname": "a.b"});
+        assert!(matches!(
+            validate(LogType::Dns, &mut dns, "e"),
+            Err(RecordError::OutOfRange {
+                field: "end_time",
+                ..
+            })
+        ));
     }
 
     #[test]

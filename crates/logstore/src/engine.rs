@@ -773,7 +773,7 @@ impl LogStore for EmbeddedStore {
         let candidates_keys: Vec<(LogType, i64)> = {
             let state = lock(&self.state);
             let lo = from.map_or(i64::MIN, day_of);
-            let hi = to.map_or(i64::MAX, |t| day_of(t - 1));
+            let hi = to.map_or(i64::MAX, |t| day_of(t.saturating_sub(1)));
             state
                 .known
                 .iter()

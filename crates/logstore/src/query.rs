@@ -8,10 +8,10 @@ use std::sync::OnceLock;
 
 use cattery_api::logs::{FieldKind, LogType};
 use serde_json::Value;
+use tantivy::Term;
 use tantivy::query::doc_predicate_query::DocPredicateQuery;
 use tantivy::query::{AllQuery, BooleanQuery, EmptyQuery, Occur, Query, RangeQuery, TermSetQuery};
 use tantivy::tokenizer::{TextAnalyzer, TokenizerManager};
-use tantivy::{DateTime, Term};
 
 use crate::LogStoreError;
 use crate::request::{
@@ -44,8 +44,7 @@ pub(crate) fn build(ts: &TypeSchema, req: &SearchRequest) -> Result<Box<dyn Quer
     if let Some(tr) = &req.time_range {
         let (from, to) = tr.resolve()?;
         if from.is_some() || to.is_some() {
-            let date =
-                |ms: i64| Term::from_field_date(ts.time, DateTime::from_timestamp_millis(ms));
+            let date = |ms: i64| Term::from_field_date(ts.time, crate::schema::date_ms(ms));
             let lo = from.map_or(Bound::Unbounded, |f| Bound::Included(date(f)));
             let hi = to.map_or(Bound::Unbounded, |t| Bound::Excluded(date(t)));
             clauses.push((Occur::Must, Box::new(RangeQuery::new(lo, hi))));
@@ -186,10 +185,9 @@ fn any_of(spec: &FieldSpec, values: &[Value], at: &str) -> Result<Box<dyn Query>
                             LogStoreError::bad(at, format!("{v} is not an IP address"))
                         })?,
                     ),
-                    _ => Term::from_field_date(
-                        field,
-                        DateTime::from_timestamp_millis(parse_time_ms(v, at)?),
-                    ),
+                    _ => {
+                        Term::from_field_date(field, crate::schema::date_ms(parse_time_ms(v, at)?))
+                    }
                 };
                 should.push((
                     Occur::Should,
@@ -221,7 +219,7 @@ fn range_bounds(
             Kind::Long => Ok(Term::from_field_i64(spec.field, parse_long(v, &at)?)),
             Kind::Time => Ok(Term::from_field_date(
                 spec.field,
-                DateTime::from_timestamp_millis(parse_time_ms(v, &at)?),
+                crate::schema::date_ms(parse_time_ms(v, &at)?),
             )),
             _ => Err(wrong_kind(spec, &at, "range", "number or time")),
         }

@@ -361,7 +361,7 @@ impl TypeSchema {
         // document's buffer is not regrown while it is filled.
         let mut doc = TantivyDocument::with_capacity(3072);
         doc.add_text(self.cluster, cluster);
-        doc.add_date(self.time, DateTime::from_timestamp_millis(time_ms));
+        doc.add_date(self.time, date_ms(time_ms));
         doc.add_text(self.stream, stream);
         doc.add_u64(self.seq, seq);
         // String values whose words are found through their keyword column, so not in `_all`.
@@ -475,7 +475,7 @@ fn add_value(doc: &mut TantivyDocument, spec: &FieldSpec, v: &Value) {
         }
         Kind::Time => {
             if let Some(ms) = time_value_ms(v) {
-                doc.add_date(spec.field, DateTime::from_timestamp_millis(ms));
+                doc.add_date(spec.field, date_ms(ms));
             }
         }
     }
@@ -673,6 +673,14 @@ fn push_text(v: &Value, out: &mut String) {
         Value::Array(items) => items.iter().for_each(|i| push_text(i, out)),
         Value::Object(obj) => obj.values().for_each(|i| push_text(i, out)),
     }
+}
+
+/// A tantivy date from epoch milliseconds, clamped to what it can hold (nanoseconds in an
+/// `i64`, [`cattery_api::logs::MIN_TIME_MS`]..=[`cattery_api::logs::MAX_TIME_MS`]): times
+/// come from records and search bodies, and `from_timestamp_millis` overflows beyond that.
+pub(crate) fn date_ms(ms: i64) -> DateTime {
+    use cattery_api::logs::{MAX_TIME_MS, MIN_TIME_MS};
+    DateTime::from_timestamp_millis(ms.clamp(MIN_TIME_MS, MAX_TIME_MS))
 }
 
 #[cfg(test)]

@@ -743,6 +743,30 @@ fn retention_deletes_expired_days_and_nothing_else() {
     assert_eq!(store.indices().len(), 8);
 }
 
+/// The ends of a time range are outside input (epoch ms, or a float saturated to i64): the
+/// extremes select everything or nothing instead of overflowing (`to - 1` panicked on
+/// `i64::MIN`).
+#[test]
+fn time_ranges_at_the_limits_of_i64_select_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let data = dataset(20);
+    ingest_all(&store, &data, 20);
+    let range = |from: Option<serde_json::Value>, to: Option<serde_json::Value>| {
+        let mut r = req(vec![]);
+        r.time_range = Some(TimeRange { from, to });
+        ids(&store, &r).len()
+    };
+    assert_eq!(range(None, Some(json!(i64::MIN))), 0);
+    assert_eq!(range(None, Some(json!(-1e300))), 0);
+    assert_eq!(range(Some(json!(i64::MAX)), None), 0);
+    assert_eq!(
+        range(Some(json!(i64::MIN)), Some(json!(i64::MAX))),
+        data.len()
+    );
+    assert_eq!(range(Some(json!(-1e300)), Some(json!(1e300))), data.len());
+}
+
 fn bad_field(r: Result<impl std::fmt::Debug, LogStoreError>) -> (String, String) {
     match r {
         Err(LogStoreError::BadRequest { field, message }) => (field, message),

@@ -8,9 +8,7 @@
 use std::sync::Arc;
 
 use cattery_logstore::{EmbeddedStore, Retention};
-use cattery_server::audit_trail::AuditEvent;
-use cattery_server::audit_trail::indexer::index_lines;
-use cattery_server::logs::LogService;
+use cattery_server::bench_support::{AuditEvent, LogService, index_lines};
 use divan::Bencher;
 use time::OffsetDateTime;
 

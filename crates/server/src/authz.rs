@@ -140,13 +140,6 @@ fn policy_of<'a>(objects: impl IntoIterator<Item = &'a Decoded>) -> Policy {
     p
 }
 
-/// Builds the policy from stored records plus the built-ins; undecodable records grant
-/// nothing (see [`Authz`]).
-pub fn policy_from(records: &[RbacRecord]) -> Policy {
-    let decoded: Vec<Decoded> = records.iter().filter_map(decode).collect();
-    policy_of(&decoded)
-}
-
 /// The current authorizer, recompiled on every RBAC change.
 ///
 /// The decoded stored objects are kept in memory next to it, so a write costs one store

@@ -80,3 +80,60 @@ pub async fn log_pullers(
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::registry::tests::{registry, sender, tunnel};
+
+    #[tokio::test]
+    async fn per_cluster_tasks_start_on_connect_and_stop_on_disconnect_or_removal() {
+        use tokio::sync::mpsc;
+        let dir = tempfile::tempdir().unwrap();
+        let r = registry(dir.path(), &["a", "b"]);
+        let s = sender().await;
+        let a1 = r.attach("a", "fp-a", tunnel(&s)).await.unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let shutdown = CancellationToken::new();
+        let supervisor = tokio::spawn(per_cluster(
+            r.clone(),
+            "test",
+            shutdown.clone(),
+            move |c, stop| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(format!("start {} {}", c.name, c.tunnel_id));
+                    stop.cancelled().await;
+                    let _ = tx.send(format!("stop {} {}", c.name, c.tunnel_id));
+                }
+            },
+        ));
+        let mut next = async || {
+            tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("a task event within 5s")
+                .unwrap()
+        };
+        assert_eq!(next().await, format!("start a {a1}"), "already connected");
+        let b1 = r.attach("b", "fp-b", tunnel(&s)).await.unwrap();
+        assert_eq!(next().await, format!("start b {b1}"));
+        r.detach("a", a1, "test");
+        assert_eq!(next().await, format!("stop a {a1}"));
+        let a2 = r.attach("a", "fp-a", tunnel(&s)).await.unwrap();
+        assert_eq!(next().await, format!("start a {a2}"));
+        r.remove("b").unwrap();
+        assert_eq!(next().await, format!("stop b {b1}"));
+        shutdown.cancel();
+        assert_eq!(
+            next().await,
+            format!("stop a {a2}"),
+            "shutdown stops every task"
+        );
+        tokio::time::timeout(Duration::from_secs(5), supervisor)
+            .await
+            .expect("the supervisor returns once its tasks are done")
+            .unwrap();
+    }
+}

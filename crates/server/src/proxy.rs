@@ -17,8 +17,8 @@ use http::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use crate::AppState;
-use crate::api::{ApiError, identity};
 use crate::auth::Identity;
+use crate::handler::{ApiError, identity};
 
 /// Largest proxied request body (kube-apiserver itself caps most at 3 MiB).
 pub const MAX_PROXY_BODY: u64 = 16 << 20;
@@ -84,7 +84,7 @@ pub async fn handle(
         .find(|(k, _)| k == "name")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    req = match crate::api::refuse_oversized(req, MAX_PROXY_BODY).await {
+    req = match crate::handler::refuse_oversized(req, MAX_PROXY_BODY).await {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };

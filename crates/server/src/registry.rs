@@ -700,12 +700,12 @@ impl PeerCheck for Registry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::SqliteStore;
 
     /// A real HTTP/2 tunnel over an in-memory pipe whose agent side answers 200.
-    async fn sender() -> Sender<Body> {
+    pub(crate) async fn sender() -> Sender<Body> {
         let (a, b) = tokio::io::duplex(64 * 1024);
         tokio::spawn(cattery_tunnel::session::serve(
             b,
@@ -722,7 +722,7 @@ mod tests {
         s
     }
 
-    fn tunnel(sender: &Sender<Body>) -> Tunnel {
+    pub(crate) fn tunnel(sender: &Sender<Body>) -> Tunnel {
         Tunnel {
             sender: sender.clone(),
             connected_since: now_rfc3339(),
@@ -733,7 +733,7 @@ mod tests {
         }
     }
 
-    fn registry(dir: &std::path::Path, names: &[&str]) -> Arc<Registry> {
+    pub(crate) fn registry(dir: &std::path::Path, names: &[&str]) -> Arc<Registry> {
         let store = Arc::new(SqliteStore::open(&dir.join("state.db")).unwrap());
         let r = Arc::new(Registry::open(store).unwrap());
         for n in names {
@@ -831,54 +831,5 @@ mod tests {
         // And live events continue after the resync.
         r.detach("b", b1, "test");
         assert_eq!(next(&mut events).await, format!("disconnected b {b1}"));
-    }
-
-    #[tokio::test]
-    async fn per_cluster_tasks_start_on_connect_and_stop_on_disconnect_or_removal() {
-        use tokio::sync::mpsc;
-        let dir = tempfile::tempdir().unwrap();
-        let r = registry(dir.path(), &["a", "b"]);
-        let s = sender().await;
-        let a1 = r.attach("a", "fp-a", tunnel(&s)).await.unwrap();
-        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-        let shutdown = CancellationToken::new();
-        let supervisor = tokio::spawn(crate::cluster_tasks::per_cluster(
-            r.clone(),
-            "test",
-            shutdown.clone(),
-            move |c, stop| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send(format!("start {} {}", c.name, c.tunnel_id));
-                    stop.cancelled().await;
-                    let _ = tx.send(format!("stop {} {}", c.name, c.tunnel_id));
-                }
-            },
-        ));
-        let mut next = async || {
-            tokio::time::timeout(Duration::from_secs(5), rx.recv())
-                .await
-                .expect("a task event within 5s")
-                .unwrap()
-        };
-        assert_eq!(next().await, format!("start a {a1}"), "already connected");
-        let b1 = r.attach("b", "fp-b", tunnel(&s)).await.unwrap();
-        assert_eq!(next().await, format!("start b {b1}"));
-        r.detach("a", a1, "test");
-        assert_eq!(next().await, format!("stop a {a1}"));
-        let a2 = r.attach("a", "fp-a", tunnel(&s)).await.unwrap();
-        assert_eq!(next().await, format!("start a {a2}"));
-        r.remove("b").unwrap();
-        assert_eq!(next().await, format!("stop b {b1}"));
-        shutdown.cancel();
-        assert_eq!(
-            next().await,
-            format!("stop a {a2}"),
-            "shutdown stops every task"
-        );
-        tokio::time::timeout(Duration::from_secs(5), supervisor)
-            .await
-            .expect("the supervisor returns once its tasks are done")
-            .unwrap();
     }
 }

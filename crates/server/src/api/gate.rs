@@ -25,29 +25,11 @@ use crate::AppState;
 use crate::audit_trail::AuditEvent;
 use crate::auth::Identity;
 use crate::auth::oidc::OidcAuthenticator;
+pub(crate) use crate::handler::AuthzOutcome;
 
 /// The client's address, inserted per connection by the HTTPS server.
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub SocketAddr);
-
-/// A handler's own authorization result (log reads, filtered lists), for the audit trail.
-#[derive(Clone, Debug)]
-pub struct AuthzOutcome {
-    /// Allowed or refused.
-    pub allowed: bool,
-    /// Why.
-    pub reason: String,
-    /// The objects it concerned (for log reads: the clusters asked for).
-    pub name: Option<String>,
-}
-
-impl AuthzOutcome {
-    /// Attaches this outcome to `res`.
-    pub fn attach(self, mut res: Response) -> Response {
-        res.extensions_mut().insert(self);
-        res
-    }
-}
 
 /// How the caller proved who they are, for `user.extra` in audit events.
 #[derive(Clone, Debug)]

@@ -5,8 +5,8 @@
 //! source address ([`ratelimit`]).
 
 pub mod oidc;
-pub mod ratelimit;
-pub mod tokens;
+pub(crate) mod ratelimit;
+pub(crate) mod tokens;
 
 use base64::Engine;
 

@@ -12,10 +12,9 @@ use futures_util::Stream;
 use serde_json::Value;
 
 use crate::AppState;
-use crate::api::extract::Path;
-use crate::api::gate::AuthzOutcome;
-use crate::api::{ApiError, MAX_RESOURCE_BODY, identity, read_body};
 use crate::auth::Identity;
+use crate::handler::extract::Path;
+use crate::handler::{ApiError, AuthzOutcome, MAX_RESOURCE_BODY, identity, read_body};
 
 /// Which clusters a caller may read logs of.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,7 +4,7 @@ use axum::response::{IntoResponse, Response};
 use cattery_api::Status;
 use cattery_api::wire::DecodeError;
 
-use super::gate::AuthzOutcome;
+use super::AuthzOutcome;
 use crate::registry::LookupError;
 use crate::store::StoreError;
 
