@@ -204,7 +204,10 @@ mod tests {
         assert!(s.get(&id).is_some());
         std::thread::sleep(Duration::from_millis(200));
         assert!(!s.alive(&id));
-        assert!(s.get(&id).is_none(), "ended at the token's expiry, though used");
+        assert!(
+            s.get(&id).is_none(),
+            "ended at the token's expiry, though used"
+        );
     }
 
     #[test]

@@ -158,7 +158,13 @@ mod tests {
     #[test]
     fn the_pending_cookie_survives_the_cross_site_redirect_back() {
         let c = pending_cookie(Some("x"));
-        for part in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=600"] {
+        for part in [
+            "HttpOnly",
+            "Secure",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=600",
+        ] {
             assert!(c.contains(part), "{c}");
         }
         assert!(pending_cookie(None).contains("Max-Age=0"));

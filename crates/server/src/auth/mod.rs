@@ -5,6 +5,7 @@
 //! source address ([`ratelimit`]).
 
 pub mod oidc;
+pub mod oidc_login;
 pub mod ratelimit;
 pub mod tokens;
 

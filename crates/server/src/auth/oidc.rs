@@ -46,9 +46,9 @@ const REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(30);
 /// Default of [`OidcConfig::jwks_refresh_interval`].
 pub const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
 /// Give up fetching a JWK set after this long (connect, TLS, request and body together).
-const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest JWK set accepted (file or HTTP answer).
-const MAX_JWKS_BYTES: usize = 1 << 20;
+pub(super) const MAX_JWKS_BYTES: usize = 1 << 20;
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 const LEEWAY_SECS: u64 = 30;
 /// Larger bearer tokens are refused before any parsing.
@@ -103,6 +103,9 @@ pub struct OidcConfig {
     /// The keys are also reloaded this often (default [`JWKS_REFRESH_INTERVAL`]), so a key
     /// the issuer withdraws stops being trusted without waiting for an unknown key id.
     pub jwks_refresh_interval: Duration,
+    /// Browser sign-in ("Sign in with SSO" in the UI), when the issuer's discovery document
+    /// names its authorization and token endpoints; see [`super::oidc_login`].
+    pub browser: Option<super::oidc_login::BrowserSignIn>,
 }
 
 impl OidcConfig {
@@ -118,6 +121,7 @@ impl OidcConfig {
             username_prefix: "oidc:".into(),
             groups_prefix: "oidc:".into(),
             jwks_refresh_interval: JWKS_REFRESH_INTERVAL,
+            browser: None,
         }
     }
 }
@@ -160,6 +164,12 @@ pub enum OidcError {
     /// `nbf` is in the future (beyond the leeway).
     #[error("the token is not valid yet (its nbf is in the future)")]
     NotYetValid,
+    /// An ID token from browser sign-in does not carry the nonce of that sign-in (it was
+    /// issued for another sign-in, or replayed).
+    #[error(
+        "the ID token's nonce does not match this sign-in (issued for another sign-in, or replayed)"
+    )]
+    WrongNonce,
     /// A required claim is missing or has an unusable value.
     #[error("the token has no usable \"{0}\" claim")]
     MissingClaim(String),
@@ -225,10 +235,10 @@ struct KeySet {
 
 /// A parsed and vetted `http(s)://` location (JWKS or discovery document).
 #[derive(Clone, Debug)]
-struct Endpoint {
+pub(super) struct Endpoint {
     url: String,
     uri: http::Uri,
-    https: bool,
+    pub(super) https: bool,
     host: String,
     port: u16,
     /// Path and query (for messages and tests).
@@ -377,6 +387,43 @@ impl OidcAuthenticator {
     /// (required), nbf (if present), with 30 s leeway on time checks; maps claims to an
     /// Identity.
     pub async fn authenticate(&self, token: &str) -> Result<Identity, OidcError> {
+        let claims = self.verified_claims(token).await?;
+        self.identity(&claims)
+    }
+
+    /// Verifies an ID token from browser sign-in exactly as [`Self::authenticate`] does a
+    /// bearer token, and also that its `nonce` is the sign-in's. Returns the identity and
+    /// the token's `exp` (seconds since the Unix epoch).
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        nonce: &str,
+    ) -> Result<(Identity, u64), OidcError> {
+        let claims = self.verified_claims(token).await?;
+        let identity = self.identity(&claims)?;
+        match claims.get("nonce").and_then(Value::as_str) {
+            Some(n)
+                if n.len() == nonce.len()
+                    && bool::from(subtle::ConstantTimeEq::ct_eq(
+                        n.as_bytes(),
+                        nonce.as_bytes(),
+                    )) => {}
+            _ => return Err(OidcError::WrongNonce),
+        }
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| OidcError::MissingClaim("exp".into()))?;
+        Ok((identity, exp))
+    }
+
+    /// The configuration this authenticator was built with.
+    pub(super) fn config(&self) -> &OidcConfig {
+        &self.cfg
+    }
+
+    /// Signature and time checks; the claims of a token that passes them.
+    async fn verified_claims(&self, token: &str) -> Result<Map<String, Value>, OidcError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(OidcError::Malformed(format!(
                 "larger than {} KiB",
@@ -423,7 +470,7 @@ impl OidcAuthenticator {
 
         for key in compatible {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
-                Ok(data) => return self.identity(&data.claims),
+                Ok(data) => return Ok(data.claims),
                 Err(e) => match map_jwt_error(&e) {
                     // Maybe another key (no kid, or a kid shared by several keys).
                     OidcError::BadSignature => continue,
@@ -737,7 +784,7 @@ fn check_printable(claim: &str, value: &str) -> Result<(), OidcError> {
 }
 
 /// Token-supplied text made safe to quote in a message: truncated and escaped.
-fn echo(s: &str) -> String {
+pub(super) fn echo(s: &str) -> String {
     let mut out: String = s
         .chars()
         .take(MAX_ECHO_CHARS)
@@ -913,7 +960,7 @@ fn bit_length(big_endian: &[u8]) -> usize {
 }
 
 /// Validates a JWKS URL: https, or http on a loopback address only.
-fn parse_url(url: &str) -> Result<Endpoint, String> {
+pub(super) fn parse_url(url: &str) -> Result<Endpoint, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("not a valid URL: {e}"))?;
     let https = match uri.scheme_str() {
         Some("https") => true,
@@ -981,7 +1028,15 @@ async fn tls_config(ca_file: Option<&Path>) -> Result<ClientConfig, String> {
 /// hyper's client for the issuer: HTTPS only (verified against `ca_file` or the system
 /// roots) when `https`, else plain HTTP (allowed on loopback only, see [`parse_url`]).
 /// Connections are not kept: fetches are rare.
-async fn issuer_client(ca_file: Option<&Path>, https: bool) -> Result<IssuerClient, String> {
+pub(super) async fn issuer_client<B>(
+    ca_file: Option<&Path>,
+    https: bool,
+) -> Result<Client<HttpsConnector<HttpConnector>, B>, String>
+where
+    B: http_body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let tls = if https {
         tls_config(ca_file).await?
     } else {
@@ -1008,7 +1063,7 @@ async fn issuer_client(ca_file: Option<&Path>, https: bool) -> Result<IssuerClie
 }
 
 /// An error and its sources, for messages.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut next = e.source();
     while let Some(s) = next {
