@@ -1269,6 +1269,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn id_tokens_from_browser_sign_in_must_carry_its_nonce() {
+        let ec = ec_key("ec-1");
+        let f = fixture(&[&ec], |_| {}).await;
+        let c = with(claims(), "nonce", json!("n-123"));
+        let (id, exp) = f
+            .auth
+            .verify_id_token(&sign(&ec, &c), "n-123")
+            .await
+            .unwrap();
+        assert_eq!(id.user, "oidc:alice");
+        assert_eq!(Some(exp), c["exp"].as_u64());
+        for (token, nonce) in [
+            (sign(&ec, &c), "n-124"),
+            (sign(&ec, &c), "n-12"),
+            (sign(&ec, &claims()), "n-123"),
+        ] {
+            assert!(
+                matches!(
+                    f.auth.verify_id_token(&token, nonce).await,
+                    Err(OidcError::WrongNonce)
+                ),
+                "nonce {nonce}"
+            );
+        }
+        // Everything a bearer token must pass still applies.
+        let expired = with(c.clone(), "exp", json!(now() - 3600));
+        assert!(matches!(
+            f.auth.verify_id_token(&sign(&ec, &expired), "n-123").await,
+            Err(OidcError::Expired)
+        ));
+        let other_aud = with(c, "aud", json!("someone-else"));
+        assert!(matches!(
+            f.auth
+                .verify_id_token(&sign(&ec, &other_aud), "n-123")
+                .await,
+            Err(OidcError::WrongAudience { .. })
+        ));
+    }
+
+    #[tokio::test]
     async fn valid_tokens_map_to_prefixed_identities() {
         let ec = ec_key("ec-1");
         let ed = ed_key("ed-1");
