@@ -206,7 +206,7 @@ impl OidcLogin {
                         .unwrap_or_default();
                     format!(
                         "the identity provider refused the authorization code ({}){detail}",
-                        echo(&r.error().to_string())
+                        echo(r.error().as_ref())
                     )
                 }
                 RequestTokenError::Request(e) => e.to_string(),
