@@ -150,6 +150,8 @@ fn sign_in_with_sso_in_a_real_browser() {
         "ok sso access denied",
         "ok sso session ends with the id token",
         "ok idle session expiry",
+        "ok keyboard cluster selector",
+        "ok dark theme",
     ] {
         assert!(
             stdout.contains(step),

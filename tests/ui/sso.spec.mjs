@@ -148,6 +148,50 @@ try {
   assert(new URL(page.url()).searchParams.get("range") === "6h", "the page asked for, with its query: " + page.url());
   console.log("ok idle session expiry");
 
+  // --- Keyboard: Tab reaches the banner's cluster filter and selector (with a visible
+  // focus ring); typing in the filter and pressing Enter selects the match.
+  await page.goto(URL_ + "/ui/overview");
+  const focused = async () => page.evaluate(() => {
+    const el = document.activeElement;
+    const label = el && el.id ? document.querySelector(`label[for="${el.id}"]`) : null;
+    return { id: el ? el.id : "", label: label ? label.textContent.trim() : "", outline: el ? getComputedStyle(el).outlineStyle : "" };
+  });
+  let f = await focused();
+  for (let i = 0; i < 40 && f.label !== "Filter clusters"; i++) {
+    await page.keyboard.press("Tab");
+    f = await focused();
+  }
+  assert(f.label === "Filter clusters", "Tab reaches the cluster filter");
+  assert(f.outline !== "none", "visible focus on the filter: " + f.outline);
+  const shown = () => page.locator("#cluster-select option:not([hidden])").evaluateAll((os) => os.map((o) => o.value));
+  await page.keyboard.type("xyz");
+  let visible = await shown();
+  assert(visible.join() === "all", "no match hides all but the current selection: " + visible);
+  for (let i = 0; i < 3; i++) await page.keyboard.press("Backspace");
+  await page.keyboard.type("manag");
+  visible = await shown();
+  assert(visible.includes("cluster"), "typing shows the match: " + visible);
+  await page.keyboard.press("Enter");
+  await page.waitForURL((u) => u.searchParams.get("cluster") === "cluster");
+  f = await focused();
+  for (let i = 0; i < 40 && f.label !== "Cluster"; i++) {
+    await page.keyboard.press("Tab");
+    f = await focused();
+  }
+  assert(f.label === "Cluster", "Tab reaches the Cluster selector");
+  console.log("ok keyboard cluster selector");
+
+  // --- Dark theme follows prefers-color-scheme.
+  const bg = async () => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  await page.emulateMedia({ colorScheme: "light" });
+  const light = await bg();
+  await page.emulateMedia({ colorScheme: "dark" });
+  const dark = await bg();
+  assert(light === "rgb(246, 247, 249)" && dark === "rgb(17, 20, 26)", `themes: light ${light}, dark ${dark}`);
+  await shot(page, "overview-dark");
+  await page.emulateMedia({ colorScheme: "light" });
+  console.log("ok dark theme");
+
   const csp = consoleErrors.filter((e) => /Content Security Policy/i.test(e));
   assert(csp.length === 0, "no CSP violations: " + csp.join("; "));
 } catch (e) {
