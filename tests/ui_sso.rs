@@ -152,6 +152,7 @@ fn sign_in_with_sso_in_a_real_browser() {
         "ok idle session expiry",
         "ok keyboard cluster selector",
         "ok dark theme",
+        "ok local times",
     ] {
         assert!(
             stdout.contains(step),

@@ -31,6 +31,9 @@ const context = await chromium.launchPersistentContext(userDataDir, {
   headless: true,
   ignoreHTTPSErrors: true,
   viewport: { width: 1440, height: 900 },
+  // Not UTC, so that local time and UTC differ visibly (+05:30, no daylight saving).
+  timezoneId: "Asia/Kolkata",
+  locale: "en-GB",
   args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run", "--disable-quic"],
 });
@@ -191,6 +194,23 @@ try {
   await shot(page, "overview-dark");
   await page.emulateMedia({ colorScheme: "light" });
   console.log("ok dark theme");
+
+  // --- Times are shown in local time, with UTC in the title (the management plane's own
+  // audit trail has rows: the sign-ins above).
+  let stamp = null;
+  for (let i = 0; i < 20 && !stamp; i++) {
+    await page.goto(URL_ + "/ui/logs/audit?cluster=cluster&range=15m");
+    const t = page.locator("table time[datetime]").first();
+    if (await t.count()) stamp = { dt: await t.getAttribute("datetime"), title: await t.getAttribute("title"), text: (await t.innerText()).trim() };
+    else await sleep(500);
+  }
+  assert(stamp, "the audit page shows timed rows");
+  assert(stamp.title === "UTC: " + stamp.dt && /Z$|\+00:00$/.test(stamp.dt), "UTC on hover: " + JSON.stringify(stamp));
+  const d = new Date(stamp.dt);
+  const local = d.toLocaleTimeString("en-GB", { timeZone: "Asia/Kolkata", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const utc = d.toLocaleTimeString("en-GB", { timeZone: "UTC", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  assert(stamp.text.includes(local) && !stamp.text.includes(utc), `local time shown: ${stamp.text} (local ${local}, UTC ${utc})`);
+  console.log("ok local times");
 
   const csp = consoleErrors.filter((e) => /Content Security Policy/i.test(e));
   assert(csp.length === 0, "no CSP violations: " + csp.join("; "));
