@@ -173,6 +173,9 @@ pub enum OidcError {
     /// A required claim is missing or has an unusable value.
     #[error("the token has no usable \"{0}\" claim")]
     MissingClaim(String),
+    /// Browser sign-in ("Sign in with SSO") is configured but cannot work as configured.
+    #[error("browser sign-in: {0}")]
+    BrowserSignIn(String),
     /// The issuer's keys could not be loaded, fetched or parsed.
     #[error("issuer keys: {0}")]
     Jwks(String),
@@ -1306,6 +1309,32 @@ mod tests {
                 .await,
             Err(OidcError::WrongAudience { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn browser_sign_in_needs_discovery() {
+        let ec = ec_key("ec-1");
+        let browser = super::super::oidc_login::BrowserSignIn {
+            redirect_url: "https://cattery.example/ui/sign-in/sso/callback".into(),
+            client_secret: None,
+            extra_scopes: vec![],
+        };
+        let f = fixture(&[&ec], |c| c.browser = Some(browser)).await;
+        let err = super::super::oidc_login::OidcLogin::new(Arc::new(f.auth))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, OidcError::BrowserSignIn(m) if m.contains("discovery")),
+            "{err}"
+        );
+        let f = fixture(&[&ec], |_| {}).await;
+        assert!(
+            super::super::oidc_login::OidcLogin::new(Arc::new(f.auth))
+                .await
+                .unwrap()
+                .is_none(),
+            "off unless configured"
+        );
     }
 
     #[tokio::test]

@@ -95,7 +95,7 @@ impl std::fmt::Debug for OidcLogin {
 }
 
 fn config_error(e: impl std::fmt::Display) -> OidcError {
-    OidcError::Jwks(format!("browser sign-in: {e}"))
+    OidcError::BrowserSignIn(e.to_string())
 }
 
 impl OidcLogin {
