@@ -110,6 +110,7 @@ async fn controllers_act_as_the_service_identity_and_users_cannot() {
             api_tls: None,
             retention: Default::default(),
             oidc: None,
+            ui_session_idle: None,
             access_control: Default::default(),
         },
         shutdown.clone(),

@@ -123,23 +123,31 @@ impl Server {
     }
 
     pub fn start_on(dir: &Path, name: &str, api_port: u16, tunnel_port: u16) -> Server {
+        Server::start_with(dir, name, api_port, tunnel_port, &[])
+    }
+
+    /// [`Server::start_on`] with extra `cattery server` flags.
+    pub fn start_with(
+        dir: &Path,
+        name: &str,
+        api_port: u16,
+        tunnel_port: u16,
+        extra: &[&str],
+    ) -> Server {
         let data = dir.join(format!("{name}-data"));
         let api = format!("127.0.0.1:{api_port}");
         let tunnel = format!("127.0.0.1:{tunnel_port}");
-        let proc = Proc::spawn(
-            dir,
-            name,
-            &[
-                "server",
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--api-addr",
-                &api,
-                "--tunnel-addr",
-                &tunnel,
-            ],
-            &[],
-        );
+        let mut args = vec![
+            "server",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--api-addr",
+            &api,
+            "--tunnel-addr",
+            &tunnel,
+        ];
+        args.extend_from_slice(extra);
+        let proc = Proc::spawn(dir, name, &args, &[]);
         let url = format!("https://{api}");
         let token_file = data.join("admin.token");
         let token = wait_for("admin.token", Duration::from_secs(20), || {

@@ -357,6 +357,7 @@ async fn one_run(
             api_tls: None,
             retention: Default::default(),
             oidc: None,
+            ui_session_idle: None,
             access_control: mode.access_control(),
         },
         shutdown.clone(),

@@ -69,6 +69,8 @@ pub struct ServerConfig {
     pub retention: cattery_logstore::Retention,
     /// Accept OIDC JWTs from this issuer as well as Cattery's own tokens.
     pub oidc: Option<OidcConfig>,
+    /// The UI's sessions end after this long without a request (default 30 minutes).
+    pub ui_session_idle: Option<std::time::Duration>,
     /// What the API's door checks. Without the `bench-modes` feature the only value is
     /// [`AccessControl::Enforced`]; the feature adds the modes `cattery-bench rbac` uses to
     /// measure what authorization and auditing cost.
@@ -103,7 +105,7 @@ pub(crate) struct AppState {
     /// Token authentication.
     pub auth: TokenAuthenticator,
     /// OIDC authentication, when configured.
-    pub oidc: Option<OidcAuthenticator>,
+    pub oidc: Option<Arc<OidcAuthenticator>>,
     /// Failed-authentication budget per source address.
     pub limiter: FailureLimiter,
     /// The RBAC policy in force.
@@ -229,8 +231,16 @@ pub async fn start(
         Some(c) => Some(
             OidcAuthenticator::new(c)
                 .await
+                .map(Arc::new)
                 .context("setting up OIDC authentication")?,
         ),
+        None => None,
+    };
+    let sso: Option<Arc<dyn cattery_ui::SsoProvider>> = match &oidc {
+        Some(auth) => auth::oidc_login::OidcLogin::new(auth.clone())
+            .await
+            .context("setting up OIDC browser sign-in")?
+            .map(|l| Arc::new(l) as Arc<dyn cattery_ui::SsoProvider>),
         None => None,
     };
     let admin_token = if auth.is_empty() {
@@ -343,6 +353,10 @@ pub async fn start(
                     to.insert(*peer);
                 }
             },
+            sso,
+            session_idle: cfg
+                .ui_session_idle
+                .unwrap_or(cattery_ui::UiConfig::default().session_idle),
             ..Default::default()
         },
     );

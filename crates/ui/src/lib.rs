@@ -26,7 +26,10 @@ mod layout;
 mod pages;
 mod security;
 mod session;
+mod sso;
 mod url_state;
+
+pub use sso::{SsoFuture, SsoLogin, SsoPending, SsoProvider, SsoStart};
 
 /// Copies what the API's door needs from the browser's request into the UI's in-process
 /// API request (the client address the failed-authentication limiter and the audit trail
@@ -34,7 +37,7 @@ mod url_state;
 pub type ForwardExtensions = fn(from: &http::Extensions, to: &mut http::Extensions);
 
 /// How the UI runs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct UiConfig {
     /// A session ends after this long without a request.
     pub session_idle: Duration,
@@ -46,6 +49,21 @@ pub struct UiConfig {
     pub forward: ForwardExtensions,
     /// How often live views (the clusters table) re-read the API.
     pub live_interval: Duration,
+    /// "Sign in with SSO", when the server has an OpenID Connect issuer with browser
+    /// sign-in configured.
+    pub sso: Option<Arc<dyn SsoProvider>>,
+}
+
+impl std::fmt::Debug for UiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UiConfig")
+            .field("session_idle", &self.session_idle)
+            .field("session_absolute", &self.session_absolute)
+            .field("max_sessions", &self.max_sessions)
+            .field("live_interval", &self.live_interval)
+            .field("sso", &self.sso.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for UiConfig {
@@ -56,6 +74,7 @@ impl Default for UiConfig {
             max_sessions: 10_000,
             forward: |_, _| {},
             live_interval: Duration::from_secs(1),
+            sso: None,
         }
     }
 }
@@ -64,6 +83,8 @@ impl Default for UiConfig {
 pub(crate) struct Ui {
     pub(crate) api: api::Api,
     pub(crate) sessions: session::Sessions,
+    /// SSO sign-ins waiting for the issuer's redirect back.
+    pub(crate) pending: sso::PendingTable,
     pub(crate) config: UiConfig,
 }
 
@@ -77,6 +98,7 @@ pub fn router(api: Router, config: UiConfig) -> Router {
             config.session_absolute,
             config.max_sessions,
         ),
+        pending: sso::PendingTable::default(),
         config,
     });
     let routes = Router::new()
@@ -87,6 +109,8 @@ pub fn router(api: Router, config: UiConfig) -> Router {
             "/ui/sign-in",
             get(pages::signin::form).post(pages::signin::submit),
         )
+        .route("/ui/sign-in/sso", get(pages::signin::sso_start))
+        .route("/ui/sign-in/sso/callback", get(pages::signin::sso_callback))
         .route("/ui/sign-out", post(pages::signin::sign_out))
         .route("/ui/assets/{file}", get(assets::serve))
         .route("/ui/overview", get(pages::overview::page))

@@ -32,6 +32,8 @@ pub(crate) struct Session {
     pub(crate) csrf: String,
     created: Instant,
     last_seen: Instant,
+    /// When the session's token stops being valid (an SSO sign-in's ID token `exp`).
+    expires: Option<Instant>,
 }
 
 /// The table of live sessions.
@@ -69,11 +71,25 @@ impl Sessions {
     }
 
     fn live(&self, s: &Session, now: Instant) -> bool {
-        now.duration_since(s.last_seen) < self.idle && now.duration_since(s.created) < self.absolute
+        now.duration_since(s.last_seen) < self.idle
+            && now.duration_since(s.created) < self.absolute
+            && s.expires.is_none_or(|e| now < e)
     }
 
     /// Starts a session; returns the cookie value.
     pub(crate) fn create(&self, token: Arc<str>, user: String, groups: Vec<String>) -> String {
+        self.create_until(token, user, groups, None)
+    }
+
+    /// Starts a session that also ends at `expires` (when its token does); returns the
+    /// cookie value.
+    pub(crate) fn create_until(
+        &self,
+        token: Arc<str>,
+        user: String,
+        groups: Vec<String>,
+        expires: Option<Instant>,
+    ) -> String {
         let id = random_hex();
         let now = Instant::now();
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
@@ -96,6 +112,7 @@ impl Sessions {
                 csrf: random_hex(),
                 created: now,
                 last_seen: now,
+                expires,
             },
         );
         id
@@ -177,6 +194,20 @@ mod tests {
         std::thread::sleep(Duration::from_millis(250));
         assert!(!s.alive(&id));
         assert!(s.get(&id).is_none(), "idle limit");
+    }
+
+    #[test]
+    fn a_session_ends_when_its_token_expires() {
+        let s = Sessions::new(Duration::from_secs(60), Duration::from_secs(60), 10);
+        let exp = Instant::now() + Duration::from_millis(150);
+        let id = s.create_until("t".into(), "oidc:alice".into(), vec![], Some(exp));
+        assert!(s.get(&id).is_some());
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!s.alive(&id));
+        assert!(
+            s.get(&id).is_none(),
+            "ended at the token's expiry, though used"
+        );
     }
 
     #[test]

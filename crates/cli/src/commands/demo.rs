@@ -67,6 +67,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             api_tls: None,
             retention: Default::default(),
             oidc: None,
+            ui_session_idle: None,
             access_control: Default::default(),
         },
         shutdown.clone(),

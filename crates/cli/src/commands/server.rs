@@ -33,6 +33,9 @@ pub struct ServerArgs {
     /// Days to keep a log type, e.g. --retention flows=8 --retention audit=91 (Calico's defaults).
     #[arg(long = "retention", value_name = "TYPE=DAYS", value_parser = parse_retention)]
     pub retention: Vec<(cattery_api::logs::LogType, u32)>,
+    /// A UI session ends after this long without a request (e.g. 30m, 2h).
+    #[arg(long, value_parser = super::parse_duration, default_value = "30m")]
+    pub ui_session_idle: std::time::Duration,
     #[command(flatten)]
     pub oidc: OidcArgs,
 }
@@ -69,6 +72,18 @@ pub struct OidcArgs {
     /// Prefix for groups from OIDC ("-" for none).
     #[arg(long, default_value = "oidc:")]
     pub oidc_groups_prefix: String,
+    /// Offer "Sign in with SSO" in the UI: the redirect URI registered at the issuer, the
+    /// server's public URL followed by /ui/sign-in/sso/callback (e.g.
+    /// https://cattery.example.com:9443/ui/sign-in/sso/callback). Needs OIDC discovery.
+    #[arg(long, requires = "oidc_issuer_url")]
+    pub oidc_redirect_url: Option<String>,
+    /// File holding the client secret, when the issuer registers Cattery as a confidential
+    /// client (default: a public client, PKCE only).
+    #[arg(long, requires = "oidc_redirect_url")]
+    pub oidc_client_secret_file: Option<PathBuf>,
+    /// A scope to ask for at browser sign-in besides `openid` (repeatable: email, groups…).
+    #[arg(long = "oidc-extra-scope", requires = "oidc_redirect_url")]
+    pub oidc_extra_scopes: Vec<String>,
 }
 
 impl OidcArgs {
@@ -100,6 +115,24 @@ impl OidcArgs {
         cfg.groups_claim = self.oidc_groups_claim.clone();
         cfg.username_prefix = prefix(&self.oidc_username_prefix);
         cfg.groups_prefix = prefix(&self.oidc_groups_prefix);
+        if let Some(redirect_url) = &self.oidc_redirect_url {
+            let client_secret = match &self.oidc_client_secret_file {
+                Some(f) => Some(
+                    std::fs::read_to_string(f)
+                        .with_context(|| {
+                            format!("reading --oidc-client-secret-file {}", f.display())
+                        })?
+                        .trim()
+                        .to_string(),
+                ),
+                None => None,
+            };
+            cfg.browser = Some(cattery_server::auth::oidc_login::BrowserSignIn {
+                redirect_url: redirect_url.clone(),
+                client_secret,
+                extra_scopes: self.oidc_extra_scopes.clone(),
+            });
+        }
         Ok(Some(cfg))
     }
 }
@@ -159,6 +192,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             api_tls: args.tls_cert_file.clone().zip(args.tls_key_file.clone()),
             retention: retention(&args.retention),
             oidc: args.oidc.config()?,
+            ui_session_idle: Some(args.ui_session_idle),
             access_control: Default::default(),
         },
         shutdown,

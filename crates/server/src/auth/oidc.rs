@@ -46,9 +46,9 @@ const REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(30);
 /// Default of [`OidcConfig::jwks_refresh_interval`].
 pub const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
 /// Give up fetching a JWK set after this long (connect, TLS, request and body together).
-const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest JWK set accepted (file or HTTP answer).
-const MAX_JWKS_BYTES: usize = 1 << 20;
+pub(super) const MAX_JWKS_BYTES: usize = 1 << 20;
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 const LEEWAY_SECS: u64 = 30;
 /// Larger bearer tokens are refused before any parsing.
@@ -103,6 +103,9 @@ pub struct OidcConfig {
     /// The keys are also reloaded this often (default [`JWKS_REFRESH_INTERVAL`]), so a key
     /// the issuer withdraws stops being trusted without waiting for an unknown key id.
     pub jwks_refresh_interval: Duration,
+    /// Browser sign-in ("Sign in with SSO" in the UI), when the issuer's discovery document
+    /// names its authorization and token endpoints; see [`super::oidc_login`].
+    pub browser: Option<super::oidc_login::BrowserSignIn>,
 }
 
 impl OidcConfig {
@@ -118,6 +121,7 @@ impl OidcConfig {
             username_prefix: "oidc:".into(),
             groups_prefix: "oidc:".into(),
             jwks_refresh_interval: JWKS_REFRESH_INTERVAL,
+            browser: None,
         }
     }
 }
@@ -160,9 +164,18 @@ pub enum OidcError {
     /// `nbf` is in the future (beyond the leeway).
     #[error("the token is not valid yet (its nbf is in the future)")]
     NotYetValid,
+    /// An ID token from browser sign-in does not carry the nonce of that sign-in (it was
+    /// issued for another sign-in, or replayed).
+    #[error(
+        "the ID token's nonce does not match this sign-in (issued for another sign-in, or replayed)"
+    )]
+    WrongNonce,
     /// A required claim is missing or has an unusable value.
     #[error("the token has no usable \"{0}\" claim")]
     MissingClaim(String),
+    /// Browser sign-in ("Sign in with SSO") is configured but cannot work as configured.
+    #[error("browser sign-in: {0}")]
+    BrowserSignIn(String),
     /// The issuer's keys could not be loaded, fetched or parsed.
     #[error("issuer keys: {0}")]
     Jwks(String),
@@ -225,10 +238,10 @@ struct KeySet {
 
 /// A parsed and vetted `http(s)://` location (JWKS or discovery document).
 #[derive(Clone, Debug)]
-struct Endpoint {
+pub(super) struct Endpoint {
     url: String,
     uri: http::Uri,
-    https: bool,
+    pub(super) https: bool,
     host: String,
     port: u16,
     /// Path and query (for messages and tests).
@@ -377,6 +390,43 @@ impl OidcAuthenticator {
     /// (required), nbf (if present), with 30 s leeway on time checks; maps claims to an
     /// Identity.
     pub async fn authenticate(&self, token: &str) -> Result<Identity, OidcError> {
+        let claims = self.verified_claims(token).await?;
+        self.identity(&claims)
+    }
+
+    /// Verifies an ID token from browser sign-in exactly as [`Self::authenticate`] does a
+    /// bearer token, and also that its `nonce` is the sign-in's. Returns the identity and
+    /// the token's `exp` (seconds since the Unix epoch).
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        nonce: &str,
+    ) -> Result<(Identity, u64), OidcError> {
+        let claims = self.verified_claims(token).await?;
+        let identity = self.identity(&claims)?;
+        match claims.get("nonce").and_then(Value::as_str) {
+            Some(n)
+                if n.len() == nonce.len()
+                    && bool::from(subtle::ConstantTimeEq::ct_eq(
+                        n.as_bytes(),
+                        nonce.as_bytes(),
+                    )) => {}
+            _ => return Err(OidcError::WrongNonce),
+        }
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| OidcError::MissingClaim("exp".into()))?;
+        Ok((identity, exp))
+    }
+
+    /// The configuration this authenticator was built with.
+    pub(super) fn config(&self) -> &OidcConfig {
+        &self.cfg
+    }
+
+    /// Signature and time checks; the claims of a token that passes them.
+    async fn verified_claims(&self, token: &str) -> Result<Map<String, Value>, OidcError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(OidcError::Malformed(format!(
                 "larger than {} KiB",
@@ -423,7 +473,7 @@ impl OidcAuthenticator {
 
         for key in compatible {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
-                Ok(data) => return self.identity(&data.claims),
+                Ok(data) => return Ok(data.claims),
                 Err(e) => match map_jwt_error(&e) {
                     // Maybe another key (no kid, or a kid shared by several keys).
                     OidcError::BadSignature => continue,
@@ -737,7 +787,7 @@ fn check_printable(claim: &str, value: &str) -> Result<(), OidcError> {
 }
 
 /// Token-supplied text made safe to quote in a message: truncated and escaped.
-fn echo(s: &str) -> String {
+pub(super) fn echo(s: &str) -> String {
     let mut out: String = s
         .chars()
         .take(MAX_ECHO_CHARS)
@@ -913,7 +963,7 @@ fn bit_length(big_endian: &[u8]) -> usize {
 }
 
 /// Validates a JWKS URL: https, or http on a loopback address only.
-fn parse_url(url: &str) -> Result<Endpoint, String> {
+pub(super) fn parse_url(url: &str) -> Result<Endpoint, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("not a valid URL: {e}"))?;
     let https = match uri.scheme_str() {
         Some("https") => true,
@@ -981,7 +1031,15 @@ async fn tls_config(ca_file: Option<&Path>) -> Result<ClientConfig, String> {
 /// hyper's client for the issuer: HTTPS only (verified against `ca_file` or the system
 /// roots) when `https`, else plain HTTP (allowed on loopback only, see [`parse_url`]).
 /// Connections are not kept: fetches are rare.
-async fn issuer_client(ca_file: Option<&Path>, https: bool) -> Result<IssuerClient, String> {
+pub(super) async fn issuer_client<B>(
+    ca_file: Option<&Path>,
+    https: bool,
+) -> Result<Client<HttpsConnector<HttpConnector>, B>, String>
+where
+    B: http_body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let tls = if https {
         tls_config(ca_file).await?
     } else {
@@ -1008,7 +1066,7 @@ async fn issuer_client(ca_file: Option<&Path>, https: bool) -> Result<IssuerClie
 }
 
 /// An error and its sources, for messages.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut next = e.source();
     while let Some(s) = next {
@@ -1211,6 +1269,72 @@ mod tests {
             path,
             auth,
         }
+    }
+
+    #[tokio::test]
+    async fn id_tokens_from_browser_sign_in_must_carry_its_nonce() {
+        let ec = ec_key("ec-1");
+        let f = fixture(&[&ec], |_| {}).await;
+        let c = with(claims(), "nonce", json!("n-123"));
+        let (id, exp) = f
+            .auth
+            .verify_id_token(&sign(&ec, &c), "n-123")
+            .await
+            .unwrap();
+        assert_eq!(id.user, "oidc:alice");
+        assert_eq!(Some(exp), c["exp"].as_u64());
+        for (token, nonce) in [
+            (sign(&ec, &c), "n-124"),
+            (sign(&ec, &c), "n-12"),
+            (sign(&ec, &claims()), "n-123"),
+        ] {
+            assert!(
+                matches!(
+                    f.auth.verify_id_token(&token, nonce).await,
+                    Err(OidcError::WrongNonce)
+                ),
+                "nonce {nonce}"
+            );
+        }
+        // Everything a bearer token must pass still applies.
+        let expired = with(c.clone(), "exp", json!(now() - 3600));
+        assert!(matches!(
+            f.auth.verify_id_token(&sign(&ec, &expired), "n-123").await,
+            Err(OidcError::Expired)
+        ));
+        let other_aud = with(c, "aud", json!("someone-else"));
+        assert!(matches!(
+            f.auth
+                .verify_id_token(&sign(&ec, &other_aud), "n-123")
+                .await,
+            Err(OidcError::WrongAudience { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn browser_sign_in_needs_discovery() {
+        let ec = ec_key("ec-1");
+        let browser = super::super::oidc_login::BrowserSignIn {
+            redirect_url: "https://cattery.example/ui/sign-in/sso/callback".into(),
+            client_secret: None,
+            extra_scopes: vec![],
+        };
+        let f = fixture(&[&ec], |c| c.browser = Some(browser)).await;
+        let err = super::super::oidc_login::OidcLogin::new(Arc::new(f.auth))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, OidcError::BrowserSignIn(m) if m.contains("discovery")),
+            "{err}"
+        );
+        let f = fixture(&[&ec], |_| {}).await;
+        assert!(
+            super::super::oidc_login::OidcLogin::new(Arc::new(f.auth))
+                .await
+                .unwrap()
+                .is_none(),
+            "off unless configured"
+        );
     }
 
     #[tokio::test]

@@ -1,0 +1,265 @@
+//! Browser sign-in at the OpenID Connect issuer: the authorization code flow with PKCE
+//! (S256), `state` and `nonce`, for the UI's "Sign in with SSO".
+//!
+//! The endpoints come from the issuer's discovery document (so browser sign-in needs
+//! [`super::oidc::JwksSource::Discovery`]); the redirect URI is configuration
+//! ([`BrowserSignIn::redirect_url`]), never derived from a request's `Host` header. The
+//! `oauth2` crate builds the authorization URL and the token request and parses the
+//! answer; the request itself goes over the same hyper client (rustls, the configured CA,
+//! plain `http://` on loopback only) that fetches the discovery document. The ID token is
+//! then verified by [`OidcAuthenticator::verify_id_token`]: exactly as a bearer token
+//! (signature, `iss`, `aud`, `exp`, `nbf`) plus the sign-in's `nonce`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use oauth2::basic::{
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
+    BasicTokenType,
+};
+use oauth2::{
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope,
+    StandardRevocableToken, StandardTokenResponse, TokenUrl,
+};
+
+use super::oidc::{
+    FETCH_TIMEOUT, MAX_JWKS_BYTES, OidcAuthenticator, OidcError, chain, echo, issuer_client,
+    parse_url,
+};
+
+/// The path of the UI's callback; [`BrowserSignIn::redirect_url`] must end with it.
+pub const CALLBACK_PATH: &str = "/ui/sign-in/sso/callback";
+
+/// How browser sign-in is configured (`cattery server --oidc-redirect-url ...`).
+#[derive(Clone, Debug)]
+pub struct BrowserSignIn {
+    /// The redirect URI registered at the issuer: the server's public URL followed by
+    /// [`CALLBACK_PATH`], e.g. `https://cattery.example.com:9443/ui/sign-in/sso/callback`.
+    pub redirect_url: String,
+    /// The client secret, for issuers that register Cattery as a confidential client;
+    /// `None` for a public client (PKCE only).
+    pub client_secret: Option<String>,
+    /// Scopes asked for besides `openid` (e.g. `email`, `groups`).
+    pub extra_scopes: Vec<String>,
+}
+
+/// The token endpoint's answer: OAuth 2.0's plus OpenID Connect's `id_token`.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+struct IdTokenFields {
+    id_token: Option<String>,
+}
+
+impl oauth2::ExtraTokenFields for IdTokenFields {}
+
+type OauthClient = oauth2::Client<
+    BasicErrorResponse,
+    StandardTokenResponse<IdTokenFields, BasicTokenType>,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+>;
+
+type TokenClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A failed call to the token endpoint.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct CallError(String);
+
+/// Browser sign-in at one issuer; implements the UI's [`cattery_ui::SsoProvider`].
+pub struct OidcLogin {
+    auth: Arc<OidcAuthenticator>,
+    oauth: OauthClient,
+    http: TokenClient,
+    scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for OidcLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcLogin")
+            .field("auth_url", &self.oauth.auth_uri().as_str())
+            .field("token_url", &self.oauth.token_uri().as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+fn config_error(e: impl std::fmt::Display) -> OidcError {
+    OidcError::BrowserSignIn(e.to_string())
+}
+
+impl OidcLogin {
+    /// Browser sign-in for `auth`'s issuer, or `None` when it is not configured. Fails
+    /// startup clearly when it is configured but the issuer's discovery document lacks the
+    /// endpoints, an endpoint is plain `http://` off loopback, or the redirect URL is wrong.
+    pub async fn new(auth: Arc<OidcAuthenticator>) -> Result<Option<OidcLogin>, OidcError> {
+        let cfg = auth.config().clone();
+        let Some(browser) = cfg.browser.clone() else {
+            return Ok(None);
+        };
+        let Some(meta) = auth.provider_metadata() else {
+            return Err(config_error(
+                "needs the issuer's discovery document (give neither --oidc-jwks-file nor \
+                 --oidc-jwks-url)",
+            ));
+        };
+        let (Some(authz), Some(token)) = (&meta.authorization_endpoint, &meta.token_endpoint)
+        else {
+            return Err(config_error(
+                "the issuer's discovery document names no authorization_endpoint or \
+                 token_endpoint",
+            ));
+        };
+        parse_url(authz)
+            .map_err(|e| config_error(format!("authorization_endpoint {}: {e}", echo(authz))))?;
+        let token_endpoint = parse_url(token)
+            .map_err(|e| config_error(format!("token_endpoint {}: {e}", echo(token))))?;
+        let redirect = &browser.redirect_url;
+        if !redirect.ends_with(CALLBACK_PATH)
+            || !(redirect.starts_with("https://") || redirect.starts_with("http://"))
+        {
+            return Err(config_error(format!(
+                "the redirect URL {redirect} must be the server's URL followed by \
+                 {CALLBACK_PATH}"
+            )));
+        }
+        let mut oauth = oauth2::Client::new(ClientId::new(cfg.audience.clone()))
+            .set_auth_uri(AuthUrl::new(authz.clone()).map_err(config_error)?)
+            .set_token_uri(TokenUrl::new(token.clone()).map_err(config_error)?)
+            .set_redirect_uri(RedirectUrl::new(redirect.clone()).map_err(config_error)?);
+        if let Some(secret) = &browser.client_secret {
+            oauth = oauth.set_client_secret(ClientSecret::new(secret.clone()));
+        }
+        let http = issuer_client(cfg.jwks_ca_file.as_deref(), token_endpoint.https)
+            .await
+            .map_err(config_error)?;
+        tracing::info!(
+            "OIDC: browser sign-in at {authz}, redirect URI {redirect} (register it at the issuer)"
+        );
+        Ok(Some(OidcLogin {
+            auth,
+            oauth,
+            http,
+            scopes: browser.extra_scopes,
+        }))
+    }
+
+    async fn redeem(
+        &self,
+        pending: &cattery_ui::SsoPending,
+        code: &str,
+    ) -> Result<cattery_ui::SsoLogin, String> {
+        let client = self.http.clone();
+        // Each call owns a handle on the client (a borrowed one makes the future's `Send`
+        // depend on a lifetime the compiler cannot name).
+        let call = move |req: oauth2::HttpRequest| {
+            let http = client.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let req = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
+                let answer = async {
+                    let res = http
+                        .request(req)
+                        .await
+                        .map_err(|e| CallError(format!("the token endpoint: {}", chain(&e))))?;
+                    let (parts, body) = res.into_parts();
+                    let body = Limited::new(body, MAX_JWKS_BYTES)
+                        .collect()
+                        .await
+                        .map_err(|e| {
+                            CallError(format!("reading the token endpoint's answer: {e}"))
+                        })?
+                        .to_bytes();
+                    Ok::<_, CallError>(http::Response::from_parts(parts, body.to_vec()))
+                };
+                tokio::time::timeout(FETCH_TIMEOUT, answer)
+                    .await
+                    .map_err(|_| {
+                        CallError(format!(
+                            "the token endpoint gave no complete answer within {} s",
+                            FETCH_TIMEOUT.as_secs()
+                        ))
+                    })?
+            }
+        };
+        let answer = self
+            .oauth
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
+            .request_async(&call)
+            .await
+            .map_err(|e| match e {
+                RequestTokenError::ServerResponse(r) => {
+                    let detail = r
+                        .error_description()
+                        .map(|d| format!(": {}", echo(d)))
+                        .unwrap_or_default();
+                    format!(
+                        "the identity provider refused the authorization code ({}){detail}",
+                        echo(r.error().as_ref())
+                    )
+                }
+                RequestTokenError::Request(e) => e.to_string(),
+                RequestTokenError::Parse(e, _) => {
+                    format!("the token endpoint's answer is not a token response: {e}")
+                }
+                RequestTokenError::Other(e) => format!("the token endpoint: {}", echo(&e)),
+            })?;
+        let id_token = answer.extra_fields().id_token.clone().ok_or(
+            "the token endpoint's answer has no id_token (is `openid` a scope of this client?)",
+        )?;
+        let (identity, exp) = self
+            .auth
+            .verify_id_token(&id_token, &pending.nonce)
+            .await
+            .map_err(|e| format!("the ID token was refused: {e}"))?;
+        tracing::info!(user = identity.user, "OIDC: browser sign-in");
+        Ok(cattery_ui::SsoLogin {
+            id_token,
+            expires_at: SystemTime::UNIX_EPOCH + Duration::from_secs(exp),
+        })
+    }
+}
+
+impl cattery_ui::SsoProvider for OidcLogin {
+    fn start(&self) -> cattery_ui::SsoStart {
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let nonce = super::random_id(32);
+        let mut request = self
+            .oauth
+            .authorize_url(CsrfToken::new_random)
+            .add_scope(Scope::new("openid".into()))
+            .add_extra_param("nonce", nonce.clone())
+            .set_pkce_challenge(challenge);
+        for s in &self.scopes {
+            request = request.add_scope(Scope::new(s.clone()));
+        }
+        let (url, state) = request.url();
+        cattery_ui::SsoStart {
+            url: url.to_string(),
+            pending: cattery_ui::SsoPending {
+                state: state.secret().clone(),
+                nonce,
+                pkce_verifier: verifier.secret().clone(),
+            },
+        }
+    }
+
+    fn finish<'a>(
+        &'a self,
+        pending: &'a cattery_ui::SsoPending,
+        code: &'a str,
+    ) -> cattery_ui::SsoFuture<'a> {
+        Box::pin(self.redeem(pending, code))
+    }
+}

@@ -1,0 +1,186 @@
+//! Browser test of the Manager UI's "Sign in with SSO" and session expiry: a real server
+//! configured with a test OpenID Connect issuer (`tests/ui/oidc-issuer.mjs`, a separate
+//! node process implementing the code flow with PKCE and ES256-signed ID tokens), driven
+//! by Debian's chromium through Playwright (`tests/ui/sso.spec.mjs`).
+//!
+//! Needs `/usr/bin/chromium`, `node` and `npm ci` in `tests/ui`. Without them the test
+//! says so and passes, except when `CI` is set: then it fails.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// The UI's idle timeout for this server, short so that the spec can wait it out.
+const IDLE: Duration = Duration::from_secs(6);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tooling() -> Result<(), String> {
+    if !Path::new(CHROMIUM).exists() {
+        return Err(format!(
+            "{CHROMIUM} is missing (apt-get install -y chromium)"
+        ));
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        return Err("node is missing (apt-get install -y nodejs npm)".into());
+    }
+    if !repo()
+        .join("tests/ui/node_modules/playwright-core")
+        .exists()
+    {
+        return Err("playwright-core is missing (cd tests/ui && npm ci)".into());
+    }
+    Ok(())
+}
+
+/// The test issuer's process, killed on drop.
+struct Issuer {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Issuer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_issuer(client_id: &str, redirect: &str) -> Issuer {
+    let mut child = Command::new("node")
+        .arg(repo().join("tests/ui/oidc-issuer.mjs"))
+        .args([client_id, redirect])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting the test issuer");
+    let stdout = child.stdout.take().expect("issuer stdout");
+    // The first line says where it listens; bounded by the reader thread's timeout below.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the test issuer printed its address");
+    let v: serde_json::Value = serde_json::from_str(line.trim()).expect("issuer address line");
+    Issuer {
+        url: v["issuer"].as_str().expect("issuer url").to_string(),
+        child,
+    }
+}
+
+#[test]
+fn sign_in_with_sso_in_a_real_browser() {
+    if let Err(missing) = tooling() {
+        if std::env::var_os("CI").is_some() {
+            panic!("browser tests cannot run in CI: {missing}");
+        }
+        eprintln!("SKIPPED: {missing}");
+        return;
+    }
+    let dir = test_dir();
+    let d = dir.path();
+    let api_port = free_port();
+    let redirect = format!("https://127.0.0.1:{api_port}/ui/sign-in/sso/callback");
+    let issuer = start_issuer("cattery-ui", &redirect);
+    let idle = format!("{}s", IDLE.as_secs());
+    let server = Server::start_with(
+        d,
+        "server",
+        api_port,
+        free_port(),
+        &[
+            "--oidc-issuer-url",
+            &issuer.url,
+            "--oidc-client-id",
+            "cattery-ui",
+            "--oidc-redirect-url",
+            &redirect,
+            "--ui-session-idle",
+            &idle,
+        ],
+    );
+    let shots = repo().join("target/ui-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new("node")
+        .arg(repo().join("tests/ui/sso.spec.mjs"))
+        .current_dir(repo().join("tests/ui"))
+        .env("UI_URL", &server.url)
+        .env("UI_TOKEN", &server.token)
+        .env("UI_ISSUER", &issuer.url)
+        .env("UI_CHROMIUM", CHROMIUM)
+        .env("UI_SCREENSHOTS", &shots)
+        .env("UI_IDLE_MS", IDLE.as_millis().to_string())
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .output()
+        .expect("running node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(
+        out.status.success(),
+        "the browser spec failed:\n{stdout}\n{stderr}\nserver log:\n{}",
+        server
+            .proc
+            .log()
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for step in [
+        "ok sso sign-in",
+        "ok sso replayed callback",
+        "ok sso replayed code",
+        "ok sso bad state",
+        "ok sso access denied",
+        "ok sso session ends with the id token",
+        "ok idle session expiry",
+        "ok keyboard cluster selector",
+        "ok dark theme",
+        "ok local times",
+    ] {
+        assert!(
+            stdout.contains(step),
+            "step {step:?} did not pass:\n{stdout}"
+        );
+    }
+    // The SSO sign-in went through the API's door as the mapped identity.
+    wait_for(
+        "the SSO sign-in's review audited as oidc:carol",
+        Duration::from_secs(30),
+        || {
+            let out = server.cli_ok(&[
+                "logs",
+                "audit",
+                "--cluster",
+                "cluster",
+                "--since",
+                "10m",
+                "--limit",
+                "0",
+                "-o",
+                "ndjson",
+                "--where",
+                "user.username=oidc:carol",
+            ]);
+            out.lines()
+                .any(|l| l.contains("selfsubjectreviews"))
+                .then_some(())
+        },
+    );
+}
