@@ -36,6 +36,9 @@ pub struct NextQuery {
     pub max_bytes: usize,
     /// Long-poll duration.
     pub wait: Duration,
+    /// A stream id the management plane refused (another cluster owns it): its records are
+    /// set aside and the spool continues under a fresh id ([`Spool::abandon_stream`]).
+    pub refuse: Option<String>,
 }
 
 impl NextQuery {
@@ -46,6 +49,7 @@ impl NextQuery {
             max_records: 5_000,
             max_bytes: 4 << 20,
             wait: Duration::from_secs(10),
+            refuse: None,
         };
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -58,6 +62,10 @@ impl NextQuery {
                 "maxRecords" => q.max_records = (num()? as usize).clamp(1, MAX_BATCH_RECORDS),
                 "maxBytes" => q.max_bytes = (num()? as usize).clamp(1024, MAX_BATCH_BYTES),
                 "waitMs" => q.wait = Duration::from_millis(num()?).min(MAX_WAIT),
+                "refuse" if !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+                    q.refuse = Some(v.to_owned())
+                }
+                "refuse" => return Err(format!("query parameter refuse={v:?} is not a stream id")),
                 other => return Err(format!("unknown query parameter {other:?}")),
             }
         }
@@ -98,6 +106,20 @@ pub async fn next_batch(
         }
         metrics.shipped(after.saturating_sub(acked_before));
     }
+    if let Some(stream) = q.refuse.clone() {
+        let s = spool.clone();
+        let abandoned = tokio::task::spawn_blocking(move || s.abandon_stream(&stream))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(e) = abandoned {
+            tracing::error!("setting aside the refused log stream: {e}");
+            return reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("abandoning the refused stream failed: {e}"),
+            );
+        }
+    }
     let mut changes = spool.subscribe();
     let deadline = tokio::time::Instant::now() + q.wait;
     loop {
@@ -117,7 +139,7 @@ pub async fn next_batch(
                 Err(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             };
         if !records.is_empty() {
-            return encode(spool.stream_id(), &records);
+            return encode(&spool.stream_id(), &records);
         }
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return reply(StatusCode::NO_CONTENT, "") },
@@ -191,5 +213,14 @@ mod tests {
                 .contains("bogus")
         );
         assert_eq!(NextQuery::parse(None).unwrap().after, None);
+        assert_eq!(
+            NextQuery::parse(Some("refuse=ab12-cd_3")).unwrap().refuse.as_deref(),
+            Some("ab12-cd_3")
+        );
+        assert!(
+            NextQuery::parse(Some("refuse=a%20b"))
+                .unwrap_err()
+                .contains("refuse")
+        );
     }
 }

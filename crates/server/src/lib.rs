@@ -348,6 +348,7 @@ pub async fn start(
         tokio::spawn(cluster_tasks::log_pullers(
             registry.clone(),
             logs.clone(),
+            audit.clone(),
             shutdown.clone(),
         )),
         tokio::spawn(expire_logs(logs.clone(), shutdown.clone())),
