@@ -113,7 +113,11 @@ fn sample(text: &str, name: &str, label: &str) -> Option<u64> {
         .filter(|l| l.contains(label));
     let line = found.next()?;
     assert!(found.next().is_none(), "more than one {name} {label}");
-    line.rsplit(' ').next()?.parse::<f64>().ok().map(|v| v as u64)
+    line.rsplit(' ')
+        .next()?
+        .parse::<f64>()
+        .ok()
+        .map(|v| v as u64)
 }
 
 fn search(server: &Server, log_type: &str, body: Value) -> Value {
@@ -209,10 +213,7 @@ fn a_spool_cloned_into_another_cluster_is_refused_and_reported_and_skips_nothing
         .strip_prefix("log stream ")
         .and_then(|m| m.split(' ').next())
         .unwrap();
-    assert!(
-        message.contains("belongs to cluster \"east\""),
-        "{message}"
-    );
+    assert!(message.contains("belongs to cluster \"east\""), "{message}");
     assert!(
         ledger.contains(&format!("\"{stream}\"")),
         "the refused stream is east's: {stream} not in {ledger}"

@@ -62,7 +62,12 @@ impl NextQuery {
                 "maxRecords" => q.max_records = (num()? as usize).clamp(1, MAX_BATCH_RECORDS),
                 "maxBytes" => q.max_bytes = (num()? as usize).clamp(1024, MAX_BATCH_BYTES),
                 "waitMs" => q.wait = Duration::from_millis(num()?).min(MAX_WAIT),
-                "refuse" if !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+                "refuse"
+                    if !v.is_empty()
+                        && v.len() <= 128
+                        && v.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+                {
                     q.refuse = Some(v.to_owned())
                 }
                 "refuse" => return Err(format!("query parameter refuse={v:?} is not a stream id")),
@@ -214,7 +219,10 @@ mod tests {
         );
         assert_eq!(NextQuery::parse(None).unwrap().after, None);
         assert_eq!(
-            NextQuery::parse(Some("refuse=ab12-cd_3")).unwrap().refuse.as_deref(),
+            NextQuery::parse(Some("refuse=ab12-cd_3"))
+                .unwrap()
+                .refuse
+                .as_deref(),
             Some("ab12-cd_3")
         );
         assert!(
@@ -222,5 +230,43 @@ mod tests {
                 .unwrap_err()
                 .contains("refuse")
         );
+    }
+
+    #[test]
+    fn a_refused_stream_is_set_aside_and_a_fresh_one_started() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(crate::spool::SpoolConfig::new(tmp.path())).unwrap();
+        let rec: (cattery_api::logs::LogType, &[u8]) = (cattery_api::logs::LogType::Flows, b"{}");
+        spool.append(&[rec; 3], None).unwrap();
+        let refused = spool.stream_id();
+        assert_eq!(spool.abandon_stream("someone-else").unwrap(), None);
+        assert_eq!(spool.abandon_stream(&refused).unwrap(), Some(3));
+        assert_ne!(spool.stream_id(), refused);
+        assert!(spool.read_after(None, 10, 1 << 20).unwrap().is_empty());
+        assert_eq!(spool.abandon_stream(&refused).unwrap(), None);
+        let (first, _) = spool.append(&[rec], None).unwrap();
+        assert_eq!(first, 4, "seqs are never reused");
+        let stream = spool.stream_id();
+        drop(spool);
+        let (spool, _) = Spool::open(crate::spool::SpoolConfig::new(tmp.path())).unwrap();
+        assert_eq!(spool.stream_id(), stream, "the fresh id is in the ledger");
+        let seqs: Vec<u64> = spool
+            .read_after(None, 10, 1 << 20)
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(seqs, [4]);
+        let reasons = std::fs::read_dir(tmp.path().join("quarantine"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "reason")
+            })
+            .count();
+        assert_eq!(reasons, 1);
     }
 }

@@ -322,7 +322,9 @@ fn ingest(
         .store
         .ingest(cluster, stream, records)
         .map_err(|e| match e {
-            LogStoreError::StreamOwned { stream, owner, .. } => PullError::Refused { stream, owner },
+            LogStoreError::StreamOwned { stream, owner, .. } => {
+                PullError::Refused { stream, owner }
+            }
             e => PullError::Transient(format!("storing batch {stream}:{first}-{last}: {e}")),
         })?;
     if report.duplicates > 0 {
