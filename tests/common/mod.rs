@@ -123,6 +123,17 @@ impl Server {
     }
 
     pub fn start_on(dir: &Path, name: &str, api_port: u16, tunnel_port: u16) -> Server {
+        Server::start_with_env(dir, name, api_port, tunnel_port, &[])
+    }
+
+    /// [`Server::start_on`] with extra environment variables for the server process.
+    pub fn start_with_env(
+        dir: &Path,
+        name: &str,
+        api_port: u16,
+        tunnel_port: u16,
+        envs: &[(&str, &str)],
+    ) -> Server {
         let data = dir.join(format!("{name}-data"));
         let api = format!("127.0.0.1:{api_port}");
         let tunnel = format!("127.0.0.1:{tunnel_port}");
@@ -138,7 +149,7 @@ impl Server {
                 "--tunnel-addr",
                 &tunnel,
             ],
-            &[],
+            envs,
         );
         let url = format!("https://{api}");
         let token_file = data.join("admin.token");

@@ -289,8 +289,9 @@ pub async fn start(
 
     let registry = Arc::new(Registry::open(store.clone())?);
     let log_dir = dir.join("logs");
-    let log_store = cattery_logstore::EmbeddedStore::open(&log_dir, cfg.retention)
-        .with_context(|| format!("opening the log store in {}", log_dir.display()))?;
+    let log_store =
+        cattery_logstore::EmbeddedStore::open_with(&log_dir, cfg.retention, logs::store_options()?)
+            .with_context(|| format!("opening the log store in {}", log_dir.display()))?;
     let logs = Arc::new(logs::LogService::new(Arc::new(log_store)));
     let ca_certs = cattery_tunnel::pem::certs("ca.crt", ca.cert_pem())?;
     let tunnel_tls = cattery_tunnel::tls::tunnel_server_config(
