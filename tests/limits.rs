@@ -108,45 +108,119 @@ fn thousands_of_aggregations_get_400_naming_the_limit_and_a_dashboard_s_worth_wo
     );
 }
 
+/// Sends `n` copies of the audit search `body` at once, multiplexed on one HTTP/2
+/// connection (`curl --parallel`), so they reach the server together; returns each answer's
+/// (parsed body, code, headers).
+fn parallel_searches(server: &Server, body: &Value, n: usize) -> Vec<(Value, u16, String)> {
+    let d = server.dir.join(format!("parallel-{}", free_port()));
+    std::fs::create_dir_all(&d).unwrap();
+    let body_file = d.join("body.json");
+    std::fs::write(&body_file, body.to_string()).unwrap();
+    let mut entries = Vec::new();
+    for i in 0..n {
+        entries.push(format!(
+            "url = \"{}/apis/logs.cattery.dev/v1/audit/search\"\nrequest = \"POST\"\n\
+             header = \"Authorization: Bearer {}\"\nheader = \"Content-Type: application/json\"\n\
+             data-binary = \"@{}\"\ncacert = \"{}\"\nhttp2\nmax-time = 30\n\
+             output = \"{}\"\ndump-header = \"{}\"\n",
+            server.url,
+            server.token,
+            body_file.display(),
+            server.ca.display(),
+            d.join(format!("out-{i}")).display(),
+            d.join(format!("headers-{i}")).display(),
+        ));
+    }
+    // `next` separates transfers (a trailing one would start an empty transfer).
+    std::fs::write(d.join("curl.cfg"), entries.join("next\n")).unwrap();
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--parallel",
+            "--parallel-immediate",
+            "--parallel-max",
+        ])
+        .arg(n.to_string())
+        .arg("-K")
+        .arg(d.join("curl.cfg"))
+        .output()
+        .expect("curl is installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answers = (0..n)
+        .map(|i| {
+            let headers = std::fs::read_to_string(d.join(format!("headers-{i}"))).unwrap();
+            let code: u16 = headers
+                .lines()
+                .next()
+                .and_then(|l| l.split(' ').nth(1))
+                .and_then(|c| c.parse().ok())
+                .unwrap_or_else(|| panic!("no status line in {headers:?}"));
+            let text = std::fs::read_to_string(d.join(format!("out-{i}"))).unwrap();
+            let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            (v, code, headers)
+        })
+        .collect();
+    std::fs::remove_dir_all(&d).unwrap();
+    answers
+}
+
 #[test]
-fn concurrent_heavy_searches_are_answered_or_turned_away_with_429() {
+fn searches_beyond_the_server_wide_memory_budget_get_429_with_retry_after() {
     let dir = test_dir();
-    let server = Server::start(dir.path());
+    // A budget of one search's share (256 MiB): two aggregating searches at once exceed it.
+    let server = Server::start_with(
+        dir.path(),
+        "server",
+        free_port(),
+        free_port(),
+        &[],
+        &[("CATTERY_SEARCH_MEMORY_BUDGET_MIB", "256")],
+    );
     wait_audit(&server, "/apis/logs.cattery.dev/v1/audit/search");
     let body = sibling_terms(100);
-    let answers: Vec<(Value, u16, String)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..12)
-            .map(|_| s.spawn(|| search_audit(&server, &body)))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    for (v, code, headers) in &answers {
-        match code {
-            200 => assert!(v["aggregations"]["a0"].is_object(), "{v}"),
-            429 => {
-                assert_eq!(v["reason"], "TooManyRequests", "{v}");
-                assert!(
-                    v["message"]
-                        .as_str()
-                        .unwrap()
-                        .contains("search memory budget of"),
-                    "{v}"
-                );
-                assert!(
-                    headers.to_ascii_lowercase().contains("retry-after: 1"),
-                    "{headers}"
-                );
+    let (mut ok, mut busy) = (0, 0);
+    // Bounded: rounds of 16 simultaneous searches until both answers were seen.
+    for round in 1..=20 {
+        for (v, code, headers) in parallel_searches(&server, &body, 16) {
+            match code {
+                200 => {
+                    assert!(v["aggregations"]["a99"].is_object(), "{v}");
+                    ok += 1;
+                }
+                429 => {
+                    assert_eq!(v["kind"], "Status", "{v}");
+                    assert_eq!(v["code"], 429, "{v}");
+                    assert_eq!(v["reason"], "TooManyRequests", "{v}");
+                    assert_eq!(
+                        v["message"],
+                        "the log store is running as many aggregating searches as its search \
+                         memory budget of 256 MiB allows (256 MiB each); retry shortly",
+                        "{v}"
+                    );
+                    let retry: Vec<&str> = headers
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("retry-after: "))
+                        .map(str::trim)
+                        .collect();
+                    assert_eq!(retry, ["1"], "{headers}");
+                    busy += 1;
+                }
+                other => panic!("unexpected {other}: {v}"),
             }
-            other => panic!("unexpected {other}: {v}"),
+        }
+        if ok > 0 && busy > 0 {
+            eprintln!("round {round}: {ok} × 200, {busy} × 429");
+            break;
         }
     }
-    eprintln!(
-        "codes: {:?}",
-        answers.iter().map(|a| a.1).collect::<Vec<_>>()
-    );
-    assert!(answers.iter().any(|(_, c, _)| *c == 200));
-    // The server is still there and answers.
-    assert_eq!(server.curl(&["/healthz"]).1, 200);
+    assert!(ok > 0 && busy > 0, "answers: {ok} × 200, {busy} × 429");
+    // A search without aggregations reserves nothing and is never turned away.
+    let (v, code, _) = search_audit(&server, &json!({"clusters": ["cluster"], "size": 1}));
+    assert_eq!(code, 200, "{v}");
 }
 
 #[test]
@@ -313,6 +387,99 @@ fn oversized_headers_over_http2_get_431_with_a_status() {
     // Ordinary requests still work on HTTP/2.
     let (_, code) = server.curl(&["/version", "--http2"]);
     assert_eq!(code, 200);
+}
+
+/// Sends one HTTP/2 GET of `path` with a header `x-big` of `value_len` bytes (a single
+/// header block beyond 64 KiB, which curl will not send) over TLS; returns (status, body).
+fn h2_get_with_big_header(server: &Server, path: &str, value_len: usize) -> (u16, String) {
+    use http_body_util::BodyExt;
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&server.ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.api_port))
+            .await
+            .unwrap();
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (mut sender, conn) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .max_header_list_size(4 << 20)
+                .handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get(format!("{}{path}", server.url))
+            .header("authorization", format!("Bearer {}", server.token))
+            .header("x-big", "y".repeat(value_len))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let res = tokio::time::timeout(Duration::from_secs(20), sender.send_request(req))
+            .await
+            .expect("an answer within 20 s")
+            .expect("an HTTP answer, not a refused stream");
+        let code = res.status().as_u16();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (code, String::from_utf8_lossy(&body).into_owned())
+    })
+}
+
+#[test]
+fn a_header_block_over_64_kib_through_the_proxy_gets_431_over_http2() {
+    let dir = test_dir();
+    let d = dir.path();
+    let server = Server::start(d);
+    let sim = Sim::start(d, "alpha", None);
+    let cfg = server.add_cluster("alpha");
+    let _agent = start_agent(d, "alpha", &cfg, &sim.url, &[]);
+    server.wait_connected("alpha", "True");
+    let path = "/clusters/alpha/k8s/api/v1/namespaces/default/configmaps";
+    // One 100 KiB header: a single header block over 64 KiB (within h2's own 1 MiB).
+    let (code, body) = h2_get_with_big_header(&server, path, 100 << 10);
+    assert_eq!(code, 431, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("no Status: {body:?}"));
+    assert_eq!(v["kind"], "Status", "{v}");
+    assert_eq!(v["code"], 431, "{v}");
+    assert_eq!(v["reason"], "RequestHeaderFieldsTooLarge", "{v}");
+    let size = 100 * 1024 + "x-big".len() + 32;
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("request headers of ")
+            && message.ends_with(" bytes are larger than the 65536-byte limit"),
+        "{v}"
+    );
+    let reported: usize = message["request headers of ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        reported > size && reported < size + 1024,
+        "the size counts the big header and little else: {v}"
+    );
+    // The same request with a small header goes through the proxy to the cluster.
+    let (code, body) = h2_get_with_big_header(&server, path, 100);
+    assert_eq!(code, 200, "{body}");
 }
 
 /// Sends `raw` (an HTTP/1.1 request with its body) over TLS to the API with openssl and

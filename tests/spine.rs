@@ -388,7 +388,15 @@ fn bad_input_gets_clear_errors() {
         r#"{"apiVersion":"cattery.dev/v1","kind":"ManagedCluster","metadata":{"name":"ok","nmae":"x"}}"#,
     );
     assert_eq!(code, 400);
-    assert!(body.contains("nmae"), "{body}");
+    let v: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|_| panic!("no Status: {body}"));
+    assert_eq!(
+        (v["kind"].as_str(), v["code"].as_u64()),
+        (Some("Status"), Some(400)),
+        "{v}"
+    );
+    let m = v["message"].as_str().unwrap();
+    assert!(m.contains(r#"unknown field "nmae" in metadata"#), "{v}");
     let (body, code) =
         post(r#"{"apiVersion":"cattery.dev/v1","kind":"ManagedCluster","metadata":{"name":"#);
     assert_eq!(code, 400, "{body}");
@@ -406,7 +414,19 @@ fn bad_input_gets_clear_errors() {
         "apiVersion: cattery.dev/v1\nkind: ManagedCluster\nmetadata:\n  name: yaml-one\nspek: {}\n",
     ]);
     assert_eq!(code, 400);
-    assert!(body.contains("spek"), "{body}");
+    let v: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|_| panic!("no Status: {body}"));
+    assert_eq!(
+        (v["kind"].as_str(), v["code"].as_u64()),
+        (Some("Status"), Some(400)),
+        "{v}"
+    );
+    let m = v["message"].as_str().unwrap();
+    assert!(m.contains(r#"unknown field "spek""#), "{v}");
+    assert!(
+        !m.contains(r#""spek" in "#),
+        "a top-level field has no path: {v}"
+    );
     let ok = r#"{"apiVersion":"cattery.dev/v1","kind":"ManagedCluster","metadata":{"name":"dup"}}"#;
     assert_eq!(post(ok).1, 201);
     let (body, code) = post(ok);

@@ -16,7 +16,6 @@ use common::*;
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(60);
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 const ALICE_POLICY: &str = r#"
 apiVersion: rbac.authorization.k8s.io/v1
@@ -43,37 +42,6 @@ subjects: [{kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}]
 roleRef: {kind: ClusterRole, name: east-operator, apiGroup: rbac.authorization.k8s.io}
 "#;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Whether the browser tooling is present; `Err` says what is missing.
-fn tooling() -> Result<(), String> {
-    if !Path::new(CHROMIUM).exists() {
-        return Err(format!(
-            "{CHROMIUM} is missing (apt-get install -y chromium)"
-        ));
-    }
-    if Command::new("node").arg("--version").output().is_err() {
-        return Err("node is missing (apt-get install -y nodejs npm)".into());
-    }
-    if !repo()
-        .join("tests/ui/node_modules/playwright-core")
-        .exists()
-    {
-        return Err("playwright-core is missing (cd tests/ui && npm ci)".into());
-    }
-    if Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
-        return Err("kubectl is missing (apt-get install -y kubernetes-client)".into());
-    }
-    Ok(())
-}
-
 fn stored(server: &Server, t: &str, cluster: &str) -> u64 {
     let (res, code) = server.curl(&[
         &format!("/apis/logs.cattery.dev/v1/{t}/search"),
@@ -91,13 +59,7 @@ fn stored(server: &Server, t: &str, cluster: &str) -> u64 {
 
 #[test]
 fn manager_ui_in_a_real_browser() {
-    if let Err(missing) = tooling() {
-        panic!(
-            "the browser test cannot run: {missing}. Install what it needs with \
-             `apt-get install -y chromium nodejs npm kubernetes-client && (cd tests/ui && npm ci)`, \
-             or skip it explicitly with `-E 'not test(manager_ui_in_a_real_browser)'`"
-        );
-    }
+    require_browser_tooling("manager_ui_in_a_real_browser");
     let dir = test_dir();
     let d = dir.path();
     let server = Server::start(d);
@@ -195,17 +157,20 @@ fn manager_ui_in_a_real_browser() {
             .map(|l| serde_json::from_str::<Value>(l).unwrap())
             .collect::<Vec<_>>()
     };
-    let admin_events = wait_for("the UI's create of north in the audit trail", T, || {
-        let ev = audited("cattery:admin");
-        ev.iter()
-            .any(|e| e["verb"] == "create" && e["objectRef"]["resource"] == "managedclusters")
-            .then_some(ev)
-    });
-    assert!(
-        admin_events
-            .iter()
-            .any(|e| e["verb"] == "delete" && e["objectRef"]["name"] == "north"),
-        "the UI's remove of north is audited as the admin"
+    // Both records must arrive; the audit indexer may commit them in different batches.
+    wait_for(
+        "the UI's create and remove of north audited as the admin",
+        T,
+        || {
+            let ev = audited("cattery:admin");
+            let created = ev
+                .iter()
+                .any(|e| e["verb"] == "create" && e["objectRef"]["resource"] == "managedclusters");
+            let removed = ev
+                .iter()
+                .any(|e| e["verb"] == "delete" && e["objectRef"]["name"] == "north");
+            (created && removed).then_some(())
+        },
     );
     wait_for("alice's UI reads in the audit trail", T, || {
         let ev = audited("alice");

@@ -3,8 +3,8 @@
 //! node process implementing the code flow with PKCE and ES256-signed ID tokens), driven
 //! by Debian's chromium through Playwright (`tests/ui/sso.spec.mjs`).
 //!
-//! Needs `/usr/bin/chromium`, `node` and `npm ci` in `tests/ui`. Without them the test
-//! says so and passes, except when `CI` is set: then it fails.
+//! Needs `/usr/bin/chromium`, `node`, kubectl and `npm ci` in `tests/ui`; without them the
+//! test fails saying what to install.
 
 mod common;
 
@@ -15,31 +15,8 @@ use std::time::Duration;
 
 use common::*;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 /// The UI's idle timeout for this server, short so that the spec can wait it out.
 const IDLE: Duration = Duration::from_secs(6);
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn tooling() -> Result<(), String> {
-    if !Path::new(CHROMIUM).exists() {
-        return Err(format!(
-            "{CHROMIUM} is missing (apt-get install -y chromium)"
-        ));
-    }
-    if Command::new("node").arg("--version").output().is_err() {
-        return Err("node is missing (apt-get install -y nodejs npm)".into());
-    }
-    if !repo()
-        .join("tests/ui/node_modules/playwright-core")
-        .exists()
-    {
-        return Err("playwright-core is missing (cd tests/ui && npm ci)".into());
-    }
-    Ok(())
-}
 
 /// The test issuer's process, killed on drop.
 struct Issuer {
@@ -82,13 +59,7 @@ fn start_issuer(client_id: &str, redirect: &str) -> Issuer {
 
 #[test]
 fn sign_in_with_sso_in_a_real_browser() {
-    if let Err(missing) = tooling() {
-        if std::env::var_os("CI").is_some() {
-            panic!("browser tests cannot run in CI: {missing}");
-        }
-        eprintln!("SKIPPED: {missing}");
-        return;
-    }
+    require_browser_tooling("sign_in_with_sso_in_a_real_browser");
     let dir = test_dir();
     let d = dir.path();
     let api_port = free_port();
@@ -110,6 +81,7 @@ fn sign_in_with_sso_in_a_real_browser() {
             "--ui-session-idle",
             &idle,
         ],
+        &[],
     );
     let shots = repo().join("target/ui-screenshots");
     std::fs::create_dir_all(&shots).unwrap();

@@ -123,16 +123,17 @@ impl Server {
     }
 
     pub fn start_on(dir: &Path, name: &str, api_port: u16, tunnel_port: u16) -> Server {
-        Server::start_with(dir, name, api_port, tunnel_port, &[])
+        Server::start_with(dir, name, api_port, tunnel_port, &[], &[])
     }
 
-    /// [`Server::start_on`] with extra `cattery server` flags.
+    /// [`Server::start_on`] with extra `cattery server` flags and environment variables.
     pub fn start_with(
         dir: &Path,
         name: &str,
         api_port: u16,
         tunnel_port: u16,
         extra: &[&str],
+        envs: &[(&str, &str)],
     ) -> Server {
         let data = dir.join(format!("{name}-data"));
         let api = format!("127.0.0.1:{api_port}");
@@ -147,7 +148,7 @@ impl Server {
             &tunnel,
         ];
         args.extend_from_slice(extra);
-        let proc = Proc::spawn(dir, name, &args, &[]);
+        let proc = Proc::spawn(dir, name, &args, envs);
         let url = format!("https://{api}");
         let token_file = data.join("admin.token");
         let token = wait_for("admin.token", Duration::from_secs(20), || {
@@ -526,4 +527,40 @@ pub fn logging_cluster(
     );
     server.wait_connected(name, "True");
     (agent, sim)
+}
+
+/// Debian's chromium, which the browser tests drive through Playwright.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The repository root (the browser tests' `tests/ui` and `target/ui-screenshots`).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Panics, naming what to install, when a browser test's tools are missing: a browser test
+/// that did not run must not count as passed.
+pub fn require_browser_tooling(test: &str) {
+    let missing = if !Path::new(CHROMIUM).exists() {
+        format!("{CHROMIUM} is missing")
+    } else if Command::new("node").arg("--version").output().is_err() {
+        "node is missing".to_string()
+    } else if !repo()
+        .join("tests/ui/node_modules/playwright-core")
+        .exists()
+    {
+        "playwright-core is missing (cd tests/ui && npm ci)".to_string()
+    } else if Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_err()
+    {
+        "kubectl is missing".to_string()
+    } else {
+        return;
+    };
+    panic!(
+        "the browser test cannot run: {missing}. Install what it needs with \
+         `apt-get install -y chromium nodejs npm kubernetes-client && (cd tests/ui && npm ci)`, \
+         or skip it explicitly with `-E 'not test({test})'`"
+    );
 }

@@ -36,6 +36,9 @@ pub struct NextQuery {
     pub max_bytes: usize,
     /// Long-poll duration.
     pub wait: Duration,
+    /// A stream id the management plane refused (another cluster owns it): its records are
+    /// set aside and the spool continues under a fresh id ([`Spool::abandon_stream`]).
+    pub refuse: Option<String>,
 }
 
 impl NextQuery {
@@ -46,6 +49,7 @@ impl NextQuery {
             max_records: 5_000,
             max_bytes: 4 << 20,
             wait: Duration::from_secs(10),
+            refuse: None,
         };
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -58,6 +62,15 @@ impl NextQuery {
                 "maxRecords" => q.max_records = (num()? as usize).clamp(1, MAX_BATCH_RECORDS),
                 "maxBytes" => q.max_bytes = (num()? as usize).clamp(1024, MAX_BATCH_BYTES),
                 "waitMs" => q.wait = Duration::from_millis(num()?).min(MAX_WAIT),
+                "refuse"
+                    if !v.is_empty()
+                        && v.len() <= 128
+                        && v.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+                {
+                    q.refuse = Some(v.to_owned())
+                }
+                "refuse" => return Err(format!("query parameter refuse={v:?} is not a stream id")),
                 other => return Err(format!("unknown query parameter {other:?}")),
             }
         }
@@ -98,6 +111,20 @@ pub async fn next_batch(
         }
         metrics.shipped(after.saturating_sub(acked_before));
     }
+    if let Some(stream) = q.refuse.clone() {
+        let s = spool.clone();
+        let abandoned = tokio::task::spawn_blocking(move || s.abandon_stream(&stream))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(e) = abandoned {
+            tracing::error!("setting aside the refused log stream: {e}");
+            return reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("abandoning the refused stream failed: {e}"),
+            );
+        }
+    }
     let mut changes = spool.subscribe();
     let deadline = tokio::time::Instant::now() + q.wait;
     loop {
@@ -117,7 +144,7 @@ pub async fn next_batch(
                 Err(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             };
         if !records.is_empty() {
-            return encode(spool.stream_id(), &records);
+            return encode(&spool.stream_id(), &records);
         }
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return reply(StatusCode::NO_CONTENT, "") },
@@ -191,5 +218,55 @@ mod tests {
                 .contains("bogus")
         );
         assert_eq!(NextQuery::parse(None).unwrap().after, None);
+        assert_eq!(
+            NextQuery::parse(Some("refuse=ab12-cd_3"))
+                .unwrap()
+                .refuse
+                .as_deref(),
+            Some("ab12-cd_3")
+        );
+        assert!(
+            NextQuery::parse(Some("refuse=a%20b"))
+                .unwrap_err()
+                .contains("refuse")
+        );
+    }
+
+    #[test]
+    fn a_refused_stream_is_set_aside_and_a_fresh_one_started() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(crate::spool::SpoolConfig::new(tmp.path())).unwrap();
+        let rec: (cattery_api::logs::LogType, &[u8]) = (cattery_api::logs::LogType::Flows, b"{}");
+        spool.append(&[rec; 3], None).unwrap();
+        let refused = spool.stream_id();
+        assert_eq!(spool.abandon_stream("someone-else").unwrap(), None);
+        assert_eq!(spool.abandon_stream(&refused).unwrap(), Some(3));
+        assert_ne!(spool.stream_id(), refused);
+        assert!(spool.read_after(None, 10, 1 << 20).unwrap().is_empty());
+        assert_eq!(spool.abandon_stream(&refused).unwrap(), None);
+        let (first, _) = spool.append(&[rec], None).unwrap();
+        assert_eq!(first, 4, "seqs are never reused");
+        let stream = spool.stream_id();
+        drop(spool);
+        let (spool, _) = Spool::open(crate::spool::SpoolConfig::new(tmp.path())).unwrap();
+        assert_eq!(spool.stream_id(), stream, "the fresh id is in the ledger");
+        let seqs: Vec<u64> = spool
+            .read_after(None, 10, 1 << 20)
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(seqs, [4]);
+        let reasons = std::fs::read_dir(tmp.path().join("quarantine"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "reason")
+            })
+            .count();
+        assert_eq!(reasons, 1);
     }
 }

@@ -48,6 +48,7 @@ use tantivy::{
     TantivyError,
 };
 
+use crate::owners::StreamOwners;
 use crate::request::{Hit, Hits, SearchRequest, SearchResponse, Total};
 use crate::retention::{Retention, day_of, index_name, parse_index_name};
 use crate::schema::{CLUSTER, SEQ, STREAM, TypeSchema};
@@ -134,6 +135,8 @@ pub struct EmbeddedStore {
     state: Mutex<State>,
     /// Aggregation memory reserved by running searches (see `search_memory_budget_bytes`).
     search_memory: Mutex<u64>,
+    /// Which cluster owns each stream id ([`crate::owners`]).
+    owners: StreamOwners,
 }
 
 /// Aggregation memory reserved by one running search; released when dropped.
@@ -317,6 +320,7 @@ impl EmbeddedStore {
             executor,
             state: Mutex::new(state),
             search_memory: Mutex::new(0),
+            owners: StreamOwners::open(dir)?,
         })
     }
 
@@ -702,6 +706,9 @@ impl LogStore for EmbeddedStore {
         stream: &str,
         records: Vec<IngestRecord>,
     ) -> Result<IngestReport, LogStoreError> {
+        // Before anything is stored: a stream id first presented by another cluster is
+        // refused whole (its records are neither stored nor used to skip any).
+        self.owners.claim(cluster, stream)?;
         let mut groups: BTreeMap<(LogType, i64), Vec<IngestRecord>> = BTreeMap::new();
         for r in records {
             groups

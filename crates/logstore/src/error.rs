@@ -23,6 +23,17 @@ pub enum LogStoreError {
         /// Seconds after which a retry is likely to succeed.
         retry_after_secs: u64,
     },
+    /// The batch's stream id belongs to another cluster (a cloned spool or a forged id):
+    /// nothing of it was stored. The server reports it and tells the agent to drop the stream.
+    #[error("log stream {stream} belongs to cluster {owner:?}; refused from cluster {cluster:?}")]
+    StreamOwned {
+        /// The stream id presented.
+        stream: String,
+        /// The cluster that presented it first and owns it.
+        owner: String,
+        /// The cluster whose batch was refused.
+        cluster: String,
+    },
     /// Reading or writing the data directory failed.
     #[error("log store I/O: {0}")]
     Io(#[from] std::io::Error),

@@ -16,6 +16,7 @@ mod aggs;
 mod engine;
 pub mod engine_floor;
 mod error;
+mod owners;
 mod query;
 mod request;
 mod retention;
@@ -67,7 +68,9 @@ pub trait LogStore: Send + Sync {
     /// in seq order. Exactly-once: a record whose seq is <= the highest seq already stored for
     /// (cluster, stream, target index) is skipped (counted in `duplicates`); the same stream id
     /// under another cluster is another stream, so one cluster can never make the store skip
-    /// another's records. Durable (committed and
+    /// another's records. The first cluster to present a stream id owns it for good; a batch
+    /// of any other cluster under it is refused whole with [`LogStoreError::StreamOwned`]
+    /// (nothing stored), so the misuse is reported instead of silently split. Durable (committed and
     /// fsynced) when it returns `Ok` — the server acknowledges only after that.
     fn ingest(
         &self,

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 
 use cattery_logstore::{
-    EmbeddedStore, Filter, IngestRecord, LogStore, LogStoreError, LogType, RangeBounds, Retention,
-    SearchRequest, SortField, SortOrder, TimeRange, matches,
+    EmbeddedStore, Filter, IngestRecord, IngestReport, LogStore, LogStoreError, LogType,
+    RangeBounds, Retention, SearchRequest, SortField, SortOrder, TimeRange, matches,
 };
 use serde_json::{Value, json};
 
@@ -732,6 +732,7 @@ fn retention_deletes_expired_days_and_nothing_else() {
             "flows-2026-11-26",
             "flows-2026-11-27",
             "flows-2026-11-28",
+            "streams.db",
         ]
     );
     assert_eq!(count(&store), 3);
@@ -897,31 +898,37 @@ fn watermarks_belong_to_a_cluster_so_a_borrowed_stream_id_skips_nothing() {
         r.size = Some(0);
         store.search(LogType::Flows, &r).unwrap().hits.total.value as usize
     };
+    let refused = |r: Result<IngestReport, LogStoreError>| match r {
+        Err(LogStoreError::StreamOwned {
+            stream,
+            owner,
+            cluster,
+        }) => assert_eq!((&*stream, &*owner, &*cluster), ("shared", "east", "west")),
+        other => panic!("west's batch under east's stream must be refused: {other:?}"),
+    };
     {
         let store = open(dir.path());
         let r = store
             .ingest("east", "shared", east[..n / 2].to_vec())
             .unwrap();
         assert_eq!((r.stored, r.duplicates), (n / 2, 0));
-        // West presents east's stream id, with seqs far above east's.
-        let r = store
-            .ingest("west", "shared", with_seq(&west, 1 << 40))
-            .unwrap();
-        assert_eq!((r.stored, r.duplicates), (west.len(), 0));
+        // West presents east's stream id, with seqs far above east's: refused whole.
+        refused(store.ingest("west", "shared", with_seq(&west, 1 << 40)));
+        assert_eq!(clusters(&store, "west"), 0);
         // East's next records are still stored.
         let r = store
             .ingest("east", "shared", east[n / 2..3 * n / 4].to_vec())
             .unwrap();
         assert_eq!((r.stored, r.duplicates), (3 * n / 4 - n / 2, 0));
+        // West's own stream is west's.
+        let r = store.ingest("west", "west-own", west.clone()).unwrap();
+        assert_eq!((r.stored, r.duplicates), (west.len(), 0));
     }
-    // After a reopen the watermarks are recovered per cluster from the indices.
+    // After a reopen the owner is remembered and the watermarks are recovered.
     let store = open(dir.path());
+    refused(store.ingest("west", "shared", with_seq(&west, 1 << 40)));
     let r = store.ingest("east", "shared", east.clone()).unwrap();
     assert_eq!((r.stored, r.duplicates), (n - 3 * n / 4, 3 * n / 4));
-    let r = store
-        .ingest("west", "shared", with_seq(&west, 1 << 40))
-        .unwrap();
-    assert_eq!((r.stored, r.duplicates), (0, west.len()));
     assert_eq!(clusters(&store, "east"), n);
     assert_eq!(clusters(&store, "west"), west.len());
 }

@@ -72,11 +72,19 @@ pub async fn per_cluster<F, Fut>(
 pub async fn log_pullers(
     registry: Arc<Registry>,
     logs: Arc<crate::logs::LogService>,
+    audit: Arc<crate::audit_trail::AuditTrail>,
     shutdown: CancellationToken,
 ) {
     let r = registry.clone();
     per_cluster(registry, "logs", shutdown, move |c, stop| {
-        crate::logs::puller::run(logs.clone(), r.clone(), c.name, c.sender, stop)
+        crate::logs::puller::run(
+            logs.clone(),
+            r.clone(),
+            audit.clone(),
+            c.name,
+            c.sender,
+            stop,
+        )
     })
     .await
 }

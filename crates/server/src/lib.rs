@@ -314,8 +314,9 @@ pub async fn start(
 
     let registry = Arc::new(Registry::open(store.clone())?);
     let log_dir = dir.join("logs");
-    let log_store = cattery_logstore::EmbeddedStore::open(&log_dir, cfg.retention)
-        .with_context(|| format!("opening the log store in {}", log_dir.display()))?;
+    let log_store =
+        cattery_logstore::EmbeddedStore::open_with(&log_dir, cfg.retention, logs::store_options()?)
+            .with_context(|| format!("opening the log store in {}", log_dir.display()))?;
     let logs = Arc::new(logs::LogService::new(Arc::new(log_store)));
     let ca_certs = cattery_tunnel::pem::certs("ca.crt", ca.cert_pem())?;
     let tunnel_tls = cattery_tunnel::tls::tunnel_server_config(
@@ -377,6 +378,7 @@ pub async fn start(
         tokio::spawn(cluster_tasks::log_pullers(
             registry.clone(),
             logs.clone(),
+            audit.clone(),
             shutdown.clone(),
         )),
         tokio::spawn(expire_logs(logs.clone(), shutdown.clone())),

@@ -36,6 +36,10 @@ pub const RECONNECT_GRACE: Duration = Duration::from_secs(60);
 /// How long a refused second agent keeps being reported in the condition.
 pub const CONFLICT_MEMORY: Duration = Duration::from_secs(180);
 
+/// Condition type set on a cluster whose agent presented a log stream id that another
+/// cluster owns (see `cattery_logstore::LogStoreError::StreamOwned`).
+pub const CONDITION_LOGS_STREAM_REFUSED: &str = "LogsStreamRefused";
+
 /// Events buffered per subscriber before it counts as lagging (and is resynchronised).
 pub const EVENT_BUFFER: usize = 1024;
 
@@ -134,6 +138,8 @@ struct Entry {
     condition: Condition,
     conflict: Option<(Instant, String)>,
     last_logs: Option<String>,
+    /// The latest refused log stream, as a `LogsStreamRefused` condition (kept until restart).
+    stream_refused: Option<Condition>,
 }
 
 struct Inner {
@@ -316,6 +322,7 @@ impl Registry {
                     ),
                     conflict: None,
                     last_logs: None,
+                    stream_refused: None,
                 };
                 (entry.record.name.clone(), entry)
             })
@@ -386,6 +393,7 @@ impl Registry {
             ),
             conflict: None,
             last_logs: None,
+            stream_refused: None,
         };
         let view = view(&entry);
         inner.clusters.insert(entry.record.name.clone(), entry);
@@ -613,6 +621,23 @@ impl Registry {
         }
     }
 
+    /// Reports in `name`'s status that its batch under log stream `stream` was refused
+    /// because cluster `owner` owns that stream id.
+    pub fn note_stream_refused(&self, name: &str, stream: &str, owner: &str) {
+        if let Some(e) = self.lock().clusters.get_mut(name) {
+            e.stream_refused = Some(Condition {
+                type_: CONDITION_LOGS_STREAM_REFUSED.into(),
+                status: ConditionStatus::True,
+                last_transition_time: now_rfc3339(),
+                reason: "StreamOwnedByAnotherCluster".into(),
+                message: format!(
+                    "log stream {stream} belongs to cluster {owner:?}; this cluster's batches \
+                     under it are refused and its agent is told to set them aside"
+                ),
+            });
+        }
+    }
+
     /// Closes every tunnel (shutdown).
     pub fn close_all(&self) {
         let mut inner = self.lock();
@@ -648,7 +673,9 @@ fn view(e: &Entry) -> ManagedCluster {
             certificate_expires: Some(r.cert_not_after.clone()),
         },
         status: Some(ManagedClusterStatus {
-            conditions: vec![e.condition.clone()],
+            conditions: std::iter::once(e.condition.clone())
+                .chain(e.stream_refused.clone())
+                .collect(),
             connected_since: tunnel.map(|t| t.connected_since.clone()),
             remote_address: tunnel.map(|t| t.remote.to_string()),
             agent_version: tunnel.map(|t| t.agent_version.clone()),

@@ -247,7 +247,6 @@ pub struct Spool {
     dir: PathBuf,
     max_bytes: u64,
     segment_bytes: u64,
-    stream_id: String,
     inner: Mutex<Inner>,
     last_seq_tx: watch::Sender<u64>,
     /// Holds the directory's `flock` for as long as the spool is open.
@@ -255,6 +254,8 @@ pub struct Spool {
 }
 
 struct Inner {
+    /// The stream id records are shipped under (replaced by [`Spool::abandon_stream`]).
+    stream_id: String,
     /// Live segments, oldest first.
     segments: VecDeque<Segment>,
     /// Write handle of the last segment, if appends may continue in it.
@@ -440,6 +441,7 @@ impl Spool {
         }
 
         let mut inner = Inner {
+            stream_id: ledger.stream_id.clone(),
             bytes: segments.iter().map(|s| s.len).sum(),
             segments,
             active: None,
@@ -451,7 +453,7 @@ impl Spool {
             full: false,
             last_full_log: None,
         };
-        store_ledger(&dir, &ledger.stream_id, &inner)?;
+        store_ledger(&dir, &inner)?;
         report.recovered_records = inner.segments.iter().map(|s| s.pending(acked)).sum();
         report.segments = inner.segments.len();
         inner.quarantined = inner.quarantined.max(quarantined);
@@ -468,7 +470,6 @@ impl Spool {
             dir,
             max_bytes: cfg.max_bytes,
             segment_bytes: cfg.segment_bytes,
-            stream_id: ledger.stream_id,
             inner: Mutex::new(inner),
             last_seq_tx: watch::Sender::new(max_seq),
             _lock: lock,
@@ -478,8 +479,44 @@ impl Spool {
 
     /// The random id of this spool's record stream, created once and kept in the ledger; the
     /// management plane stores each `(stream_id, seq)` once.
-    pub fn stream_id(&self) -> &str {
-        &self.stream_id
+    pub fn stream_id(&self) -> String {
+        self.lock().stream_id.clone()
+    }
+
+    /// The management plane refused `stream` because another cluster owns that id (this
+    /// directory was copied from another cluster's agent, or restored from one): moves the
+    /// segments holding its unacknowledged records to `quarantine/` and continues under a
+    /// fresh stream id, so the agent stops resending what will never be stored. Returns how
+    /// many records were set aside, or `None` when `stream` is not the current stream (it was
+    /// abandoned already). The segments go first: a crash before the ledger is written only
+    /// means the (now empty) stream is refused and abandoned once more.
+    pub fn abandon_stream(&self, stream: &str) -> Result<Option<u64>, SpoolError> {
+        let mut inner = self.lock();
+        if inner.stream_id != stream {
+            return Ok(None);
+        }
+        let pending = inner.segments.iter().map(|s| s.pending(inner.acked)).sum();
+        let reason = format!(
+            "log stream {stream} was refused by the management plane: another cluster owns it"
+        );
+        inner.active = None;
+        while let Some(seg) = inner.segments.pop_front() {
+            inner.bytes -= seg.len;
+            inner.quarantined += 1;
+            quarantine(&self.dir, &seg.path, &reason)?;
+        }
+        inner.acked = inner.next_seq - 1;
+        inner.stream_id = Ledger::new().stream_id;
+        store_ledger(&self.dir, &inner)?;
+        tracing::error!(
+            dir = %self.dir.display(),
+            refused = stream,
+            stream = inner.stream_id,
+            records = pending,
+            "log spool: the management plane refused this spool's stream (another cluster owns \
+             its id); its records are set aside in quarantine/ and new records get a fresh stream id"
+        );
+        Ok(Some(pending))
     }
 
     /// Appends `records` and (optionally) a source's checkpoint as one frame and fsyncs it.
@@ -618,7 +655,7 @@ impl Spool {
                     inner.bytes -= seg.len;
                     inner.quarantined += 1;
                     quarantine(&self.dir, &seg.path, &format!("while reading: {e}"))?;
-                    store_ledger(&self.dir, &self.stream_id, &inner)?;
+                    store_ledger(&self.dir, &inner)?;
                 }
             }
         }
@@ -638,7 +675,7 @@ impl Spool {
         }
         inner.acked = seq;
         // The ledger first: it carries the checkpoints of the segments about to be deleted.
-        store_ledger(&self.dir, &self.stream_id, &inner)?;
+        store_ledger(&self.dir, &inner)?;
         while let Some(seg) = inner.segments.front()
             && seg.last_seq <= seq
         {
@@ -687,7 +724,7 @@ impl std::fmt::Debug for Spool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Spool")
             .field("dir", &self.dir)
-            .field("stream_id", &self.stream_id)
+            .field("stream_id", &self.stream_id())
             .field("stats", &self.stats())
             .finish()
     }
@@ -743,9 +780,9 @@ fn read_segment(
     Ok(false)
 }
 
-fn store_ledger(dir: &Path, stream_id: &str, inner: &Inner) -> Result<(), SpoolError> {
+fn store_ledger(dir: &Path, inner: &Inner) -> Result<(), SpoolError> {
     let mut ledger = Ledger::new();
-    ledger.stream_id = stream_id.to_owned();
+    ledger.stream_id = inner.stream_id.clone();
     ledger.acked_seq = inner.acked;
     ledger.highest_seq = inner.next_seq - 1;
     ledger.highest_frame = inner.next_frame - 1;

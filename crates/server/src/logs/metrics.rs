@@ -17,6 +17,13 @@ pub struct Labels {
     pub cluster: String,
 }
 
+/// Label set `{cluster}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabel {
+    /// Cluster name.
+    pub cluster: String,
+}
+
 /// Counters per log type and cluster, and the ingest latency.
 pub struct IngestMetrics {
     registry: Registry,
@@ -27,6 +34,7 @@ pub struct IngestMetrics {
     ingest_seconds: Histogram,
     audit_backlog: Gauge,
     audit_dropped: Counter,
+    streams_refused: Family<ClusterLabel, Counter>,
 }
 
 impl Default for IngestMetrics {
@@ -74,8 +82,15 @@ impl Default for IngestMetrics {
             "The management plane's own audit events lost (queue full or journal not writable)",
             audit_dropped.clone(),
         );
+        let streams_refused = Family::<ClusterLabel, Counter>::default();
+        registry.register(
+            "streams_refused",
+            "Batches refused because their stream id belongs to another cluster (by the refused cluster)",
+            streams_refused.clone(),
+        );
         IngestMetrics {
             registry,
+            streams_refused,
             audit_backlog,
             audit_dropped,
             received,
@@ -122,6 +137,14 @@ impl IngestMetrics {
     /// Counts lost audit events of the management plane.
     pub fn audit_dropped(&self, n: u64) {
         self.audit_dropped.inc_by(n);
+    }
+    /// Counts a batch of `cluster` refused because another cluster owns its stream id.
+    pub fn stream_refused(&self, cluster: &str) {
+        self.streams_refused
+            .get_or_create(&ClusterLabel {
+                cluster: cluster.into(),
+            })
+            .inc();
     }
     /// Text exposition.
     pub fn render(&self) -> String {

@@ -11,6 +11,25 @@ pub mod api;
 pub mod metrics;
 pub mod puller;
 
+/// Environment variable that sets the log store's server-wide search memory budget in MiB
+/// (`StoreOptions::search_memory_budget_bytes`, default 1024): an operator's knob for small
+/// machines, and how the end-to-end tests make concurrent searches reach it.
+pub const SEARCH_MEMORY_BUDGET_ENV: &str = "CATTERY_SEARCH_MEMORY_BUDGET_MIB";
+
+/// The log store's options: the defaults, with [`SEARCH_MEMORY_BUDGET_ENV`] applied.
+pub fn store_options() -> anyhow::Result<cattery_logstore::StoreOptions> {
+    let mut options = cattery_logstore::StoreOptions::default();
+    if let Ok(v) = std::env::var(SEARCH_MEMORY_BUDGET_ENV) {
+        let mib: u64 = v.trim().parse().map_err(|_| {
+            anyhow::anyhow!("{SEARCH_MEMORY_BUDGET_ENV}={v:?} is not a whole number of MiB")
+        })?;
+        options.search_memory_budget_bytes = mib
+            .checked_mul(1 << 20)
+            .ok_or_else(|| anyhow::anyhow!("{SEARCH_MEMORY_BUDGET_ENV}={v:?} is too large"))?;
+    }
+    Ok(options)
+}
+
 /// A record just stored, for live tails.
 #[derive(Debug)]
 pub struct TailItem {

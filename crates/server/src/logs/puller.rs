@@ -4,7 +4,15 @@
 //! acknowledgement: the agent deletes records only once the management plane has them
 //! durably. A resend (after a lost answer, a restart of either side) carries the same
 //! sequence numbers and the store keeps each record once.
+//!
+//! A batch whose stream id another cluster owns (a cloned spool directory, a forged id) is
+//! refused whole: nothing is stored and `after` does not move. The refusal is counted
+//! (`cattery_logs_streams_refused_total{cluster}`), logged with both cluster names, shown as
+//! the cluster's `LogsStreamRefused` condition and written to the audit trail of cluster
+//! `cluster`; the next poll carries `refuse=<stream>` so the agent sets that stream's records
+//! aside and continues under a fresh stream id instead of resending them forever.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,12 +22,13 @@ use cattery_api::agent_protocol::{
     AGENT_AUTHORITY, HEADER_FIRST_SEQ, HEADER_LAST_SEQ, HEADER_LOG_STREAM, LogLine, PATH_LOGS_NEXT,
 };
 use cattery_api::logs::{LogType, text_with_cluster, validate};
-use cattery_logstore::IngestRecord;
+use cattery_logstore::{IngestRecord, LogStoreError};
 use cattery_tunnel::session::Sender;
 use http_body_util::BodyExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{LogService, TailItem};
+use crate::audit_trail::{AuditEvent, AuditTrail};
 use crate::registry::Registry;
 
 /// Largest compressed batch accepted from an agent.
@@ -36,28 +45,62 @@ enum PullError {
     NoPipeline,
     #[error("{0}")]
     Transient(String),
+    /// Another cluster owns the batch's stream id; nothing of it was stored.
+    #[error("log stream {stream} belongs to cluster {owner:?}")]
+    Refused { stream: String, owner: String },
+}
+
+/// Longest stream id accepted from an agent (agents use 32 hex digits).
+const MAX_STREAM_ID: usize = 128;
+
+/// Whether an agent's stream id has the shape agents give it (so it can be echoed in a
+/// query string and a log line as it is).
+fn valid_stream_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_STREAM_ID
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Pulls until `closed` is cancelled or the tunnel fails.
 pub async fn run(
     logs: Arc<LogService>,
     registry: Arc<Registry>,
+    audit: Arc<AuditTrail>,
     cluster: String,
     sender: Sender<Body>,
     closed: CancellationToken,
 ) {
     let mut after: Option<u64> = None;
+    // The stream to tell the agent to set aside on the next poll, and the streams whose
+    // refusal this puller has already reported (each is reported once, counted every time).
+    let mut refuse: Option<String> = None;
+    let mut reported: HashSet<String> = HashSet::new();
     loop {
         if closed.is_cancelled() || sender.is_closed() {
             return;
         }
         let pulled = tokio::select! {
             _ = closed.cancelled() => return,
-            r = pull_once(&logs, &registry, &cluster, sender.clone(), after) => r,
+            r = pull_once(&logs, &registry, &cluster, sender.clone(), after, refuse.as_deref()) => r,
         };
+        if pulled.is_ok() {
+            refuse = None;
+        }
         match pulled {
             Ok(Some(last)) => after = Some(last),
             Ok(None) => {}
+            Err(PullError::Refused { stream, owner }) => {
+                logs.metrics.stream_refused(&cluster);
+                if reported.insert(stream.clone()) {
+                    report_refusal(&registry, &audit, &cluster, &stream, &owner);
+                }
+                refuse = Some(stream);
+                tokio::select! {
+                    _ = closed.cancelled() => return,
+                    _ = tokio::time::sleep(RETRY) => {}
+                }
+            }
             Err(PullError::NoPipeline) => {
                 tracing::info!(
                     cluster,
@@ -69,6 +112,9 @@ pub async fn run(
                 if sender.is_closed() {
                     return;
                 }
+                // An agent that does not know `refuse` answers 400: poll without it (the
+                // refused batch comes again and is refused again, counted each time).
+                refuse = None;
                 tracing::warn!(cluster, "pulling logs: {e}; retrying");
                 tokio::select! {
                     _ = closed.cancelled() => return,
@@ -77,6 +123,41 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Logs, shows in the cluster's status and audits that `cluster`'s batch under `stream`
+/// was refused because `owner` owns the stream id.
+fn report_refusal(
+    registry: &Registry,
+    audit: &AuditTrail,
+    cluster: &str,
+    stream: &str,
+    owner: &str,
+) {
+    tracing::warn!(
+        cluster,
+        owner,
+        stream,
+        "refusing logs of cluster {cluster:?}: their stream id {stream} belongs to cluster \
+         {owner:?} (a spool directory copied from that cluster, or a forged id); nothing of \
+         the batch is stored and the agent is told to set the stream aside"
+    );
+    registry.note_stream_refused(cluster, stream, owner);
+    audit.record(AuditEvent {
+        user: Some(format!("cattery:agent:{cluster}")),
+        verb: "create".into(),
+        request_uri: format!("{PATH_LOGS_NEXT}?stream={stream}"),
+        api_group: Some("cattery.dev".into()),
+        resource: Some("logstreams".into()),
+        name: Some(stream.to_owned()),
+        allowed: false,
+        reason: format!(
+            "log stream {stream} belongs to cluster {owner:?}; batch from cluster {cluster:?} refused"
+        ),
+        code: 409,
+        stage: "ResponseComplete",
+        ..Default::default()
+    });
 }
 
 fn header<'a>(res: &'a http::Response<hyper::body::Incoming>, name: &str) -> Option<&'a str> {
@@ -90,6 +171,7 @@ async fn pull_once(
     cluster: &str,
     mut sender: Sender<Body>,
     after: Option<u64>,
+    refuse: Option<&str>,
 ) -> Result<Option<u64>, PullError> {
     let t = |e: String| PullError::Transient(e);
     let mut uri = format!(
@@ -97,6 +179,10 @@ async fn pull_once(
     );
     if let Some(a) = after {
         uri.push_str(&format!("&after={a}"));
+    }
+    if let Some(stream) = refuse {
+        // Only ids that passed `valid_stream_id` get here, so no escaping is needed.
+        uri.push_str(&format!("&refuse={stream}"));
     }
     let req = http::Request::get(uri)
         .body(Body::empty())
@@ -127,6 +213,18 @@ async fn pull_once(
         .ok_or_else(|| t("batch without a last-seq header".into()))?;
     if stream.is_empty() {
         return Err(t("batch without a stream id".into()));
+    }
+    if !valid_stream_id(&stream) {
+        return Err(t(format!(
+            "batch with an invalid stream id (1 to {MAX_STREAM_ID} letters, digits, '-' or '_')"
+        )));
+    }
+    if stream == crate::audit_trail::STREAM {
+        // The management plane's own audit trail: never an agent's.
+        return Err(PullError::Refused {
+            stream,
+            owner: cattery_api::MANAGEMENT_CLUSTER_NAME.into(),
+        });
     }
     let gz = http_body_util::Limited::new(res.into_body(), MAX_BATCH_COMPRESSED)
         .collect()
@@ -223,7 +321,12 @@ fn ingest(
     let report = logs
         .store
         .ingest(cluster, stream, records)
-        .map_err(|e| PullError::Transient(format!("storing batch {stream}:{first}-{last}: {e}")))?;
+        .map_err(|e| match e {
+            LogStoreError::StreamOwned { stream, owner, .. } => {
+                PullError::Refused { stream, owner }
+            }
+            e => PullError::Transient(format!("storing batch {stream}:{first}-{last}: {e}")),
+        })?;
     if report.duplicates > 0 {
         tracing::info!(
             cluster,
