@@ -459,9 +459,10 @@ fn decode_bytes(ct: &str, bytes: &[u8]) -> Result<Value, ApiError> {
             .map_err(|e| ApiError::BadRequest(format!("the request body is not valid JSON: {e}"))),
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_saphyr::from_slice(bytes)
             .map_err(|e| ApiError::BadRequest(format!("the request body is not valid YAML: {e}"))),
+        crate::protobuf::MEDIA_TYPE => crate::protobuf::decode(bytes),
         other => Err(ApiError::UnsupportedMediaType(format!(
             "the body of the request was in an unknown format ({other:?}); accepted media types: \
-             application/json, application/yaml"
+             application/json, application/yaml, application/vnd.kubernetes.protobuf"
         ))),
     }
 }
@@ -744,9 +745,7 @@ mod tests {
         let e = decode_bytes("application/json", b"{\"metadata\": ").unwrap_err();
         assert!(e.to_string().contains("line 1"), "{e}");
         assert_eq!(
-            decode_bytes("application/vnd.kubernetes.protobuf", b"")
-                .unwrap_err()
-                .code(),
+            decode_bytes("application/cbor", b"").unwrap_err().code(),
             415
         );
     }

@@ -15,6 +15,8 @@
 //!   semantics (the `cattery-store` crate, with the simulator's types and server-set
 //!   fields in `objects.rs`; `watch_http.rs`, `api.rs`);
 //! - server-side `Table` printing for `kubectl get` (`table.rs`);
+//! - request bodies in JSON, YAML, and Kubernetes protobuf for Namespace, ConfigMap and
+//!   Service (what kubectl's `create` subcommands send, `protobuf.rs`);
 //! - `pods/exec` over WebSocket with a tiny fake shell (`exec.rs`);
 //! - debug endpoints `/_sim/info`, `/_sim/requests`, `/_sim/logstats` and
 //!   `/_sim/bytes` (`debug.rs`);
@@ -49,7 +51,7 @@
 //! beyond metadata, names and pod containers (`fieldValidation` is accepted
 //! and ignored); strategic merge patch is approximated (see `patch.rs`), and
 //! so is server-side apply (create, or merge of the applied configuration;
-//! no field ownership, see `api.rs`); dry-run, protobuf, SPDY, finalizers and
+//! no field ownership, see `api.rs`); dry-run, protobuf for other kinds and in responses, SPDY, finalizers and
 //! graceful deletion are not implemented (deletes are immediate, a namespace's
 //! contents go with it); a paginated list continues from the current state,
 //! not a snapshot; `pods/log`, events and every type not listed above are
@@ -64,6 +66,7 @@ mod discovery;
 mod exec;
 mod objects;
 mod patch;
+mod protobuf;
 mod resources;
 mod seed;
 mod status;
