@@ -141,11 +141,7 @@ async fn dispatch(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError
     let (parts, body) = req.into_parts();
     let target = parse_path(parts.uri.path()).ok_or(ApiError::NoRoute)?;
     let q = Query::parse(parts.uri.query());
-    if q.get("dryRun").is_some_and(|v| !v.is_empty()) {
-        return Err(ApiError::BadRequest(
-            "dryRun is not supported by the simulator".into(),
-        ));
-    }
+    let dry = dry_run(&q)?;
     match &target.sub {
         None => {}
         Some(s) if s == "status" && resources::has_status_subresource(target.res) => {}
@@ -181,7 +177,7 @@ async fn dispatch(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError
             let obj = validate(target.res, ns, None, obj, true)?;
             Ok(json_response(
                 StatusCode::CREATED,
-                &*st.store.create(target.res, ns, obj)?,
+                &*st.store.create(target.res, ns, obj, dry)?,
             ))
         }
         (&Method::PUT, Some(name)) => {
@@ -190,13 +186,14 @@ async fn dispatch(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError
             let status_only = target.sub.is_some();
             Ok(json_response(
                 StatusCode::OK,
-                &*st.store.update(target.res, ns, name, obj, status_only)?,
+                &*st.store
+                    .update(target.res, ns, name, obj, status_only, dry)?,
             ))
         }
         (&Method::PATCH, Some(name))
             if content_type(&parts.headers) == "application/apply-patch+yaml" =>
         {
-            server_side_apply(st, &target, name, &q, &parts.headers, body).await
+            server_side_apply(st, &target, name, &q, dry, &parts.headers, body).await
         }
         (&Method::PATCH, Some(name)) => {
             let kind = patch_kind(&parts.headers)?;
@@ -205,29 +202,34 @@ async fn dispatch(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError
                 .map_err(|e| ApiError::BadRequest(format!("the patch is not valid JSON: {e}")))?;
             let res = target.res;
             let status_only = target.sub.is_some();
-            let obj = st.store.modify(res, ns, name, status_only, |current| {
-                let mut obj = (**current).clone();
-                patch::apply(kind, &mut obj, &patch).map_err(ApiError::BadRequest)?;
-                validate(res, ns, Some(name), obj, false)
-            })?;
+            let obj = st
+                .store
+                .modify(res, ns, name, status_only, dry, |current| {
+                    let mut obj = (**current).clone();
+                    patch::apply(kind, &mut obj, &patch).map_err(ApiError::BadRequest)?;
+                    validate(res, ns, Some(name), obj, false)
+                })?;
             Ok(json_response(StatusCode::OK, &obj))
         }
         (&Method::DELETE, Some(name)) => {
             let opts = read_body(body, &parts.headers).await?;
+            let dry = dry || body_dry_run(&opts)?;
             check_preconditions(&*st.store.get(target.res, ns, name)?, &opts)?;
             Ok(json_response(
                 StatusCode::OK,
-                &*st.store.delete(target.res, ns, name)?,
+                &*st.store.delete(target.res, ns, name, dry)?,
             ))
         }
         (&Method::DELETE, None) => {
+            let opts = read_body(body, &parts.headers).await?;
+            let dry = dry || body_dry_run(&opts)?;
             let filter = filter(&target, &q)?;
             let page = st.store.list(&filter, None, None)?;
             let mut deleted = Vec::new();
             for obj in page.items {
                 let name = obj["metadata"]["name"].as_str().unwrap_or_default();
                 let ns = obj["metadata"]["namespace"].as_str();
-                if let Ok(d) = st.store.delete(target.res, ns, name) {
+                if let Ok(d) = st.store.delete(target.res, ns, name, dry) {
                     deleted.push(d);
                 }
             }
@@ -244,6 +246,42 @@ async fn dispatch(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError
             } else {
                 " collections"
             }
+        ))),
+    }
+}
+
+/// `dryRun=All` (the only value Kubernetes defines): the write is validated and its result
+/// returned, nothing is stored and no watch event is sent.
+fn dry_run(q: &Query) -> Result<bool, ApiError> {
+    let values = q.all("dryRun");
+    if let Some(bad) = values.iter().find(|v| v.as_str() != "All") {
+        return Err(ApiError::BadRequest(format!(
+            "dryRun: Unsupported value: {bad:?}: supported values: \"All\""
+        )));
+    }
+    Ok(!values.is_empty())
+}
+
+/// `dryRun` in a DeleteOptions body (where kubectl puts it for deletes).
+fn body_dry_run(opts: &[u8]) -> Result<bool, ApiError> {
+    if opts.is_empty() {
+        return Ok(false);
+    }
+    let opts: Value = serde_json::from_slice(opts).map_err(|e| {
+        ApiError::BadRequest(format!("the DeleteOptions body is not valid JSON: {e}"))
+    })?;
+    match opts.get("dryRun") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Array(values)) => {
+            if let Some(bad) = values.iter().find(|v| v.as_str() != Some("All")) {
+                return Err(ApiError::BadRequest(format!(
+                    "dryRun: Unsupported value: {bad}: supported values: \"All\""
+                )));
+            }
+            Ok(!values.is_empty())
+        }
+        Some(v) => Err(ApiError::BadRequest(format!(
+            "dryRun: must be a list of strings, got {v}"
         ))),
     }
 }
@@ -326,6 +364,7 @@ async fn server_side_apply(
     target: &Target,
     name: &str,
     q: &Query,
+    dry: bool,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -356,7 +395,7 @@ async fn server_side_apply(
     let applied = validate(res, ns, Some(name), applied, false)?;
     // A create racing with ours turns into an update on the second pass.
     for _ in 0..2 {
-        let updated = st.store.modify(res, ns, name, status_only, |current| {
+        let updated = st.store.modify(res, ns, name, status_only, dry, |current| {
             let mut obj = (**current).clone();
             patch::apply(PatchKind::Merge, &mut obj, &applied).map_err(ApiError::BadRequest)?;
             validate(res, ns, Some(name), obj, false)
@@ -365,7 +404,7 @@ async fn server_side_apply(
             Ok(obj) => return Ok(json_response(StatusCode::OK, &obj)),
             Err(ApiError::NotFound { kind, .. }) if kind == res.plural && !status_only => {
                 let obj = validate(res, ns, Some(name), applied.clone(), true)?;
-                match st.store.create(res, ns, obj) {
+                match st.store.create(res, ns, obj, dry) {
                     Ok(obj) => return Ok(json_response(StatusCode::CREATED, &obj)),
                     Err(ApiError::AlreadyExists { .. }) => continue,
                     Err(e) => return Err(e),

@@ -17,6 +17,9 @@
 //! - server-side `Table` printing for `kubectl get` (`table.rs`);
 //! - request bodies in JSON, YAML, and Kubernetes protobuf for Namespace, ConfigMap and
 //!   Service (what kubectl's `create` subcommands send, `protobuf.rs`);
+//! - `dryRun=All` on every write (query parameter, or DeleteOptions for deletes): the
+//!   write runs in a store transaction that is rolled back, so it is checked exactly as a
+//!   real one and stores nothing;
 //! - `pods/exec` over WebSocket with a tiny fake shell (`exec.rs`);
 //! - debug endpoints `/_sim/info`, `/_sim/requests`, `/_sim/logstats` and
 //!   `/_sim/bytes` (`debug.rs`);
@@ -51,7 +54,7 @@
 //! beyond metadata, names and pod containers (`fieldValidation` is accepted
 //! and ignored); strategic merge patch is approximated (see `patch.rs`), and
 //! so is server-side apply (create, or merge of the applied configuration;
-//! no field ownership, see `api.rs`); dry-run, protobuf for other kinds and in responses, SPDY, finalizers and
+//! no field ownership, see `api.rs`); protobuf for other kinds and in responses, SPDY, finalizers and
 //! graceful deletion are not implemented (deletes are immediate, a namespace's
 //! contents go with it); a paginated list continues from the current state,
 //! not a snapshot; `pods/log`, events and every type not listed above are

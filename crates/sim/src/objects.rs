@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use cattery_store::{WatchStart, Watcher};
+use cattery_store::{StoreError, Tx, WatchStart, Watcher};
 use serde_json::{Value, json};
 
 use crate::resources::{RESOURCES, ResourceType, namespaces};
@@ -20,6 +20,25 @@ pub use cattery_store::{EventType, Obj, Page};
 
 /// What a list or watch of the simulator selects.
 pub type Filter = cattery_store::Filter<&'static ResourceType>;
+
+/// How a write inside [`Store::write`] ends without committing: an error, or a dry run's
+/// result (`dryRun=All`: everything is checked and computed, then rolled back).
+enum Abort {
+    Failed(ApiError),
+    DryRun(Obj),
+}
+
+impl From<StoreError> for Abort {
+    fn from(e: StoreError) -> Self {
+        Abort::Failed(e.into())
+    }
+}
+
+impl From<ApiError> for Abort {
+    fn from(e: ApiError) -> Self {
+        Abort::Failed(e)
+    }
+}
 
 /// The simulator's whole state.
 pub struct Store {
@@ -75,13 +94,16 @@ impl Store {
 
     /// Creates an object. `obj` has been validated by the API layer (kind, name syntax);
     /// this checks the namespace and sets server-owned fields.
+    /// With `dry_run`, everything is checked and the result returned, but nothing is stored
+    /// (the same for every write below).
     pub fn create(
         &self,
         res: &'static ResourceType,
         ns: Option<&str>,
         obj: Value,
+        dry_run: bool,
     ) -> Result<Obj, ApiError> {
-        self.objects.transaction(|tx| {
+        self.write(dry_run, |tx| {
             if let Some(ns) = ns
                 && tx.get(namespaces(), None, ns).is_none()
             {
@@ -94,6 +116,23 @@ impl Store {
         })
     }
 
+    /// Runs `f` in one store transaction; a dry run rolls it back and returns its result.
+    fn write(
+        &self,
+        dry_run: bool,
+        f: impl FnOnce(&mut Tx<'_, &'static ResourceType>) -> Result<Obj, ApiError>,
+    ) -> Result<Obj, ApiError> {
+        let result = self.objects.transaction(|tx| match f(tx) {
+            Ok(obj) if dry_run => Err(Abort::DryRun(obj)),
+            Ok(obj) => Ok(obj),
+            Err(e) => Err(Abort::Failed(e)),
+        });
+        match result {
+            Ok(obj) | Err(Abort::DryRun(obj)) => Ok(obj),
+            Err(Abort::Failed(e)) => Err(e),
+        }
+    }
+
     /// Replaces an object (PUT; optimistic concurrency on `metadata.resourceVersion`).
     /// With `status_only`, only `.status` is taken from `obj` (the `/status` subresource).
     pub fn update(
@@ -103,8 +142,11 @@ impl Store {
         name: &str,
         obj: Value,
         status_only: bool,
+        dry_run: bool,
     ) -> Result<Obj, ApiError> {
-        Ok(self.objects.update(res, ns, name, obj, status_only)?)
+        self.write(dry_run, |tx| {
+            Ok(tx.modify(res, ns, name, status_only, |_| Ok::<_, StoreError>(obj))?)
+        })
     }
 
     /// Read-modify-write under the store lock (PATCH): `f` computes the new object from
@@ -115,9 +157,10 @@ impl Store {
         ns: Option<&str>,
         name: &str,
         status_only: bool,
+        dry_run: bool,
         f: impl FnOnce(&Obj) -> Result<Value, ApiError>,
     ) -> Result<Obj, ApiError> {
-        self.objects.modify(res, ns, name, status_only, f)
+        self.write(dry_run, |tx| tx.modify(res, ns, name, status_only, f))
     }
 
     /// Deletes an object and returns its last state. Deleting a namespace deletes
@@ -127,8 +170,9 @@ impl Store {
         res: &'static ResourceType,
         ns: Option<&str>,
         name: &str,
+        dry_run: bool,
     ) -> Result<Obj, ApiError> {
-        self.objects.transaction(|tx| {
+        self.write(dry_run, |tx| {
             if tx.get(res, ns, name).is_none() {
                 return Err(ApiError::NotFound {
                     kind: res.plural.into(),
@@ -266,16 +310,21 @@ mod tests {
 
     fn store_with_ns() -> Store {
         let s = Store::with_history_limit("t", 100);
-        s.create(namespaces(), None, json!({"metadata": {"name": "a"}}))
-            .unwrap();
+        s.create(
+            namespaces(),
+            None,
+            json!({"metadata": {"name": "a"}}),
+            false,
+        )
+        .unwrap();
         s
     }
 
     #[test]
     fn pods_get_running_status_and_distinct_ips() {
         let s = store_with_ns();
-        let p1 = s.create(pods(), Some("a"), obj("p1")).unwrap();
-        let p2 = s.create(pods(), Some("a"), obj("p2")).unwrap();
+        let p1 = s.create(pods(), Some("a"), obj("p1"), false).unwrap();
+        let p2 = s.create(pods(), Some("a"), obj("p2"), false).unwrap();
         assert_eq!(p1["status"]["phase"], "Running");
         assert_eq!(p1["spec"]["nodeName"], "t-node-1");
         assert_ne!(p1["status"]["podIP"], p2["status"]["podIP"]);
@@ -287,12 +336,14 @@ mod tests {
     #[test]
     fn create_requires_namespace_and_unique_name() {
         let s = store_with_ns();
-        let err = s.create(pods(), Some("nope"), obj("p")).unwrap_err();
+        let err = s.create(pods(), Some("nope"), obj("p"), false).unwrap_err();
         assert_eq!(err.code(), 404);
         assert!(err.to_string().contains("nope"));
-        s.create(pods(), Some("a"), obj("p")).unwrap();
+        s.create(pods(), Some("a"), obj("p"), false).unwrap();
         assert_eq!(
-            s.create(pods(), Some("a"), obj("p")).unwrap_err().code(),
+            s.create(pods(), Some("a"), obj("p"), false)
+                .unwrap_err()
+                .code(),
             409
         );
     }
@@ -300,11 +351,13 @@ mod tests {
     #[test]
     fn updates_keep_server_owned_status() {
         let s = store_with_ns();
-        let p = s.create(pods(), Some("a"), obj("p")).unwrap();
+        let p = s.create(pods(), Some("a"), obj("p"), false).unwrap();
         let mut changed = (*p).clone();
         changed["metadata"]["labels"] = json!({"x": "1"});
         changed["status"] = json!({"phase": "Failed"});
-        let updated = s.update(pods(), Some("a"), "p", changed, false).unwrap();
+        let updated = s
+            .update(pods(), Some("a"), "p", changed, false, false)
+            .unwrap();
         assert_eq!(updated["status"]["phase"], "Running", "status is kept");
         assert_eq!(updated["metadata"]["generation"], 1);
     }
@@ -312,12 +365,17 @@ mod tests {
     #[test]
     fn deleting_a_namespace_deletes_its_contents_in_one_step() {
         let s = store_with_ns();
-        s.create(namespaces(), None, json!({"metadata": {"name": "b"}}))
-            .unwrap();
-        s.create(pods(), Some("a"), obj("p")).unwrap();
-        s.create(pods(), Some("b"), obj("q")).unwrap();
+        s.create(
+            namespaces(),
+            None,
+            json!({"metadata": {"name": "b"}}),
+            false,
+        )
+        .unwrap();
+        s.create(pods(), Some("a"), obj("p"), false).unwrap();
+        s.create(pods(), Some("b"), obj("q"), false).unwrap();
         let before = s.current_rv();
-        let ns = s.delete(namespaces(), None, "a").unwrap();
+        let ns = s.delete(namespaces(), None, "a", false).unwrap();
         assert_eq!(ns["status"]["phase"], "Terminating");
         assert_eq!(s.current_rv(), before + 2, "the pod, then the namespace");
         let names: Vec<_> = s
@@ -329,6 +387,38 @@ mod tests {
             .collect();
         assert_eq!(names, vec!["q"]);
         assert_eq!(s.get(pods(), Some("a"), "p").unwrap_err().code(), 404);
-        assert_eq!(s.delete(namespaces(), None, "a").unwrap_err().code(), 404);
+        assert_eq!(
+            s.delete(namespaces(), None, "a", false).unwrap_err().code(),
+            404
+        );
+    }
+
+    #[test]
+    fn dry_runs_check_everything_and_store_nothing() {
+        let s = store_with_ns();
+        let before = s.current_rv();
+        let p = s.create(pods(), Some("a"), obj("p"), true).unwrap();
+        assert_eq!(p["status"]["phase"], "Running", "defaults are applied");
+        assert_eq!(s.current_rv(), before);
+        assert_eq!(s.get(pods(), Some("a"), "p").unwrap_err().code(), 404);
+        assert_eq!(
+            s.create(pods(), Some("nope"), obj("p"), true)
+                .unwrap_err()
+                .code(),
+            404,
+            "a dry run still checks"
+        );
+        s.create(pods(), Some("a"), obj("p"), false).unwrap();
+        let rv = s.current_rv();
+        s.modify(pods(), Some("a"), "p", false, true, |cur| {
+            let mut o = (**cur).clone();
+            o["metadata"]["labels"] = json!({"x": "1"});
+            Ok(o)
+        })
+        .unwrap();
+        s.delete(namespaces(), None, "a", true).unwrap();
+        assert_eq!(s.current_rv(), rv);
+        let p = s.get(pods(), Some("a"), "p").unwrap();
+        assert!(p["metadata"].get("labels").is_none());
     }
 }

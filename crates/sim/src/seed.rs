@@ -54,7 +54,7 @@ pub const WORKLOADS: &[(&str, &str, &str, &str, u16)] = &[
 fn create(store: &Store, plural: &str, group: &str, ns: Option<&str>, obj: Value) {
     let res = find(group, "v1", plural).expect("seeded types are served");
     store
-        .create(res, ns, obj)
+        .create(res, ns, obj, false)
         .expect("seed objects are valid and unique");
 }
 

@@ -419,3 +419,71 @@ async fn create_subcommands_send_protobuf_and_work() {
     assert_eq!(ports, "80/8080/web");
     sim.shutdown().await;
 }
+
+/// `--dry-run=server` (`dryRun=All`) on create, patch and delete: checked, nothing stored.
+#[tokio::test]
+async fn server_dry_run_stores_nothing() {
+    let sim = Sim::start().await;
+    let out = sim
+        .kubectl_ok(&["create", "namespace", "dry", "--dry-run=server"])
+        .await;
+    assert!(
+        out.contains("namespace/dry created (server dry run)"),
+        "{out}"
+    );
+    let out = sim.kubectl(&["get", "ns", "dry"]).await;
+    assert!(!out.status.success(), "nothing was created");
+    let pod = sim.file("pod.yaml", POD);
+    sim.kubectl_ok(&["apply", "-f", &pod, "--dry-run=server"])
+        .await;
+    assert!(
+        !sim.kubectl(&["get", "pod", "web", "-n", "shop"])
+            .await
+            .status
+            .success()
+    );
+    sim.kubectl_ok(&["apply", "-f", &pod]).await;
+    sim.kubectl_ok(&[
+        "label",
+        "pod",
+        "web",
+        "-n",
+        "shop",
+        "tier=x",
+        "--dry-run=server",
+    ])
+    .await;
+    sim.kubectl_ok(&["delete", "pod", "web", "-n", "shop", "--dry-run=server"])
+        .await;
+    let labels = sim
+        .kubectl_ok(&[
+            "get",
+            "pod",
+            "web",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.metadata.labels}",
+        ])
+        .await;
+    assert!(!labels.contains("tier"), "{labels}");
+    // Invalid input is still refused in a dry run.
+    let out = sim
+        .kubectl(&["create", "namespace", "Bad_Name", "--dry-run=server"])
+        .await;
+    assert!(!out.status.success());
+    let (code, status) = sim
+        .http_json(
+            "POST",
+            "/api/v1/namespaces?dryRun=Some",
+            "application/json",
+            r#"{"metadata": {"name": "x"}}"#,
+        )
+        .await;
+    assert_eq!(code, 400, "{status}");
+    assert!(
+        status["message"].as_str().unwrap().contains("dryRun"),
+        "{status}"
+    );
+    sim.shutdown().await;
+}
