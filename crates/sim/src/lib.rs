@@ -108,6 +108,21 @@ pub struct SimArgs {
     /// Require `Authorization: Bearer <contents of FILE>` like a kube-apiserver would.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// Pod IPs come from this CIDR (IPv4 or IPv6). Unset: a /16 in 10.128.0.0/9 chosen
+    /// from the cluster name, so differently named sims usually differ; set it to be sure.
+    #[arg(long, value_name = "CIDR")]
+    pub pod_cidr: Option<ipnet::IpNet>,
+}
+
+/// The pod CIDR of a sim called `name` when `--pod-cidr` is not given: `10.X.0.0/16`
+/// with X in 128..=255 from a hash of the name (10.0/16 and 10.96/12, the host and
+/// service addresses, are never used).
+pub fn default_pod_cidr(name: &str) -> ipnet::IpNet {
+    use sha2::Digest as _;
+    let x = 128 + sha2::Sha256::digest(name.as_bytes())[0] % 128;
+    ipnet::IpNet::V4(
+        ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, x, 0, 0), 16).expect("valid prefix"),
+    )
 }
 
 /// Traffic-log and audit options of `cattery sim-cluster` (kept apart from
@@ -243,6 +258,7 @@ pub struct SimServer {
     listener: tokio::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     name: String,
+    pod_cidr: ipnet::IpNet,
     token: Option<String>,
     traffic: Option<traffic::TrafficConfig>,
     audit: Option<(audit::Auditor, Arc<audit::AuditStats>, audit::Sender)>,
@@ -333,6 +349,10 @@ impl SimServer {
             listener,
             tls,
             name: args.name.clone(),
+            pod_cidr: args
+                .pod_cidr
+                .map(|c| c.trunc())
+                .unwrap_or_else(|| default_pod_cidr(&args.name)),
             token,
             traffic,
             audit,
@@ -342,7 +362,7 @@ impl SimServer {
     /// Serves until `shutdown` is cancelled, then stops accepting, ends open
     /// watches and exec sessions, and waits (up to 5 s) for connections.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let store = objects::Store::new(&self.name);
+        let store = objects::Store::new(&self.name, self.pod_cidr);
         seed::seed(&store, &self.name);
         let (auditor, audit_stats, audit_sender) = match self.audit {
             Some((a, s, sender)) => (Some(a), s, Some(sender)),

@@ -8,7 +8,8 @@
 //! namespaces, pods (IP, phase, conditions, node) and services (cluster IP) are filled in
 //! on create.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use cattery_store::{StoreError, Tx, WatchStart, Watcher};
 use serde_json::{Value, json};
@@ -44,22 +45,54 @@ impl From<ApiError> for Abort {
 pub struct Store {
     cluster: String,
     objects: cattery_store::Store<&'static ResourceType>,
+    pod_cidr: ipnet::IpNet,
+    pod_ips_allocated: AtomicU64,
     ips_allocated: AtomicU32,
 }
 
 impl Store {
-    /// An empty store for the cluster called `cluster`.
-    pub fn new(cluster: &str) -> Self {
-        Self::with_history_limit(cluster, cattery_store::HISTORY_LIMIT)
+    /// An empty store for the cluster called `cluster`, giving pods IPs from `pod_cidr`.
+    pub fn new(cluster: &str, pod_cidr: ipnet::IpNet) -> Self {
+        Self::with_history_limit(cluster, pod_cidr, cattery_store::HISTORY_LIMIT)
     }
 
     /// An empty store with a custom history size (tests use a small one).
-    pub fn with_history_limit(cluster: &str, history_limit: usize) -> Self {
+    pub fn with_history_limit(cluster: &str, pod_cidr: ipnet::IpNet, history_limit: usize) -> Self {
         Store {
             cluster: cluster.to_string(),
             objects: cattery_store::Store::with_history_limit(history_limit),
+            pod_cidr,
+            pod_ips_allocated: AtomicU64::new(0),
             ips_allocated: AtomicU32::new(0),
         }
+    }
+
+    /// The next pod IP: the CIDR's addresses in order from the second one (the first
+    /// after the network address is the node's gateway, as CNIs keep it), never reused.
+    /// None when the CIDR is exhausted: the pod then stays `Pending` without an IP, as
+    /// with a real CNI out of addresses.
+    fn next_pod_ip(&self) -> Option<IpAddr> {
+        let n = u128::from(self.pod_ips_allocated.fetch_add(1, Ordering::Relaxed)) + 2;
+        match self.pod_cidr {
+            ipnet::IpNet::V4(net) => {
+                let size = 1u128 << (32 - net.prefix_len());
+                // The last address is the broadcast address.
+                (n < size - 1).then(|| {
+                    let base = u128::from(u32::from(net.network()));
+                    IpAddr::V4(u32::try_from(base + n).expect("inside the CIDR").into())
+                })
+            }
+            ipnet::IpNet::V6(net) => {
+                let host_bits = 128 - u32::from(net.prefix_len());
+                let fits = host_bits >= 128 || n < (1u128 << host_bits);
+                fits.then(|| IpAddr::V6((u128::from(net.network()) + n).into()))
+            }
+        }
+    }
+
+    /// The CIDR pod IPs come from.
+    pub fn pod_cidr(&self) -> ipnet::IpNet {
+        self.pod_cidr
     }
 
     /// The current resourceVersion.
@@ -206,8 +239,7 @@ impl Store {
                 obj["status"] = json!({"phase": "Active"});
             }
             "Pod" => {
-                let n = self.ips_allocated.fetch_add(1, Ordering::Relaxed) + 1;
-                let ip = format!("10.244.{}.{}", n / 250, n % 250 + 2);
+                let ip = self.next_pod_ip().map(|ip| ip.to_string());
                 let spec = obj["spec"]
                     .as_object_mut()
                     .map(std::mem::take)
@@ -238,15 +270,26 @@ impl Store {
                 obj["spec"] = spec;
                 let cond =
                     |t: &str| json!({"type": t, "status": "True", "lastTransitionTime": now});
-                obj["status"] = json!({
-                    "phase": "Running",
-                    "podIP": ip, "podIPs": [{"ip": ip}],
-                    "hostIP": "10.0.0.10", "hostIPs": [{"ip": "10.0.0.10"}],
-                    "startTime": now,
-                    "qosClass": "BestEffort",
-                    "conditions": [cond("PodScheduled"), cond("Initialized"), cond("ContainersReady"), cond("Ready")],
-                    "containerStatuses": containers,
-                });
+                obj["status"] = match ip {
+                    Some(ip) => json!({
+                        "phase": "Running",
+                        "podIP": ip, "podIPs": [{"ip": ip}],
+                        "hostIP": "10.0.0.10", "hostIPs": [{"ip": "10.0.0.10"}],
+                        "startTime": now,
+                        "qosClass": "BestEffort",
+                        "conditions": [cond("PodScheduled"), cond("Initialized"), cond("ContainersReady"), cond("Ready")],
+                        "containerStatuses": containers,
+                    }),
+                    None => json!({
+                        "phase": "Pending",
+                        "qosClass": "BestEffort",
+                        "conditions": [cond("PodScheduled"), {
+                            "type": "Ready", "status": "False", "lastTransitionTime": now,
+                            "reason": "PodIPsExhausted",
+                            "message": format!("no free address in the pod CIDR {}", self.pod_cidr),
+                        }],
+                    }),
+                };
             }
             "Service" => {
                 let spec = obj["spec"]
@@ -309,7 +352,7 @@ mod tests {
     }
 
     fn store_with_ns() -> Store {
-        let s = Store::with_history_limit("t", 100);
+        let s = Store::with_history_limit("t", "10.244.0.0/16".parse().unwrap(), 100);
         s.create(
             namespaces(),
             None,
@@ -420,5 +463,45 @@ mod tests {
         assert_eq!(s.current_rv(), rv);
         let p = s.get(pods(), Some("a"), "p").unwrap();
         assert!(p["metadata"].get("labels").is_none());
+    }
+
+    #[test]
+    fn pod_ips_come_from_the_cidr_until_it_is_exhausted() {
+        let s = Store::with_history_limit("t", "10.9.8.0/30".parse().unwrap(), 100);
+        s.create(
+            namespaces(),
+            None,
+            json!({"metadata": {"name": "a"}}),
+            false,
+        )
+        .unwrap();
+        // 10.9.8.0 network, .1 gateway, .2 the only pod address, .3 broadcast.
+        let p = s.create(pods(), Some("a"), obj("p1"), false).unwrap();
+        assert_eq!(p["status"]["podIP"], "10.9.8.2");
+        let p = s.create(pods(), Some("a"), obj("p2"), false).unwrap();
+        assert_eq!(p["status"]["phase"], "Pending");
+        assert!(p["status"].get("podIP").is_none());
+
+        let s = Store::with_history_limit("t", "fd00:42::/64".parse().unwrap(), 100);
+        s.create(
+            namespaces(),
+            None,
+            json!({"metadata": {"name": "a"}}),
+            false,
+        )
+        .unwrap();
+        let p = s.create(pods(), Some("a"), obj("p"), false).unwrap();
+        assert_eq!(p["status"]["podIP"], "fd00:42::2");
+    }
+
+    #[test]
+    fn default_cidrs_avoid_host_and_service_addresses() {
+        for name in ["sim", "a", "b", "prod-1", "prod-2"] {
+            let c = crate::default_pod_cidr(name);
+            let ipnet::IpNet::V4(v4) = c else { panic!() };
+            assert!(v4.network().octets()[1] >= 128, "{c}");
+            assert_eq!(c, crate::default_pod_cidr(name), "stable");
+        }
+        assert_ne!(crate::default_pod_cidr("a"), crate::default_pod_cidr("b"));
     }
 }

@@ -136,7 +136,7 @@ mod tests {
 
     #[test]
     fn seeds_are_valid_and_labelled() {
-        let store = Store::new("east");
+        let store = Store::new("east", "10.244.0.0/16".parse().unwrap());
         seed(&store, "east");
         let ns = store
             .get(find("", "v1", "namespaces").unwrap(), None, "kube-system")

@@ -66,11 +66,14 @@ async fn watch_from_a_list_resource_version_sees_every_later_event_in_order() {
     assert_eq!(code, 201, "{created}");
     assert!(rv(&created) > list_rv);
     assert_eq!(created["status"]["phase"], "Running");
+    let ip: std::net::IpAddr = created["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(
-        created["status"]["podIP"]
-            .as_str()
-            .unwrap()
-            .starts_with("10.244.")
+        cattery_sim::default_pod_cidr("test-sim").contains(&ip),
+        "{ip} is in the sim's pod CIDR"
     );
     let (code, patched) = sim
         .http_json(

@@ -487,3 +487,86 @@ async fn server_dry_run_stores_nothing() {
     );
     sim.shutdown().await;
 }
+
+/// Two sims with their own pod CIDRs: kubectl creates a pod in each (an IP from that
+/// sim's CIDR, Running), relabels it while a `get -w` watches, and deletes it.
+#[tokio::test]
+async fn pods_get_ips_from_each_sims_pod_cidr_and_can_be_relabelled() {
+    let east = Sim::start_with(Options {
+        name: "east",
+        pod_cidr: Some("10.42.0.0/16"),
+        ..Options::default()
+    })
+    .await;
+    let west = Sim::start_with(Options {
+        name: "west",
+        pod_cidr: Some("10.43.0.0/16"),
+        ..Options::default()
+    })
+    .await;
+    let info = west.kubectl_ok(&["get", "--raw", "/_sim/info"]).await;
+    assert!(info.contains("\"podCIDR\":\"10.43.0.0/16\""), "{info}");
+    let mut ips = Vec::new();
+    for (sim, prefix) in [(&east, "10.42."), (&west, "10.43.")] {
+        let pod = sim.file("pod.yaml", POD);
+        sim.kubectl_ok(&["apply", "-f", &pod]).await;
+        let out = sim
+            .kubectl_ok(&[
+                "get",
+                "pod",
+                "web",
+                "-n",
+                "shop",
+                "-o",
+                "jsonpath={.status.phase} {.status.podIP}",
+            ])
+            .await;
+        let (phase, ip) = out.split_once(' ').unwrap();
+        assert_eq!(phase, "Running");
+        assert!(ip.starts_with(prefix), "{ip} in {prefix}");
+        ips.push(ip.to_string());
+    }
+    assert_ne!(ips[0], ips[1]);
+
+    let mut watch = Streaming::spawn(
+        &east,
+        &[
+            "get",
+            "pods",
+            "-n",
+            "shop",
+            "-l",
+            "app=web",
+            "-w",
+            "--show-labels",
+            "--no-headers",
+        ],
+    );
+    watch.until("the pod", |l| l.starts_with("web ")).await;
+    east.kubectl_ok(&["label", "pod", "web", "-n", "shop", "tier=front"])
+        .await;
+    watch
+        .until("the relabelled pod", |l| {
+            l.starts_with("web ") && l.contains("tier=front")
+        })
+        .await;
+    let selected = east
+        .kubectl_ok(&[
+            "get",
+            "pods",
+            "-n",
+            "shop",
+            "-l",
+            "tier=front",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(selected.trim(), "pod/web");
+    east.kubectl_ok(&["delete", "pod", "web", "-n", "shop"])
+        .await;
+    let gone = east.kubectl(&["get", "pod", "web", "-n", "shop"]).await;
+    assert!(!gone.status.success());
+    east.shutdown().await;
+    west.shutdown().await;
+}

@@ -102,6 +102,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 name: name.clone(),
                 tls_dir: None,
                 token_file: None,
+                pod_cidr: None,
             },
             &cattery_sim::LogArgs {
                 logs_dir: Some(logs_dir.clone()),

@@ -175,7 +175,7 @@ pub struct SeededTraffic {
 impl SeededTraffic {
     /// The traffic of a freshly seeded cluster named `cluster`, reproducible from `seed`.
     pub fn new(cluster: &str, seed: u64, aggregation: Aggregation) -> SeededTraffic {
-        let store = crate::objects::Store::new(cluster);
+        let store = crate::objects::Store::new(cluster, crate::default_pod_cidr(cluster));
         crate::seed::seed(&store, cluster);
         SeededTraffic {
             snapshot: Snapshot::from_store(&store),
