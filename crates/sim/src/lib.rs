@@ -33,7 +33,7 @@
 //!   reaching the frontend, DNS lookups through kube-dns) resolved against
 //!   the store at every tick, so pod IPs, labels, Services and new matching
 //!   pods are the store's; allow/deny comes from evaluating the store's
-//!   NetworkPolicies at generation time (`traffic/policy_eval.rs`), so a
+//!   NetworkPolicies at generation time (the `cattery-netpol` crate), so a
 //!   policy created through the API changes what is denied next. The seeded
 //!   `payments/db-allow-api` policy denies checkout → db from the start;
 //! - with `--audit-webhook`, `audit.k8s.io/v1` events for the API requests

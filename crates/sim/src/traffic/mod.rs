@@ -15,7 +15,8 @@
 
 pub mod felix_json;
 pub mod model;
-pub mod policy_eval;
+/// The NetworkPolicy evaluator, its own crate so the hub's policy preview uses the same one.
+pub use cattery_netpol as policy_eval;
 pub mod rng;
 pub mod writer;
 
