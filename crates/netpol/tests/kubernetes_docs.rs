@@ -225,7 +225,7 @@ fn default_policies() {
         json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
     );
     run(
-        &[deny_ingress.clone()],
+        std::slice::from_ref(&deny_ingress),
         &[
             Case {
                 what: "default-deny-ingress denies ingress",
@@ -275,7 +275,7 @@ fn default_policies() {
         json!({"podSelector": {}, "policyTypes": ["Egress"]}),
     );
     run(
-        &[deny_egress.clone()],
+        std::slice::from_ref(&deny_egress),
         &[
             Case {
                 what: "default-deny-egress denies egress",
