@@ -174,7 +174,9 @@ async fn dispatch(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError
         }
         (&Method::POST, None) => {
             let obj = decode(&parts.headers, body).await?;
-            let obj = validate(target.res, ns, None, obj, true)?;
+            let mut obj = validate(target.res, ns, None, obj, true)?;
+            let manager = field_manager(&q, &parts.headers);
+            crate::apply::record_update(None, &mut obj, &manager, &target.res.api_version());
             Ok(json_response(
                 StatusCode::CREATED,
                 &*st.store.create(target.res, ns, obj, dry)?,
@@ -182,12 +184,22 @@ async fn dispatch(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError
         }
         (&Method::PUT, Some(name)) => {
             let obj = decode(&parts.headers, body).await?;
-            let obj = validate(target.res, ns, Some(name), obj, false)?;
+            let mut obj = validate(target.res, ns, Some(name), obj, false)?;
             let status_only = target.sub.is_some();
+            let manager = field_manager(&q, &parts.headers);
+            let res = target.res;
             Ok(json_response(
                 StatusCode::OK,
                 &*st.store
-                    .update(target.res, ns, name, obj, status_only, dry)?,
+                    .modify(res, ns, name, status_only, dry, |current| {
+                        crate::apply::record_update(
+                            Some(current),
+                            &mut obj,
+                            &manager,
+                            &res.api_version(),
+                        );
+                        Ok(obj)
+                    })?,
             ))
         }
         (&Method::PATCH, Some(name))
@@ -202,12 +214,20 @@ async fn dispatch(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError
                 .map_err(|e| ApiError::BadRequest(format!("the patch is not valid JSON: {e}")))?;
             let res = target.res;
             let status_only = target.sub.is_some();
+            let manager = field_manager(&q, &parts.headers);
             let obj = st
                 .store
                 .modify(res, ns, name, status_only, dry, |current| {
                     let mut obj = (**current).clone();
                     patch::apply(kind, &mut obj, &patch).map_err(ApiError::BadRequest)?;
-                    validate(res, ns, Some(name), obj, false)
+                    let mut obj = validate(res, ns, Some(name), obj, false)?;
+                    crate::apply::record_update(
+                        Some(current),
+                        &mut obj,
+                        &manager,
+                        &res.api_version(),
+                    );
+                    Ok(obj)
                 })?;
             Ok(json_response(StatusCode::OK, &obj))
         }
@@ -248,6 +268,21 @@ async fn dispatch(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError
             }
         ))),
     }
+}
+
+/// The manager of a write: `fieldManager`, else the client's name from its User-Agent
+/// (what kube-apiserver does: `kubectl/v1.32.4 (linux/amd64) ...` is `kubectl`).
+fn field_manager(q: &Query, headers: &HeaderMap) -> String {
+    if let Some(m) = q.get("fieldManager").filter(|m| !m.is_empty()) {
+        return m.to_string();
+    }
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split('/').next())
+        .filter(|m| !m.is_empty())
+        .unwrap_or("unknown")
+        .to_string()
 }
 
 /// `dryRun=All` (the only value Kubernetes defines): the write is validated and its result
@@ -353,12 +388,9 @@ fn list(
     Ok(json_response(StatusCode::OK, &body))
 }
 
-/// Server-side apply (`PATCH` with `application/apply-patch+yaml`), approximated: the
-/// applied configuration is created when the object does not exist, and otherwise merged
-/// into it (maps merged key by key, lists and scalars replaced, as a JSON merge patch).
-/// Field ownership is not tracked: no `managedFields`, no conflicts between managers
-/// (`force` is accepted and changes nothing), and fields a manager stops applying are
-/// kept rather than removed.
+/// Server-side apply (`PATCH` with `application/apply-patch+yaml`): the applied
+/// configuration is created when the object does not exist, and otherwise merged into it
+/// with field ownership, conflicts between managers and `force` (see [`crate::apply`]).
 async fn server_side_apply(
     st: &AppState,
     target: &Target,
@@ -393,17 +425,20 @@ async fn server_side_apply(
     let (res, ns) = (target.res, target.namespace.as_deref());
     let status_only = target.sub.is_some();
     let applied = validate(res, ns, Some(name), applied, false)?;
+    let manager = q.get("fieldManager").unwrap_or_default();
+    let force = q.flag("force");
+    let api_version = res.api_version();
     // A create racing with ours turns into an update on the second pass.
     for _ in 0..2 {
         let updated = st.store.modify(res, ns, name, status_only, dry, |current| {
-            let mut obj = (**current).clone();
-            patch::apply(PatchKind::Merge, &mut obj, &applied).map_err(ApiError::BadRequest)?;
+            let obj = crate::apply::apply(Some(current), &applied, manager, force, &api_version)?;
             validate(res, ns, Some(name), obj, false)
         });
         match updated {
             Ok(obj) => return Ok(json_response(StatusCode::OK, &obj)),
             Err(ApiError::NotFound { kind, .. }) if kind == res.plural && !status_only => {
-                let obj = validate(res, ns, Some(name), applied.clone(), true)?;
+                let obj = crate::apply::apply(None, &applied, manager, force, &api_version)?;
+                let obj = validate(res, ns, Some(name), obj, true)?;
                 match st.store.create(res, ns, obj, dry) {
                     Ok(obj) => return Ok(json_response(StatusCode::CREATED, &obj)),
                     Err(ApiError::AlreadyExists { .. }) => continue,

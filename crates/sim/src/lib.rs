@@ -53,8 +53,8 @@
 //! (impersonation headers are recorded, not enforced); no schema validation
 //! beyond metadata, names and pod containers (`fieldValidation` is accepted
 //! and ignored); strategic merge patch is approximated (see `patch.rs`), and
-//! so is server-side apply (create, or merge of the applied configuration;
-//! no field ownership, see `api.rs`); protobuf for other kinds and in responses, SPDY, finalizers and
+//! server-side apply's field ownership is simplified (lists are atomic, see
+//! `apply.rs`); protobuf for other kinds and in responses, SPDY, finalizers and
 //! graceful deletion are not implemented (deletes are immediate, a namespace's
 //! contents go with it); a paginated list continues from the current state,
 //! not a snapshot; `pods/log`, events and every type not listed above are
@@ -62,6 +62,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod apply;
 pub mod audit;
 mod auth;
 mod debug;

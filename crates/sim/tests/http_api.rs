@@ -464,8 +464,13 @@ async fn server_side_apply_creates_merges_and_keeps_concurrency() {
     assert_eq!(code, 200, "{v}");
     assert_eq!(
         v["data"],
-        json!({"a": "1", "b": "2"}),
-        "merged (no field ownership)"
+        json!({"b": "2"}),
+        "a field the manager no longer applies (and nobody else owns) is removed"
+    );
+    assert_eq!(v["metadata"]["managedFields"][0]["manager"], "cattery");
+    assert_eq!(
+        v["metadata"]["managedFields"][0]["fieldsV1"],
+        json!({"f:data": {"f:b": {}}})
     );
     assert!(rv(&v) > created);
     let same = rv(&v);

@@ -570,3 +570,86 @@ async fn pods_get_ips_from_each_sims_pod_cidr_and_can_be_relabelled() {
     east.shutdown().await;
     west.shutdown().await;
 }
+
+/// `kubectl apply --server-side` by two field managers: shared values are fine, a
+/// different value of another manager's field is a conflict naming both, and
+/// `--force-conflicts` takes the field over; `managedFields` shows who owns what.
+#[tokio::test]
+async fn server_side_apply_tracks_managers_and_conflicts() {
+    let sim = Sim::start().await;
+    let cm = |v: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n  namespace: shop\ndata:\n  level: \"{v}\"\n"
+        )
+    };
+    let one = sim.file("one.yaml", &cm("1"));
+    let two = sim.file("two.yaml", &cm("2"));
+    let out = sim
+        .kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "--field-manager=team-a",
+            "-f",
+            &one,
+        ])
+        .await;
+    assert!(out.contains("serverside-applied"), "{out}");
+    sim.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=team-b",
+        "-f",
+        &one,
+    ])
+    .await;
+    let out = sim
+        .kubectl(&[
+            "apply",
+            "--server-side",
+            "--field-manager=team-b",
+            "-f",
+            &two,
+        ])
+        .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a conflict");
+    assert!(
+        stderr.contains("conflict") && stderr.contains("team-a") && stderr.contains(".data.level"),
+        "{stderr}"
+    );
+    let level = sim
+        .kubectl_ok(&[
+            "get",
+            "cm",
+            "owned",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.data.level}",
+        ])
+        .await;
+    assert_eq!(level, "1", "nothing changed");
+    sim.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=team-b",
+        "--force-conflicts",
+        "-f",
+        &two,
+    ])
+    .await;
+    let out = sim
+        .kubectl_ok(&[
+            "get",
+            "cm",
+            "owned",
+            "-n",
+            "shop",
+            "--show-managed-fields",
+            "-o",
+            "jsonpath={.data.level} {.metadata.managedFields[*].manager}",
+        ])
+        .await;
+    assert_eq!(out, "2 team-b", "team-a lost its only field");
+    sim.shutdown().await;
+}
