@@ -743,6 +743,92 @@ fn demo_runs_clusters_and_shuts_down_cleanly() {
     assert!(status.success(), "demo exited with {status}");
 }
 
+/// The writes kubectl 1.32 makes through the hub reach the cluster as a kube-apiserver
+/// would take them: `create namespace` (a protobuf body), `apply --server-side` with
+/// field-manager conflicts, and `--dry-run=server` (nothing stored).
+#[test]
+fn kubectl_writes_through_the_hub() {
+    let dir = test_dir();
+    let d = dir.path();
+    let server = Server::start(d);
+    let sim = Sim::start(d, "alpha", None);
+    let cfg = server.add_cluster("alpha");
+    let _agent = start_agent(d, "alpha", &cfg, &sim.url, &[]);
+    server.wait_connected("alpha", "True");
+    let kc = server.kubeconfig("alpha");
+
+    let out = kubectl_ok(&kc, &["create", "namespace", "through-hub"]);
+    assert!(out.contains("namespace/through-hub created"), "{out}");
+    let out = kubectl_ok(
+        &kc,
+        &[
+            "create",
+            "configmap",
+            "c",
+            "-n",
+            "through-hub",
+            "--from-literal=k=v",
+        ],
+    );
+    assert!(out.contains("created"), "{out}");
+
+    let cm = |v: &str| {
+        let p = d.join(format!("ssa-{v}.yaml"));
+        std::fs::write(&p, format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n  namespace: through-hub\ndata:\n  level: \"{v}\"\n")).unwrap();
+        p
+    };
+    let (one, two) = (cm("1"), cm("2"));
+    kubectl_ok(
+        &kc,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=cattery",
+            "-f",
+            one.to_str().unwrap(),
+        ],
+    );
+    let out = kubectl(
+        &kc,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=someone",
+            "-f",
+            two.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("conflict") && stderr.contains("cattery"),
+        "{stderr}"
+    );
+
+    let out = kubectl_ok(&kc, &["create", "namespace", "dry", "--dry-run=server"]);
+    assert!(out.contains("(server dry run)"), "{out}");
+    assert!(
+        !kubectl(&kc, &["get", "ns", "dry"]).status.success(),
+        "nothing stored"
+    );
+    kubectl_ok(
+        &kc,
+        &["delete", "namespace", "through-hub", "--dry-run=server"],
+    );
+    let level = kubectl_ok(
+        &kc,
+        &[
+            "get",
+            "cm",
+            "owned",
+            "-n",
+            "through-hub",
+            "-o",
+            "jsonpath={.data.level}",
+        ],
+    );
+    assert_eq!(level, "1");
+}
+
 /// A minimal HTTP CONNECT proxy for tests (records the targets it was asked for).
 mod connect_proxy {
     use std::io::{BufRead, BufReader, Write};

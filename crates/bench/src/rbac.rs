@@ -509,6 +509,7 @@ pub async fn run(args: RbacBenchArgs) -> anyhow::Result<()> {
         name: CLUSTER.into(),
         tls_dir: None,
         token_file: None,
+        pod_cidr: None,
     })
     .await
     .context("starting the simulator")?;

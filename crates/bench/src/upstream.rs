@@ -39,6 +39,7 @@ impl Upstream {
             name: "bench".into(),
             tls_dir: tls_dir.clone(),
             token_file: None,
+            pod_cidr: None,
         })
         .await
         .context("starting the simulator")?;

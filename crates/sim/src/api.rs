@@ -141,11 +141,7 @@ async fn dispatch(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError
     let (parts, body) = req.into_parts();
     let target = parse_path(parts.uri.path()).ok_or(ApiError::NoRoute)?;
     let q = Query::parse(parts.uri.query());
-    if q.get("dryRun").is_some_and(|v| !v.is_empty()) {
-        return Err(ApiError::BadRequest(
-            "dryRun is not supported by the simulator".into(),
-        ));
-    }
+    let dry = dry_run(&q)?;
     match &target.sub {
         None => {}
         Some(s) if s == "status" && resources::has_status_subresource(target.res) => {}
@@ -178,25 +174,38 @@ async fn dispatch(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError
         }
         (&Method::POST, None) => {
             let obj = decode(&parts.headers, body).await?;
-            let obj = validate(target.res, ns, None, obj, true)?;
+            let mut obj = validate(target.res, ns, None, obj, true)?;
+            let manager = field_manager(&q, &parts.headers);
+            crate::apply::record_update(None, &mut obj, &manager, &target.res.api_version());
             Ok(json_response(
                 StatusCode::CREATED,
-                &*st.store.create(target.res, ns, obj)?,
+                &*st.store.create(target.res, ns, obj, dry)?,
             ))
         }
         (&Method::PUT, Some(name)) => {
             let obj = decode(&parts.headers, body).await?;
-            let obj = validate(target.res, ns, Some(name), obj, false)?;
+            let mut obj = validate(target.res, ns, Some(name), obj, false)?;
             let status_only = target.sub.is_some();
+            let manager = field_manager(&q, &parts.headers);
+            let res = target.res;
             Ok(json_response(
                 StatusCode::OK,
-                &*st.store.update(target.res, ns, name, obj, status_only)?,
+                &*st.store
+                    .modify(res, ns, name, status_only, dry, |current| {
+                        crate::apply::record_update(
+                            Some(current),
+                            &mut obj,
+                            &manager,
+                            &res.api_version(),
+                        );
+                        Ok(obj)
+                    })?,
             ))
         }
         (&Method::PATCH, Some(name))
             if content_type(&parts.headers) == "application/apply-patch+yaml" =>
         {
-            server_side_apply(st, &target, name, &q, &parts.headers, body).await
+            server_side_apply(st, &target, name, &q, dry, &parts.headers, body).await
         }
         (&Method::PATCH, Some(name)) => {
             let kind = patch_kind(&parts.headers)?;
@@ -205,29 +214,42 @@ async fn dispatch(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError
                 .map_err(|e| ApiError::BadRequest(format!("the patch is not valid JSON: {e}")))?;
             let res = target.res;
             let status_only = target.sub.is_some();
-            let obj = st.store.modify(res, ns, name, status_only, |current| {
-                let mut obj = (**current).clone();
-                patch::apply(kind, &mut obj, &patch).map_err(ApiError::BadRequest)?;
-                validate(res, ns, Some(name), obj, false)
-            })?;
+            let manager = field_manager(&q, &parts.headers);
+            let obj = st
+                .store
+                .modify(res, ns, name, status_only, dry, |current| {
+                    let mut obj = (**current).clone();
+                    patch::apply(kind, &mut obj, &patch).map_err(ApiError::BadRequest)?;
+                    let mut obj = validate(res, ns, Some(name), obj, false)?;
+                    crate::apply::record_update(
+                        Some(current),
+                        &mut obj,
+                        &manager,
+                        &res.api_version(),
+                    );
+                    Ok(obj)
+                })?;
             Ok(json_response(StatusCode::OK, &obj))
         }
         (&Method::DELETE, Some(name)) => {
             let opts = read_body(body, &parts.headers).await?;
+            let dry = dry || body_dry_run(&opts)?;
             check_preconditions(&*st.store.get(target.res, ns, name)?, &opts)?;
             Ok(json_response(
                 StatusCode::OK,
-                &*st.store.delete(target.res, ns, name)?,
+                &*st.store.delete(target.res, ns, name, dry)?,
             ))
         }
         (&Method::DELETE, None) => {
+            let opts = read_body(body, &parts.headers).await?;
+            let dry = dry || body_dry_run(&opts)?;
             let filter = filter(&target, &q)?;
             let page = st.store.list(&filter, None, None)?;
             let mut deleted = Vec::new();
             for obj in page.items {
                 let name = obj["metadata"]["name"].as_str().unwrap_or_default();
                 let ns = obj["metadata"]["namespace"].as_str();
-                if let Ok(d) = st.store.delete(target.res, ns, name) {
+                if let Ok(d) = st.store.delete(target.res, ns, name, dry) {
                     deleted.push(d);
                 }
             }
@@ -244,6 +266,57 @@ async fn dispatch(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError
             } else {
                 " collections"
             }
+        ))),
+    }
+}
+
+/// The manager of a write: `fieldManager`, else the client's name from its User-Agent
+/// (what kube-apiserver does: `kubectl/v1.32.4 (linux/amd64) ...` is `kubectl`).
+fn field_manager(q: &Query, headers: &HeaderMap) -> String {
+    if let Some(m) = q.get("fieldManager").filter(|m| !m.is_empty()) {
+        return m.to_string();
+    }
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split('/').next())
+        .filter(|m| !m.is_empty())
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+/// `dryRun=All` (the only value Kubernetes defines): the write is validated and its result
+/// returned, nothing is stored and no watch event is sent.
+fn dry_run(q: &Query) -> Result<bool, ApiError> {
+    let values = q.all("dryRun");
+    if let Some(bad) = values.iter().find(|v| v.as_str() != "All") {
+        return Err(ApiError::BadRequest(format!(
+            "dryRun: Unsupported value: {bad:?}: supported values: \"All\""
+        )));
+    }
+    Ok(!values.is_empty())
+}
+
+/// `dryRun` in a DeleteOptions body (where kubectl puts it for deletes).
+fn body_dry_run(opts: &[u8]) -> Result<bool, ApiError> {
+    if opts.is_empty() {
+        return Ok(false);
+    }
+    let opts: Value = serde_json::from_slice(opts).map_err(|e| {
+        ApiError::BadRequest(format!("the DeleteOptions body is not valid JSON: {e}"))
+    })?;
+    match opts.get("dryRun") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Array(values)) => {
+            if let Some(bad) = values.iter().find(|v| v.as_str() != Some("All")) {
+                return Err(ApiError::BadRequest(format!(
+                    "dryRun: Unsupported value: {bad}: supported values: \"All\""
+                )));
+            }
+            Ok(!values.is_empty())
+        }
+        Some(v) => Err(ApiError::BadRequest(format!(
+            "dryRun: must be a list of strings, got {v}"
         ))),
     }
 }
@@ -315,17 +388,15 @@ fn list(
     Ok(json_response(StatusCode::OK, &body))
 }
 
-/// Server-side apply (`PATCH` with `application/apply-patch+yaml`), approximated: the
-/// applied configuration is created when the object does not exist, and otherwise merged
-/// into it (maps merged key by key, lists and scalars replaced, as a JSON merge patch).
-/// Field ownership is not tracked: no `managedFields`, no conflicts between managers
-/// (`force` is accepted and changes nothing), and fields a manager stops applying are
-/// kept rather than removed.
+/// Server-side apply (`PATCH` with `application/apply-patch+yaml`): the applied
+/// configuration is created when the object does not exist, and otherwise merged into it
+/// with field ownership, conflicts between managers and `force` (see [`crate::apply`]).
 async fn server_side_apply(
     st: &AppState,
     target: &Target,
     name: &str,
     q: &Query,
+    dry: bool,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -354,18 +425,21 @@ async fn server_side_apply(
     let (res, ns) = (target.res, target.namespace.as_deref());
     let status_only = target.sub.is_some();
     let applied = validate(res, ns, Some(name), applied, false)?;
+    let manager = q.get("fieldManager").unwrap_or_default();
+    let force = q.flag("force");
+    let api_version = res.api_version();
     // A create racing with ours turns into an update on the second pass.
     for _ in 0..2 {
-        let updated = st.store.modify(res, ns, name, status_only, |current| {
-            let mut obj = (**current).clone();
-            patch::apply(PatchKind::Merge, &mut obj, &applied).map_err(ApiError::BadRequest)?;
+        let updated = st.store.modify(res, ns, name, status_only, dry, |current| {
+            let obj = crate::apply::apply(Some(current), &applied, manager, force, &api_version)?;
             validate(res, ns, Some(name), obj, false)
         });
         match updated {
             Ok(obj) => return Ok(json_response(StatusCode::OK, &obj)),
             Err(ApiError::NotFound { kind, .. }) if kind == res.plural && !status_only => {
-                let obj = validate(res, ns, Some(name), applied.clone(), true)?;
-                match st.store.create(res, ns, obj) {
+                let obj = crate::apply::apply(None, &applied, manager, force, &api_version)?;
+                let obj = validate(res, ns, Some(name), obj, true)?;
+                match st.store.create(res, ns, obj, dry) {
                     Ok(obj) => return Ok(json_response(StatusCode::CREATED, &obj)),
                     Err(ApiError::AlreadyExists { .. }) => continue,
                     Err(e) => return Err(e),
@@ -459,9 +533,10 @@ fn decode_bytes(ct: &str, bytes: &[u8]) -> Result<Value, ApiError> {
             .map_err(|e| ApiError::BadRequest(format!("the request body is not valid JSON: {e}"))),
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_saphyr::from_slice(bytes)
             .map_err(|e| ApiError::BadRequest(format!("the request body is not valid YAML: {e}"))),
+        crate::protobuf::MEDIA_TYPE => crate::protobuf::decode(bytes),
         other => Err(ApiError::UnsupportedMediaType(format!(
             "the body of the request was in an unknown format ({other:?}); accepted media types: \
-             application/json, application/yaml"
+             application/json, application/yaml, application/vnd.kubernetes.protobuf"
         ))),
     }
 }
@@ -744,9 +819,7 @@ mod tests {
         let e = decode_bytes("application/json", b"{\"metadata\": ").unwrap_err();
         assert!(e.to_string().contains("line 1"), "{e}");
         assert_eq!(
-            decode_bytes("application/vnd.kubernetes.protobuf", b"")
-                .unwrap_err()
-                .code(),
+            decode_bytes("application/cbor", b"").unwrap_err().code(),
             415
         );
     }

@@ -137,6 +137,7 @@ pub async fn log_requests(State(st): State<Arc<AppState>>, req: Request, next: N
 pub async fn info(State(st): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({
         "name": st.name,
+        "podCIDR": st.store.pod_cidr().to_string(),
         "gitVersion": crate::discovery::GIT_VERSION,
         "resourceVersion": st.store.current_rv().to_string(),
         "startedAt": st.started_at,

@@ -15,6 +15,11 @@
 //!   semantics (the `cattery-store` crate, with the simulator's types and server-set
 //!   fields in `objects.rs`; `watch_http.rs`, `api.rs`);
 //! - server-side `Table` printing for `kubectl get` (`table.rs`);
+//! - request bodies in JSON, YAML, and Kubernetes protobuf for Namespace, ConfigMap and
+//!   Service (what kubectl's `create` subcommands send, `protobuf.rs`);
+//! - `dryRun=All` on every write (query parameter, or DeleteOptions for deletes): the
+//!   write runs in a store transaction that is rolled back, so it is checked exactly as a
+//!   real one and stores nothing;
 //! - `pods/exec` over WebSocket with a tiny fake shell (`exec.rs`);
 //! - debug endpoints `/_sim/info`, `/_sim/requests`, `/_sim/logstats` and
 //!   `/_sim/bytes` (`debug.rs`);
@@ -28,7 +33,7 @@
 //!   reaching the frontend, DNS lookups through kube-dns) resolved against
 //!   the store at every tick, so pod IPs, labels, Services and new matching
 //!   pods are the store's; allow/deny comes from evaluating the store's
-//!   NetworkPolicies at generation time (`traffic/policy_eval.rs`), so a
+//!   NetworkPolicies at generation time (the `cattery-netpol` crate), so a
 //!   policy created through the API changes what is denied next. The seeded
 //!   `payments/db-allow-api` policy denies checkout → db from the start;
 //! - with `--audit-webhook`, `audit.k8s.io/v1` events for the API requests
@@ -48,8 +53,8 @@
 //! (impersonation headers are recorded, not enforced); no schema validation
 //! beyond metadata, names and pod containers (`fieldValidation` is accepted
 //! and ignored); strategic merge patch is approximated (see `patch.rs`), and
-//! so is server-side apply (create, or merge of the applied configuration;
-//! no field ownership, see `api.rs`); dry-run, protobuf, SPDY, finalizers and
+//! server-side apply's field ownership is simplified (lists are atomic, see
+//! `apply.rs`); protobuf for other kinds and in responses, SPDY, finalizers and
 //! graceful deletion are not implemented (deletes are immediate, a namespace's
 //! contents go with it); a paginated list continues from the current state,
 //! not a snapshot; `pods/log`, events and every type not listed above are
@@ -57,6 +62,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod apply;
 pub mod audit;
 mod auth;
 mod debug;
@@ -64,6 +70,7 @@ mod discovery;
 mod exec;
 mod objects;
 mod patch;
+mod protobuf;
 mod resources;
 mod seed;
 mod status;
@@ -102,6 +109,21 @@ pub struct SimArgs {
     /// Require `Authorization: Bearer <contents of FILE>` like a kube-apiserver would.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// Pod IPs come from this CIDR (IPv4 or IPv6). Unset: a /16 in 10.128.0.0/9 chosen
+    /// from the cluster name, so differently named sims usually differ; set it to be sure.
+    #[arg(long, value_name = "CIDR")]
+    pub pod_cidr: Option<ipnet::IpNet>,
+}
+
+/// The pod CIDR of a sim called `name` when `--pod-cidr` is not given: `10.X.0.0/16`
+/// with X in 128..=255 from a hash of the name (10.0/16 and 10.96/12, the host and
+/// service addresses, are never used).
+pub fn default_pod_cidr(name: &str) -> ipnet::IpNet {
+    use sha2::Digest as _;
+    let x = 128 + sha2::Sha256::digest(name.as_bytes())[0] % 128;
+    ipnet::IpNet::V4(
+        ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, x, 0, 0), 16).expect("valid prefix"),
+    )
 }
 
 /// Traffic-log and audit options of `cattery sim-cluster` (kept apart from
@@ -237,6 +259,7 @@ pub struct SimServer {
     listener: tokio::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     name: String,
+    pod_cidr: ipnet::IpNet,
     token: Option<String>,
     traffic: Option<traffic::TrafficConfig>,
     audit: Option<(audit::Auditor, Arc<audit::AuditStats>, audit::Sender)>,
@@ -327,6 +350,10 @@ impl SimServer {
             listener,
             tls,
             name: args.name.clone(),
+            pod_cidr: args
+                .pod_cidr
+                .map(|c| c.trunc())
+                .unwrap_or_else(|| default_pod_cidr(&args.name)),
             token,
             traffic,
             audit,
@@ -336,7 +363,7 @@ impl SimServer {
     /// Serves until `shutdown` is cancelled, then stops accepting, ends open
     /// watches and exec sessions, and waits (up to 5 s) for connections.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let store = objects::Store::new(&self.name);
+        let store = objects::Store::new(&self.name, self.pod_cidr);
         seed::seed(&store, &self.name);
         let (auditor, audit_stats, audit_sender) = match self.audit {
             Some((a, s, sender)) => (Some(a), s, Some(sender)),

@@ -1,5 +1,5 @@
-//! PATCH bodies: JSON merge patch (RFC 7386), JSON patch (RFC 6902) and an
-//! APPROXIMATION of Kubernetes strategic merge patch.
+//! PATCH bodies: JSON merge patch (RFC 7386) and JSON patch (RFC 6902), both from the
+//! `json-patch` crate, and an APPROXIMATION of Kubernetes strategic merge patch.
 //!
 //! The strategic merge approximation is a merge patch that also understands
 //! the directives kubectl puts in the patches it computes: lists whose
@@ -10,7 +10,7 @@
 //! list is replaced, as in a merge patch (a real apiserver would know the
 //! merge key from the type's schema). `$retainKeys` is ignored.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Which patch format the request body uses (from `Content-Type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,23 +41,9 @@ pub fn apply(kind: PatchKind, target: &mut Value, patch: &Value) -> Result<(), S
     }
 }
 
-/// RFC 7386 JSON merge patch.
+/// RFC 7386 JSON merge patch (the `json-patch` crate's).
 pub fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(p) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
-    }
-    let t = target.as_object_mut().expect("made an object above");
-    for (k, v) in p {
-        if v.is_null() {
-            t.remove(k);
-        } else {
-            merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-        }
-    }
+    json_patch::merge(target, patch);
 }
 
 fn is_delete(v: &Value) -> bool {
@@ -152,101 +138,14 @@ fn merge_list(current: &mut Vec<Value>, items: &[Value], order: &[Value]) {
     current.sort_by_key(rank);
 }
 
-/// Resolves an RFC 6901 pointer into (parent pointer, last token).
-fn split_pointer(path: &str) -> Result<(String, String), String> {
-    if !path.starts_with('/') {
-        return Err(format!(
-            "invalid JSON pointer {path:?}: must start with '/'"
-        ));
-    }
-    let idx = path.rfind('/').expect("starts with '/'");
-    let last = path[idx + 1..].replace("~1", "/").replace("~0", "~");
-    Ok((path[..idx].to_string(), last))
-}
-
-fn add(doc: &mut Value, path: &str, value: Value) -> Result<(), String> {
-    if path.is_empty() {
-        *doc = value;
-        return Ok(());
-    }
-    let (parent, last) = split_pointer(path)?;
-    match doc.pointer_mut(&parent) {
-        Some(Value::Object(m)) => {
-            m.insert(last, value);
-            Ok(())
-        }
-        Some(Value::Array(a)) => {
-            let i = if last == "-" {
-                a.len()
-            } else {
-                last.parse()
-                    .map_err(|_| format!("bad array index in {path:?}"))?
-            };
-            if i > a.len() {
-                return Err(format!("index out of range in {path:?}"));
-            }
-            a.insert(i, value);
-            Ok(())
-        }
-        _ => Err(format!("path {parent:?} does not exist")),
-    }
-}
-
-fn remove(doc: &mut Value, path: &str) -> Result<Value, String> {
-    let (parent, last) = split_pointer(path)?;
-    let missing = || format!("path {path:?} does not exist");
-    match doc.pointer_mut(&parent) {
-        Some(Value::Object(m)) => m.remove(&last).ok_or_else(missing),
-        Some(Value::Array(a)) => match last.parse::<usize>() {
-            Ok(i) if i < a.len() => Ok(a.remove(i)),
-            _ => Err(missing()),
-        },
-        _ => Err(missing()),
-    }
-}
-
-/// RFC 6902 JSON patch.
+/// RFC 6902 JSON patch (the `json-patch` crate's): all operations or none.
 pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), String> {
-    let ops = patch
-        .as_array()
-        .ok_or("a JSON patch must be an array of operations")?;
-    for (n, op) in ops.iter().enumerate() {
-        let s = |field: &str| {
-            op.get(field)
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .ok_or_else(|| format!("operation {n}: missing string field {field:?}"))
-        };
-        let value = || {
-            op.get("value")
-                .cloned()
-                .ok_or_else(|| format!("operation {n}: missing \"value\""))
-        };
-        let path = s("path")?;
-        let res = match s("op")?.as_str() {
-            "add" => add(doc, &path, value()?),
-            "remove" => remove(doc, &path).map(drop),
-            "replace" => remove(doc, &path).and_then(|_| add(doc, &path, value()?)),
-            "move" => {
-                let v = remove(doc, &s("from")?)?;
-                add(doc, &path, v)
-            }
-            "copy" => {
-                let v = doc
-                    .pointer(&s("from")?)
-                    .cloned()
-                    .ok_or("\"from\" path does not exist")?;
-                add(doc, &path, v)
-            }
-            "test" => match doc.pointer(&path) {
-                Some(v) if *v == value()? => Ok(()),
-                _ => Err(format!("test failed at {path:?}")),
-            },
-            other => Err(format!("unknown operation {other:?}")),
-        };
-        res.map_err(|e| format!("json patch operation {n}: {e}"))?;
+    if !patch.is_array() {
+        return Err("a JSON patch must be an array of operations".into());
     }
-    Ok(())
+    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+        .map_err(|e| format!("the JSON patch is not a list of RFC 6902 operations: {e}"))?;
+    json_patch::patch(doc, &ops).map_err(|e| format!("json patch {e}"))
 }
 
 #[cfg(test)]
@@ -326,5 +225,19 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_failing_json_patch_changes_nothing() {
+        let mut doc = json!({"a": 1});
+        let err = json_patch(
+            &mut doc,
+            &json!([{"op": "add", "path": "/b", "value": 2}, {"op": "remove", "path": "/zz"}]),
+        )
+        .unwrap_err();
+        assert!(err.contains("/zz"), "{err}");
+        assert_eq!(doc, json!({"a": 1}), "all operations or none");
+        let err = json_patch(&mut doc, &json!([{"op": "frobnicate", "path": "/a"}])).unwrap_err();
+        assert!(err.contains("RFC 6902"), "{err}");
     }
 }

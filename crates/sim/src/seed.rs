@@ -54,7 +54,7 @@ pub const WORKLOADS: &[(&str, &str, &str, &str, u16)] = &[
 fn create(store: &Store, plural: &str, group: &str, ns: Option<&str>, obj: Value) {
     let res = find(group, "v1", plural).expect("seeded types are served");
     store
-        .create(res, ns, obj)
+        .create(res, ns, obj, false)
         .expect("seed objects are valid and unique");
 }
 
@@ -136,7 +136,7 @@ mod tests {
 
     #[test]
     fn seeds_are_valid_and_labelled() {
-        let store = Store::new("east");
+        let store = Store::new("east", "10.244.0.0/16".parse().unwrap());
         seed(&store, "east");
         let ns = store
             .get(find("", "v1", "namespaces").unwrap(), None, "kube-system")

@@ -418,6 +418,7 @@ async fn https_webhook_with_a_custom_ca() {
             name: "x".into(),
             tls_dir: None,
             token_file: None,
+            pod_cidr: None,
         },
         &bad,
     )

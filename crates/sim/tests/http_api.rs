@@ -66,11 +66,14 @@ async fn watch_from_a_list_resource_version_sees_every_later_event_in_order() {
     assert_eq!(code, 201, "{created}");
     assert!(rv(&created) > list_rv);
     assert_eq!(created["status"]["phase"], "Running");
+    let ip: std::net::IpAddr = created["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(
-        created["status"]["podIP"]
-            .as_str()
-            .unwrap()
-            .starts_with("10.244.")
+        cattery_sim::default_pod_cidr("test-sim").contains(&ip),
+        "{ip} is in the sim's pod CIDR"
     );
     let (code, patched) = sim
         .http_json(
@@ -461,8 +464,13 @@ async fn server_side_apply_creates_merges_and_keeps_concurrency() {
     assert_eq!(code, 200, "{v}");
     assert_eq!(
         v["data"],
-        json!({"a": "1", "b": "2"}),
-        "merged (no field ownership)"
+        json!({"b": "2"}),
+        "a field the manager no longer applies (and nobody else owns) is removed"
+    );
+    assert_eq!(v["metadata"]["managedFields"][0]["manager"], "cattery");
+    assert_eq!(
+        v["metadata"]["managedFields"][0]["fieldsV1"],
+        json!({"f:data": {"f:b": {}}})
     );
     assert!(rv(&v) > created);
     let same = rv(&v);

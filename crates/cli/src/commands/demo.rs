@@ -103,6 +103,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 name: name.clone(),
                 tls_dir: None,
                 token_file: None,
+                // Distinct pod IPs per cluster (10.129/16, 10.130/16, ...), as federation needs.
+                pod_cidr: u8::try_from(128 + i)
+                    .ok()
+                    .map(|x| format!("10.{x}.0.0/16").parse())
+                    .transpose()?,
             },
             &cattery_sim::LogArgs {
                 logs_dir: Some(logs_dir.clone()),

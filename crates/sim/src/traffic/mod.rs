@@ -15,7 +15,8 @@
 
 pub mod felix_json;
 pub mod model;
-pub mod policy_eval;
+/// The NetworkPolicy evaluator, its own crate so the hub's policy preview uses the same one.
+pub use cattery_netpol as policy_eval;
 pub mod rng;
 pub mod writer;
 
@@ -175,7 +176,7 @@ pub struct SeededTraffic {
 impl SeededTraffic {
     /// The traffic of a freshly seeded cluster named `cluster`, reproducible from `seed`.
     pub fn new(cluster: &str, seed: u64, aggregation: Aggregation) -> SeededTraffic {
-        let store = crate::objects::Store::new(cluster);
+        let store = crate::objects::Store::new(cluster, crate::default_pod_cidr(cluster));
         crate::seed::seed(&store, cluster);
         SeededTraffic {
             snapshot: Snapshot::from_store(&store),

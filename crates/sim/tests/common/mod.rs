@@ -34,6 +34,8 @@ pub struct Options {
     pub token: Option<&'static str>,
     /// Token written into the kubeconfig (defaults to `token`).
     pub client_token: Option<&'static str>,
+    /// `--pod-cidr` (the name's default when None).
+    pub pod_cidr: Option<&'static str>,
     /// Traffic-log and audit options.
     pub logs: LogArgs,
 }
@@ -45,6 +47,7 @@ impl Default for Options {
             tls: false,
             token: None,
             client_token: None,
+            pod_cidr: None,
             logs: LogArgs::default(),
         }
     }
@@ -76,6 +79,7 @@ impl Sim {
             name: opts.name.to_string(),
             tls_dir: opts.tls.then(|| dir.path().join("tls")),
             token_file,
+            pod_cidr: opts.pod_cidr.map(|c| c.parse().expect("test CIDR")),
         };
         let server = SimServer::bind_with_logs(&args, &opts.logs).await.unwrap();
         let (url, addr) = (server.url.clone(), server.local_addr);

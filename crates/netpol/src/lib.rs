@@ -1,9 +1,12 @@
-//! A small evaluator of Kubernetes `networking.k8s.io/v1` NetworkPolicy, run
-//! by the traffic generator to decide whether each simulated connection is
-//! allowed or denied, and which policy decided.
+//! Kubernetes `networking.k8s.io/v1` NetworkPolicy evaluation: given the policies of a
+//! cluster and its namespaces' labels, is a flow (source, destination, protocol, port)
+//! allowed, and which policy (and rule) decided.
 //!
-//! Semantics (the Kubernetes API reference for NetworkPolicy, as Calico
-//! enforces it):
+//! One evaluator for the whole project: the simulator's traffic generator uses it to
+//! decide what its flow logs report as allowed or denied, and the hub's policy preview
+//! is to use it to replay stored flows against a proposed policy, so both agree.
+//!
+//! Semantics (the Kubernetes API reference for NetworkPolicy, as Calico enforces it):
 //!
 //! - a policy *selects* a pod when it lives in the pod's namespace and its
 //!   `spec.podSelector` matches the pod's labels (`{}` selects every pod);
@@ -16,15 +19,19 @@
 //!   connection is allowed only if some rule of some selecting policy matches
 //!   it (rules are a union, order does not matter for the outcome), otherwise
 //!   it is denied;
+//! - a connection between two pods needs both: the source's egress and the
+//!   destination's ingress ([`Evaluator::connection`]); a connection to or from an
+//!   address outside the cluster's pods is decided by the pod's side alone;
 //! - a rule matches when one of its peers matches (no `from`/`to`, or an
 //!   empty list, matches every peer) and one of its ports matches (no
 //!   `ports`, or an empty list, matches every port); a peer is a
 //!   `podSelector` (pods of the policy's namespace), a `namespaceSelector`
 //!   (every pod of the selected namespaces), both (selected pods in the
 //!   selected namespaces), or an `ipBlock` (`cidr` minus `except`, applied
-//!   to any address, pod or not, as Calico does); a port is a protocol
-//!   (default TCP) with an optional number, name (looked up in the
-//!   destination pod's container ports) and `endPort` range.
+//!   to any address, pod or not, as Calico does; Kubernetes leaves ipBlock on
+//!   pod IPs to the implementation); a port is a protocol (default TCP) with an
+//!   optional number, name (looked up in the destination pod's container ports)
+//!   and `endPort` range.
 //!
 //! Label selectors are `metav1.LabelSelector`: `matchLabels` and
 //! `matchExpressions` (`In`, `NotIn`, `Exists`, `DoesNotExist`), all ANDed.
@@ -35,10 +42,15 @@
 //! index; when nothing matches, the last selecting policy with rule index
 //! `-1` (the end-of-tier deny).
 //!
-//! Not modelled: Calico's own policies, tiers and staged policies; policies
-//! that do not deserialize (the simulator does not validate specs) are
-//! ignored, like a policy Calico failed to render; an unknown selector
-//! operator matches nothing.
+//! Calico's own `projectcalico.org/v3` kinds are NOT implemented: no
+//! NetworkPolicy/GlobalNetworkPolicy of Calico (so no Calico selector language
+//! `app == 'x' && has(y)`, no `order`, no tiers, no `Deny`/`Pass`/`Log` actions, no
+//! service-account or HTTP match criteria), no NetworkSet/GlobalNetworkSet, no
+//! staged policies and no AdminNetworkPolicy. A caller that must evaluate those has to
+//! say it cannot. Policies whose spec does not deserialize are ignored (like a policy
+//! Calico failed to render); an unknown selector operator matches nothing (the API
+//! server would have refused it).
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -358,6 +370,33 @@ impl Verdict {
     }
 }
 
+/// The two halves of a connection's verdict ([`Evaluator::connection`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// The source pod's egress verdict (None when the source is not a pod).
+    pub egress: Option<Verdict>,
+    /// The destination pod's ingress verdict (None when the destination is not a pod).
+    pub ingress: Option<Verdict>,
+}
+
+impl Connection {
+    /// Whether the connection is allowed: every evaluated side allows it.
+    pub fn allowed(&self) -> bool {
+        [&self.egress, &self.ingress]
+            .into_iter()
+            .flatten()
+            .all(|v| v.action == Action::Allow)
+    }
+
+    /// The verdict that denied it (egress first, as the packet meets it first).
+    pub fn denied_by(&self) -> Option<&Verdict> {
+        [&self.egress, &self.ingress]
+            .into_iter()
+            .flatten()
+            .find(|v| v.action == Action::Deny)
+    }
+}
+
 /// Policies and namespace labels at one moment.
 #[derive(Debug, Default)]
 pub struct Evaluator {
@@ -402,6 +441,31 @@ impl Evaluator {
         port: u16,
     ) -> Verdict {
         self.evaluate(Direction::Egress, src, dst, dst_ports, proto, port)
+    }
+
+    /// Decides a connection from `src` to `dst`: the source pod's egress and the
+    /// destination pod's ingress must both allow it (for an external end only the pod's
+    /// side is evaluated). `dst_ports` are the destination pod's named container ports.
+    pub fn connection(
+        &self,
+        src: PeerRef<'_>,
+        dst: PeerRef<'_>,
+        proto: Proto,
+        port: u16,
+    ) -> Connection {
+        let dst_ports = match dst {
+            PeerRef::Pod(p) => p.named_ports,
+            PeerRef::External(_) => &[],
+        };
+        let egress = match src {
+            PeerRef::Pod(s) => Some(self.egress(s, dst, dst_ports, proto, port)),
+            PeerRef::External(_) => None,
+        };
+        let ingress = match dst {
+            PeerRef::Pod(d) => Some(self.ingress(d, src, proto, port)),
+            PeerRef::External(_) => None,
+        };
+        Connection { egress, ingress }
     }
 
     fn evaluate(
