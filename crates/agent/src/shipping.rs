@@ -103,8 +103,8 @@ pub async fn next_batch(
     loop {
         let s = spool.clone();
         let (after, max_records, max_bytes) = (q.after, q.max_records, q.max_bytes);
-        let records =
-            match tokio::task::spawn_blocking(move || s.read_after(after, max_records, max_bytes))
+        let batch =
+            match tokio::task::spawn_blocking(move || s.read_batch(after, max_records, max_bytes))
                 .await
             {
                 Ok(Ok(r)) => r,
@@ -116,8 +116,9 @@ pub async fn next_batch(
                 }
                 Err(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             };
-        if !records.is_empty() {
-            return encode(spool.stream_id(), &records);
+        if !batch.records.is_empty() {
+            // The batch's own epoch: records older than this opening keep their stream id.
+            return encode(&batch.stream_id, &batch.records);
         }
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return reply(StatusCode::NO_CONTENT, "") },
