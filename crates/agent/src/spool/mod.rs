@@ -256,6 +256,53 @@ pub enum SpoolError {
     },
 }
 
+/// One intact frame found by [`scan_segment`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScannedFrame {
+    /// Offset of its magic in the segment.
+    pub offset: usize,
+    /// Its length, header included.
+    pub len: usize,
+    /// Its frame number.
+    pub frame_no: u64,
+    /// Seq of its first record.
+    pub first_seq: u64,
+    /// How many records it holds.
+    pub records: usize,
+}
+
+/// What [`scan_segment`] found in a segment's bytes: every byte is in exactly one frame,
+/// damaged range or the torn tail, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SegmentScan {
+    /// The intact frames recovery keeps.
+    pub frames: Vec<ScannedFrame>,
+    /// `(offset, len)` of each damaged range recovery would quarantine.
+    pub damaged: Vec<(usize, usize)>,
+    /// Offset where an incomplete last write starts, if any.
+    pub torn_tail: Option<usize>,
+}
+
+/// Runs the spool's recovery scan over a segment's bytes without touching any file: for the
+/// fuzz target, and for looking at a suspect or quarantined segment.
+pub fn scan_segment(bytes: &[u8]) -> SegmentScan {
+    let mut frames = Vec::new();
+    let damage = format::scan(bytes, None, |offset, len, v| {
+        frames.push(ScannedFrame {
+            offset,
+            len,
+            frame_no: v.frame_no,
+            first_seq: v.first_seq,
+            records: v.records.len(),
+        });
+    });
+    SegmentScan {
+        frames,
+        damaged: damage.bad.iter().map(|b| (b.offset, b.len)).collect(),
+        torn_tail: damage.torn_tail.map(|t| t.offset),
+    }
+}
+
 /// Maps an I/O error to [`SpoolError::Io`] naming `path`.
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
     move |source| SpoolError::Io {
