@@ -45,7 +45,7 @@ pub(crate) fn build(ts: &TypeSchema, req: &SearchRequest) -> Result<Box<dyn Quer
         let (from, to) = tr.resolve()?;
         if from.is_some() || to.is_some() {
             let date =
-                |ms: i64| Term::from_field_date(ts.time, DateTime::from_timestamp_millis(ms));
+                |ms: i64| Term::from_field_date(ts.time, date_ms(ms));
             let lo = from.map_or(Bound::Unbounded, |f| Bound::Included(date(f)));
             let hi = to.map_or(Bound::Unbounded, |t| Bound::Excluded(date(t)));
             clauses.push((Occur::Must, Box::new(RangeQuery::new(lo, hi))));
@@ -188,7 +188,7 @@ fn any_of(spec: &FieldSpec, values: &[Value], at: &str) -> Result<Box<dyn Query>
                     ),
                     _ => Term::from_field_date(
                         field,
-                        DateTime::from_timestamp_millis(parse_time_ms(v, at)?),
+                        date_ms(parse_time_ms(v, at)?),
                     ),
                 };
                 should.push((
@@ -221,7 +221,7 @@ fn range_bounds(
             Kind::Long => Ok(Term::from_field_i64(spec.field, parse_long(v, &at)?)),
             Kind::Time => Ok(Term::from_field_date(
                 spec.field,
-                DateTime::from_timestamp_millis(parse_time_ms(v, &at)?),
+                date_ms(parse_time_ms(v, &at)?),
             )),
             _ => Err(wrong_kind(spec, &at, "range", "number or time")),
         }
@@ -386,4 +386,13 @@ mod tests {
         }
         assert!("svd" >= prefix_successor("svc").unwrap().as_str());
     }
+}
+
+/// A tantivy date from milliseconds, clamped to what its nanosecond timestamp can hold
+/// (years 1677–2262): a bound beyond that (`"from": "8885-11-24T00:00:00Z"`, found by the
+/// `search_request` fuzz target) overflowed, a panic in debug builds and a wrong range in
+/// release. No stored record lies outside, so the clamped bound selects the same records.
+fn date_ms(ms: i64) -> DateTime {
+    const LIMIT: i64 = i64::MAX / 1_000_000;
+    DateTime::from_timestamp_millis(ms.clamp(-LIMIT, LIMIT))
 }
