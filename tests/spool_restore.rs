@@ -16,7 +16,16 @@ const T: Duration = Duration::from_secs(60);
 /// Every stored audit record of the cluster, canonicalised, with how often it is stored.
 fn stored_audit(server: &Server) -> BTreeMap<String, usize> {
     let out = server.cli_ok(&[
-        "logs", "audit", "--cluster", "omega", "--since", "30d", "--limit", "0", "-o", "ndjson",
+        "logs",
+        "audit",
+        "--cluster",
+        "omega",
+        "--since",
+        "30d",
+        "--limit",
+        "0",
+        "-o",
+        "ndjson",
     ]);
     let mut counts = BTreeMap::new();
     for line in out.lines().filter(|l| !l.is_empty()) {

@@ -75,9 +75,18 @@ impl Default for Metrics {
         );
         let spool_corrupt = [Counter::default(), Counter::default(), Counter::default()];
         for (c, (name, help)) in spool_corrupt.iter().zip([
-            ("spool_corrupt_bytes", "Damaged spool bytes set aside in quarantine/"),
-            ("spool_corrupt_frames", "Spool frames lost to damage (as far as known)"),
-            ("spool_corrupt_records", "Spooled records lost to damage (as far as known)"),
+            (
+                "spool_corrupt_bytes",
+                "Damaged spool bytes set aside in quarantine/",
+            ),
+            (
+                "spool_corrupt_frames",
+                "Spool frames lost to damage (as far as known)",
+            ),
+            (
+                "spool_corrupt_records",
+                "Spooled records lost to damage (as far as known)",
+            ),
         ]) {
             registry.register(name, help, c.clone());
         }

@@ -22,26 +22,40 @@
 //!   open (appends always go to a fresh segment after a restart, so the seqs inside a
 //!   segment are contiguous). Records in a segment are therefore found by seq with a sparse
 //!   in-memory index (one entry per 64 KiB) built when the segment is written or scanned.
-//! - `ledger.json` — stream id, ack cursor, the highest seq and frame number ever handed out,
-//!   and every source's latest checkpoint; replaced atomically (tmp + fsync + rename + dir
-//!   fsync) on open, on every ack and on quarantine.
-//! - `quarantine/` — corrupted segments (`NAME.seg.UNIXTIME`) with a `.reason` file beside.
+//! - `ledger.json` (version 2) — the epochs still holding unacknowledged records (each a
+//!   stream id and its first seq), ack cursor, the highest seq and frame number ever handed
+//!   out, and every source's latest checkpoint; replaced atomically (tmp + fsync + rename +
+//!   dir fsync) on open, on every ack and on quarantine. Version 1 (one `stream_id`) is read
+//!   as one epoch starting at seq 1.
+//! - `quarantine/` — damaged byte ranges (`NAME.seg.at-OFFSET.UNIXTIME`), or a segment that
+//!   stayed unreadable (`NAME.seg.UNIXTIME`), each with a `.reason` file beside.
 //! - `lock` — `flock`ed while a spool is open, so two agents cannot share a directory.
 //!
 //! Log and audit records are as sensitive as keys: the directory and `quarantine/` are 0700,
 //! every file is created 0600 (the ledger's temporary file and quarantine reasons included),
 //! and a directory left looser (an older agent, a `chmod`) is tightened at every open.
 //!
+//! # Epochs
+//!
+//! Every opening starts an epoch: a fresh random stream id for the seqs handed out from then
+//! on. Seqs stay one monotonic sequence (one ack cursor), but [`Spool::read_batch`] never
+//! returns records of two epochs together and names the epoch's stream id, which the batch
+//! header carries. So a spool directory restored from a backup, whose seqs from its highest
+//! on were already used by the spool it was copied from, ships its new records under a
+//! stream id the management plane has never seen (docs/design/0006-log-shipping.md).
+//!
 //! # Recovery
 //!
 //! [`Spool::open`] scans every segment and verifies every frame. An invalid frame with
 //! nothing valid after it is a torn tail (the write was interrupted, so the append never
-//! returned `Ok`): the segment is truncated there. An invalid frame followed by a valid one
-//! is corruption: the segment is moved to `quarantine/`, reported in [`OpenReport`] and
-//! logged, and the other segments are shipped as usual. Corruption found later, while
-//! reading, is handled the same way. In both cases the seq and frame counters are raised
-//! past any number the lost bytes could have held, so a seq is never reused (the
-//! management plane deduplicates on `(stream_id, seq)`). Segments whose records are all
+//! returned `Ok`): the segment is truncated there, and the seq and frame counters are raised
+//! past any number the lost bytes could have held, so a seq is never reused (the management
+//! plane deduplicates on `(stream_id, seq)`). An invalid frame followed by a valid one is
+//! damage: the scan resynchronises on the next magic whose frame checks out and follows the
+//! last intact one, the bytes in between go to `quarantine/`, the segment is rewritten with
+//! only its intact frames, and the loss (bytes, and frames and records where the intact
+//! frames around it tell) is reported in [`OpenReport`], [`SpoolStats`] and the log. Damage
+//! found later, while reading, is repaired the same way. Segments whose records are all
 //! acknowledged are deleted. A source's checkpoint is the one of its newest valid frame,
 //! or the ledger's when that is newer; checkpoints in the valid frames of a quarantined
 //! segment still count, so its lines are not read again (they wait in `quarantine/` for a
@@ -761,8 +775,15 @@ impl Spool {
             if seg.first_seq > end {
                 break;
             }
-            let e = match read_segment(seg, start, end, &mut out, &mut bytes, max_records, max_bytes)
-            {
+            let e = match read_segment(
+                seg,
+                start,
+                end,
+                &mut out,
+                &mut bytes,
+                max_records,
+                max_bytes,
+            ) {
                 Ok(true) => break,
                 Ok(false) => {
                     i += 1;
@@ -791,7 +812,8 @@ impl Spool {
             } else {
                 let mut buf = fs::read(&old.path).map_err(io_err(&old.path))?;
                 buf.truncate(old.len as usize);
-                let repair = repair_segment(&self.dir, &old.path, &buf, old.first_seq, true, |_| {})?;
+                let repair =
+                    repair_segment(&self.dir, &old.path, &buf, old.first_seq, true, |_| {})?;
                 inner.quarantined += repair.bad.len() as u64;
                 for q in &repair.bad {
                     inner.corrupt.bytes += q.bytes;
@@ -1167,7 +1189,8 @@ fn quarantine_range(
         lost_records: range.records,
         reason: range.reason.clone(),
     };
-    let count = |n: Option<u64>| n.map_or_else(|| "an unknown number of".to_owned(), |n| n.to_string());
+    let count =
+        |n: Option<u64>| n.map_or_else(|| "an unknown number of".to_owned(), |n| n.to_string());
     let reason = format!(
         "{} bytes at offset {} of {} are not an intact frame ({}); {} frames and {} records lost; \
          the intact frames around them are kept",

@@ -292,7 +292,10 @@ fn corruption_found_while_running_is_quarantined_too() {
     let stats = spool.stats();
     assert_eq!(stats.quarantined_segments, 1);
     assert_eq!(stats.corrupt_records, 10);
-    assert!(first.exists(), "the segment is kept, rewritten without the bad frame");
+    assert!(
+        first.exists(),
+        "the segment is kept, rewritten without the bad frame"
+    );
     drop(spool);
     let (spool, report) = open(&config(tmp.path()));
     assert!(report.quarantined.is_empty(), "{report:?}");
@@ -468,8 +471,15 @@ fn random_corruption_costs_exactly_the_damaged_frames() {
             .collect();
         assert_eq!(seqs(&read_all(&spool)), want, "round {round}");
         let stats = spool.stats();
-        assert_eq!(stats.corrupt_bytes, damaged_bytes, "round {round}: {report:?}");
-        let known: u64 = report.quarantined.iter().filter_map(|q| q.lost_records).sum();
+        assert_eq!(
+            stats.corrupt_bytes, damaged_bytes,
+            "round {round}: {report:?}"
+        );
+        let known: u64 = report
+            .quarantined
+            .iter()
+            .filter_map(|q| q.lost_records)
+            .sum();
         assert!(known <= lost.len() as u64);
         assert_eq!(stats.corrupt_records, known);
         assert!(report.truncated_tails.is_empty(), "round {round}");
@@ -742,7 +752,9 @@ fn run_model(ops: Vec<Op>) {
     };
     let mut spool = Some(open(&cfg).0);
     let mut model = Model::default();
-    model.streams.push(spool.as_ref().unwrap().stream_id().to_owned());
+    model
+        .streams
+        .push(spool.as_ref().unwrap().stream_id().to_owned());
     let mut last_append: Option<LastAppend> = None;
     for op in ops {
         let s = spool.as_ref().unwrap();
@@ -810,7 +822,10 @@ fn run_model(ops: Vec<Op>) {
                 let batch = s.read_batch(after, max_records, max_bytes).unwrap();
                 let got: Vec<(u64, Vec<u8>)> =
                     batch.records.into_iter().map(|r| (r.seq, r.data)).collect();
-                assert_eq!((batch.stream_id, got), model.read(after, max_records, max_bytes));
+                assert_eq!(
+                    (batch.stream_id, got),
+                    model.read(after, max_records, max_bytes)
+                );
             }
             Op::Ack { pick } => {
                 last_append = None;
@@ -826,7 +841,9 @@ fn run_model(ops: Vec<Op>) {
                 last_append = None;
                 drop(spool.take());
                 spool = Some(open(&cfg).0);
-                model.streams.push(spool.as_ref().unwrap().stream_id().to_owned());
+                model
+                    .streams
+                    .push(spool.as_ref().unwrap().stream_id().to_owned());
             }
             Op::CrashTruncate { cut } => {
                 drop(spool.take());
