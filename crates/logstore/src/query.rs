@@ -44,8 +44,7 @@ pub(crate) fn build(ts: &TypeSchema, req: &SearchRequest) -> Result<Box<dyn Quer
     if let Some(tr) = &req.time_range {
         let (from, to) = tr.resolve()?;
         if from.is_some() || to.is_some() {
-            let date =
-                |ms: i64| Term::from_field_date(ts.time, date_ms(ms));
+            let date = |ms: i64| Term::from_field_date(ts.time, date_ms(ms));
             let lo = from.map_or(Bound::Unbounded, |f| Bound::Included(date(f)));
             let hi = to.map_or(Bound::Unbounded, |t| Bound::Excluded(date(t)));
             clauses.push((Occur::Must, Box::new(RangeQuery::new(lo, hi))));
@@ -186,10 +185,7 @@ fn any_of(spec: &FieldSpec, values: &[Value], at: &str) -> Result<Box<dyn Query>
                             LogStoreError::bad(at, format!("{v} is not an IP address"))
                         })?,
                     ),
-                    _ => Term::from_field_date(
-                        field,
-                        date_ms(parse_time_ms(v, at)?),
-                    ),
+                    _ => Term::from_field_date(field, date_ms(parse_time_ms(v, at)?)),
                 };
                 should.push((
                     Occur::Should,
@@ -369,6 +365,15 @@ fn in_range(v: &Value, r: &RangeBounds, time: bool) -> bool {
         && check(&r.lte, |x, b| x <= b)
 }
 
+/// A tantivy date from milliseconds, clamped to what its nanosecond timestamp can hold
+/// (years 1677–2262): a bound beyond that (`"from": "8885-11-24T00:00:00Z"`, found by the
+/// `search_request` fuzz target) overflowed, a panic in debug builds and a wrong range in
+/// release. No stored record lies outside, so the clamped bound selects the same records.
+fn date_ms(ms: i64) -> DateTime {
+    const LIMIT: i64 = i64::MAX / 1_000_000;
+    DateTime::from_timestamp_millis(ms.clamp(-LIMIT, LIMIT))
+}
+
 #[cfg(test)]
 mod tests {
     use super::prefix_successor;
@@ -386,13 +391,4 @@ mod tests {
         }
         assert!("svd" >= prefix_successor("svc").unwrap().as_str());
     }
-}
-
-/// A tantivy date from milliseconds, clamped to what its nanosecond timestamp can hold
-/// (years 1677–2262): a bound beyond that (`"from": "8885-11-24T00:00:00Z"`, found by the
-/// `search_request` fuzz target) overflowed, a panic in debug builds and a wrong range in
-/// release. No stored record lies outside, so the clamped bound selects the same records.
-fn date_ms(ms: i64) -> DateTime {
-    const LIMIT: i64 = i64::MAX / 1_000_000;
-    DateTime::from_timestamp_millis(ms.clamp(-LIMIT, LIMIT))
 }
