@@ -7,5 +7,6 @@ pub mod agent_line;
 pub mod file_source;
 pub mod rbac_objects;
 pub mod search_request;
+pub mod spool_recover;
 pub mod spool_segment;
 pub mod wire_resources;

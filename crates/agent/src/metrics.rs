@@ -28,6 +28,7 @@ pub struct Metrics {
     spool_pending: Gauge,
     spool_quarantined: Gauge,
     spool_full: Gauge,
+    spool_corrupt: [Counter; 3],
 }
 
 impl Default for Metrics {
@@ -72,6 +73,23 @@ impl Default for Metrics {
             "Corrupted spool segments set aside",
             spool_quarantined.clone(),
         );
+        let spool_corrupt = [Counter::default(), Counter::default(), Counter::default()];
+        for (c, (name, help)) in spool_corrupt.iter().zip([
+            (
+                "spool_corrupt_bytes",
+                "Damaged spool bytes set aside in quarantine/",
+            ),
+            (
+                "spool_corrupt_frames",
+                "Spool frames lost to damage (as far as known)",
+            ),
+            (
+                "spool_corrupt_records",
+                "Spooled records lost to damage (as far as known)",
+            ),
+        ]) {
+            registry.register(name, help, c.clone());
+        }
         registry.register(
             "spool_full",
             "1 while the spool is full and sources are held back",
@@ -86,6 +104,7 @@ impl Default for Metrics {
             spool_pending,
             spool_quarantined,
             spool_full,
+            spool_corrupt,
         }
     }
 }
@@ -125,6 +144,10 @@ impl Metrics {
             self.spool_pending.set(st.pending_records as i64);
             self.spool_quarantined.set(st.quarantined_segments as i64);
             self.spool_full.set(st.full as i64);
+            let totals = [st.corrupt_bytes, st.corrupt_frames, st.corrupt_records];
+            for (c, total) in self.spool_corrupt.iter().zip(totals) {
+                c.inc_by(total.saturating_sub(c.get()));
+            }
         }
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

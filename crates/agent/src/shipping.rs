@@ -130,8 +130,8 @@ pub async fn next_batch(
     loop {
         let s = spool.clone();
         let (after, max_records, max_bytes) = (q.after, q.max_records, q.max_bytes);
-        let records =
-            match tokio::task::spawn_blocking(move || s.read_after(after, max_records, max_bytes))
+        let batch =
+            match tokio::task::spawn_blocking(move || s.read_batch(after, max_records, max_bytes))
                 .await
             {
                 Ok(Ok(r)) => r,
@@ -143,8 +143,9 @@ pub async fn next_batch(
                 }
                 Err(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             };
-        if !records.is_empty() {
-            return encode(&spool.stream_id(), &records);
+        if !batch.records.is_empty() {
+            // The batch's own epoch: records older than this opening keep their stream id.
+            return encode(&batch.stream_id, &batch.records);
         }
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return reply(StatusCode::NO_CONTENT, "") },
@@ -249,13 +250,9 @@ mod tests {
         let stream = spool.stream_id();
         drop(spool);
         let (spool, _) = Spool::open(crate::spool::SpoolConfig::new(tmp.path())).unwrap();
-        assert_eq!(spool.stream_id(), stream, "the fresh id is in the ledger");
-        let seqs: Vec<u64> = spool
-            .read_after(None, 10, 1 << 20)
-            .unwrap()
-            .iter()
-            .map(|r| r.seq)
-            .collect();
+        let batch = spool.read_batch(None, 10, 1 << 20).unwrap();
+        assert_eq!(batch.stream_id, stream, "the fresh id is in the ledger");
+        let seqs: Vec<u64> = batch.records.iter().map(|r| r.seq).collect();
         assert_eq!(seqs, [4]);
         let reasons = std::fs::read_dir(tmp.path().join("quarantine"))
             .unwrap()

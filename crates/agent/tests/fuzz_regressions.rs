@@ -4,6 +4,8 @@
 mod file_source;
 #[path = "../../../fuzz/src/replay.rs"]
 mod replay;
+#[path = "../../../fuzz/src/spool_recover.rs"]
+mod spool_recover;
 #[path = "../../../fuzz/src/spool_segment.rs"]
 mod spool_segment;
 
@@ -24,5 +26,13 @@ fn file_source_inputs_replay() {
     assert!(
         replay::replay(&fuzz_dir(), "file_source", file_source::check) > 0,
         "no stored inputs for file_source"
+    );
+}
+
+#[test]
+fn spool_recover_inputs_replay() {
+    assert!(
+        replay::replay(&fuzz_dir(), "spool_recover", spool_recover::check) > 0,
+        "no stored inputs for spool_recover"
     );
 }

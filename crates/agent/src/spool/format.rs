@@ -173,45 +173,125 @@ pub(super) fn frame_at(buf: &[u8], off: usize) -> Result<(FrameView<'_>, usize),
     Ok((decode_payload(payload, crc)?, FRAME_HEADER + len))
 }
 
-/// What recovery found wrong with a segment.
-pub(super) enum Damage {
-    /// An invalid frame at `offset` with nothing valid after it: an interrupted write.
-    TornTail { offset: usize, reason: String },
-    /// An invalid frame followed by valid frames: the data was damaged.
-    Corrupt { reason: String },
+/// A run of bytes between two intact frames (or before the first one) that is not a valid
+/// frame: the data was damaged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct BadRange {
+    /// Offset of the first bad byte.
+    pub offset: usize,
+    /// Number of bad bytes (up to the next intact frame).
+    pub len: usize,
+    /// Why the frame at `offset` failed.
+    pub reason: String,
+    /// Frames lost, when knowable: from the frame numbers around the range (or the segment's
+    /// first frame number, for a range at its start).
+    pub frames: Option<u64>,
+    /// Records lost, when knowable: seqs within a segment are contiguous, so an intact frame
+    /// on each side tells exactly how many are missing.
+    pub records: Option<u64>,
 }
 
-/// Walks every frame of a segment's bytes, calling `f(offset, len, frame)` for each valid one,
-/// and stops at the first invalid frame, telling a torn tail from corruption.
-pub(super) fn scan(buf: &[u8], mut f: impl FnMut(usize, usize, &FrameView<'_>)) -> Option<Damage> {
-    let mut off = 0;
-    while off < buf.len() {
-        match frame_at(buf, off) {
-            Ok((view, len)) => {
-                f(off, len, &view);
-                off += len;
-            }
-            Err(e) => {
-                let magic = MAGIC.to_le_bytes();
-                let resynced = (off + 1..buf.len().saturating_sub(FRAME_HEADER - 1))
-                    .filter(|&i| buf[i..i + 4] == magic)
-                    .find(|&i| frame_at(buf, i).is_ok());
-                let reason = e.to_string();
-                return Some(match resynced {
-                    Some(next) => Damage::Corrupt {
-                        reason: format!(
-                            "{reason} at byte {off}, followed by a valid frame at byte {next}"
-                        ),
-                    },
-                    None => Damage::TornTail {
-                        offset: off,
-                        reason,
-                    },
-                });
-            }
+/// An invalid frame at `offset` with no intact frame after it: an interrupted write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct TornTail {
+    /// Where the segment is cut.
+    pub offset: usize,
+    /// Why the frame at `offset` failed.
+    pub reason: String,
+}
+
+/// What [`scan`] found besides the intact frames.
+#[derive(Debug, Default)]
+pub(super) struct Damage {
+    /// Damaged ranges followed by intact frames, in order.
+    pub bad: Vec<BadRange>,
+    /// The incomplete last write, if any.
+    pub torn_tail: Option<TornTail>,
+}
+
+/// The frame at `off`, if it is intact and follows the previous intact frame (a higher frame
+/// number, and no seq below the previous frame's last): a resync must not accept a frame that
+/// happens to sit inside a record's data, nor an old frame copied into the wrong place.
+fn plausible_frame_at(
+    buf: &[u8],
+    off: usize,
+    prev: Option<(u64, u64)>,
+) -> Result<(FrameView<'_>, usize), FrameError> {
+    let (view, len) = frame_at(buf, off)?;
+    if let Some((prev_frame, next_seq)) = prev {
+        if view.frame_no <= prev_frame {
+            return Err(FrameError::Invalid(format!(
+                "frame number {} does not follow frame {prev_frame}",
+                view.frame_no
+            )));
+        }
+        if view.first_seq < next_seq {
+            return Err(FrameError::Invalid(format!(
+                "first seq {} is below the previous frame's next seq {next_seq}",
+                view.first_seq
+            )));
         }
     }
-    None
+    Ok((view, len))
+}
+
+/// Walks a segment's bytes, calling `f(offset, len, frame)` for every intact frame. On an
+/// invalid frame it resynchronises: it scans forward for the next magic whose frame checks
+/// out (and follows the last intact one), reports the bytes in between as a [`BadRange`], and
+/// goes on from there; with no intact frame after it, the rest is a [`TornTail`].
+/// `first_frame` is the segment's first frame number (from its name), if known.
+pub(super) fn scan(
+    buf: &[u8],
+    first_frame: Option<u64>,
+    mut f: impl FnMut(usize, usize, &FrameView<'_>),
+) -> Damage {
+    let magic = MAGIC.to_le_bytes();
+    let mut damage = Damage::default();
+    // (frame number, next seq) of the last intact frame.
+    let mut prev: Option<(u64, u64)> = None;
+    let mut off = 0;
+    while off < buf.len() {
+        let e = match plausible_frame_at(buf, off, prev) {
+            Ok((view, len)) => {
+                f(off, len, &view);
+                prev = Some((view.frame_no, view.first_seq + view.records.len() as u64));
+                off += len;
+                continue;
+            }
+            Err(e) => e,
+        };
+        let reason = e.to_string();
+        let next = (off + 1..buf.len().saturating_sub(FRAME_HEADER - 1))
+            .filter(|&i| buf[i..i + 4] == magic)
+            .find_map(|i| {
+                plausible_frame_at(buf, i, prev)
+                    .ok()
+                    .map(|(v, _)| (i, v.frame_no, v.first_seq))
+            });
+        let Some((next, next_frame, next_seq)) = next else {
+            damage.torn_tail = Some(TornTail {
+                offset: off,
+                reason,
+            });
+            break;
+        };
+        let (frames, records) = match prev {
+            Some((prev_frame, prev_next_seq)) => (
+                Some(next_frame - prev_frame - 1),
+                Some(next_seq - prev_next_seq),
+            ),
+            None => (first_frame.and_then(|f0| next_frame.checked_sub(f0)), None),
+        };
+        damage.bad.push(BadRange {
+            offset: off,
+            len: next - off,
+            reason,
+            frames,
+            records,
+        });
+        off = next;
+    }
+    damage
 }
 
 /// A little-endian cursor over a byte slice.

@@ -5,7 +5,7 @@
 //! source address ([`ratelimit`]).
 
 pub mod oidc;
-pub(crate) mod oidc_login;
+pub mod oidc_login;
 pub(crate) mod ratelimit;
 pub(crate) mod tokens;
 

@@ -73,7 +73,16 @@ fn ids(records: &[SpoolRecord]) -> Vec<u64> {
 async fn wait_for(spool: &Spool, n: usize) -> Vec<SpoolRecord> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let got = spool.read_after(None, usize::MAX, usize::MAX).unwrap();
+        // One batch per spool epoch (a restart starts one): read on until there is no more.
+        let mut got: Vec<SpoolRecord> = Vec::new();
+        for _ in 0..100 {
+            let after = got.last().map(|r| r.seq);
+            let batch = spool.read_after(after, usize::MAX, usize::MAX).unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            got.extend(batch);
+        }
         if got.len() >= n || Instant::now() > deadline {
             assert_eq!(got.len(), n, "records in the spool: {:?}", ids(&got));
             return got;
