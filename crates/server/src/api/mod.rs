@@ -17,8 +17,10 @@ pub mod clusters;
 pub mod error;
 pub mod extract;
 pub mod gate;
+pub mod kinds;
 pub mod rbac;
 pub mod request_info;
+pub mod resources;
 pub mod review;
 pub mod tokens;
 
@@ -32,14 +34,6 @@ pub const MAX_RESOURCE_BODY: usize = 1 << 20;
 pub fn router(state: Arc<AppState>) -> Router {
     let authenticated = Router::new()
         .route("/version", get(version))
-        .route(
-            "/apis/cattery.dev/v1/managedclusters",
-            get(clusters::list).post(clusters::create),
-        )
-        .route(
-            "/apis/cattery.dev/v1/managedclusters/{name}",
-            get(clusters::get).delete(clusters::delete),
-        )
         .route(
             "/apis/cattery.dev/v1/managementclusters/default",
             get(clusters::management_cluster),
@@ -88,7 +82,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/apis/authentication.k8s.io/v1/selfsubjectreviews",
             post(review::whoami),
         )
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics));
+    let authenticated = resources::routes(authenticated)
         .route("/clusters/{name}/k8s", any(proxy))
         .route("/clusters/{name}/k8s/{*rest}", any(proxy))
         .fallback(not_found)
@@ -226,6 +221,14 @@ pub fn check_metadata(
         ));
     }
     cattery_api::validate_labels(&meta.labels).map_err(|e| invalid("labels", e.to_string()))
+}
+
+/// [`check_metadata`] for kinds kept in the resource store, which keep labels and
+/// annotations (so `kubectl apply`'s last-applied annotation round-trips).
+pub fn check_stored_metadata(kind: &str, meta: &cattery_api::ObjectMeta) -> Result<(), ApiError> {
+    let mut m = meta.clone();
+    m.annotations.clear();
+    check_metadata(kind, &m, true)
 }
 
 /// Serializes `value` as YAML when the client accepts only YAML, else JSON.

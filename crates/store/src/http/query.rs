@@ -119,6 +119,9 @@ mod tests {
         assert!(matches!(w.start, WatchStart::After(7)));
         assert!(w.bookmarks);
         let e = WatchParams::parse(q(&[("resourceVersion", "x")])).unwrap_err();
-        assert!(e.0.starts_with("resourceVersion: invalid value \"x\""), "{e}");
+        assert!(
+            e.0.starts_with("resourceVersion: invalid value \"x\""),
+            "{e}"
+        );
     }
 }

@@ -114,8 +114,10 @@ pub fn age(obj: &Value) -> String {
 }
 
 fn column_definitions(columns: &[Column]) -> Value {
-    let mut cols = vec![json!({"name": "Name", "type": "string", "format": "name", "priority": 0,
-        "description": "Name must be unique within a namespace."})];
+    let mut cols = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "priority": 0,
+        "description": "Name must be unique within a namespace."}),
+    ];
     cols.extend(columns.iter().map(|c| {
         json!({"name": c.name, "type": c.ty, "format": "", "priority": c.priority, "description": ""})
     }));
@@ -194,7 +196,11 @@ mod tests {
             name: "Env",
             ty: "string",
             priority: 1,
-            cell: |o| o.pointer("/metadata/labels/env").cloned().unwrap_or(json!("")),
+            cell: |o| {
+                o.pointer("/metadata/labels/env")
+                    .cloned()
+                    .unwrap_or(json!(""))
+            },
         }];
         let obj = json!({"metadata": {"name": "c1", "labels": {"env": "prod"}}});
         let t = table(&cols, [&obj], Some("7"), None, IncludeObject::Metadata);
