@@ -301,7 +301,11 @@ mod tests {
         let c = json!({"apiVersion": "cattery.dev/v1", "kind": "ManagedCluster",
             "metadata": {"name": "c1"}, "spec": {"colour": "red"}});
         let e = validate_cluster(&c).unwrap_err();
-        assert!(e.0.message.contains(r#"unknown field "colour" in spec"#), "{}", e.0.message);
+        assert!(
+            e.0.message.contains(r#"unknown field "colour" in spec"#),
+            "{}",
+            e.0.message
+        );
         let c = json!({"apiVersion": "cattery.dev/v1", "kind": "ManagedCluster",
             "metadata": {"name": "cluster"}});
         assert!(

@@ -14,6 +14,7 @@ use crate::AppState;
 use crate::auth::Identity;
 
 pub mod clusters;
+pub mod discovery;
 pub mod error;
 pub mod extract;
 pub mod gate;
@@ -34,6 +35,12 @@ pub const MAX_RESOURCE_BODY: usize = 1 << 20;
 pub fn router(state: Arc<AppState>) -> Router {
     let authenticated = Router::new()
         .route("/version", get(version))
+        .route("/api", get(discovery::api))
+        .route("/apis", get(discovery::apis))
+        .route("/apis/{group}", get(discovery::group))
+        .route("/apis/{group}/{version}", get(discovery::group_version))
+        .route("/openapi/v3", get(discovery::openapi_index))
+        .route("/openapi/v3/{*rest}", get(discovery::openapi_v3_doc))
         .route(
             "/apis/cattery.dev/v1/managementclusters/default",
             get(clusters::management_cluster),
@@ -124,7 +131,13 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn version() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"cattery": env!("CARGO_PKG_VERSION")}))
+    // kubectl reads gitVersion/major/minor; `cattery` stays for existing clients.
+    axum::Json(serde_json::json!({
+        "cattery": env!("CARGO_PKG_VERSION"),
+        "gitVersion": concat!("v", env!("CARGO_PKG_VERSION"), "-cattery"),
+        "major": "",
+        "minor": "",
+    }))
 }
 
 /// The caller's identity (present on every authenticated route).
