@@ -19,6 +19,7 @@ pub mod error;
 pub mod extract;
 pub mod gate;
 pub mod kinds;
+pub mod protobuf;
 pub mod rbac;
 pub mod request_info;
 pub mod resources;
