@@ -43,8 +43,13 @@ impl QueryPairs {
     }
 
     /// Refuses a parameter outside `allowed` (a misspelt one would be silently ignored).
+    /// `timeout` (the client's request timeout) is accepted everywhere, as kube-apiserver does.
     pub(crate) fn only(&self, allowed: &[&str]) -> Result<&Self, ApiError> {
-        match self.0.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        match self
+            .0
+            .iter()
+            .find(|(k, _)| k != "timeout" && !allowed.contains(&k.as_str()))
+        {
             Some((k, _)) => Err(ApiError::with_reason(
                 400,
                 "BadRequest",
@@ -398,8 +403,10 @@ async fn update(
     let stored = st
         .resources
         .modify(d.kind, None, &name, false, |old: &Obj| {
-            keep_server_owned(d, old, &mut obj);
+            // Validate what the client wrote (an unknown spec field is a 400 even where the
+            // server then keeps its own spec).
             (d.validate)(&obj)?;
+            keep_server_owned(d, old, &mut obj);
             Ok::<_, ApiError>(obj)
         })?;
     let v = view(&st, d, &stored);
@@ -527,8 +534,10 @@ async fn patch(
                     ),
                 ));
             }
-            keep_server_owned(d, old, &mut obj);
+            // Validate what the client wrote (an unknown spec field is a 400 even where the
+            // server then keeps its own spec).
             (d.validate)(&obj)?;
+            keep_server_owned(d, old, &mut obj);
             Ok::<_, ApiError>(obj)
         })?;
     let v = view(&st, d, &stored);
