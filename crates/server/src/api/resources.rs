@@ -121,6 +121,14 @@ fn bad_query(e: cattery_store::http::query::QueryError) -> ApiError {
     ApiError::with_reason(400, "BadRequest", e.0)
 }
 
+fn start_watch(
+    st: &AppState,
+    f: Filter<HubKind>,
+    start: cattery_store::WatchStart,
+) -> cattery_store::Watcher<'_, HubKind> {
+    st.resources.watch(f, start)
+}
+
 /// Adds the routes of every kind in [`KINDS`].
 pub fn routes(mut router: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
     for d in KINDS {
@@ -219,7 +227,7 @@ async fn list(
         let stop = st.shutdown.clone();
         let body = cattery_store::http::watch::stream(
             st.clone(),
-            |s: &AppState| &s.resources,
+            start_watch,
             filter,
             &w,
             render,

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::query::WatchParams;
-use crate::{EventType, Filter, Kind, Obj, Store, StoreError, WatchEvent};
+use crate::{EventType, Filter, Kind, Obj, StoreError, WatchEvent, WatchStart, Watcher};
 
 /// How often bookmarks are sent when the client allows them.
 pub const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
@@ -27,18 +27,22 @@ pub const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
 /// Renders a watch event's object for the wire.
 pub type Render = Box<dyn Fn(EventType, &Obj) -> Value + Send + Sync>;
 
+/// Starts a watch on the store inside `S` (usually `|s, f, start| s.store.watch(f, start)`
+/// as a named `fn`, since the watcher borrows the store).
+pub type StartWatch<S, K> = for<'a> fn(&'a S, Filter<K>, WatchStart) -> Watcher<'a, K>;
+
 /// One event line (`type` first, as kube-apiserver writes it).
 pub fn line(kind: &str, object: &Value) -> Bytes {
     Bytes::from(format!("{{\"type\":\"{kind}\",\"object\":{object}}}\n"))
 }
 
-/// Starts a watch of `filter` on the store that `store` finds in `owner`, and returns its
-/// body. `render` turns each object into what is sent; `error` turns a store error into
+/// Starts a watch of `filter` through `watch` (which starts it on the store `owner` holds),
+/// and returns its body. `render` turns each object into what is sent; `error` turns a store error into
 /// the ERROR event's `Status` (see [`super::status::status`]); the stream ends when `stop`
 /// completes, at the timeout, or when the client goes away.
 pub fn stream<K: Kind, S: Send + Sync + 'static>(
     owner: Arc<S>,
-    store: fn(&S) -> &Store<K>,
+    watch: StartWatch<S, K>,
     filter: Filter<K>,
     params: &WatchParams,
     render: Render,
@@ -48,7 +52,7 @@ pub fn stream<K: Kind, S: Send + Sync + 'static>(
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let params = params.clone();
     tokio::spawn(async move {
-        let run = run(&*owner, store, filter, &params, render, error, tx);
+        let run = run(&*owner, watch, filter, &params, render, error, tx);
         let timeout = async {
             match params.timeout {
                 Some(t) => tokio::time::sleep(t).await,
@@ -78,7 +82,7 @@ fn bookmark<K: Kind>(res: K, rv: u64, initial_events_end: bool) -> Value {
 
 async fn run<K: Kind, S>(
     owner: &S,
-    store: fn(&S) -> &Store<K>,
+    start: StartWatch<S, K>,
     filter: Filter<K>,
     params: &WatchParams,
     render: Render,
@@ -86,7 +90,7 @@ async fn run<K: Kind, S>(
     tx: mpsc::Sender<Bytes>,
 ) {
     let res = filter.res;
-    let mut watch = store(owner).watch(filter, params.start);
+    let mut watch = start(owner, filter, params.start);
     let mut tick =
         tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
     loop {
