@@ -193,6 +193,34 @@ fn kubectl_manages_hub_resources() {
         "dev"
     );
 
+    // Tokens and RBAC objects print as Tables too; a listed token never shows its secret.
+    let tokens = kubectl_ok(&kc, &["get", "tokens"]);
+    assert!(
+        tokens.starts_with("NAME") && tokens.contains("USER"),
+        "{tokens}"
+    );
+    assert!(tokens.lines().any(|l| l.contains("bob")), "{tokens}");
+    assert!(
+        !tokens.contains(&bob) && !tokens.contains(&server.token),
+        "{tokens}"
+    );
+    let role = d.join("role.yaml");
+    std::fs::write(
+        &role,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: mc-reader\nrules:\n- apiGroups: [cattery.dev]\n  resources: [managedclusters]\n  verbs: [get, list]\n",
+    )
+    .unwrap();
+    let out = kubectl_ok(&kc, &["apply", "-f", role.to_str().unwrap()]);
+    assert!(
+        out.contains("clusterrole.rbac.authorization.k8s.io/mc-reader created"),
+        "{out}"
+    );
+    let roles = kubectl_ok(&kc, &["get", "clusterroles"]);
+    assert!(
+        roles.starts_with("NAME") && roles.contains("mc-reader"),
+        "{roles}"
+    );
+
     // Delete.
     let out = kubectl_ok(&kc, &["delete", "managedcluster", "c1"]);
     assert!(out.contains("deleted"), "{out}");

@@ -162,3 +162,52 @@ pub async fn management_cluster(State(state): State<Arc<AppState>>, req: Request
     };
     respond(req.headers(), http::StatusCode::OK, &mc)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::registry::Registry;
+    use crate::store::{SqliteStore, StateStore};
+
+    fn record(name: &str) -> ClusterRecord {
+        ClusterRecord {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            labels: [("env".to_string(), "prod".to_string())].into(),
+            created_at: "2026-01-02T03:04:05Z".into(),
+            cert_fingerprint: format!("fp-{name}"),
+            cert_not_after: "2027-01-02T03:04:05Z".into(),
+        }
+    }
+
+    #[test]
+    fn registered_clusters_move_into_the_store_once_and_stale_objects_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let state = Arc::new(SqliteStore::open(&db).unwrap());
+        state.create_cluster(&record("a")).unwrap();
+        state.create_cluster(&record("b")).unwrap();
+        let registry = Registry::open(state.clone()).unwrap();
+        let store = crate::api::resources::open_store(&db).unwrap();
+        reconcile_store(&registry, &store).unwrap();
+        let a = store.get(HubKind::ManagedCluster, None, "a").unwrap();
+        assert_eq!(a["metadata"]["labels"]["env"], "prod");
+        assert_eq!(a["metadata"]["uid"], "uid-a");
+        assert_eq!(a["metadata"]["creationTimestamp"], "2026-01-02T03:04:05Z");
+        assert_eq!(a["spec"]["certificateFingerprint"], "fp-a");
+        // A second start changes nothing (no new resourceVersion).
+        let rv = store.current_rv();
+        drop(store);
+        let store = crate::api::resources::open_store(&db).unwrap();
+        reconcile_store(&registry, &store).unwrap();
+        assert_eq!(store.current_rv(), rv);
+        // A registration removed behind the store's back takes its object with it.
+        registry.remove("b").unwrap();
+        let registry = Registry::open(state).unwrap();
+        reconcile_store(&registry, &store).unwrap();
+        assert!(store.get(HubKind::ManagedCluster, None, "b").is_err());
+        assert!(store.get(HubKind::ManagedCluster, None, "a").is_ok());
+    }
+}

@@ -222,15 +222,18 @@ fn openapi_doc(group: &str, version: &str) -> Option<Value> {
     }
     let mut paths = serde_json::Map::new();
     let mut schemas = serde_json::Map::new();
+    // Every writable kind declares its PATCH operation with `fieldValidation`: kubectl
+    // looks for it to leave validation to the server (otherwise it wants /openapi/v2).
+    for r in rs
+        .iter()
+        .filter(|r| r.group == group && r.version == version && r.verbs.contains(&"update"))
+    {
+        paths.insert(object_path(r), json!({"patch": patch_operation(r)}));
+    }
     for k in KINDS
         .iter()
         .filter(|k| k.group == group && k.version == version)
     {
-        let r = rs
-            .iter()
-            .find(|r| r.plural == k.plural && r.group == k.group)
-            .expect("every kind is in resources()");
-        paths.insert(object_path(r), json!({"patch": patch_operation(r)}));
         schemas.insert(schema_name(k.group, k.version, k.kind_name), schema(k.kind));
     }
     Some(json!({

@@ -70,21 +70,6 @@ impl QueryPairs {
     }
 }
 
-const LIST_PARAMS: &[&str] = &[
-    "labelSelector",
-    "fieldSelector",
-    "limit",
-    "continue",
-    "watch",
-    "resourceVersion",
-    "resourceVersionMatch",
-    "timeoutSeconds",
-    "allowWatchBookmarks",
-    "sendInitialEvents",
-    "includeObject",
-    "pretty",
-];
-const GET_PARAMS: &[&str] = &["resourceVersion", "includeObject", "pretty"];
 const WRITE_PARAMS: &[&str] = &[
     "fieldManager",
     "fieldValidation",
@@ -202,8 +187,9 @@ async fn list(
     State(st): State<Arc<AppState>>,
     req: Request,
 ) -> Result<Response, ApiError> {
+    // Reads ignore parameters they do not know, as kube-apiserver's do (and as this hub's
+    // always did); writes refuse them.
     let q = QueryPairs::of(&req);
-    q.only(LIST_PARAMS)?;
     let p = ListParams::parse(|k| q.get(k)).map_err(bad_query)?;
     let filter = Filter {
         res: d.kind,
@@ -294,7 +280,6 @@ async fn get_one(
     req: Request,
 ) -> Result<Response, ApiError> {
     let q = QueryPairs::of(&req);
-    q.only(GET_PARAMS)?;
     let obj = st.resources.get(d.kind, None, &name)?;
     let v = view(&st, d, &obj);
     Ok(answer(d, req.headers(), &q, http::StatusCode::OK, &v))
