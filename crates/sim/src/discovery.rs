@@ -1,4 +1,6 @@
-//! `/version`, API discovery and the minimal OpenAPI v3 kubectl needs.
+//! `/version`, API discovery and the minimal OpenAPI v3 kubectl needs. The documents are
+//! built by `cattery_store::http::discovery` (shared with the hub); this module adds the
+//! simulator's subresources (`/status`, `pods/exec`) and categories.
 //!
 //! Discovery is the legacy (unaggregated) form: `/api`, `/api/v1`, `/apis`,
 //! `/apis/<group>`, `/apis/<group>/<version>`; clients that ask for the
@@ -18,10 +20,10 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
+use cattery_store::http::discovery::{self as d, ApiResource};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
-use crate::resources::{RESOURCES, ResourceType, has_status_subresource};
+use crate::resources::{RESOURCES, has_status_subresource};
 use crate::status::ApiError;
 
 /// The Kubernetes version the simulator claims to be.
@@ -53,15 +55,27 @@ pub async fn version() -> Json<Value> {
     }))
 }
 
+/// The served types as `cattery_store::http::discovery` describes them.
+fn api_resources() -> Vec<ApiResource> {
+    RESOURCES
+        .iter()
+        .map(|r| ApiResource {
+            group: r.group,
+            version: r.version,
+            kind: r.kind,
+            plural: r.plural,
+            singular: r.singular,
+            short_names: r.short_names,
+            namespaced: r.namespaced,
+            verbs: VERBS,
+        })
+        .collect()
+}
+
 /// Group versions served, in discovery order: `("", "v1")` first.
+#[cfg(test)]
 fn group_versions() -> Vec<(&'static str, &'static str)> {
-    let mut gvs: Vec<(&str, &str)> = Vec::new();
-    for r in RESOURCES {
-        if !gvs.contains(&(r.group, r.version)) {
-            gvs.push((r.group, r.version));
-        }
-    }
-    gvs
+    d::group_versions(&api_resources())
 }
 
 /// `GET /api`.
@@ -73,50 +87,27 @@ pub async fn api_versions() -> Json<Value> {
     }))
 }
 
-fn api_group(group: &str) -> Value {
-    let versions: Vec<Value> = group_versions()
-        .iter()
-        .filter(|(g, _)| *g == group)
-        .map(|(g, v)| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
-        .collect();
-    json!({"kind": "APIGroup", "apiVersion": "v1", "name": group,
-        "preferredVersion": versions[0], "versions": versions})
-}
-
 /// `GET /apis`.
 pub async fn api_groups() -> Json<Value> {
-    let mut groups: Vec<&str> = group_versions()
-        .iter()
-        .map(|(g, _)| *g)
-        .filter(|g| !g.is_empty())
-        .collect();
-    groups.dedup();
-    Json(json!({"kind": "APIGroupList", "apiVersion": "v1",
-        "groups": groups.iter().map(|g| api_group(g)).collect::<Vec<_>>()}))
+    Json(d::api_group_list(&api_resources()))
 }
 
 /// `GET /apis/{group}`.
 pub async fn api_group_handler(Path(group): Path<String>) -> Response {
-    if group_versions().iter().any(|(g, _)| *g == group) {
-        Json(api_group(&group)).into_response()
-    } else {
-        ApiError::NoRoute.into_response()
+    match d::api_group(&api_resources(), &group) {
+        Some(g) => Json(g).into_response(),
+        None => ApiError::NoRoute.into_response(),
     }
 }
 
 fn resource_list(group: &str, version: &str) -> Option<Value> {
+    let mut list = d::resource_list(&api_resources(), group, version)?;
     let mut resources = Vec::new();
-    for r in RESOURCES
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-    {
-        let mut entry = json!({
-            "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
-            "kind": r.kind, "verbs": VERBS,
-        });
-        if !r.short_names.is_empty() {
-            entry["shortNames"] = json!(r.short_names);
-        }
+    for mut entry in list["resources"].as_array().cloned().unwrap_or_default() {
+        let r = RESOURCES
+            .iter()
+            .find(|r| r.group == group && r.version == version && entry["name"] == r.plural)
+            .expect("listed from RESOURCES");
         if matches!(r.kind, "Pod" | "Service") {
             entry["categories"] = json!(["all"]);
         }
@@ -134,17 +125,8 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
             );
         }
     }
-    if resources.is_empty() {
-        return None;
-    }
-    let gv = if group.is_empty() {
-        version.to_string()
-    } else {
-        format!("{group}/{version}")
-    };
-    Some(
-        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
-    )
+    list["resources"] = Value::Array(resources);
+    Some(list)
 }
 
 /// `GET /api/{version}`.
@@ -163,45 +145,20 @@ pub async fn group_resources(Path((group, version)): Path<(String, String)>) -> 
     )
 }
 
-fn openapi_key(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
-    }
-}
-
-fn patch_operation(r: &ResourceType) -> Value {
-    json!({
-        "operationId": format!("patch{}", r.kind),
-        "x-kubernetes-action": "patch",
-        "x-kubernetes-group-version-kind": {"group": r.group, "version": r.version, "kind": r.kind},
-        "parameters": [
-            {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-            {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-            {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-        ],
-        "requestBody": {"content": {
-            "application/merge-patch+json": {"schema": {"type": "object"}},
-            "application/json-patch+json": {"schema": {"type": "object"}},
-        }},
-        "responses": {"200": {"description": "OK"}},
-    })
-}
-
 fn openapi_doc(group: &str, version: &str) -> Option<Value> {
     let mut paths = BTreeMap::new();
     for r in RESOURCES
         .iter()
         .filter(|r| r.group == group && r.version == version)
     {
-        let base = r.gv_path();
-        let path = if r.namespaced {
-            format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
-        } else {
-            format!("{base}/{}/{{name}}", r.plural)
-        };
-        paths.insert(path, json!({"patch": patch_operation(r)}));
+        let ar = api_resources()
+            .into_iter()
+            .find(|a| a.group == r.group && a.version == r.version && a.plural == r.plural)
+            .expect("listed from RESOURCES");
+        paths.insert(
+            d::object_path(&ar),
+            json!({"patch": d::patch_operation(&ar)}),
+        );
     }
     if paths.is_empty() {
         return None;
@@ -216,17 +173,7 @@ fn openapi_doc(group: &str, version: &str) -> Option<Value> {
 
 /// `GET /openapi/v3`: the index of group-version documents.
 pub async fn openapi_v3_index() -> Json<Value> {
-    let mut paths = serde_json::Map::new();
-    for (g, v) in group_versions() {
-        let doc = openapi_doc(g, v).expect("served group version has resources");
-        let hash = hex::encode(Sha256::digest(doc.to_string().as_bytes()));
-        let key = openapi_key(g, v);
-        paths.insert(
-            key.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={}", &hash[..32])}),
-        );
-    }
-    Json(json!({"paths": paths}))
+    Json(d::openapi_index(&api_resources(), openapi_doc))
 }
 
 /// `GET /openapi/v3/api/{version}` and `/openapi/v3/apis/{group}/{version}`.

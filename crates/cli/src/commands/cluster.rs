@@ -112,6 +112,16 @@ fn row(c: &ManagedCluster) -> Vec<String> {
         status.remote_address.unwrap_or_else(|| "-".into()),
         status.agent_version.unwrap_or_else(|| "-".into()),
         status.kubernetes_version.unwrap_or_else(|| "-".into()),
+        if c.metadata.labels.is_empty() {
+            "-".into()
+        } else {
+            c.metadata
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        },
     ]
 }
 
@@ -123,6 +133,7 @@ const HEADER: &[&str] = &[
     "REMOTE",
     "AGENT",
     "KUBERNETES",
+    "LABELS",
 ];
 
 /// Runs a cluster subcommand.

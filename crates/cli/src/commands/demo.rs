@@ -184,7 +184,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let kubeconfig = args.data_dir.join("kubeconfig");
     super::login::write_private(
         &kubeconfig,
-        super::kubeconfig::render(&target, &names)?.as_bytes(),
+        super::kubeconfig::render(&target, &names, false)?.as_bytes(),
     )?;
     let token_file = args.data_dir.join("admin.token");
     let ca_file = server.ca_file.display().to_string();

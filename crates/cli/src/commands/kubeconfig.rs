@@ -1,4 +1,6 @@
-//! `cattery kubeconfig NAME`: a kubeconfig whose server is the management plane's proxy URL.
+//! `cattery kubeconfig [--hub] [NAME...]`: a kubeconfig with a context per cluster (the
+//! management plane's proxy URL) and, with `--hub`, a `cattery-hub` context for the
+//! management plane's own API (`kubectl get managedclusters`).
 
 use base64::Engine;
 use cattery_api::ManagedCluster;
@@ -9,32 +11,46 @@ use crate::client::{ApiClient, ConnectArgs, Target};
 /// Flags of `cattery kubeconfig`.
 #[derive(clap::Args, Debug)]
 pub struct KubeconfigArgs {
-    /// Cluster name(s); the first becomes the current context.
-    #[arg(required = true)]
+    /// Cluster name(s); the first becomes the current context (unless `--hub`).
+    #[arg(required_unless_present = "hub")]
     pub names: Vec<String>,
+    /// Add a `cattery-hub` context for the management plane's own API, and make it current.
+    #[arg(long)]
+    pub hub: bool,
     #[command(flatten)]
     connect: ConnectArgs,
 }
 
 /// Builds a kubeconfig with one context per cluster.
-pub fn render(target: &Target, names: &[String]) -> anyhow::Result<String> {
+pub fn render(target: &Target, names: &[String], hub: bool) -> anyhow::Result<String> {
     let ca = target
         .ca_pem
         .as_ref()
         .map(|pem| base64::engine::general_purpose::STANDARD.encode(pem));
-    let clusters: Vec<_> = names
+    // (context and cluster name, server URL)
+    let mut entries: Vec<(String, String)> = Vec::new();
+    if hub {
+        entries.push(("cattery-hub".into(), target.server.clone()));
+    }
+    entries.extend(names.iter().map(|n| {
+        (
+            format!("cattery-{n}"),
+            format!("{}/clusters/{n}/k8s", target.server),
+        )
+    }));
+    let clusters: Vec<_> = entries
         .iter()
-        .map(|n| {
-            let mut cluster = json!({"server": format!("{}/clusters/{n}/k8s", target.server)});
+        .map(|(name, server)| {
+            let mut cluster = json!({"server": server});
             if let Some(ca) = &ca {
                 cluster["certificate-authority-data"] = json!(ca);
             }
-            json!({"name": format!("cattery-{n}"), "cluster": cluster})
+            json!({"name": name, "cluster": cluster})
         })
         .collect();
-    let contexts: Vec<_> = names
+    let contexts: Vec<_> = entries
         .iter()
-        .map(|n| json!({"name": format!("cattery-{n}"), "context": {"cluster": format!("cattery-{n}"), "user": "cattery"}}))
+        .map(|(name, _)| json!({"name": name, "context": {"cluster": name, "user": "cattery"}}))
         .collect();
     let cfg = json!({
         "apiVersion": "v1",
@@ -42,7 +58,7 @@ pub fn render(target: &Target, names: &[String]) -> anyhow::Result<String> {
         "clusters": clusters,
         "users": [{"name": "cattery", "user": {"token": target.token}}],
         "contexts": contexts,
-        "current-context": format!("cattery-{}", names[0]),
+        "current-context": entries[0].0,
         "preferences": {},
     });
     Ok(serde_saphyr::to_string(&cfg)?)
@@ -59,6 +75,6 @@ pub async fn run(args: KubeconfigArgs) -> anyhow::Result<()> {
             ))
             .await?;
     }
-    print!("{}", render(client.target(), &args.names)?);
+    print!("{}", render(client.target(), &args.names, args.hub)?);
     Ok(())
 }

@@ -10,16 +10,21 @@ use axum::routing::{any, get, post};
 use crate::AppState;
 
 pub mod clusters;
+pub mod discovery;
 pub mod gate;
+pub mod kinds;
+pub mod protobuf;
 pub mod rbac;
 pub mod request_info;
+pub mod resources;
 pub mod review;
 pub mod tokens;
 
 // What every handler shares lives in the leaf module `crate::handler`; re-exported here so
 // the resource handlers below can keep importing it from `super`.
 pub(crate) use crate::handler::{
-    ApiError, MAX_RESOURCE_BODY, check_metadata, extract, identity, read_body, respond,
+    ApiError, MAX_RESOURCE_BODY, check_metadata, check_stored_metadata, extract, identity,
+    read_body, respond, respond_printed,
 };
 
 /// All routes. Everything except `/healthz` passes the [`gate`]: authentication,
@@ -27,14 +32,12 @@ pub(crate) use crate::handler::{
 pub fn router(state: Arc<AppState>) -> Router {
     let authenticated = Router::new()
         .route("/version", get(version))
-        .route(
-            "/apis/cattery.dev/v1/managedclusters",
-            get(clusters::list).post(clusters::create),
-        )
-        .route(
-            "/apis/cattery.dev/v1/managedclusters/{name}",
-            get(clusters::get).delete(clusters::delete),
-        )
+        .route("/api", get(discovery::api))
+        .route("/apis", get(discovery::apis))
+        .route("/apis/{group}", get(discovery::group))
+        .route("/apis/{group}/{version}", get(discovery::group_version))
+        .route("/openapi/v3", get(discovery::openapi_index))
+        .route("/openapi/v3/{*rest}", get(discovery::openapi_v3_doc))
         .route(
             "/apis/cattery.dev/v1/managementclusters/default",
             get(clusters::management_cluster),
@@ -83,7 +86,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/apis/authentication.k8s.io/v1/selfsubjectreviews",
             post(review::whoami),
         )
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics));
+    let authenticated = resources::routes(authenticated)
         .route("/clusters/{name}/k8s", any(proxy))
         .route("/clusters/{name}/k8s/{*rest}", any(proxy))
         .fallback(not_found)
@@ -124,5 +128,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn version() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"cattery": env!("CARGO_PKG_VERSION")}))
+    // kubectl reads gitVersion/major/minor; `cattery` stays for existing clients.
+    axum::Json(serde_json::json!({
+        "cattery": env!("CARGO_PKG_VERSION"),
+        "gitVersion": concat!("v", env!("CARGO_PKG_VERSION"), "-cattery"),
+        "major": "",
+        "minor": "",
+    }))
 }

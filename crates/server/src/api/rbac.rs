@@ -78,7 +78,7 @@ fn objects(state: &AppState, kind: RbacKind, ns: Option<&str>) -> Result<Vec<Val
 }
 
 fn list_response(req: &Request, kind: RbacKind, items: Vec<Value>) -> Response {
-    respond(
+    super::respond_printed(
         req.headers(),
         http::StatusCode::OK,
         &serde_json::json!({
@@ -87,6 +87,7 @@ fn list_response(req: &Request, kind: RbacKind, items: Vec<Value>) -> Response {
             "metadata": {},
             "items": items,
         }),
+        &[],
     )
 }
 
@@ -141,7 +142,12 @@ pub async fn get_cluster_scoped(
         return Err(namespaced_needed(kind));
     }
     let v = find(&state, kind, "", &name)?;
-    Ok(respond(req.headers(), http::StatusCode::OK, &v))
+    Ok(super::respond_printed(
+        req.headers(),
+        http::StatusCode::OK,
+        &v,
+        &[],
+    ))
 }
 
 /// `GET …/namespaces/{ns}/{plural}/{name}`.
@@ -152,7 +158,12 @@ pub async fn get_namespaced(
 ) -> Result<Response, ApiError> {
     let kind = kind_of(&plural, true)?;
     let v = find(&state, kind, &ns, &name)?;
-    Ok(respond(req.headers(), http::StatusCode::OK, &v))
+    Ok(super::respond_printed(
+        req.headers(),
+        http::StatusCode::OK,
+        &v,
+        &[],
+    ))
 }
 
 fn namespaced_needed(kind: RbacKind) -> ApiError {

@@ -26,6 +26,48 @@ use cattery_api::token::MAX_EXPIRATION_SECONDS;
 /// Longest user or group name.
 const MAX_NAME: usize = 256;
 
+fn cell(o: &serde_json::Value, p: &str) -> serde_json::Value {
+    serde_json::json!(
+        o.pointer(p)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+    )
+}
+
+/// What `kubectl get tokens` prints (never a secret: listed tokens carry none).
+const TOKEN_COLUMNS: &[cattery_store::http::table::Column] = &[
+    cattery_store::http::table::Column {
+        name: "User",
+        ty: "string",
+        priority: 0,
+        cell: |o| cell(o, "/spec/user"),
+    },
+    cattery_store::http::table::Column {
+        name: "Expires",
+        ty: "string",
+        priority: 0,
+        cell: |o| cell(o, "/status/expirationTimestamp"),
+    },
+    cattery_store::http::table::Column {
+        name: "Revoked",
+        ty: "string",
+        priority: 0,
+        cell: |o| cell(o, "/status/revocationTimestamp"),
+    },
+    cattery_store::http::table::Column {
+        name: "Last-Used",
+        ty: "string",
+        priority: 1,
+        cell: |o| cell(o, "/status/lastUsedTimestamp"),
+    },
+    cattery_store::http::table::Column {
+        name: "Description",
+        ty: "string",
+        priority: 1,
+        cell: |o| cell(o, "/spec/description"),
+    },
+];
+
 fn to_token(r: TokenRecord, secret: Option<String>) -> Token {
     Token {
         api_version: API_VERSION.into(),
@@ -193,10 +235,11 @@ pub async fn list(State(state): State<Arc<AppState>>, req: Request) -> Result<Re
         .into_iter()
         .map(|r| to_token(r, None))
         .collect();
-    Ok(respond(
+    Ok(super::respond_printed(
         req.headers(),
         http::StatusCode::OK,
         &List::new(API_VERSION, "Token", items),
+        TOKEN_COLUMNS,
     ))
 }
 
@@ -212,10 +255,11 @@ pub async fn get(
         .into_iter()
         .find(|r| r.id == id)
         .ok_or_else(|| ApiError::new(404, format!("tokens {id:?} not found")))?;
-    Ok(respond(
+    Ok(super::respond_printed(
         req.headers(),
         http::StatusCode::OK,
         &to_token(r, None),
+        TOKEN_COLUMNS,
     ))
 }
 

@@ -1,0 +1,324 @@
+//! Plain kubectl against the hub itself: a real `cattery server`, real kubectl 1.32 with
+//! the kubeconfig of `cattery kubeconfig --hub`, over HTTPS. Discovery, OpenAPI, Table
+//! output, watch, client-side and server-side apply, label, describe, explain, delete,
+//! auth can-i/whoami; and the API's answers kubectl does not show: 409 on a stale
+//! resourceVersion, 410 for a watch from before the store's history, 403, 400 naming the
+//! field.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const T: Duration = Duration::from_secs(30);
+
+const C1: &str = "apiVersion: cattery.dev/v1
+kind: ManagedCluster
+metadata:
+  name: c1
+  labels:
+    env: dev
+";
+
+fn hub_kubeconfig(server: &Server) -> std::path::PathBuf {
+    let kc = server.cli_ok(&["kubeconfig", "--hub"]);
+    assert!(kc.contains("current-context: cattery-hub"), "{kc}");
+    let path = server.dir.join("kubeconfig-hub");
+    std::fs::write(&path, kc).unwrap();
+    path
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn kubectl_manages_hub_resources() {
+    let dir = test_dir();
+    let d = dir.path();
+    let server = Server::start(d);
+    let kc = hub_kubeconfig(&server);
+    let file = d.join("c1.yaml");
+    std::fs::write(&file, C1).unwrap();
+
+    // Client-side apply creates (and records its last-applied annotation).
+    let out = kubectl_ok(&kc, &["apply", "-f", file.to_str().unwrap()]);
+    assert!(
+        out.contains("managedcluster.cattery.dev/c1 created"),
+        "{out}"
+    );
+    let got = kubectl_ok(&kc, &["get", "managedclusters"]);
+    assert!(
+        got.starts_with("NAME") && got.contains("CONNECTED"),
+        "{got}"
+    );
+    assert!(got.lines().any(|l| l.starts_with("c1 ")), "{got}");
+    assert!(!got.contains("CERTIFICATE-EXPIRES"), "{got}");
+    let wide = kubectl_ok(&kc, &["get", "mc", "-o", "wide"]);
+    assert!(
+        wide.contains("CERTIFICATE-EXPIRES") && wide.contains("env=dev"),
+        "{wide}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&kubectl_ok(&kc, &["get", "mc", "c1", "-o", "json"])).unwrap();
+    assert_eq!(json["metadata"]["labels"]["env"], "dev");
+    assert!(
+        json["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .is_string(),
+        "{json}"
+    );
+    assert_eq!(json["status"]["conditions"][0]["reason"], "AwaitingAgent");
+    let yaml = kubectl_ok(&kc, &["get", "mc", "c1", "-o", "yaml"]);
+    assert!(yaml.contains("certificateFingerprint:"), "{yaml}");
+
+    // A watch sees the label change; the change is visible to `cattery cluster list`.
+    let mut watch = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .args([
+            "get",
+            "mc",
+            "-w",
+            "-o",
+            "custom-columns=NAME:.metadata.name,ENV:.metadata.labels.env",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = LineReader::new(watch.stdout.take().unwrap());
+    lines.wait_line("dev", T);
+    let out = kubectl_ok(
+        &kc,
+        &["label", "managedcluster", "c1", "env=prod", "--overwrite"],
+    );
+    assert!(out.contains("labeled"), "{out}");
+    let line = lines.wait_line("prod", T);
+    assert!(line.starts_with("c1"), "{line}");
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let list = server.cli_ok(&["cluster", "list"]);
+    assert!(list.contains("env=prod"), "{list}");
+    let sel = kubectl_ok(&kc, &["get", "mc", "-l", "env=prod", "-o", "name"]);
+    assert_eq!(sel.trim(), "managedcluster.cattery.dev/c1");
+    let none = kubectl(&kc, &["get", "mc", "-l", "env=dev"]);
+    assert!(stderr(&none).contains("No resources found"), "{none:?}");
+
+    // Re-applying the file after the label change is a merge: kubectl patches env back.
+    let out = kubectl_ok(&kc, &["apply", "-f", file.to_str().unwrap()]);
+    assert!(out.contains("configured"), "{out}");
+    assert_eq!(
+        server.cluster_json("c1")["metadata"]["labels"]["env"],
+        "dev"
+    );
+
+    let desc = kubectl_ok(&kc, &["describe", "managedcluster", "c1"]);
+    assert!(desc.contains("Name:") && desc.contains("env=dev"), "{desc}");
+    assert!(desc.contains("AwaitingAgent"), "{desc}");
+    let explain = kubectl_ok(&kc, &["explain", "managedcluster.spec"]);
+    assert!(explain.contains("certificateFingerprint"), "{explain}");
+
+    // Server-side apply of a FederatedPolicy: create, then change.
+    let fp = d.join("fp.yaml");
+    std::fs::write(
+        &fp,
+        "apiVersion: cattery.dev/v1\nkind: FederatedPolicy\nmetadata:\n  name: p1\nspec:\n  mode: Inform\n",
+    )
+    .unwrap();
+    let out = kubectl_ok(&kc, &["apply", "--server-side", "-f", fp.to_str().unwrap()]);
+    assert!(out.contains("serverside-applied"), "{out}");
+    std::fs::write(
+        &fp,
+        "apiVersion: cattery.dev/v1\nkind: FederatedPolicy\nmetadata:\n  name: p1\nspec:\n  mode: Enforce\n",
+    )
+    .unwrap();
+    kubectl_ok(&kc, &["apply", "--server-side", "-f", fp.to_str().unwrap()]);
+    let fps = kubectl_ok(&kc, &["get", "federatedpolicies"]);
+    assert!(fps.contains("Enforce") && !fps.contains("Inform"), "{fps}");
+
+    // Unknown fields and bad YAML: 400 naming the field.
+    let bad = d.join("bad.yaml");
+    std::fs::write(&bad, format!("{C1}spec:\n  colour: red\n")).unwrap();
+    let out = kubectl(&kc, &["apply", "-f", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("colour"), "{}", stderr(&out));
+    let (body, code) = server.curl(&[
+        "/apis/cattery.dev/v1/federatedpolicies",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/yaml",
+        "--data-binary",
+        "apiVersion: cattery.dev/v1\nkind: FederatedPolicy\nmetadata: {name: p2}\nspec: [",
+    ]);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("\"kind\":\"Status\""), "{body}");
+
+    // auth can-i / whoami, and a user without permission.
+    assert_eq!(
+        kubectl_ok(&kc, &["auth", "can-i", "create", "managedclusters"]).trim(),
+        "yes"
+    );
+    let who = kubectl_ok(&kc, &["auth", "whoami"]);
+    assert!(who.contains("cattery:admin"), "{who}");
+    let bob = server
+        .cli_ok(&["token", "create", "--user", "bob"])
+        .trim()
+        .to_string();
+    let out = kubectl(
+        &kc,
+        &[
+            "--token",
+            &bob,
+            "auth",
+            "can-i",
+            "create",
+            "managedclusters",
+        ],
+    );
+    let answer = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(answer.starts_with("no"), "{answer}");
+    let out = kubectl(&kc, &["--token", &bob, "get", "mc"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("Forbidden"), "{}", stderr(&out));
+    let out = kubectl(
+        &kc,
+        &["--token", &bob, "label", "mc", "c1", "env=x", "--overwrite"],
+    );
+    assert!(!out.status.success());
+    assert_eq!(
+        server.cluster_json("c1")["metadata"]["labels"]["env"],
+        "dev"
+    );
+
+    // Tokens and RBAC objects print as Tables too; a listed token never shows its secret.
+    let tokens = kubectl_ok(&kc, &["get", "tokens"]);
+    assert!(
+        tokens.starts_with("NAME") && tokens.contains("USER"),
+        "{tokens}"
+    );
+    assert!(tokens.lines().any(|l| l.contains("bob")), "{tokens}");
+    assert!(
+        !tokens.contains(&bob) && !tokens.contains(&server.token),
+        "{tokens}"
+    );
+    let role = d.join("role.yaml");
+    std::fs::write(
+        &role,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: mc-reader\nrules:\n- apiGroups: [cattery.dev]\n  resources: [managedclusters]\n  verbs: [get, list]\n",
+    )
+    .unwrap();
+    let out = kubectl_ok(&kc, &["apply", "-f", role.to_str().unwrap()]);
+    assert!(
+        out.contains("clusterrole.rbac.authorization.k8s.io/mc-reader created"),
+        "{out}"
+    );
+    let roles = kubectl_ok(&kc, &["get", "clusterroles"]);
+    assert!(
+        roles.starts_with("NAME") && roles.contains("mc-reader"),
+        "{roles}"
+    );
+
+    // Delete.
+    let out = kubectl_ok(&kc, &["delete", "managedcluster", "c1"]);
+    assert!(out.contains("deleted"), "{out}");
+    let out = kubectl(&kc, &["get", "mc", "c1"]);
+    assert!(
+        stderr(&out).contains("NotFound") || stderr(&out).contains("not found"),
+        "{out:?}"
+    );
+    assert!(!server.cli_ok(&["cluster", "list"]).contains("c1"));
+}
+
+#[test]
+fn stale_updates_conflict_and_old_watches_are_gone() {
+    let dir = test_dir();
+    let d = dir.path();
+    let mut server = Server::start(d);
+    server.cli_ok(&["cluster", "add", "c1", "--labels", "env=dev"]);
+    let first = server.cluster_json("c1");
+    let rv0 = first["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let patch = |server: &Server, labels: &str| {
+        server.curl(&[
+            "/apis/cattery.dev/v1/managedclusters/c1",
+            "-X",
+            "PATCH",
+            "-H",
+            "Content-Type: application/merge-patch+json",
+            "--data-binary",
+            &format!(r#"{{"metadata":{{"labels":{labels}}}}}"#),
+        ])
+    };
+    let (body, code) = patch(&server, r#"{"env":"prod"}"#);
+    assert_eq!(code, 200, "{body}");
+    // A PUT carrying the first resourceVersion is stale now.
+    let mut stale = first.clone();
+    stale["metadata"]["labels"]["env"] = "stage".into();
+    let (body, code) = server.curl(&[
+        "/apis/cattery.dev/v1/managedclusters/c1",
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &stale.to_string(),
+    ]);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains(r#""reason":"Conflict""#), "{body}");
+    assert_eq!(
+        server.cluster_json("c1")["metadata"]["labels"]["env"],
+        "prod"
+    );
+    // With the current resourceVersion the same PUT succeeds.
+    let current = server.cluster_json("c1");
+    stale["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+    let (body, code) = server.curl(&[
+        "/apis/cattery.dev/v1/managedclusters/c1",
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &stale.to_string(),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        server.cluster_json("c1")["metadata"]["labels"]["env"],
+        "stage"
+    );
+
+    // A watch from a resourceVersion the (restarted) store no longer has: ERROR 410.
+    server.proc.kill();
+    server.restart("server");
+    assert_eq!(
+        server.cluster_json("c1")["metadata"]["labels"]["env"],
+        "stage"
+    );
+    let (body, code) = server.curl(&[&format!(
+        "/apis/cattery.dev/v1/managedclusters?watch=1&resourceVersion={rv0}&timeoutSeconds=5"
+    )]);
+    assert_eq!(code, 200, "{body}");
+    let first_line: serde_json::Value =
+        serde_json::from_str(body.lines().next().unwrap_or("")).unwrap();
+    assert_eq!(first_line["type"], "ERROR", "{body}");
+    assert_eq!(first_line["object"]["code"], 410, "{body}");
+    assert_eq!(first_line["object"]["reason"], "Expired", "{body}");
+    // A watch from now sees the next change.
+    let now = server.cluster_json("c1")["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, code) = patch(&server, r#"{"team":"a"}"#);
+    assert_eq!(code, 200);
+    let (body, _) = server.curl(&[&format!(
+        "/apis/cattery.dev/v1/managedclusters?watch=1&resourceVersion={now}&timeoutSeconds=2"
+    )]);
+    let ev: serde_json::Value = serde_json::from_str(body.lines().next().unwrap_or("")).unwrap();
+    assert_eq!(ev["type"], "MODIFIED", "{body}");
+    assert_eq!(ev["object"]["metadata"]["labels"]["team"], "a", "{body}");
+}
