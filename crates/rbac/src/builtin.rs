@@ -117,6 +117,19 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
             BASIC_USER,
             vec![
                 url_rule(&["/version", "/healthz"], &["get"]),
+                // Discovery, as Kubernetes' system:discovery grants it: kubectl reads these
+                // before anything else.
+                url_rule(
+                    &[
+                        "/api",
+                        "/api/*",
+                        "/apis",
+                        "/apis/*",
+                        "/openapi/v3",
+                        "/openapi/v3/*",
+                    ],
+                    &["get"],
+                ),
                 resource_rule(
                     &["authorization.k8s.io"],
                     &["selfsubjectaccessreviews"],

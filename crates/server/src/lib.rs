@@ -106,6 +106,10 @@ pub struct AppState {
     pub address: String,
     /// Central logs.
     pub logs: Arc<logs::LogService>,
+    /// Kubernetes-style objects (ManagedCluster, FederatedPolicy), with watch.
+    pub resources: api::resources::HubStore,
+    /// Cancelled when the server stops (ends open watches).
+    pub shutdown: CancellationToken,
 }
 
 /// A started management plane.
@@ -288,6 +292,14 @@ pub async fn start(
     };
 
     let registry = Arc::new(Registry::open(store.clone())?);
+    let resources = api::resources::open_store(&dir.join("state.db")).with_context(|| {
+        format!(
+            "opening the resource store in {}",
+            dir.join("state.db").display()
+        )
+    })?;
+    api::clusters::reconcile_store(&registry, &resources)
+        .context("moving registered clusters into the resource store")?;
     let log_dir = dir.join("logs");
     let log_store = cattery_logstore::EmbeddedStore::open(&log_dir, cfg.retention)
         .with_context(|| format!("opening the log store in {}", log_dir.display()))?;
@@ -318,6 +330,8 @@ pub async fn start(
         ca,
         address: address.clone(),
         logs: logs.clone(),
+        resources,
+        shutdown: shutdown.clone(),
     });
     // The Manager UI at `/` and `/ui/...`: a client of the API router, through its door.
     let router = cattery_ui::router(

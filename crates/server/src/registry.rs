@@ -421,6 +421,15 @@ impl Registry {
         Ok(view(&entry))
     }
 
+    /// The persisted records of every cluster, by name.
+    pub fn records(&self) -> Vec<ClusterRecord> {
+        self.lock()
+            .clusters
+            .values()
+            .map(|e| e.record.clone())
+            .collect()
+    }
+
     /// One cluster as an API object.
     pub fn get(&self, name: &str) -> Option<ManagedCluster> {
         let mut inner = self.lock();

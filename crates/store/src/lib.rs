@@ -12,11 +12,13 @@
 //! - [`backend::Backend`] persists committed transactions ([`backend::Memory`] keeps
 //!   nothing, [`backend::Sqlite`] keeps JSON rows and the resourceVersion counter).
 //!
-//! No HTTP here: errors carry the code and reason an HTTP layer puts into a `Status`
+//! [`http`] holds the kind-independent parts of an HTTP layer (query parsing, watch
+//! framing, Tables, `Status`); the store itself knows no HTTP: errors carry the code and reason an HTTP layer puts into a `Status`
 //! ([`StoreError::code`], [`StoreError::reason`]). See `docs/design/0010-resource-store.md`.
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod http;
 pub mod selector;
 pub mod store;
 pub mod watch;

@@ -1,149 +1,149 @@
-//! `ManagedCluster` endpoints: register, list, get, remove.
+//! What is special about `ManagedCluster` (the generic handlers in [`super::resources`]
+//! do the rest): registering issues a certificate and manifest, removing revokes it and
+//! closes the tunnel, reads add the registry's live status; and the management cluster's
+//! own endpoint.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::response::Response;
-use cattery_api::wire::{check_type, decode};
-use cattery_api::{API_VERSION, List, ManagedCluster, ManagementCluster, validate_dns1123_label};
-use serde::Deserialize;
+use cattery_api::wire::from_value;
+use cattery_api::{API_VERSION, ManagedCluster, ManagementCluster};
+use serde_json::{Value, json};
 
-use super::extract::{Path, parse_query};
-use super::{ApiError, MAX_RESOURCE_BODY, read_body, respond};
+use super::kinds::HubKind;
+use super::resources::QueryPairs;
+use super::{ApiError, respond};
 use crate::AppState;
 use crate::manifest::{ManifestFormat, ManifestInput};
 use crate::store::ClusterRecord;
 
-/// Query parameters of the create call.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateQuery {
-    /// `kubernetes` (default) or `agent-config`.
-    #[serde(default)]
-    manifest_format: Option<String>,
-}
-
-/// `POST /apis/cattery.dev/v1/managedclusters`: registers a cluster and returns its
-/// installation manifest once.
-pub async fn create(
-    State(state): State<Arc<AppState>>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let query = req.uri().query().unwrap_or("").to_string();
-    let headers = req.headers().clone();
-    // The body is read before the query is checked, so an HTTP/2 client gets the 400
-    // instead of a reset stream.
-    let body = read_body(req, MAX_RESOURCE_BODY).await?;
-    let q: CreateQuery = parse_query(&query)?;
+/// Registers a validated ManagedCluster: issues its certificate, records it in the
+/// registry (certificate index, tunnel state) and stores the object; answers it with its
+/// installation manifest, which is shown this once and never stored.
+/// `?manifestFormat=` picks `kubernetes` (default) or `agent-config`.
+pub(crate) fn create(st: &AppState, q: &QueryPairs, obj: Value) -> Result<Value, ApiError> {
     let format: ManifestFormat = q
-        .manifest_format
-        .as_deref()
+        .get("manifestFormat")
         .unwrap_or("")
         .parse()
         .map_err(|e: String| ApiError::new(400, e))?;
-    let mut cluster: ManagedCluster = decode(&body)?;
-    check_type(
-        &cluster.api_version,
-        &cluster.kind,
-        &[API_VERSION],
-        "ManagedCluster",
-    )?;
+    let cluster: ManagedCluster = from_value(obj.clone())?;
     let name = cluster.metadata.name.clone();
-    super::check_metadata("ManagedCluster", &cluster.metadata, true)?;
-    validate_dns1123_label(&name).map_err(|e| {
-        ApiError::with_reason(400, "Invalid", format!("ManagedCluster metadata.name: {e}"))
-    })?;
-    if name == cattery_api::MANAGEMENT_CLUSTER_NAME {
-        return Err(ApiError::with_reason(
-            400,
-            "Invalid",
-            format!(
-                "ManagedCluster metadata.name: {name:?} is reserved for the management plane itself"
-            ),
-        ));
-    }
-    if state.registry.get(&name).is_some() {
+    if st.registry.get(&name).is_some() {
         return Err(ApiError::with_reason(
             409,
             "AlreadyExists",
             format!("managedclusters {name:?} already exists"),
         ));
     }
-    let issued = state
+    let issued = st
         .ca
         .issue_client(&name)
         .map_err(|e| ApiError::new(500, e.to_string()))?;
     let record = ClusterRecord {
         name: name.clone(),
         uid: crate::auth::random_id(16),
-        labels: std::mem::take(&mut cluster.metadata.labels),
+        labels: cluster.metadata.labels.clone(),
         created_at: cattery_api::now_rfc3339(),
         cert_fingerprint: cattery_tunnel::fingerprint_sha256(&issued.cert_der),
         cert_not_after: cattery_api::rfc3339(issued.not_after),
     };
-    let mut created = state.registry.create(record)?;
-    created.spec.installation_manifest = Some(crate::manifest::render(
+    st.registry.create(record.clone())?;
+    let stored = match st
+        .resources
+        .transaction(|tx| tx.create_with(HubKind::ManagedCluster, None, obj, |o| fill(o, &record)))
+    {
+        Ok(o) => o,
+        Err(e) => {
+            // Keep registry and store in step: a cluster is registered in both or neither.
+            let _ = st.registry.remove(&name);
+            return Err(e.into());
+        }
+    };
+    let mut v = (*stored).clone();
+    add_status(st, &mut v);
+    v["spec"]["installationManifest"] = json!(crate::manifest::render(
         format,
         &ManifestInput {
             cluster: &name,
-            management_cluster_addr: &state.address,
+            management_cluster_addr: &st.address,
             cert_pem: &issued.cert_pem,
             key_pem: &issued.key_pem,
-            ca_pem: state.ca.cert_pem(),
+            ca_pem: st.ca.cert_pem(),
         },
     ));
     tracing::info!(cluster = name, "cluster registered");
-    Ok(respond(&headers, http::StatusCode::CREATED, &created))
+    Ok(v)
 }
 
-/// `GET /apis/cattery.dev/v1/managedclusters`: the clusters the caller may list (all of
-/// them with an unrestricted `list`, else those named in their rules' resourceNames).
-pub async fn list(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let who = super::identity(&req);
-    let names = state.authz.current().allowed_names(
-        &cattery_rbac::Requester {
-            user: &who.user,
-            groups: &who.groups,
-        },
-        "list",
-        cattery_rbac::GROUP_CATTERY,
-        "managedclusters",
-        None,
-        None,
-    );
-    let items = state
-        .registry
-        .list()
-        .into_iter()
-        .filter(|c| names.contains(&c.metadata.name))
-        .collect();
-    let list = List::new(API_VERSION, "ManagedCluster", items);
-    respond(req.headers(), http::StatusCode::OK, &list)
+/// Server-owned parts of a stored ManagedCluster, from its registry record.
+fn fill(o: &mut Value, r: &ClusterRecord) {
+    o["metadata"]["uid"] = json!(r.uid);
+    o["metadata"]["creationTimestamp"] = json!(r.created_at);
+    o["spec"] = json!({
+        "certificateFingerprint": r.cert_fingerprint,
+        "certificateExpires": r.cert_not_after,
+    });
 }
 
-/// `GET /apis/cattery.dev/v1/managedclusters/{name}`.
-pub async fn get(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let c = state
-        .registry
-        .get(&name)
-        .ok_or_else(|| ApiError::new(404, format!("managedclusters {name:?} not found")))?;
-    Ok(respond(req.headers(), http::StatusCode::OK, &c))
-}
-
-/// `DELETE /apis/cattery.dev/v1/managedclusters/{name}`: closes the tunnel and revokes the
-/// cluster's certificate.
-pub async fn delete(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let removed = state.registry.remove(&name)?;
+/// Removes a cluster: revokes its certificates and closes its tunnel (registry), then
+/// deletes the object. Either side missing the cluster is not an error while the other
+/// has it (a store written by an older version, or a crash between the two writes).
+pub(crate) fn delete(st: &AppState, name: &str) -> Result<Value, ApiError> {
+    let removed = st.registry.remove(name);
+    let last = st.resources.delete(HubKind::ManagedCluster, None, name);
+    let v = match (removed, last) {
+        (Ok(view), Ok(last)) => {
+            let mut v = (*last).clone();
+            v["status"] = serde_json::to_value(view.status).unwrap_or_default();
+            v
+        }
+        (Ok(view), Err(_)) => serde_json::to_value(view).unwrap_or_default(),
+        (Err(_), Ok(last)) => (*last).clone(),
+        (Err(e), Err(_)) => return Err(e.into()),
+    };
     tracing::info!(cluster = name, "cluster removed");
-    Ok(respond(req.headers(), http::StatusCode::OK, &removed))
+    Ok(v)
+}
+
+/// Adds the registry's live status (connection condition, agent, versions) to a stored
+/// ManagedCluster.
+pub(crate) fn add_status(st: &AppState, obj: &mut Value) {
+    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+    if let Some(c) = st.registry.get(&name) {
+        obj["status"] = serde_json::to_value(c.status).unwrap_or_default();
+    }
+}
+
+/// Brings the resource store in step with the registry at startup: clusters registered
+/// before the store existed (or by an older version) get their object, with their labels,
+/// uid and creation time; objects whose registration is gone are removed.
+pub(crate) fn reconcile_store(
+    registry: &crate::registry::Registry,
+    resources: &super::resources::HubStore,
+) -> Result<(), cattery_store::StoreError> {
+    let records = registry.records();
+    resources.transaction(|tx| {
+        for r in &records {
+            if tx.get(HubKind::ManagedCluster, None, &r.name).is_none() {
+                let obj = json!({"metadata": {"name": r.name, "labels": r.labels}});
+                tx.create_with(HubKind::ManagedCluster, None, obj, |o| fill(o, r))?;
+                tracing::info!(cluster = r.name, "cluster moved into the resource store");
+            }
+        }
+        for o in tx.objects(HubKind::ManagedCluster, None) {
+            let name = o["metadata"]["name"].as_str().unwrap_or("").to_string();
+            if !records.iter().any(|r| r.name == name) {
+                tx.delete_with(HubKind::ManagedCluster, None, &name, |_| {})?;
+                tracing::warn!(
+                    cluster = name,
+                    "removed a stored cluster with no registration"
+                );
+            }
+        }
+        Ok(())
+    })
 }
 
 /// `GET /apis/cattery.dev/v1/managementclusters/default`: the address agents dial.

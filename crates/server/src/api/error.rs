@@ -63,6 +63,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<cattery_store::StoreError> for ApiError {
+    fn from(e: cattery_store::StoreError) -> Self {
+        if e.code() == 500 {
+            tracing::error!("{e}");
+        }
+        ApiError::with_reason(e.code(), e.reason(), e.to_string())
+    }
+}
+
 impl From<DecodeError> for ApiError {
     fn from(e: DecodeError) -> Self {
         ApiError::new(400, e.to_string())

@@ -14,11 +14,15 @@ use crate::AppState;
 use crate::auth::Identity;
 
 pub mod clusters;
+pub mod discovery;
 pub mod error;
 pub mod extract;
 pub mod gate;
+pub mod kinds;
+pub mod protobuf;
 pub mod rbac;
 pub mod request_info;
+pub mod resources;
 pub mod review;
 pub mod tokens;
 
@@ -32,14 +36,12 @@ pub const MAX_RESOURCE_BODY: usize = 1 << 20;
 pub fn router(state: Arc<AppState>) -> Router {
     let authenticated = Router::new()
         .route("/version", get(version))
-        .route(
-            "/apis/cattery.dev/v1/managedclusters",
-            get(clusters::list).post(clusters::create),
-        )
-        .route(
-            "/apis/cattery.dev/v1/managedclusters/{name}",
-            get(clusters::get).delete(clusters::delete),
-        )
+        .route("/api", get(discovery::api))
+        .route("/apis", get(discovery::apis))
+        .route("/apis/{group}", get(discovery::group))
+        .route("/apis/{group}/{version}", get(discovery::group_version))
+        .route("/openapi/v3", get(discovery::openapi_index))
+        .route("/openapi/v3/{*rest}", get(discovery::openapi_v3_doc))
         .route(
             "/apis/cattery.dev/v1/managementclusters/default",
             get(clusters::management_cluster),
@@ -88,7 +90,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/apis/authentication.k8s.io/v1/selfsubjectreviews",
             post(review::whoami),
         )
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics));
+    let authenticated = resources::routes(authenticated)
         .route("/clusters/{name}/k8s", any(proxy))
         .route("/clusters/{name}/k8s/{*rest}", any(proxy))
         .fallback(not_found)
@@ -129,7 +132,13 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn version() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"cattery": env!("CARGO_PKG_VERSION")}))
+    // kubectl reads gitVersion/major/minor; `cattery` stays for existing clients.
+    axum::Json(serde_json::json!({
+        "cattery": env!("CARGO_PKG_VERSION"),
+        "gitVersion": concat!("v", env!("CARGO_PKG_VERSION"), "-cattery"),
+        "major": "",
+        "minor": "",
+    }))
 }
 
 /// The caller's identity (present on every authenticated route).
@@ -226,6 +235,14 @@ pub fn check_metadata(
         ));
     }
     cattery_api::validate_labels(&meta.labels).map_err(|e| invalid("labels", e.to_string()))
+}
+
+/// [`check_metadata`] for kinds kept in the resource store, which keep labels and
+/// annotations (so `kubectl apply`'s last-applied annotation round-trips).
+pub fn check_stored_metadata(kind: &str, meta: &cattery_api::ObjectMeta) -> Result<(), ApiError> {
+    let mut m = meta.clone();
+    m.annotations.clear();
+    check_metadata(kind, &m, true)
 }
 
 /// Serializes `value` as YAML when the client accepts only YAML, else JSON.

@@ -22,7 +22,11 @@ pub async fn access_review(
     let who = identity(&req);
     let headers = req.headers().clone();
     let body = read_body(req, MAX_RESOURCE_BODY).await?;
-    let mut review: SelfSubjectAccessReview = cattery_api::wire::decode(&body)?;
+    let mut review: SelfSubjectAccessReview = if super::protobuf::is_protobuf(&headers) {
+        cattery_api::wire::from_value(super::protobuf::self_subject_access_review(&body)?)?
+    } else {
+        cattery_api::wire::decode(&body)?
+    };
     let spec = &review.spec;
     let authz = state.authz.current();
     let decision = match (&spec.resource_attributes, &spec.non_resource_attributes) {

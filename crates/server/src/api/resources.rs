@@ -1,0 +1,562 @@
+//! Generic handlers for every kind in the descriptor table ([`super::kinds::KINDS`]):
+//! list (label and field selectors, `limit`/`continue`), watch, get, create, update (PUT,
+//! 409 on a stale resourceVersion), patch (merge, strategic merge treated as merge,
+//! JSON patch, server-side apply) and delete, over the hub's [`cattery_store::Store`].
+//!
+//! The handlers sit behind the same gate as every route (authentication, RBAC, audit
+//! trail). ManagedCluster has effects outside the store, kept in [`super::clusters`]:
+//! creating one issues its certificate and manifest, deleting one revokes the certificate
+//! and closes the tunnel, and its `status` is the registry's live view, added on every read.
+//! Every write is an event of the store, so a label change reaches watchers (`kubectl get
+//! -w`, the federation reconciler) without a second notification path.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::get;
+use cattery_store::http::query::{ListParams, WatchParams, flag};
+use cattery_store::http::table::{IncludeObject, table, wants_table};
+use cattery_store::{Filter, Obj, StoreError};
+use serde_json::{Value, json};
+
+use super::extract::Path;
+use super::kinds::{Descriptor, HubKind, KINDS};
+use super::{ApiError, MAX_RESOURCE_BODY, read_body, respond};
+use crate::AppState;
+
+/// The hub's resource store.
+pub type HubStore = cattery_store::Store<HubKind>;
+
+/// Query parameters as sent, in order.
+pub(crate) struct QueryPairs(Vec<(String, String)>);
+
+impl QueryPairs {
+    pub(crate) fn of(req: &Request) -> Self {
+        QueryPairs(
+            form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    /// Refuses a parameter outside `allowed` (a misspelt one would be silently ignored).
+    pub(crate) fn only(&self, allowed: &[&str]) -> Result<&Self, ApiError> {
+        match self.0.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+            Some((k, _)) => Err(ApiError::with_reason(
+                400,
+                "BadRequest",
+                format!(
+                    "unknown query parameter {k:?}; expected one of {}",
+                    allowed.join(", ")
+                ),
+            )),
+            None => Ok(self),
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+const LIST_PARAMS: &[&str] = &[
+    "labelSelector",
+    "fieldSelector",
+    "limit",
+    "continue",
+    "watch",
+    "resourceVersion",
+    "resourceVersionMatch",
+    "timeoutSeconds",
+    "allowWatchBookmarks",
+    "sendInitialEvents",
+    "includeObject",
+    "pretty",
+];
+const GET_PARAMS: &[&str] = &["resourceVersion", "includeObject", "pretty"];
+const WRITE_PARAMS: &[&str] = &[
+    "fieldManager",
+    "fieldValidation",
+    "dryRun",
+    "pretty",
+    "includeObject",
+];
+const CREATE_CLUSTER_PARAMS: &[&str] = &[
+    "fieldManager",
+    "fieldValidation",
+    "dryRun",
+    "pretty",
+    "includeObject",
+    "manifestFormat",
+];
+const PATCH_PARAMS: &[&str] = &[
+    "fieldManager",
+    "fieldValidation",
+    "dryRun",
+    "force",
+    "pretty",
+    "includeObject",
+];
+const DELETE_PARAMS: &[&str] = &[
+    "gracePeriodSeconds",
+    "propagationPolicy",
+    "orphanDependents",
+    "dryRun",
+    "pretty",
+    "includeObject",
+];
+
+fn bad_query(e: cattery_store::http::query::QueryError) -> ApiError {
+    ApiError::with_reason(400, "BadRequest", e.0)
+}
+
+/// Adds the routes of every kind in [`KINDS`].
+pub fn routes(mut router: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
+    for d in KINDS {
+        let collection = d.collection_path();
+        router = router
+            .route(
+                &collection,
+                get(move |st: State<Arc<AppState>>, req: Request| list(d, st, req))
+                    .post(move |st: State<Arc<AppState>>, req: Request| create(d, st, req)),
+            )
+            .route(
+                &format!("{collection}/{{name}}"),
+                get(
+                    move |st: State<Arc<AppState>>, p: Path<String>, req: Request| {
+                        get_one(d, st, p, req)
+                    },
+                )
+                .put(
+                    move |st: State<Arc<AppState>>, p: Path<String>, req: Request| {
+                        update(d, st, p, req)
+                    },
+                )
+                .patch(
+                    move |st: State<Arc<AppState>>, p: Path<String>, req: Request| {
+                        patch(d, st, p, req)
+                    },
+                )
+                .delete(
+                    move |st: State<Arc<AppState>>, p: Path<String>, req: Request| {
+                        delete(d, st, p, req)
+                    },
+                ),
+            );
+    }
+    router
+}
+
+/// The object as clients see it: the stored one plus, for clusters, the live status.
+pub(crate) fn view(st: &AppState, d: &Descriptor, obj: &Obj) -> Value {
+    let mut v = (**obj).clone();
+    if d.kind == HubKind::ManagedCluster {
+        super::clusters::add_status(st, &mut v);
+    }
+    v
+}
+
+/// Answers one object as JSON, YAML or a one-row Table.
+fn answer(
+    d: &Descriptor,
+    headers: &http::HeaderMap,
+    q: &QueryPairs,
+    code: http::StatusCode,
+    obj: &Value,
+) -> Response {
+    if wants_table(accept(headers)) {
+        let inc = IncludeObject::parse(q.get("includeObject"));
+        let t = table(d.columns, [obj], None, None, inc);
+        return respond(headers, code, &t);
+    }
+    respond(headers, code, obj)
+}
+
+fn accept(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+}
+
+async fn list(
+    d: &'static Descriptor,
+    State(st): State<Arc<AppState>>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let q = QueryPairs::of(&req);
+    q.only(LIST_PARAMS)?;
+    let p = ListParams::parse(|k| q.get(k)).map_err(bad_query)?;
+    let filter = Filter {
+        res: d.kind,
+        namespace: None,
+        labels: p.labels.clone(),
+        fields: p.fields.clone(),
+    };
+    let headers = req.headers();
+    let table_inc =
+        wants_table(accept(headers)).then(|| IncludeObject::parse(q.get("includeObject")));
+    if flag(q.get("watch")) {
+        let w = WatchParams::parse(|k| q.get(k)).map_err(bad_query)?;
+        let st2 = st.clone();
+        let render = Box::new(move |_, obj: &Obj| {
+            let v = view(&st2, d, obj);
+            match table_inc {
+                Some(inc) => table(d.columns, [&v], None, None, inc),
+                None => v,
+            }
+        });
+        let stop = st.shutdown.clone();
+        let body = cattery_store::http::watch::stream(
+            st.clone(),
+            |s: &AppState| &s.resources,
+            filter,
+            &w,
+            render,
+            cattery_store::http::status::status,
+            async move { stop.cancelled().await },
+        );
+        return Ok(Response::builder()
+            .status(http::StatusCode::OK)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::CACHE_CONTROL, "no-cache, private")
+            .body(Body::from_stream(body))
+            .expect("valid response"));
+    }
+    // The gate let a list through when some names may be listed; keep only those.
+    let who = super::identity(&req);
+    let names = st.authz.current().allowed_names(
+        &cattery_rbac::Requester {
+            user: &who.user,
+            groups: &who.groups,
+        },
+        "list",
+        d.group,
+        d.plural,
+        None,
+        None,
+    );
+    let page = st
+        .resources
+        .list(&filter, p.limit, p.continue_token.as_deref())?;
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .filter(|o| names.contains(o["metadata"]["name"].as_str().unwrap_or("")))
+        .map(|o| view(&st, d, o))
+        .collect();
+    let rv = page.rv.to_string();
+    if let Some(inc) = table_inc {
+        let t = table(
+            d.columns,
+            items.iter(),
+            Some(&rv),
+            page.continue_token.as_deref(),
+            inc,
+        );
+        return Ok(respond(headers, http::StatusCode::OK, &t));
+    }
+    let mut meta = json!({"resourceVersion": rv});
+    if let Some(c) = &page.continue_token {
+        meta["continue"] = json!(c);
+    }
+    let list = json!({
+        "apiVersion": d.api_version(),
+        "kind": format!("{}List", d.kind_name),
+        "metadata": meta,
+        "items": items,
+    });
+    Ok(respond(headers, http::StatusCode::OK, &list))
+}
+
+async fn get_one(
+    d: &'static Descriptor,
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let q = QueryPairs::of(&req);
+    q.only(GET_PARAMS)?;
+    let obj = st.resources.get(d.kind, None, &name)?;
+    let v = view(&st, d, &obj);
+    Ok(answer(d, req.headers(), &q, http::StatusCode::OK, &v))
+}
+
+/// Refuses `dryRun`: nothing here can evaluate a write without making it yet, and
+/// making it would surprise the caller.
+fn refuse_dry_run(q: &QueryPairs) -> Result<(), ApiError> {
+    match q.get("dryRun") {
+        Some(v) if !v.is_empty() => Err(ApiError::with_reason(
+            400,
+            "BadRequest",
+            format!("dryRun={v:?} is not supported by the hub's resources"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Parses a request body (JSON or YAML) into an object.
+fn parse_object(d: &Descriptor, body: &[u8]) -> Result<Value, ApiError> {
+    let v = cattery_api::wire::parse(body)?;
+    if !v.is_object() {
+        return Err(ApiError::with_reason(
+            400,
+            "BadRequest",
+            format!("the body must be a {} object", d.kind_name),
+        ));
+    }
+    Ok(v)
+}
+
+/// Creates `obj` (already parsed): validates it, then stores it (ManagedCluster: issues
+/// its certificate first).
+async fn create_object(
+    d: &'static Descriptor,
+    st: &Arc<AppState>,
+    q: &QueryPairs,
+    mut obj: Value,
+) -> Result<Value, ApiError> {
+    if let Some(m) = obj.as_object_mut() {
+        m.remove("status");
+    }
+    (d.validate)(&obj)?;
+    if d.kind == HubKind::ManagedCluster {
+        return super::clusters::create(st, q, obj);
+    }
+    let stored = st.resources.create(d.kind, None, obj)?;
+    Ok(view(st, d, &stored))
+}
+
+async fn create(
+    d: &'static Descriptor,
+    State(st): State<Arc<AppState>>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let q = QueryPairs::of(&req);
+    let headers = req.headers().clone();
+    let body = read_body(req, MAX_RESOURCE_BODY).await?;
+    q.only(if d.kind == HubKind::ManagedCluster {
+        CREATE_CLUSTER_PARAMS
+    } else {
+        WRITE_PARAMS
+    })?;
+    refuse_dry_run(&q)?;
+    let obj = parse_object(d, &body)?;
+    let created = create_object(d, &st, &q, obj).await?;
+    Ok(answer(d, &headers, &q, http::StatusCode::CREATED, &created))
+}
+
+/// What the server owns in an object and a client cannot change by a write: the status
+/// (the registry's, for clusters) and, for clusters, the spec (certificate facts).
+fn keep_server_owned(d: &Descriptor, old: &Value, new: &mut Value) {
+    if let Some(m) = new.as_object_mut() {
+        m.remove("status");
+        if d.kind == HubKind::ManagedCluster {
+            match old.get("spec") {
+                Some(s) => m.insert("spec".into(), s.clone()),
+                None => m.remove("spec"),
+            };
+        }
+        if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
+            // Server-set fields a client may echo back; the store sets them again.
+            for f in ["managedFields", "selfLink"] {
+                meta.remove(f);
+            }
+        }
+    }
+}
+
+async fn update(
+    d: &'static Descriptor,
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let q = QueryPairs::of(&req);
+    let headers = req.headers().clone();
+    let body = read_body(req, MAX_RESOURCE_BODY).await?;
+    q.only(WRITE_PARAMS)?;
+    refuse_dry_run(&q)?;
+    let mut obj = parse_object(d, &body)?;
+    let sent = obj.pointer("/metadata/name").and_then(Value::as_str);
+    if sent != Some(name.as_str()) {
+        return Err(ApiError::with_reason(
+            400,
+            "BadRequest",
+            format!(
+                "{} metadata.name: {:?} does not match the name in the URL {name:?}",
+                d.kind_name,
+                sent.unwrap_or("")
+            ),
+        ));
+    }
+    let stored = st
+        .resources
+        .modify(d.kind, None, &name, false, |old: &Obj| {
+            keep_server_owned(d, old, &mut obj);
+            (d.validate)(&obj)?;
+            Ok::<_, ApiError>(obj)
+        })?;
+    let v = view(&st, d, &stored);
+    Ok(answer(d, &headers, &q, http::StatusCode::OK, &v))
+}
+
+/// A PATCH body's format, from its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PatchKind {
+    /// RFC 7386; also `strategic-merge-patch+json`: these kinds have no lists with merge
+    /// keys, so a strategic merge patch means what a merge patch means.
+    Merge,
+    /// RFC 6902.
+    Json,
+    /// `application/apply-patch+yaml`: server-side apply.
+    Apply,
+}
+
+fn patch_kind(headers: &http::HeaderMap) -> Result<PatchKind, ApiError> {
+    let ct = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = ct.split(';').next().unwrap_or("").trim();
+    match media {
+        "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+            Ok(PatchKind::Merge)
+        }
+        "application/json-patch+json" => Ok(PatchKind::Json),
+        "application/apply-patch+yaml" | "application/apply-patch+json" => Ok(PatchKind::Apply),
+        _ => Err(ApiError::with_reason(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of a PATCH must be application/merge-patch+json, application/strategic-merge-patch+json, application/json-patch+json or application/apply-patch+yaml, not {ct:?}"
+            ),
+        )),
+    }
+}
+
+fn apply_patch(kind: PatchKind, target: &mut Value, patch: &Value) -> Result<(), ApiError> {
+    match kind {
+        PatchKind::Merge | PatchKind::Apply => {
+            if !patch.is_object() {
+                return Err(ApiError::with_reason(
+                    400,
+                    "BadRequest",
+                    "a merge patch must be a JSON object",
+                ));
+            }
+            json_patch::merge(target, patch);
+            Ok(())
+        }
+        PatchKind::Json => {
+            let p: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
+                ApiError::with_reason(400, "BadRequest", format!("invalid JSON patch: {e}"))
+            })?;
+            json_patch::patch(target, &p).map_err(|e| {
+                ApiError::with_reason(422, "Invalid", format!("applying the JSON patch: {e}"))
+            })
+        }
+    }
+}
+
+async fn patch(
+    d: &'static Descriptor,
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let q = QueryPairs::of(&req);
+    let headers = req.headers().clone();
+    let kind = patch_kind(&headers);
+    let body = read_body(req, MAX_RESOURCE_BODY).await?;
+    let kind = kind?;
+    q.only(PATCH_PARAMS)?;
+    refuse_dry_run(&q)?;
+    let patch = match kind {
+        PatchKind::Apply => parse_object(d, &body)?,
+        _ => serde_json::from_slice::<Value>(&body).map_err(|e| {
+            ApiError::with_reason(400, "BadRequest", format!("the patch is not JSON: {e}"))
+        })?,
+    };
+    if kind == PatchKind::Apply {
+        if q.get("fieldManager").is_none_or(str::is_empty) {
+            return Err(ApiError::with_reason(
+                400,
+                "BadRequest",
+                "fieldManager: Required value: is required for apply patch",
+            ));
+        }
+        let sent = patch.pointer("/metadata/name").and_then(Value::as_str);
+        if sent != Some(name.as_str()) {
+            return Err(ApiError::with_reason(
+                400,
+                "BadRequest",
+                format!(
+                    "{} metadata.name: {:?} does not match the name in the URL {name:?}",
+                    d.kind_name,
+                    sent.unwrap_or("")
+                ),
+            ));
+        }
+        match st.resources.get(d.kind, None, &name) {
+            Err(StoreError::NotFound { .. }) => {
+                let created = create_object(d, &st, &q, patch).await?;
+                return Ok(answer(d, &headers, &q, http::StatusCode::CREATED, &created));
+            }
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+    }
+    let stored = st
+        .resources
+        .modify(d.kind, None, &name, false, |old: &Obj| {
+            let mut obj = (**old).clone();
+            apply_patch(kind, &mut obj, &patch)?;
+            if obj.pointer("/metadata/name").and_then(Value::as_str) != Some(name.as_str()) {
+                return Err(ApiError::with_reason(
+                    400,
+                    "BadRequest",
+                    format!(
+                        "{} metadata.name: a patch cannot rename an object",
+                        d.kind_name
+                    ),
+                ));
+            }
+            keep_server_owned(d, old, &mut obj);
+            (d.validate)(&obj)?;
+            Ok::<_, ApiError>(obj)
+        })?;
+    let v = view(&st, d, &stored);
+    Ok(answer(d, &headers, &q, http::StatusCode::OK, &v))
+}
+
+async fn delete(
+    d: &'static Descriptor,
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let q = QueryPairs::of(&req);
+    q.only(DELETE_PARAMS)?;
+    refuse_dry_run(&q)?;
+    let last = if d.kind == HubKind::ManagedCluster {
+        super::clusters::delete(&st, &name)?
+    } else {
+        let last = st.resources.delete(d.kind, None, &name)?;
+        view(&st, d, &last)
+    };
+    Ok(answer(d, req.headers(), &q, http::StatusCode::OK, &last))
+}
+
+/// Opens the hub's resource store in `state.db` (same file as the registry's tables, its
+/// own tables `resources` and `resource_versions`).
+pub fn open_store(path: &std::path::Path) -> Result<HubStore, StoreError> {
+    let backend = cattery_store::backend::Sqlite::open(path)
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    HubStore::open(Box::new(backend), cattery_store::HISTORY_LIMIT)
+}
