@@ -158,28 +158,6 @@ pub struct DynamicKind {
     pub namespaced: bool,
 }
 
-impl DynamicKind {
-    /// The description of a typed resource.
-    pub fn of<K: Resource>() -> Self {
-        DynamicKind {
-            api_version: K::API_VERSION,
-            kind: K::KIND,
-            plural: K::URL_PATH_SEGMENT,
-            namespaced: K::Scope::is_namespaced(),
-        }
-    }
-}
-
-trait ScopeExt {
-    fn is_namespaced() -> bool;
-}
-
-impl<S: k8s_openapi::ResourceScope + 'static> ScopeExt for S {
-    fn is_namespaced() -> bool {
-        std::any::TypeId::of::<S>() == std::any::TypeId::of::<k8s_openapi::NamespaceResourceScope>()
-    }
-}
-
 /// `/api/v1[/namespaces/NS]/PLURAL` or `/apis/G/V[/namespaces/NS]/PLURAL`.
 fn dynamic_collection_path(
     api_version: &str,
@@ -408,9 +386,14 @@ impl ClusterClient {
         // An apply body names its type; k8s-openapi types serialize it, others may not.
         value["apiVersion"] = K::API_VERSION.into();
         value["kind"] = K::KIND.into();
-        let stored = self
-            .apply_value(&DynamicKind::of::<K>(), &value, force)
-            .await?;
+        // A typed object names its namespace exactly when its type is namespaced.
+        let kind = DynamicKind {
+            api_version: K::API_VERSION,
+            kind: K::KIND,
+            plural: K::URL_PATH_SEGMENT,
+            namespaced: value.pointer("/metadata/namespace").is_some(),
+        };
+        let stored = self.apply_value(&kind, &value, force).await?;
         serde_json::from_value(stored).map_err(|e| ClientError::Decode {
             cluster: self.cluster.clone(),
             what: format!("the applied {}", K::KIND),

@@ -20,6 +20,7 @@ pub mod auth;
 pub mod authz;
 pub mod cluster_client;
 pub mod cluster_tasks;
+pub mod federation;
 pub mod files;
 pub mod https;
 pub mod logs;
@@ -372,6 +373,7 @@ pub async fn start(
         tokio::spawn(async move {
             let _ = audit_task.await;
         }),
+        tokio::spawn(federation::run(state.clone(), shutdown.clone())),
         tokio::spawn(flush_token_use(state, shutdown.clone())),
     ];
     tracing::info!(%api_addr, %tunnel_addr, address, "management plane started");

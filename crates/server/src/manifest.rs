@@ -106,13 +106,18 @@ fn to_yaml(v: &Value) -> String {
 /// What the management plane's controllers may do in a managed cluster. They act as the
 /// ServiceAccount `cattery-system/cattery-controller` (the agent impersonates it for
 /// them), so this ClusterRole is the limit; a cluster admin narrows it by editing the role.
+///
+/// Exactly what FederatedPolicy placement needs: the five placeable kinds (list and watch
+/// to observe, create for an absent object, patch for server-side apply, delete for
+/// removal; never update, which would replace fields other managers own), and read-only
+/// pods and namespaces for remote peers.
 pub fn controller_rules() -> Value {
     let write = json!(["get", "list", "watch", "create", "patch", "delete"]);
     json!([
         {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": write},
         {"apiGroups": ["projectcalico.org"],
-         "resources": ["networkpolicies", "globalnetworkpolicies", "stagednetworkpolicies",
-                       "stagedglobalnetworkpolicies", "stagedkubernetesnetworkpolicies"],
+         "resources": ["networkpolicies", "globalnetworkpolicies", "networksets",
+                       "globalnetworksets"],
          "verbs": write},
         {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]}
     ])
