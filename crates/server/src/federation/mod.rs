@@ -209,7 +209,9 @@ async fn execute_all(
                 let res = tokio::time::timeout_at(deadline, execute::run(&client, &actions))
                     .await
                     .unwrap_or_else(|_| {
-                        Err(format!("the cluster did not answer within {CLUSTER_TIMEOUT:?}"))
+                        Err(format!(
+                            "the cluster did not answer within {CLUSTER_TIMEOUT:?}"
+                        ))
                     });
                 out.push((policy, cluster.clone(), res));
             }
@@ -246,7 +248,9 @@ async fn round(st: &Arc<AppState>, limit: &Arc<Semaphore>, memory: &mut Memory) 
                     "federation: removing {} objects of deleted policies",
                     actions.len()
                 );
-                work.entry(cluster.clone()).or_default().push((None, actions));
+                work.entry(cluster.clone())
+                    .or_default()
+                    .push((None, actions));
             }
         }
     }

@@ -1,0 +1,406 @@
+//! FederatedPolicy end to end: a real `cattery server`, three `cattery sim-cluster`s with
+//! real agents over mTLS tunnels, policies written through the hub's API with curl, and
+//! the clusters read directly. Covers placement by label, relabelling, overrides, drift
+//! repair, Inform, conflicts, an agent stopped and restarted, a user without permission,
+//! and deletion removing exactly what was placed.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Proc, Server, Sim, start_agent, test_dir, wait_for};
+use serde_json::{Value, json};
+
+const FP: &str = "/apis/cattery.dev/v1/federatedpolicies";
+const NP: &str = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies";
+
+/// curl against a simulator's Kubernetes API (no authentication configured).
+fn sim_call(sim: &Sim, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "--max-time",
+        "10",
+        "-X",
+        method,
+        "-w",
+        "\n%{http_code}",
+    ]);
+    if let Some(b) = body {
+        cmd.args(["-H", "Content-Type: application/json", "-d", &b.to_string()]);
+    }
+    let out = cmd.arg(format!("{}{path}", sim.url)).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (
+        code.trim().parse().unwrap_or(0),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+/// Names of the NetworkPolicies in `shop` of a simulator, with their pod selector's app.
+fn sim_policies(sim: &Sim) -> Vec<(String, String)> {
+    let (code, list) = sim_call(sim, "GET", NP, None);
+    assert_eq!(code, 200, "{list}");
+    let mut out: Vec<(String, String)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                o["spec"]["podSelector"]["matchLabels"]["app"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn api(
+    server: &Server,
+    token: &str,
+    method: &str,
+    path: &str,
+    ct: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let (text, code) = server.curl_as(
+        Some(token),
+        &[
+            path,
+            "-X",
+            method,
+            "-H",
+            &format!("Content-Type: {ct}"),
+            "-d",
+            &body.to_string(),
+        ],
+    );
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn label(server: &Server, cluster: &str, env: &str) {
+    let (code, body) = api(
+        server,
+        &server.token,
+        "PATCH",
+        &format!("/apis/cattery.dev/v1/managedclusters/{cluster}"),
+        "application/merge-patch+json",
+        &json!({"metadata": {"labels": {"env": env}}}),
+    );
+    assert_eq!(code, 200, "{body}");
+}
+
+fn status(server: &Server, policy: &str) -> Value {
+    let (text, code) = server.curl(&[&format!("{FP}/{policy}")]);
+    assert_eq!(code, 200, "{text}");
+    serde_json::from_str::<Value>(&text).unwrap()["status"].clone()
+}
+
+/// `(cluster, state, reason)` of every cluster in a policy's status.
+fn states(server: &Server, policy: &str) -> Vec<(String, String, String)> {
+    status(server, policy)["clusters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or("").into(),
+                c["state"].as_str().unwrap_or("").into(),
+                c["reason"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect()
+}
+
+fn wait_states(
+    server: &Server,
+    policy: &str,
+    want: &[(&str, &str)],
+    timeout: Duration,
+) -> Duration {
+    let start = Instant::now();
+    wait_for(
+        &format!("{policy} to have states {want:?}"),
+        timeout,
+        || {
+            let got = states(server, policy);
+            let got: Vec<(&str, &str)> = got
+                .iter()
+                .map(|(c, s, _)| (c.as_str(), s.as_str()))
+                .collect();
+            (got == want).then_some(())
+        },
+    );
+    start.elapsed()
+}
+
+fn web_policy() -> Value {
+    json!({
+        "apiVersion": "cattery.dev/v1", "kind": "FederatedPolicy",
+        "metadata": {"name": "web"},
+        "spec": {
+            "placement": {"clusterSelector": {"matchLabels": {"env": "prod"}}},
+            "resources": [{
+                "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": "allow-web", "namespace": "shop"},
+                "spec": {"podSelector": {"matchLabels": {"app": "web"}},
+                         "policyTypes": ["Ingress"],
+                         "ingress": [{"ports": [{"port": 8080}]}]}
+            }],
+            "overrides": [{
+                "clusterNames": ["c2"],
+                "resource": {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                             "name": "allow-web"},
+                "patch": {"spec": {"podSelector": {"matchLabels": {"app": "web-c2"}}}}
+            }]
+        }
+    })
+}
+
+struct Member {
+    sim: Sim,
+    agent: Proc,
+    config: std::path::PathBuf,
+}
+
+#[test]
+fn federated_policy_end_to_end() {
+    let dir = test_dir();
+    let d = dir.path();
+    let server = Server::start(d);
+    let mut members: Vec<Member> = ["c1", "c2", "c3"]
+        .iter()
+        .map(|name| {
+            let sim = Sim::start(d, name, None);
+            let config = server.add_cluster(name);
+            let agent = start_agent(d, name, &config, &sim.url, &[]);
+            Member { sim, agent, config }
+        })
+        .collect();
+    for (name, env) in [("c1", "prod"), ("c2", "prod"), ("c3", "dev")] {
+        server.wait_connected(name, "True");
+        label(&server, name, env);
+    }
+    // Someone's own policy in c1, of the same kind: never touched.
+    let (code, body) = sim_call(
+        &members[0].sim,
+        "POST",
+        NP,
+        Some(
+            &json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "hand-made", "namespace": "shop"},
+            "spec": {"podSelector": {"matchLabels": {"app": "db"}}}}),
+        ),
+    );
+    assert_eq!(code, 201, "{body}");
+
+    // A user without permission on federatedpolicies: 403, and nothing is placed.
+    let bob = server
+        .cli_ok(&["token", "create", "--user", "bob"])
+        .trim()
+        .to_string();
+    let (code, body) = api(&server, &bob, "POST", FP, "application/json", &web_policy());
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(body["reason"], "Forbidden", "{body}");
+    // An invalid template: 400 naming the field, nothing stored.
+    let mut bad = web_policy();
+    bad["spec"]["resources"][0]["spec"]["ingress"][0]["ports"][0]["port"] = json!(70000);
+    let (code, body) = api(&server, &server.token, "POST", FP, "application/json", &bad);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.resources[0].spec.ingress[0].ports[0].port"),
+        "{body}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sim_policies(&members[1].sim), vec![], "nothing was placed");
+
+    // Placement by label, within 5 s; the override changes c2's copy only.
+    let (code, body) = api(
+        &server,
+        &server.token,
+        "POST",
+        FP,
+        "application/json",
+        &web_policy(),
+    );
+    assert_eq!(code, 201, "{body}");
+    let took = wait_states(
+        &server,
+        "web",
+        &[("c1", "Applied"), ("c2", "Applied")],
+        Duration::from_secs(5),
+    );
+    eprintln!("Applied on 2 clusters after {took:?}");
+    assert_eq!(
+        sim_policies(&members[0].sim),
+        vec![
+            ("allow-web".into(), "web".into()),
+            ("hand-made".into(), "db".into())
+        ]
+    );
+    assert_eq!(
+        sim_policies(&members[1].sim),
+        vec![("allow-web".into(), "web-c2".into())]
+    );
+    assert_eq!(sim_policies(&members[2].sim), vec![]);
+    let st = status(&server, "web");
+    assert_eq!(st["counts"]["applied"], 2, "{st}");
+    assert_eq!(st["observedGeneration"], 1, "{st}");
+    let (live_code, live) = sim_call(&members[0].sim, "GET", &format!("{NP}/allow-web"), None);
+    assert_eq!(live_code, 200);
+    assert_eq!(
+        live["metadata"]["labels"]["cattery.dev/federated-policy"],
+        "web"
+    );
+    // Writing status does not bump the generation.
+    let (text, _) = server.curl(&[&format!("{FP}/web")]);
+    let obj: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(obj["metadata"]["generation"], 1, "{obj}");
+
+    // Drift: deleted in c1 directly, put back (Enforce).
+    let (code, body) = sim_call(&members[0].sim, "DELETE", &format!("{NP}/allow-web"), None);
+    assert_eq!(code, 200, "{body}");
+    wait_for(
+        "allow-web to be restored in c1",
+        Duration::from_secs(10),
+        || {
+            sim_policies(&members[0].sim)
+                .iter()
+                .any(|(n, _)| n == "allow-web")
+                .then_some(())
+        },
+    );
+    wait_states(
+        &server,
+        "web",
+        &[("c1", "Applied"), ("c2", "Applied")],
+        Duration::from_secs(10),
+    );
+
+    // Relabelling: c3 joins, c1 leaves (its object is removed; the unowned one stays).
+    label(&server, "c3", "prod");
+    label(&server, "c1", "dev");
+    wait_states(
+        &server,
+        "web",
+        &[("c2", "Applied"), ("c3", "Applied")],
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        sim_policies(&members[0].sim),
+        vec![("hand-made".into(), "db".into())]
+    );
+    assert_eq!(
+        sim_policies(&members[2].sim),
+        vec![("allow-web".into(), "web".into())]
+    );
+
+    // Two policies placing the same name in one cluster: the second is Failed/Conflict,
+    // and the first's object is unchanged.
+    let mut copy = web_policy();
+    copy["metadata"]["name"] = json!("web-copy");
+    copy["spec"]["placement"] = json!({"clusterNames": ["c2"]});
+    copy["spec"]["overrides"] = json!([]);
+    let (code, body) = api(
+        &server,
+        &server.token,
+        "POST",
+        FP,
+        "application/json",
+        &copy,
+    );
+    assert_eq!(code, 201, "{body}");
+    wait_for(
+        "web-copy to conflict on c2",
+        Duration::from_secs(10),
+        || {
+            (states(&server, "web-copy") == vec![("c2".into(), "Failed".into(), "Conflict".into())])
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        sim_policies(&members[1].sim),
+        vec![("allow-web".into(), "web-c2".into())]
+    );
+
+    // Inform: nothing is written, the missing object is reported.
+    let mut inform = web_policy();
+    inform["metadata"]["name"] = json!("audit-only");
+    inform["spec"]["mode"] = json!("Inform");
+    inform["spec"]["placement"] = json!({"clusterNames": ["c1"]});
+    inform["spec"]["overrides"] = json!([]);
+    inform["spec"]["resources"][0]["metadata"]["name"] = json!("must-exist");
+    let (code, body) = api(
+        &server,
+        &server.token,
+        "POST",
+        FP,
+        "application/json",
+        &inform,
+    );
+    assert_eq!(code, 201, "{body}");
+    wait_states(
+        &server,
+        "audit-only",
+        &[("c1", "NonCompliant")],
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        sim_policies(&members[0].sim),
+        vec![("hand-made".into(), "db".into())]
+    );
+
+    // An agent stopped: Unreachable, never a stale Applied; converges after restart,
+    // including a change made while it was away.
+    members[2].agent.kill();
+    server.wait_connected("c3", "False");
+    wait_states(
+        &server,
+        "web",
+        &[("c2", "Applied"), ("c3", "Unreachable")],
+        Duration::from_secs(10),
+    );
+    let (code, body) = sim_call(&members[2].sim, "DELETE", &format!("{NP}/allow-web"), None);
+    assert_eq!(code, 200, "{body}");
+    let m = &mut members[2];
+    m.agent = start_agent(d, "c3-again", &m.config, &m.sim.url, &[]);
+    server.wait_connected("c3", "True");
+    wait_states(
+        &server,
+        "web",
+        &[("c2", "Applied"), ("c3", "Applied")],
+        Duration::from_secs(15),
+    );
+    assert_eq!(
+        sim_policies(&members[2].sim),
+        vec![("allow-web".into(), "web".into())]
+    );
+
+    // Deleting the policy removes exactly what it placed.
+    for p in ["web", "web-copy", "audit-only"] {
+        let (text, code) = server.curl(&[&format!("{FP}/{p}"), "-X", "DELETE"]);
+        assert_eq!(code, 200, "{text}");
+    }
+    wait_for(
+        "the placed objects to be removed",
+        Duration::from_secs(10),
+        || {
+            (sim_policies(&members[1].sim).is_empty() && sim_policies(&members[2].sim).is_empty())
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        sim_policies(&members[0].sim),
+        vec![("hand-made".into(), "db".into())]
+    );
+}
