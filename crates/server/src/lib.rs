@@ -111,6 +111,8 @@ pub struct AppState {
     pub resources: api::resources::HubStore,
     /// Cancelled when the server stops (ends open watches).
     pub shutdown: CancellationToken,
+    /// The FederatedPolicy reconciler's shared state (clusters being removed).
+    pub federation: federation::Handle,
 }
 
 /// A started management plane.
@@ -333,6 +335,7 @@ pub async fn start(
         logs: logs.clone(),
         resources,
         shutdown: shutdown.clone(),
+        federation: federation::Handle::default(),
     });
     // The Manager UI at `/` and `/ui/...`: a client of the API router, through its door.
     let router = cattery_ui::router(

@@ -21,6 +21,7 @@
 mod execute;
 mod observe;
 mod record;
+mod removal;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -39,6 +40,16 @@ use crate::api::kinds::HubKind;
 use crate::cluster_client::ClusterClient;
 
 pub use record::CONTROLLER_USER;
+pub use removal::{Leaving, Unplaced};
+
+/// What the reconciler shares with the API handlers: the clusters being removed (left
+/// out of rounds) and the lock a round holds, so a removal waits for an in-flight round
+/// instead of racing its creates.
+#[derive(Debug, Default)]
+pub struct Handle {
+    leaving: std::sync::Mutex<BTreeSet<String>>,
+    round: tokio::sync::Mutex<()>,
+}
 
 /// Longest time between two rounds (drift made in a cluster is noticed within it).
 pub const RESYNC: Duration = Duration::from_secs(2);
@@ -81,9 +92,18 @@ fn load_policies(st: &AppState) -> Vec<Stored> {
 
 fn load_fleet(st: &AppState) -> Vec<Cluster> {
     let (objs, _) = st.resources.snapshot(&Filter::all(HubKind::ManagedCluster));
+    let leaving = st
+        .federation
+        .leaving
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     objs.iter()
         .filter_map(|o| {
             let name = o.pointer("/metadata/name")?.as_str()?.to_string();
+            if leaving.contains(&name) {
+                return None;
+            }
             let labels = o
                 .pointer("/metadata/labels")
                 .and_then(Value::as_object)
@@ -227,6 +247,7 @@ async fn execute_all(
 
 /// One round; returns whether any action was carried out.
 async fn round(st: &Arc<AppState>, limit: &Arc<Semaphore>, memory: &mut Memory) -> bool {
+    let _round = st.federation.round.lock().await;
     let policies = load_policies(st);
     let fleet = load_fleet(st);
     let placed = placed_keys(&policies);
