@@ -230,15 +230,10 @@ fn federated_policy_end_to_end() {
     assert_eq!(sim_policies(&members[1].sim), vec![], "nothing was placed");
 
     // Placement by label, within 5 s; the override changes c2's copy only.
-    let (code, body) = api(
-        &server,
-        &server.token,
-        "POST",
-        FP,
-        "application/json",
-        &web_policy(),
-    );
-    assert_eq!(code, 201, "{body}");
+    let file = d.join("web.json");
+    std::fs::write(&file, web_policy().to_string()).unwrap();
+    let out = server.cli_ok(&["policy", "apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(out.trim(), "federatedpolicy/web created");
     let took = wait_states(
         &server,
         "web",
@@ -266,6 +261,31 @@ fn federated_policy_end_to_end() {
     assert_eq!(
         live["metadata"]["labels"]["cattery.dev/federated-policy"],
         "web"
+    );
+    let table = server.cli_ok(&["policy", "status", "web"]);
+    assert!(
+        table.contains("web: generation 1, 2 clusters: 2 applied"),
+        "{table}"
+    );
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().take(3).collect())
+        .collect();
+    assert_eq!(
+        rows,
+        vec![vec!["c1", "Applied", "1"], vec!["c2", "Applied", "1"]],
+        "{table}"
+    );
+    // The CLI refuses a bad template before sending it, naming the field.
+    let bad_file = d.join("bad.json");
+    std::fs::write(&bad_file, bad.to_string()).unwrap();
+    let out = server.cli(&["policy", "apply", "-f", bad_file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("spec.resources[0].spec.ingress[0].ports[0].port"),
+        "{err}"
     );
     // Writing status does not bump the generation.
     let (text, _) = server.curl(&[&format!("{FP}/web")]);
@@ -301,6 +321,37 @@ fn federated_policy_end_to_end() {
         });
     assert!(applied_at_1[0].contains("cluster=c1"), "{applied_at_1:?}");
     assert!(applied_at_1[1].contains("cluster=c2"), "{applied_at_1:?}");
+
+    // A new generation reaches every cluster (applied over our own object).
+    let mut v2 = web_policy();
+    v2["spec"]["resources"][0]["spec"]["ingress"][0]["ports"][0]["port"] = json!(8081);
+    std::fs::write(&file, v2.to_string()).unwrap();
+    let out = server.cli_ok(&["policy", "apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(out.trim(), "federatedpolicy/web configured");
+    wait_for(
+        "generation 2 Applied everywhere",
+        Duration::from_secs(10),
+        || {
+            let st = status(&server, "web");
+            (st["observedGeneration"] == 2
+                && st["counts"]["applied"] == 2
+                && st["clusters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|c| c["observedGeneration"] == 2))
+            .then_some(())
+        },
+    );
+    let (_, live) = sim_call(&members[0].sim, "GET", &format!("{NP}/allow-web"), None);
+    assert_eq!(
+        live["spec"]["ingress"][0]["ports"][0]["port"], 8081,
+        "{live}"
+    );
+    assert_eq!(
+        live["metadata"]["annotations"]["cattery.dev/federated-policy-generation"],
+        "2"
+    );
 
     // Drift: deleted in c1 directly, put back (Enforce).
     let (code, body) = sim_call(&members[0].sim, "DELETE", &format!("{NP}/allow-web"), None);
