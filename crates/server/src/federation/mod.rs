@@ -165,6 +165,10 @@ pub async fn run(st: Arc<AppState>, shutdown: CancellationToken) {
     }
 }
 
+/// Per cluster, the action lists to run in order: each for a policy (`None`: removing
+/// objects of deleted policies).
+type Work = BTreeMap<String, Vec<(Option<String>, Vec<Action>)>>;
+
 /// What one cluster's reads produced.
 type Observed = BTreeMap<String, Result<Vec<Value>, String>>;
 
@@ -205,7 +209,7 @@ async fn observe_all(
 /// per (policy, cluster). The policy is `None` for orphan cleanup.
 async fn execute_all(
     st: &AppState,
-    work: BTreeMap<String, Vec<(Option<String>, Vec<Action>)>>,
+    work: Work,
     limit: &Arc<Semaphore>,
 ) -> Vec<(Option<String>, String, Result<(), String>)> {
     let mut tasks = JoinSet::new();
@@ -252,7 +256,7 @@ async fn round(st: &Arc<AppState>, limit: &Arc<Semaphore>, memory: &mut Memory) 
     let fleet = load_fleet(st);
     let placed = placed_keys(&policies);
     let observed = observe_all(st, &fleet, &placed, limit).await;
-    let mut work: BTreeMap<String, Vec<(Option<String>, Vec<Action>)>> = BTreeMap::new();
+    let mut work = Work::new();
 
     // Objects of policies deleted (now or while the cluster was away). The known names
     // are read after the clusters' objects, from the store itself (never a cache).
