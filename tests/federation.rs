@@ -419,6 +419,36 @@ fn federated_policy_end_to_end() {
         vec![("allow-web".into(), "web-c2".into())]
     );
 
+    // A cluster where the apply fails (no Calico in the simulator): Failed, with the
+    // managed cluster's own error message.
+    let calico = json!({
+        "apiVersion": "cattery.dev/v1", "kind": "FederatedPolicy",
+        "metadata": {"name": "calico-sets"},
+        "spec": {"placement": {"clusterNames": ["c2"]}, "resources": [{
+            "apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkSet",
+            "metadata": {"name": "partners"}, "spec": {"nets": ["198.51.100.0/24"]}}]}
+    });
+    let (code, body) = api(
+        &server,
+        &server.token,
+        "POST",
+        FP,
+        "application/json",
+        &calico,
+    );
+    assert_eq!(code, 201, "{body}");
+    let failed = wait_for("calico-sets to fail on c2", Duration::from_secs(10), || {
+        let st = status(&server, "calico-sets");
+        let c = st["clusters"][0].clone();
+        (c["state"] == "Failed").then_some(c)
+    });
+    assert_eq!(failed["reason"], "ApplyFailed", "{failed}");
+    let msg = failed["message"].as_str().unwrap();
+    assert!(
+        msg.contains("GlobalNetworkSet partners") && msg.contains("the cluster answered 404"),
+        "{msg}"
+    );
+
     // Inform: nothing is written, the missing object is reported.
     let mut inform = web_policy();
     inform["metadata"]["name"] = json!("audit-only");
@@ -488,7 +518,7 @@ fn federated_policy_end_to_end() {
     );
 
     // Deleting the policy removes exactly what it placed.
-    for p in ["web", "web-copy", "audit-only"] {
+    for p in ["web", "web-copy", "audit-only", "calico-sets"] {
         let (text, code) = server.curl(&[&format!("{FP}/{p}"), "-X", "DELETE"]);
         assert_eq!(code, 200, "{text}");
     }
