@@ -55,6 +55,9 @@ enum Command {
     Auth(commands::auth::AuthCommand),
     /// Search, aggregate, export and follow central logs.
     Logs(commands::logs::LogsArgs),
+    /// Apply FederatedPolicies and show each cluster's state of one.
+    #[command(subcommand)]
+    Policy(commands::policy::PolicyCommand),
 }
 
 fn init_logging(default: &str) {
@@ -112,6 +115,7 @@ fn main() -> std::process::ExitCode {
             Command::Cluster(c) => commands::cluster::run(c).await,
             Command::Kubeconfig(a) => commands::kubeconfig::run(a).await,
             Command::Logs(a) => commands::logs::run(a).await,
+            Command::Policy(c) => commands::policy::run(c).await,
             Command::Token(c) => commands::token::run(c).await,
             Command::Apply(a) => commands::resources::apply(a).await,
             Command::Get(a) => commands::resources::get(a).await,

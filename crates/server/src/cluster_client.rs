@@ -8,9 +8,11 @@
 //! proxied requests always carry `KUBE_AUTHORITY` (set by [`crate::proxy`]), so no user can
 //! act as this identity. See `docs/design/0011-hub-events-and-cluster-client.md`.
 //!
-//! Types are k8s-openapi's (any [`k8s_openapi::Resource`]; a Calico kind only needs a type
-//! implementing it). Verbs: get, list, server-side apply (`application/apply-patch+yaml`,
-//! field manager [`FIELD_MANAGER`]), delete and watch.
+//! Types are k8s-openapi's (any [`k8s_openapi::Resource`]). Kinds without a type (Calico's)
+//! go through the JSON verbs ([`DynamicKind`]: `list_values`, `create_value`,
+//! `apply_value`, `delete_value` with preconditions), which the typed ones are built on
+//! where they overlap. Verbs: get, list, create, server-side apply
+//! (`application/apply-patch+yaml`, field manager [`FIELD_MANAGER`]), delete and watch.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -142,25 +144,90 @@ fn check_name(what: &'static str, value: &str) -> Result<(), ClientError> {
     }
 }
 
+/// Where a kind lives in a cluster's API, for objects handled as JSON
+/// ([`ClusterClient::list_values`] and friends): Calico's kinds have no k8s-openapi type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DynamicKind {
+    /// `apiVersion` (`v1` for the core group, `group/version` otherwise).
+    pub api_version: &'static str,
+    /// `kind`, written into listed items (a list's items do not carry it).
+    pub kind: &'static str,
+    /// Resource name in URLs (`networkpolicies`).
+    pub plural: &'static str,
+    /// Whether objects live in a namespace.
+    pub namespaced: bool,
+}
+
 /// `/api/v1[/namespaces/NS]/PLURAL` or `/apis/G/V[/namespaces/NS]/PLURAL`.
-fn collection_path<K: Resource>(ns: Option<&str>) -> Result<String, ClientError> {
-    let prefix = if K::GROUP.is_empty() {
-        format!("/api/{}", K::VERSION)
+fn dynamic_collection_path(
+    api_version: &str,
+    plural: &str,
+    ns: Option<&str>,
+) -> Result<String, ClientError> {
+    let prefix = if api_version.contains('/') {
+        format!("/apis/{api_version}")
     } else {
-        format!("/apis/{}/{}", K::GROUP, K::VERSION)
+        format!("/api/{api_version}")
     };
     Ok(match ns {
         Some(ns) => {
             check_name("namespace", ns)?;
-            format!("{prefix}/namespaces/{ns}/{}", K::URL_PATH_SEGMENT)
+            format!("{prefix}/namespaces/{ns}/{plural}")
         }
-        None => format!("{prefix}/{}", K::URL_PATH_SEGMENT),
+        None => format!("{prefix}/{plural}"),
     })
+}
+
+fn collection_path<K: Resource>(ns: Option<&str>) -> Result<String, ClientError> {
+    dynamic_collection_path(K::API_VERSION, K::URL_PATH_SEGMENT, ns)
 }
 
 fn object_path<K: Resource>(ns: Option<&str>, name: &str) -> Result<String, ClientError> {
     check_name("name", name)?;
     Ok(format!("{}/{name}", collection_path::<K>(ns)?))
+}
+
+fn dynamic_object_path(
+    kind: &DynamicKind,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<String, ClientError> {
+    check_name("name", name)?;
+    Ok(format!(
+        "{}/{name}",
+        dynamic_collection_path(kind.api_version, kind.plural, ns)?
+    ))
+}
+
+fn apply_query(force: bool) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("fieldManager", FIELD_MANAGER)
+        .append_pair("force", if force { "true" } else { "false" })
+        .finish()
+}
+
+fn meta_field(obj: &serde_json::Value, f: &str) -> Option<String> {
+    obj.pointer(&format!("/metadata/{f}"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+}
+
+/// The namespace of `obj` when its kind is namespaced (an error when missing), `None`
+/// for a cluster-scoped kind.
+fn object_namespace(
+    kind: &DynamicKind,
+    obj: &serde_json::Value,
+) -> Result<Option<String>, ClientError> {
+    if !kind.namespaced {
+        return Ok(None);
+    }
+    match meta_field(obj, "namespace") {
+        Some(ns) => Ok(Some(ns)),
+        None => Err(ClientError::InvalidName {
+            what: "namespace",
+            value: String::new(),
+        }),
+    }
 }
 
 impl ClusterClient {
@@ -319,21 +386,95 @@ impl ClusterClient {
         // An apply body names its type; k8s-openapi types serialize it, others may not.
         value["apiVersion"] = K::API_VERSION.into();
         value["kind"] = K::KIND.into();
-        let meta = |f: &str| {
-            value
-                .pointer(&format!("/metadata/{f}"))
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
+        // A typed object names its namespace exactly when its type is namespaced.
+        let kind = DynamicKind {
+            api_version: K::API_VERSION,
+            kind: K::KIND,
+            plural: K::URL_PATH_SEGMENT,
+            namespaced: value.pointer("/metadata/namespace").is_some(),
         };
-        let name = meta("name").unwrap_or_default();
-        let ns = meta("namespace");
+        let stored = self.apply_value(&kind, &value, force).await?;
+        serde_json::from_value(stored).map_err(|e| ClientError::Decode {
+            cluster: self.cluster.clone(),
+            what: format!("the applied {}", K::KIND),
+            message: e.to_string(),
+        })
+    }
+
+    /// The objects of `kind` in `ns` (all namespaces when `None`) that `params` selects,
+    /// as JSON, each with its `apiVersion` and `kind` set (list items carry neither).
+    pub async fn list_values(
+        &self,
+        kind: &DynamicKind,
+        ns: Option<&str>,
+        params: &ListParams,
+    ) -> Result<Vec<serde_json::Value>, ClientError> {
         let path = format!(
             "{}?{}",
-            object_path::<K>(ns.as_deref(), &name)?,
+            dynamic_collection_path(kind.api_version, kind.plural, ns)?,
+            params.query(&[])
+        );
+        let bytes = self.call(Method::GET, &path, None, Body::empty()).await?;
+        let list: serde_json::Value = self.decode(&path, &bytes)?;
+        let Some(items) = list.get("items").and_then(|i| i.as_array()) else {
+            return Err(ClientError::Decode {
+                cluster: self.cluster.clone(),
+                what: path,
+                message: "the answer has no `items` list".into(),
+            });
+        };
+        Ok(items
+            .iter()
+            .cloned()
+            .map(|mut o| {
+                o["apiVersion"] = kind.api_version.into();
+                o["kind"] = kind.kind.into();
+                o
+            })
+            .collect())
+    }
+
+    /// Creates `obj` (a POST: fails with 409 `AlreadyExists` when someone created it
+    /// first, where an apply would merge into their object). Returns it as stored.
+    pub async fn create_value(
+        &self,
+        kind: &DynamicKind,
+        obj: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        let ns = object_namespace(kind, obj)?;
+        let path = format!(
+            "{}?{}",
+            dynamic_collection_path(kind.api_version, kind.plural, ns.as_deref())?,
             form_urlencoded::Serializer::new(String::new())
                 .append_pair("fieldManager", FIELD_MANAGER)
-                .append_pair("force", if force { "true" } else { "false" })
                 .finish()
+        );
+        let bytes = self
+            .call(
+                Method::POST,
+                &path,
+                Some("application/json"),
+                Body::from(obj.to_string()),
+            )
+            .await?;
+        self.decode(&path, &bytes)
+    }
+
+    /// Server-side apply of a JSON object (its `apiVersion`, `kind`, `metadata.name` and,
+    /// for a namespaced kind, `metadata.namespace` must be set) as field manager
+    /// [`FIELD_MANAGER`]. Returns the object as stored.
+    pub async fn apply_value(
+        &self,
+        kind: &DynamicKind,
+        obj: &serde_json::Value,
+        force: bool,
+    ) -> Result<serde_json::Value, ClientError> {
+        let name = meta_field(obj, "name").unwrap_or_default();
+        let ns = object_namespace(kind, obj)?;
+        let path = format!(
+            "{}?{}",
+            dynamic_object_path(kind, ns.as_deref(), &name)?,
+            apply_query(force)
         );
         // JSON is YAML: the apply content type takes either.
         let bytes = self
@@ -341,10 +482,45 @@ impl ClusterClient {
                 Method::PATCH,
                 &path,
                 Some("application/apply-patch+yaml"),
-                Body::from(value.to_string()),
+                Body::from(obj.to_string()),
             )
             .await?;
         self.decode(&path, &bytes)
+    }
+
+    /// Deletes one object, only if it still has `uid` and `resource_version` when given
+    /// (`DeleteOptions.preconditions`): an object recreated or changed meanwhile survives
+    /// with a 409.
+    pub async fn delete_value(
+        &self,
+        kind: &DynamicKind,
+        ns: Option<&str>,
+        name: &str,
+        uid: Option<&str>,
+        resource_version: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let ns = if kind.namespaced { ns } else { None };
+        let path = dynamic_object_path(kind, ns, name)?;
+        let mut pre = serde_json::Map::new();
+        if let Some(u) = uid {
+            pre.insert("uid".into(), u.into());
+        }
+        if let Some(rv) = resource_version {
+            pre.insert("resourceVersion".into(), rv.into());
+        }
+        let body = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "preconditions": pre,
+        });
+        self.call(
+            Method::DELETE,
+            &path,
+            Some("application/json"),
+            Body::from(body.to_string()),
+        )
+        .await
+        .map(drop)
     }
 
     /// Deletes one object.

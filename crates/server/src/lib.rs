@@ -23,6 +23,7 @@ pub(crate) mod api;
 pub(crate) mod audit_trail;
 pub(crate) mod authz;
 pub(crate) mod cluster_tasks;
+pub(crate) mod federation;
 pub(crate) mod files;
 pub(crate) mod handler;
 pub(crate) mod https;
@@ -127,6 +128,8 @@ pub(crate) struct AppState {
     pub resources: api::resources::HubStore,
     /// Cancelled when the server stops (ends open watches).
     pub shutdown: CancellationToken,
+    /// The FederatedPolicy reconciler's shared state (clusters being removed).
+    pub federation: federation::Handle,
 }
 
 /// A started management plane.
@@ -358,6 +361,7 @@ pub async fn start(
         logs: logs.clone(),
         resources,
         shutdown: shutdown.clone(),
+        federation: federation::Handle::default(),
     });
     // The Manager UI at `/` and `/ui/...`: a client of the API router, through its door.
     let router = cattery_ui::router(
@@ -403,6 +407,7 @@ pub async fn start(
         tokio::spawn(async move {
             let _ = audit_task.await;
         }),
+        tokio::spawn(federation::run(state.clone(), shutdown.clone())),
         tokio::spawn(flush_token_use(state, shutdown.clone())),
     ];
     tracing::info!(%api_addr, %tunnel_addr, address, "management plane started");

@@ -106,13 +106,18 @@ fn to_yaml(v: &Value) -> String {
 /// What the management plane's controllers may do in a managed cluster. They act as the
 /// ServiceAccount `cattery-system/cattery-controller` (the agent impersonates it for
 /// them), so this ClusterRole is the limit; a cluster admin narrows it by editing the role.
+///
+/// Exactly what FederatedPolicy placement needs: the five placeable kinds (list and watch
+/// to observe, create for an absent object, patch for server-side apply, delete for
+/// removal; never update, which would replace fields other managers own), and read-only
+/// pods and namespaces for remote peers.
 pub fn controller_rules() -> Value {
     let write = json!(["get", "list", "watch", "create", "patch", "delete"]);
     json!([
         {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": write},
         {"apiGroups": ["projectcalico.org"],
-         "resources": ["networkpolicies", "globalnetworkpolicies", "stagednetworkpolicies",
-                       "stagedglobalnetworkpolicies", "stagedkubernetesnetworkpolicies"],
+         "resources": ["networkpolicies", "globalnetworkpolicies", "networksets",
+                       "globalnetworksets"],
          "verbs": write},
         {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]}
     ])
@@ -281,6 +286,54 @@ pub fn crd() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The controller's ClusterRole covers every kind a FederatedPolicy can place with
+    /// exactly the verbs placement uses, and nothing else writable.
+    #[test]
+    fn controller_rules_are_exactly_what_placement_needs() {
+        use cattery_api::federation::ResourceKind;
+        let rules: Vec<ClusterRoleRule> = serde_json::from_value(controller_rules()).unwrap();
+        let grants = |group: &str, plural: &str| -> Vec<String> {
+            rules
+                .iter()
+                .filter(|r| r.api_groups.iter().any(|g| g == group))
+                .filter(|r| r.resources.iter().any(|p| p == plural))
+                .flat_map(|r| r.verbs.clone())
+                .collect()
+        };
+        let write = ["get", "list", "watch", "create", "patch", "delete"];
+        let mut placeable = BTreeSetOf::new();
+        for k in ResourceKind::ALL {
+            let group = k.api_version().split('/').next().unwrap();
+            assert_eq!(grants(group, k.plural()), write, "{k}");
+            placeable.insert((group.to_string(), k.plural().to_string()));
+        }
+        for r in &rules {
+            for g in &r.api_groups {
+                for p in &r.resources {
+                    let writes = r
+                        .verbs
+                        .iter()
+                        .any(|v| !["get", "list", "watch"].contains(&v.as_str()));
+                    assert!(
+                        !writes || placeable.contains(&(g.clone(), p.clone())),
+                        "{g}/{p} is writable but nothing places it"
+                    );
+                    assert!(!r.verbs.iter().any(|v| v == "update" || v == "*"), "{r:?}");
+                }
+            }
+        }
+    }
+
+    type BTreeSetOf = std::collections::BTreeSet<(String, String)>;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ClusterRoleRule {
+        api_groups: Vec<String>,
+        resources: Vec<String>,
+        verbs: Vec<String>,
+    }
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};

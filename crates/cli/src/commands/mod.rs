@@ -7,6 +7,7 @@ pub mod demo;
 pub mod kubeconfig;
 pub mod login;
 pub mod logs;
+pub mod policy;
 pub mod resources;
 pub mod server;
 pub mod sim;

@@ -190,29 +190,15 @@ fn validate_cluster(obj: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Placeholder until `cattery_api::federation` lands (another branch): the envelope only.
-/// The merge replaces this function with the type's own validation.
+/// The envelope checks every hub kind gets, then the type's own validation
+/// ([`cattery_api::federation::validate_value`]): every template, selector and override,
+/// as a 400 naming the field, so nothing invalid is stored and so nothing is placed.
 fn validate_federated_policy(obj: &Value) -> Result<(), ApiError> {
     check_common(&KINDS[1], obj)?;
-    if !obj.get("spec").is_some_and(Value::is_object) {
-        return Err(invalid(
-            "FederatedPolicy",
-            "spec",
-            "Required value: must be an object",
-        ));
-    }
-    for field in obj.as_object().into_iter().flat_map(|m| m.keys()) {
-        if !matches!(
-            field.as_str(),
-            "apiVersion" | "kind" | "metadata" | "spec" | "status"
-        ) {
-            return Err(invalid(
-                "FederatedPolicy",
-                field,
-                "unknown field; expected apiVersion, kind, metadata, spec, status",
-            ));
-        }
-    }
+    cattery_api::federation::validate_value(obj).map_err(|e| {
+        let st = e.status();
+        ApiError::with_reason(st.code, &st.reason, st.message)
+    })?;
     Ok(())
 }
 
@@ -271,6 +257,10 @@ impl cattery_store::Kind for HubKind {
     fn namespaced(&self) -> bool {
         self.descriptor().namespaced
     }
+    /// A FederatedPolicy's `status` is the reconciler's: writes of the object keep it.
+    fn has_status_subresource(&self) -> bool {
+        *self == HubKind::FederatedPolicy
+    }
 }
 
 #[cfg(test)]
@@ -283,13 +273,23 @@ mod tests {
             assert_eq!(d.kind.descriptor() as *const _, &KINDS[i] as *const _);
         }
         let ok = json!({"apiVersion": "cattery.dev/v1", "kind": "FederatedPolicy",
-            "metadata": {"name": "p1", "labels": {"env": "prod"}}, "spec": {}});
+            "metadata": {"name": "p1", "labels": {"env": "prod"}},
+            "spec": {"placement": {"clusterNames": ["c1"]}, "resources": [
+                {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                 "metadata": {"name": "deny", "namespace": "shop"},
+                 "spec": {"podSelector": {}}}]}});
         validate_federated_policy(&ok).unwrap();
         let mut bad = ok.clone();
         bad["spec"] = json!("x");
         let e = validate_federated_policy(&bad).unwrap_err();
+        assert_eq!(e.0.code, 400);
+        assert!(e.0.message.contains("spec"), "{}", e.0.message);
+        let mut bad = ok.clone();
+        bad["spec"]["resources"][0]["spec"]["ingress"] = json!([{"ports": [{"port": 70000}]}]);
+        let e = validate_federated_policy(&bad).unwrap_err();
         assert!(
-            e.0.message.contains("FederatedPolicy spec:"),
+            e.0.message
+                .contains("spec.resources[0].spec.ingress[0].ports[0].port"),
             "{}",
             e.0.message
         );

@@ -547,6 +547,17 @@ async fn delete(
     q.only(DELETE_PARAMS)?;
     refuse_dry_run(&q)?;
     let last = if d.kind == HubKind::ManagedCluster {
+        // Federated objects come off the cluster while its tunnel is still up.
+        let leaving = crate::federation::Leaving::start(&st, &name).await;
+        match leaving.unplace().await {
+            crate::federation::Unplaced::Removed(n) => {
+                tracing::info!(cluster = name, "removed {n} federated objects")
+            }
+            crate::federation::Unplaced::NotRemoved(why) => tracing::warn!(
+                cluster = name,
+                "federated objects were not removed from the cluster: {why}"
+            ),
+        }
         super::clusters::delete(&st, &name)?
     } else {
         let last = st.resources.delete(d.kind, None, &name)?;

@@ -1,0 +1,358 @@
+//! The FederatedPolicy reconciler: places each policy's objects on the clusters it
+//! selects and writes what each cluster holds into the policy's `status`.
+//!
+//! The decisions are `cattery-federation`'s pure planner; this module does the I/O
+//! around it (see `docs/design/0015-federated-policy.md`, "What the reconciler must do"):
+//!
+//! - [`observe`]: read a cluster's objects of the placeable kinds through its tunnel;
+//! - [`execute`]: carry out a cluster's actions (create, server-side apply, delete with
+//!   preconditions) as the agent's service identity;
+//! - [`record`]: write `status` without touching the spec and audit every change of a
+//!   cluster's state.
+//!
+//! A round is level-triggered: it reads every policy, the fleet and the connected
+//! clusters' objects, plans every policy and acts. Rounds run when the hub's store
+//! changes (a policy or a ManagedCluster's labels), when a cluster connects or
+//! disconnects, after a round that acted (to observe the result), and every
+//! [`RESYNC`] otherwise, which is what notices drift made in a cluster directly.
+//! Clusters are read and written at most [`CONCURRENCY`] at a time, each within
+//! [`CLUSTER_TIMEOUT`].
+
+mod execute;
+mod observe;
+mod record;
+mod removal;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cattery_api::federation::{FederatedPolicy, ObjectKey};
+use cattery_federation::{Action, Cluster, Input, Observation};
+use cattery_store::Filter;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::AppState;
+use crate::api::kinds::HubKind;
+use crate::cluster_client::ClusterClient;
+
+pub use removal::{Leaving, Unplaced};
+
+/// What the reconciler shares with the API handlers: the clusters being removed (left
+/// out of rounds) and the lock a round holds, so a removal waits for an in-flight round
+/// instead of racing its creates.
+#[derive(Debug, Default)]
+pub struct Handle {
+    leaving: std::sync::Mutex<BTreeSet<String>>,
+    round: tokio::sync::Mutex<()>,
+}
+
+/// Longest time between two rounds (drift made in a cluster is noticed within it).
+pub const RESYNC: Duration = Duration::from_secs(2);
+/// Most clusters read or written at the same time.
+pub const CONCURRENCY: usize = 32;
+/// Longest time one cluster's reads or actions of a round may take.
+pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long to wait for more changes once one arrived, so a burst is one round.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// A policy as the store holds it, decoded.
+struct Stored {
+    policy: FederatedPolicy,
+    generation: i64,
+}
+
+fn load_policies(st: &AppState) -> Vec<Stored> {
+    let (objs, _) = st
+        .resources
+        .snapshot(&Filter::all(HubKind::FederatedPolicy));
+    objs.iter()
+        .filter_map(|o| {
+            let generation = o
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            match serde_json::from_value::<FederatedPolicy>((**o).clone()) {
+                Ok(policy) => Some(Stored { policy, generation }),
+                Err(e) => {
+                    tracing::error!(
+                        policy = o["metadata"]["name"].as_str().unwrap_or(""),
+                        "a stored FederatedPolicy does not decode: {e}"
+                    );
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+fn load_fleet(st: &AppState) -> Vec<Cluster> {
+    let (objs, _) = st.resources.snapshot(&Filter::all(HubKind::ManagedCluster));
+    let leaving = st
+        .federation
+        .leaving
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    objs.iter()
+        .filter_map(|o| {
+            let name = o.pointer("/metadata/name")?.as_str()?.to_string();
+            if leaving.contains(&name) {
+                return None;
+            }
+            let labels = o
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let connected = st.registry.sender(&name).is_ok();
+            Some(Cluster {
+                name,
+                labels,
+                connected,
+            })
+        })
+        .collect()
+}
+
+/// Every object any policy places (so a foreign object at such a name is observed).
+fn placed_keys(policies: &[Stored]) -> Vec<ObjectKey> {
+    let mut keys: Vec<ObjectKey> = policies
+        .iter()
+        .flat_map(|p| &p.policy.spec.resources)
+        .filter_map(ObjectKey::of)
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The reconciler's memory between rounds: each (policy, cluster)'s last apply error.
+#[derive(Default)]
+struct Memory {
+    apply_errors: HashMap<(String, String), String>,
+}
+
+/// Runs rounds until `shutdown` is cancelled.
+pub async fn run(st: Arc<AppState>, shutdown: CancellationToken) {
+    let mut store_changes = st.resources.subscribe();
+    let mut cluster_events = st.registry.subscribe();
+    let limit = Arc::new(Semaphore::new(CONCURRENCY));
+    let mut memory = Memory::default();
+    loop {
+        let acted = round(&st, &limit, &mut memory).await;
+        let wait = if acted { DEBOUNCE } else { RESYNC };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+            r = store_changes.changed() => if r.is_err() { return },
+            ev = cluster_events.recv() => if ev.is_none() { return },
+        }
+        // Let a burst of changes settle into one round.
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(DEBOUNCE) => {}
+        }
+        store_changes.mark_unchanged();
+    }
+}
+
+/// Per cluster, the action lists to run in order: each for a policy (`None`: removing
+/// objects of deleted policies).
+type Work = BTreeMap<String, Vec<(Option<String>, Vec<Action>)>>;
+
+/// What one cluster's reads produced.
+type Observed = BTreeMap<String, Result<Vec<Value>, String>>;
+
+async fn observe_all(
+    st: &AppState,
+    fleet: &[Cluster],
+    placed: &[ObjectKey],
+    limit: &Arc<Semaphore>,
+) -> Observed {
+    let mut tasks = JoinSet::new();
+    for c in fleet.iter().filter(|c| c.connected) {
+        let Ok(client) = ClusterClient::connect(&st.registry, &c.name) else {
+            continue;
+        };
+        let (limit, placed, name) = (limit.clone(), placed.to_vec(), c.name.clone());
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let res = tokio::time::timeout(CLUSTER_TIMEOUT, observe::objects(&client, &placed))
+                .await
+                .map_err(|_| format!("reading the cluster's objects took over {CLUSTER_TIMEOUT:?}"))
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            (name, res)
+        });
+    }
+    let mut out = BTreeMap::new();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((name, res)) = done {
+            if let Err(e) = &res {
+                tracing::warn!(cluster = name, "federation: {e}");
+            }
+            out.insert(name, res);
+        }
+    }
+    out
+}
+
+/// Runs each cluster's action lists (in order, per cluster), bounded; returns the result
+/// per (policy, cluster). The policy is `None` for orphan cleanup.
+async fn execute_all(
+    st: &AppState,
+    work: Work,
+    limit: &Arc<Semaphore>,
+) -> Vec<(Option<String>, String, Result<(), String>)> {
+    let mut tasks = JoinSet::new();
+    for (cluster, lists) in work {
+        let client = ClusterClient::connect(&st.registry, &cluster);
+        let limit = limit.clone();
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let mut out = Vec::new();
+            let client = match client {
+                Ok(c) => c,
+                Err(e) => {
+                    for (policy, _) in lists {
+                        out.push((policy, cluster.clone(), Err(e.to_string())));
+                    }
+                    return out;
+                }
+            };
+            let deadline = tokio::time::Instant::now() + CLUSTER_TIMEOUT;
+            for (policy, actions) in lists {
+                let res = tokio::time::timeout_at(deadline, execute::run(&client, &actions))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(format!(
+                            "the cluster did not answer within {CLUSTER_TIMEOUT:?}"
+                        ))
+                    });
+                out.push((policy, cluster.clone(), res));
+            }
+            out
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        out.extend(done.unwrap_or_default());
+    }
+    out
+}
+
+/// One round; returns whether any action was carried out.
+async fn round(st: &Arc<AppState>, limit: &Arc<Semaphore>, memory: &mut Memory) -> bool {
+    let _round = st.federation.round.lock().await;
+    let policies = load_policies(st);
+    let fleet = load_fleet(st);
+    let placed = placed_keys(&policies);
+    let observed = observe_all(st, &fleet, &placed, limit).await;
+    let mut work = Work::new();
+
+    // Objects of policies deleted (now or while the cluster was away). The known names
+    // are read after the clusters' objects, from the store itself (never a cache).
+    let known: BTreeSet<String> = load_policies(st)
+        .into_iter()
+        .map(|p| p.policy.metadata.name)
+        .collect();
+    for (cluster, objs) in &observed {
+        if let Ok(objs) = objs {
+            let actions = cattery_federation::orphans(&known, objs);
+            if !actions.is_empty() {
+                tracing::info!(
+                    cluster,
+                    "federation: removing {} objects of deleted policies",
+                    actions.len()
+                );
+                work.entry(cluster.clone())
+                    .or_default()
+                    .push((None, actions));
+            }
+        }
+    }
+
+    let now = cattery_store::now_rfc3339();
+    let no_pods = BTreeMap::new();
+    let mut statuses = Vec::new();
+    for p in &policies {
+        let name = &p.policy.metadata.name;
+        let obs: BTreeMap<String, Observation> = fleet
+            .iter()
+            .map(|c| {
+                let objects = observed.get(&c.name).and_then(|r| r.as_ref().ok()).cloned();
+                let apply_error = memory
+                    .apply_errors
+                    .get(&(name.clone(), c.name.clone()))
+                    .cloned();
+                (
+                    c.name.clone(),
+                    Observation {
+                        objects,
+                        apply_error,
+                    },
+                )
+            })
+            .collect();
+        let plan = match cattery_federation::plan(&Input {
+            policy: &p.policy,
+            generation: p.generation,
+            fleet: &fleet,
+            observed: &obs,
+            remote_pods: &no_pods,
+            now: &now,
+        }) {
+            Ok(plan) => plan,
+            Err(e) => {
+                tracing::error!(policy = name, "federation: no plan: {e}");
+                continue;
+            }
+        };
+        for c in plan.clusters {
+            if c.actions.is_empty() {
+                memory
+                    .apply_errors
+                    .remove(&(name.clone(), c.status.name.clone()));
+            } else {
+                work.entry(c.status.name.clone())
+                    .or_default()
+                    .push((Some(name.clone()), c.actions));
+            }
+        }
+        statuses.push((name.clone(), p.policy.status.clone(), plan.status));
+    }
+
+    // The status says what was planned (`Pending` while actions are in flight); the next
+    // round, run right after, observes their result.
+    for (name, previous, status) in &statuses {
+        record::write(st, name, previous.as_ref(), status);
+    }
+    let acted = !work.is_empty();
+    for (policy, cluster, res) in execute_all(st, work, limit).await {
+        let Some(policy) = policy else {
+            if let Err(e) = res {
+                tracing::warn!(cluster, "federation: removing orphaned objects: {e}");
+            }
+            continue;
+        };
+        match res {
+            Ok(()) => {
+                memory.apply_errors.remove(&(policy, cluster));
+            }
+            Err(e) => {
+                tracing::info!(policy, cluster, "federation: {e}");
+                memory.apply_errors.insert((policy, cluster), e);
+            }
+        }
+    }
+    // Forget errors of policies that no longer exist.
+    memory.apply_errors.retain(|(p, _), _| known.contains(p));
+    acted
+}
