@@ -120,20 +120,18 @@ fn kubectl_manages_hub_resources() {
     let explain = kubectl_ok(&kc, &["explain", "managedcluster.spec"]);
     assert!(explain.contains("certificateFingerprint"), "{explain}");
 
-    // Server-side apply of a FederatedPolicy: create, then change.
+    // Server-side apply of a FederatedPolicy (placed nowhere: no cluster is prod): create,
+    // then change.
+    let federated_policy = |mode: &str| {
+        format!(
+            "apiVersion: cattery.dev/v1\nkind: FederatedPolicy\nmetadata:\n  name: p1\nspec:\n  mode: {mode}\n  placement:\n    clusterSelector: {{matchLabels: {{env: prod}}}}\n  resources:\n  - apiVersion: networking.k8s.io/v1\n    kind: NetworkPolicy\n    metadata: {{name: deny-all, namespace: shop}}\n    spec: {{podSelector: {{}}, policyTypes: [Ingress]}}\n"
+        )
+    };
     let fp = d.join("fp.yaml");
-    std::fs::write(
-        &fp,
-        "apiVersion: cattery.dev/v1\nkind: FederatedPolicy\nmetadata:\n  name: p1\nspec:\n  mode: Inform\n",
-    )
-    .unwrap();
+    std::fs::write(&fp, &federated_policy("Inform")).unwrap();
     let out = kubectl_ok(&kc, &["apply", "--server-side", "-f", fp.to_str().unwrap()]);
     assert!(out.contains("serverside-applied"), "{out}");
-    std::fs::write(
-        &fp,
-        "apiVersion: cattery.dev/v1\nkind: FederatedPolicy\nmetadata:\n  name: p1\nspec:\n  mode: Enforce\n",
-    )
-    .unwrap();
+    std::fs::write(&fp, &federated_policy("Enforce")).unwrap();
     kubectl_ok(&kc, &["apply", "--server-side", "-f", fp.to_str().unwrap()]);
     let fps = kubectl_ok(&kc, &["get", "federatedpolicies"]);
     assert!(fps.contains("Enforce") && !fps.contains("Inform"), "{fps}");

@@ -108,6 +108,10 @@ impl Sqlite {
     pub fn open(path: &Path) -> Result<Sqlite, BackendError> {
         let conn = Connection::open(path)
             .map_err(|e| BackendError(format!("opening {}: {e}", path.display())))?;
+        // Another connection may share the file (the hub's state database): wait for its
+        // transaction instead of failing with "database is locked".
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sql)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql)?;
         conn.pragma_update(None, "synchronous", "FULL")
@@ -171,7 +175,11 @@ impl Backend for Sqlite {
 
     fn commit(&self, rv: u64, writes: &[Write]) -> Result<(), BackendError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(sql)?;
+        // Immediate: the write lock is taken up front, so a second connection to the same file
+        // waits (busy timeout) instead of failing on a read-to-write upgrade.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql)?;
         for w in writes {
             let k = &w.key;
             match &w.object {

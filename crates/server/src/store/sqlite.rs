@@ -86,7 +86,9 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(backend)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done.max(0) as usize) {
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
         tx.execute_batch(sql)
             .and_then(|_| tx.pragma_update(None, "user_version", (i + 1) as i64))
             .map_err(|e| StoreError::Backend(format!("schema migration {}: {e}", i + 1)))?;
@@ -134,6 +136,10 @@ impl SqliteStore {
         make_private_db(path)
             .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
         let mut conn = Connection::open(path).map_err(backend)?;
+        // The hub's resource store opens the same file: a write waits for the other
+        // connection's transaction instead of failing with "database is locked".
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(backend)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(backend)?;
         conn.pragma_update(None, "synchronous", "FULL")
@@ -169,7 +175,9 @@ fn row_to_cluster(row: &rusqlite::Row<'_>) -> rusqlite::Result<ClusterRecord> {
 impl StateStore for SqliteStore {
     fn create_cluster(&self, c: &ClusterRecord) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
         let exists: Option<String> = tx
             .query_row(
                 "SELECT name FROM clusters WHERE name = ?1",
@@ -201,7 +209,9 @@ impl StateStore for SqliteStore {
 
     fn delete_cluster(&self, name: &str, reason: &str) -> Result<ClusterRecord, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
         let rec = tx
             .query_row(
                 "SELECT name, uid, labels, created_at, cert_fingerprint, cert_not_after FROM clusters WHERE name = ?1",
@@ -286,7 +296,9 @@ impl StateStore for SqliteStore {
 
     fn revoke_token(&self, id: &str, at: &str) -> Result<TokenRecord, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
         tx.execute(
             "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
             params![id, at],
@@ -310,7 +322,9 @@ impl StateStore for SqliteStore {
 
     fn touch_tokens(&self, used: &[(String, String)]) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
         for (id, at) in used {
             tx.execute(
                 "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1",
@@ -332,7 +346,9 @@ impl StateStore for SqliteStore {
 
     fn put_rbac_object(&self, o: &RbacRecord, replace: bool) -> Result<bool, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
         let exists = tx
             .query_row(
                 "SELECT 1 FROM rbac_objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
@@ -364,7 +380,9 @@ impl StateStore for SqliteStore {
         name: &str,
     ) -> Result<RbacRecord, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
         let rec = tx
             .query_row(
                 "SELECT kind, namespace, name, body FROM rbac_objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
