@@ -128,10 +128,10 @@ fn kubectl_manages_hub_resources() {
         )
     };
     let fp = d.join("fp.yaml");
-    std::fs::write(&fp, &federated_policy("Inform")).unwrap();
+    std::fs::write(&fp, federated_policy("Inform")).unwrap();
     let out = kubectl_ok(&kc, &["apply", "--server-side", "-f", fp.to_str().unwrap()]);
     assert!(out.contains("serverside-applied"), "{out}");
-    std::fs::write(&fp, &federated_policy("Enforce")).unwrap();
+    std::fs::write(&fp, federated_policy("Enforce")).unwrap();
     kubectl_ok(&kc, &["apply", "--server-side", "-f", fp.to_str().unwrap()]);
     let fps = kubectl_ok(&kc, &["get", "federatedpolicies"]);
     assert!(fps.contains("Enforce") && !fps.contains("Inform"), "{fps}");
