@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -83,56 +82,31 @@ fn manager_ui_in_a_real_browser() {
             });
         }
     }
-    let shots = repo().join("target/ui-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let out = Command::new("node")
-        .arg(repo().join("tests/ui/ui.spec.mjs"))
-        .current_dir(repo().join("tests/ui"))
-        .env("UI_URL", &server.url)
-        .env("UI_TOKEN", &server.token)
-        .env("UI_ALICE_TOKEN", &alice)
-        .env("UI_CA_FILE", &server.ca)
-        .env("UI_CHROMIUM", CHROMIUM)
-        .env("UI_SCREENSHOTS", &shots)
-        .env("UI_WORK_DIR", d)
-        .env("UI_CATTERY_BIN", bin())
-        .env("UI_NORTH_UPSTREAM", &north.url)
-        .env("UI_EAST_KUBECONFIG", server.kubeconfig("east"))
-        .env_remove("HTTPS_PROXY")
-        .env_remove("https_proxy")
-        .output()
-        .expect("running node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    eprintln!("{stderr}");
-    assert!(
-        out.status.success(),
-        "the browser spec failed:\n{stdout}\n{stderr}\nserver log:\n{}",
-        server
-            .proc
-            .log()
-            .lines()
-            .rev()
-            .take(40)
-            .collect::<Vec<_>>()
-            .join("\n")
+    run_browser_spec(
+        &server,
+        "ui.spec.mjs",
+        &[
+            ("UI_ALICE_TOKEN", alice.clone()),
+            ("UI_CA_FILE", server.ca.display().to_string()),
+            ("UI_WORK_DIR", d.display().to_string()),
+            ("UI_CATTERY_BIN", bin().to_string()),
+            ("UI_NORTH_UPSTREAM", north.url.clone()),
+            (
+                "UI_EAST_KUBECONFIG",
+                server.kubeconfig("east").display().to_string(),
+            ),
+        ],
+        &[
+            "ok sign-in",
+            "ok csrf",
+            "ok cluster switch",
+            "ok graph",
+            "ok policies",
+            "ok add cluster live",
+            "ok bound user",
+            "ok sign-out",
+        ],
     );
-    for step in [
-        "ok sign-in",
-        "ok csrf",
-        "ok cluster switch",
-        "ok graph",
-        "ok policies",
-        "ok add cluster live",
-        "ok bound user",
-        "ok sign-out",
-    ] {
-        assert!(
-            stdout.contains(step),
-            "step {step:?} did not pass:\n{stdout}"
-        );
-    }
     // The browser's actions went through the API's door: they are in the audit trail as
     // the signed-in users.
     let audited = |who: &str| {

@@ -82,54 +82,26 @@ fn sign_in_with_sso_in_a_real_browser() {
         ],
         &[],
     );
-    let shots = repo().join("target/ui-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let out = Command::new("node")
-        .arg(repo().join("tests/ui/sso.spec.mjs"))
-        .current_dir(repo().join("tests/ui"))
-        .env("UI_URL", &server.url)
-        .env("UI_TOKEN", &server.token)
-        .env("UI_ISSUER", &issuer.url)
-        .env("UI_CHROMIUM", CHROMIUM)
-        .env("UI_SCREENSHOTS", &shots)
-        .env("UI_IDLE_MS", IDLE.as_millis().to_string())
-        .env_remove("HTTPS_PROXY")
-        .env_remove("https_proxy")
-        .output()
-        .expect("running node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    eprintln!("{stderr}");
-    assert!(
-        out.status.success(),
-        "the browser spec failed:\n{stdout}\n{stderr}\nserver log:\n{}",
-        server
-            .proc
-            .log()
-            .lines()
-            .rev()
-            .take(40)
-            .collect::<Vec<_>>()
-            .join("\n")
+    run_browser_spec(
+        &server,
+        "sso.spec.mjs",
+        &[
+            ("UI_ISSUER", issuer.url.clone()),
+            ("UI_IDLE_MS", IDLE.as_millis().to_string()),
+        ],
+        &[
+            "ok sso sign-in",
+            "ok sso replayed callback",
+            "ok sso replayed code",
+            "ok sso bad state",
+            "ok sso access denied",
+            "ok sso session ends with the id token",
+            "ok idle session expiry",
+            "ok keyboard cluster selector",
+            "ok dark theme",
+            "ok local times",
+        ],
     );
-    for step in [
-        "ok sso sign-in",
-        "ok sso replayed callback",
-        "ok sso replayed code",
-        "ok sso bad state",
-        "ok sso access denied",
-        "ok sso session ends with the id token",
-        "ok idle session expiry",
-        "ok keyboard cluster selector",
-        "ok dark theme",
-        "ok local times",
-    ] {
-        assert!(
-            stdout.contains(step),
-            "step {step:?} did not pass:\n{stdout}"
-        );
-    }
     // The SSO sign-in went through the API's door as the mapped identity.
     wait_for(
         "the SSO sign-in's review audited as oidc:carol",

@@ -564,3 +564,45 @@ pub fn require_browser_tooling(test: &str) {
          or skip it explicitly with `-E 'not test({test})'`"
     );
 }
+
+/// Runs the Playwright spec `tests/ui/<spec>` with node against `server` (signed in with its
+/// admin token; `envs` adds the spec's own settings) and checks that it succeeded and printed
+/// every line of `steps`. Screenshots go to `target/ui-screenshots/`.
+pub fn run_browser_spec(server: &Server, spec: &str, envs: &[(&str, String)], steps: &[&str]) {
+    let shots = repo().join("target/ui-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new("node")
+        .arg(repo().join("tests/ui").join(spec))
+        .current_dir(repo().join("tests/ui"))
+        .env("UI_URL", &server.url)
+        .env("UI_TOKEN", &server.token)
+        .env("UI_CHROMIUM", CHROMIUM)
+        .env("UI_SCREENSHOTS", &shots)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .output()
+        .expect("running node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(
+        out.status.success(),
+        "the browser spec failed:\n{stdout}\n{stderr}\nserver log:\n{}",
+        server
+            .proc
+            .log()
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for step in steps {
+        assert!(
+            stdout.contains(step),
+            "step {step:?} did not pass:\n{stdout}"
+        );
+    }
+}
