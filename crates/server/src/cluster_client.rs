@@ -120,6 +120,15 @@ impl ListParams {
     }
 }
 
+/// A list's objects and the resourceVersion to watch them from.
+#[derive(Clone, Debug, Default)]
+pub struct ValueList {
+    /// The objects, each with its `apiVersion` and `kind` set.
+    pub items: Vec<serde_json::Value>,
+    /// The list's `metadata.resourceVersion` (empty when the cluster sent none).
+    pub resource_version: String,
+}
+
 /// A connected cluster's Kubernetes API, as the controllers' identity.
 #[derive(Clone, Debug)]
 pub struct ClusterClient {
@@ -409,6 +418,17 @@ impl ClusterClient {
         ns: Option<&str>,
         params: &ListParams,
     ) -> Result<Vec<serde_json::Value>, ClientError> {
+        Ok(self.list_values_versioned(kind, ns, params).await?.items)
+    }
+
+    /// [`ClusterClient::list_values`] with the list's `metadata.resourceVersion`, the
+    /// point a watch of the same objects resumes from ([`ClusterClient::watch_values`]).
+    pub async fn list_values_versioned(
+        &self,
+        kind: &DynamicKind,
+        ns: Option<&str>,
+        params: &ListParams,
+    ) -> Result<ValueList, ClientError> {
         let path = format!(
             "{}?{}",
             dynamic_collection_path(kind.api_version, kind.plural, ns)?,
@@ -423,15 +443,39 @@ impl ClusterClient {
                 message: "the answer has no `items` list".into(),
             });
         };
-        Ok(items
-            .iter()
-            .cloned()
-            .map(|mut o| {
-                o["apiVersion"] = kind.api_version.into();
-                o["kind"] = kind.kind.into();
-                o
-            })
-            .collect())
+        let resource_version = list
+            .pointer("/metadata/resourceVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        Ok(ValueList {
+            items: items
+                .iter()
+                .cloned()
+                .map(|mut o| {
+                    o["apiVersion"] = kind.api_version.into();
+                    o["kind"] = kind.kind.into();
+                    o
+                })
+                .collect(),
+            resource_version,
+        })
+    }
+
+    /// One object of `kind` as JSON, with its `apiVersion` and `kind` set.
+    pub async fn get_value(
+        &self,
+        kind: &DynamicKind,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<serde_json::Value, ClientError> {
+        let ns = if kind.namespaced { ns } else { None };
+        let path = dynamic_object_path(kind, ns, name)?;
+        let bytes = self.call(Method::GET, &path, None, Body::empty()).await?;
+        let mut obj: serde_json::Value = self.decode(&path, &bytes)?;
+        obj["apiVersion"] = kind.api_version.into();
+        obj["kind"] = kind.kind.into();
+        Ok(obj)
     }
 
     /// Creates `obj` (a POST: fails with 409 `AlreadyExists` when someone created it
@@ -545,11 +589,34 @@ impl ClusterClient {
         params: &ListParams,
         resource_version: Option<&str>,
     ) -> Result<WatchStream<K>, ClientError> {
+        self.watch_at(collection_path::<K>(ns)?, params, resource_version)
+            .await
+    }
+
+    /// [`ClusterClient::watch`] for a kind handled as JSON. Event objects are as the
+    /// cluster sends them (a watch event's object carries its `apiVersion` and `kind`).
+    pub async fn watch_values(
+        &self,
+        kind: &DynamicKind,
+        ns: Option<&str>,
+        params: &ListParams,
+        resource_version: Option<&str>,
+    ) -> Result<WatchStream<serde_json::Value>, ClientError> {
+        let collection = dynamic_collection_path(kind.api_version, kind.plural, ns)?;
+        self.watch_at(collection, params, resource_version).await
+    }
+
+    async fn watch_at<K: DeserializeOwned>(
+        &self,
+        collection: String,
+        params: &ListParams,
+        resource_version: Option<&str>,
+    ) -> Result<WatchStream<K>, ClientError> {
         let mut extra = vec![("watch", "true"), ("allowWatchBookmarks", "true")];
         if let Some(rv) = resource_version {
             extra.push(("resourceVersion", rv));
         }
-        let path = format!("{}?{}", collection_path::<K>(ns)?, params.query(&extra));
+        let path = format!("{collection}?{}", params.query(&extra));
         let res = tokio::time::timeout(
             REQUEST_TIMEOUT,
             self.send(Method::GET, &path, None, Body::empty()),

@@ -4,30 +4,40 @@
 //! The decisions are `cattery-federation`'s pure planner; this module does the I/O
 //! around it (see `docs/design/0015-federated-policy.md`, "What the reconciler must do"):
 //!
-//! - [`observe`]: read a cluster's objects of the placeable kinds through its tunnel;
+//! - [`watchers`] and [`watch`]: per connected cluster, watches of the owner-labelled
+//!   objects of the placeable kinds, and of pods and namespaces where a remote peer
+//!   needs them, filling [`cache`];
+//! - [`remote_pods`]: which remote pods a peer resolves to;
+//! - [`observe`]: reading a cluster's objects directly (names the watches cannot see);
 //! - [`execute`]: carry out a cluster's actions (create, server-side apply, delete with
 //!   preconditions) as the agent's service identity;
 //! - [`record`]: write `status` without touching the spec and audit every change of a
 //!   cluster's state.
 //!
-//! A round is level-triggered: it reads every policy, the fleet and the connected
-//! clusters' objects, plans every policy and acts. Rounds run when the hub's store
-//! changes (a policy or a ManagedCluster's labels), when a cluster connects or
-//! disconnects, after a round that acted (to observe the result), and every
-//! [`RESYNC`] otherwise, which is what notices drift made in a cluster directly.
-//! Clusters are read and written at most [`CONCURRENCY`] at a time, each within
+//! A round is level-triggered: it reads every policy, the fleet and the caches, plans
+//! every policy and acts. Rounds run when the hub's store changes (a policy or a
+//! ManagedCluster's labels), when a watch changes what is known of a cluster (a tunnel
+//! attached or closed, a placed object changed or deleted there, a remote pod started,
+//! stopped or relabelled), after a round that acted (to observe the result), and every
+//! [`RESYNC`] otherwise; each watch also lists again every [`watch::RELIST`] as a safety
+//! net. Clusters are read and written at most [`CONCURRENCY`] at a time, each within
 //! [`CLUSTER_TIMEOUT`].
 
+mod cache;
 mod execute;
 mod observe;
 mod record;
+mod remote_pods;
 mod removal;
+mod watch;
+mod watchers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use cattery_api::federation::{FederatedPolicy, ObjectKey};
+use cattery_federation::fleet::Selection;
 use cattery_federation::{Action, Cluster, Input, Observation};
 use cattery_store::Filter;
 use serde_json::Value;
@@ -38,6 +48,8 @@ use tokio_util::sync::CancellationToken;
 use crate::AppState;
 use crate::api::kinds::HubKind;
 use crate::cluster_client::ClusterClient;
+use cache::{Caches, Written};
+use watchers::Watchers;
 
 pub use removal::{Leaving, Unplaced};
 
@@ -50,8 +62,11 @@ pub struct Handle {
     round: tokio::sync::Mutex<()>,
 }
 
-/// Longest time between two rounds (drift made in a cluster is noticed within it).
-pub const RESYNC: Duration = Duration::from_secs(2);
+/// Longest time between two rounds when nothing changed (changes in the clusters wake a
+/// round through the watches; this is a safety net).
+pub const RESYNC: Duration = Duration::from_secs(60);
+/// How soon to look again while a policy waits for a remote cluster's first pod list.
+const PENDING_RETRY: Duration = Duration::from_millis(500);
 /// Most clusters read or written at the same time.
 pub const CONCURRENCY: usize = 32;
 /// Longest time one cluster's reads or actions of a round may take.
@@ -122,18 +137,6 @@ fn load_fleet(st: &AppState) -> Vec<Cluster> {
         .collect()
 }
 
-/// Every object any policy places (so a foreign object at such a name is observed).
-fn placed_keys(policies: &[Stored]) -> Vec<ObjectKey> {
-    let mut keys: Vec<ObjectKey> = policies
-        .iter()
-        .flat_map(|p| &p.policy.spec.resources)
-        .filter_map(ObjectKey::of)
-        .collect();
-    keys.sort();
-    keys.dedup();
-    keys
-}
-
 /// The reconciler's memory between rounds: each (policy, cluster)'s last apply error.
 #[derive(Default)]
 struct Memory {
@@ -142,18 +145,22 @@ struct Memory {
 
 /// Runs rounds until `shutdown` is cancelled.
 pub async fn run(st: Arc<AppState>, shutdown: CancellationToken) {
+    let watchers = Watchers::new();
+    tokio::spawn(
+        watchers
+            .clone()
+            .follow(st.registry.clone(), shutdown.clone()),
+    );
     let mut store_changes = st.resources.subscribe();
-    let mut cluster_events = st.registry.subscribe();
     let limit = Arc::new(Semaphore::new(CONCURRENCY));
     let mut memory = Memory::default();
     loop {
-        let acted = round(&st, &limit, &mut memory).await;
-        let wait = if acted { DEBOUNCE } else { RESYNC };
+        let wait = round(&st, &watchers, &limit, &mut memory).await;
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
             r = store_changes.changed() => if r.is_err() { return },
-            ev = cluster_events.recv() => if ev.is_none() { return },
+            _ = watchers.caches().changed() => {}
         }
         // Let a burst of changes settle into one round.
         tokio::select! {
@@ -171,28 +178,52 @@ type Work = BTreeMap<String, Vec<(Option<String>, Vec<Action>)>>;
 /// What one cluster's reads produced.
 type Observed = BTreeMap<String, Result<Vec<Value>, String>>;
 
+/// Each connected cluster's objects for the planner: the owner-labelled ones from the
+/// watches' cache, plus whatever is at the names the policies placed there put objects
+/// where the cache has none (read directly, so an object someone else created there is
+/// seen: it is a conflict). A cluster whose watches have not listed everything yet is
+/// left out ("not read yet").
 async fn observe_all(
     st: &AppState,
+    caches: &Caches,
     fleet: &[Cluster],
-    placed: &[ObjectKey],
+    placements: &[(Option<Selection>, Vec<ObjectKey>)],
     limit: &Arc<Semaphore>,
 ) -> Observed {
+    let mut out = BTreeMap::new();
     let mut tasks = JoinSet::new();
     for c in fleet.iter().filter(|c| c.connected) {
+        let Some(objects) = caches.objects(&c.name) else {
+            continue;
+        };
+        let have: BTreeSet<ObjectKey> = objects.iter().filter_map(ObjectKey::of).collect();
+        let mut missing: Vec<ObjectKey> = placements
+            .iter()
+            .filter(|(sel, _)| sel.as_ref().is_some_and(|s| s.matches(c)))
+            .flat_map(|(_, keys)| keys)
+            .filter(|k| !have.contains(k))
+            .cloned()
+            .collect();
+        missing.sort();
+        missing.dedup();
+        if missing.is_empty() {
+            out.insert(c.name.clone(), Ok(objects));
+            continue;
+        }
         let Ok(client) = ClusterClient::connect(&st.registry, &c.name) else {
             continue;
         };
-        let (limit, placed, name) = (limit.clone(), placed.to_vec(), c.name.clone());
+        let (limit, name) = (limit.clone(), c.name.clone());
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let res = tokio::time::timeout(CLUSTER_TIMEOUT, observe::objects(&client, &placed))
+            let res = tokio::time::timeout(CLUSTER_TIMEOUT, observe::at_names(&client, &missing))
                 .await
                 .map_err(|_| format!("reading the cluster's objects took over {CLUSTER_TIMEOUT:?}"))
-                .and_then(|r| r.map_err(|e| e.to_string()));
+                .and_then(|r| r.map_err(|e| e.to_string()))
+                .map(|found| objects.into_iter().chain(found).collect());
             (name, res)
         });
     }
-    let mut out = BTreeMap::new();
     while let Some(done) = tasks.join_next().await {
         if let Ok((name, res)) = done {
             if let Err(e) = &res {
@@ -208,13 +239,14 @@ async fn observe_all(
 /// per (policy, cluster). The policy is `None` for orphan cleanup.
 async fn execute_all(
     st: &AppState,
+    caches: &Arc<Caches>,
     work: Work,
     limit: &Arc<Semaphore>,
 ) -> Vec<(Option<String>, String, Result<(), String>)> {
     let mut tasks = JoinSet::new();
     for (cluster, lists) in work {
         let client = ClusterClient::connect(&st.registry, &cluster);
-        let limit = limit.clone();
+        let (limit, caches) = (limit.clone(), caches.clone());
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
             let mut out = Vec::new();
@@ -228,14 +260,18 @@ async fn execute_all(
                 }
             };
             let deadline = tokio::time::Instant::now() + CLUSTER_TIMEOUT;
+            let mut written = |w: Written| caches.wrote(&cluster, w);
             for (policy, actions) in lists {
-                let res = tokio::time::timeout_at(deadline, execute::run(&client, &actions))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(format!(
-                            "the cluster did not answer within {CLUSTER_TIMEOUT:?}"
-                        ))
-                    });
+                let res = tokio::time::timeout_at(
+                    deadline,
+                    execute::run(&client, &actions, &mut written),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "the cluster did not answer within {CLUSTER_TIMEOUT:?}"
+                    ))
+                });
                 out.push((policy, cluster.clone(), res));
             }
             out
@@ -248,13 +284,56 @@ async fn execute_all(
     out
 }
 
-/// One round; returns whether any action was carried out.
-async fn round(st: &Arc<AppState>, limit: &Arc<Semaphore>, memory: &mut Memory) -> bool {
+/// The clusters of `fleet` whose pods the policy's remote peers need.
+fn remote_clusters(policy: &FederatedPolicy, fleet: &[Cluster]) -> BTreeSet<String> {
+    let selections: Vec<Selection> = cattery_federation::remote_peers(policy)
+        .iter()
+        .filter_map(|p| Selection::new(&p.placement()).ok())
+        .collect();
+    fleet
+        .iter()
+        .filter(|c| selections.iter().any(|s| s.matches(c)))
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// One round; returns how long to wait for the next one at most (short after acting,
+/// to observe the result).
+async fn round(
+    st: &Arc<AppState>,
+    watchers: &Watchers,
+    limit: &Arc<Semaphore>,
+    memory: &mut Memory,
+) -> Duration {
     let _round = st.federation.round.lock().await;
     let policies = load_policies(st);
     let fleet = load_fleet(st);
-    let placed = placed_keys(&policies);
-    let observed = observe_all(st, &fleet, &placed, limit).await;
+    let caches = watchers.caches();
+
+    // Remote peers: watch exactly the pods some policy needs.
+    let needs: Vec<BTreeSet<String>> = policies
+        .iter()
+        .map(|p| remote_clusters(&p.policy, &fleet))
+        .collect();
+    let wanted: BTreeSet<String> = needs.iter().flatten().cloned().collect();
+    watchers.want_pods(&wanted);
+    let remote = caches.remote(&wanted, tokio::time::Instant::now());
+
+    let placements: Vec<(Option<Selection>, Vec<ObjectKey>)> = policies
+        .iter()
+        .map(|p| {
+            (
+                Selection::new(&p.policy.spec.placement).ok(),
+                p.policy
+                    .spec
+                    .resources
+                    .iter()
+                    .filter_map(ObjectKey::of)
+                    .collect(),
+            )
+        })
+        .collect();
+    let observed = observe_all(st, caches, &fleet, &placements, limit).await;
     let mut work = Work::new();
 
     // Objects of policies deleted (now or while the cluster was away). The known names
@@ -280,10 +359,21 @@ async fn round(st: &Arc<AppState>, limit: &Arc<Semaphore>, memory: &mut Memory) 
     }
 
     let now = cattery_store::now_rfc3339();
-    let no_pods = BTreeMap::new();
     let mut statuses = Vec::new();
-    for p in &policies {
+    let mut waiting = false;
+    for (p, needs) in policies.iter().zip(&needs) {
         let name = &p.policy.metadata.name;
+        if let Some(c) = needs.iter().find(|c| remote.pending.contains(*c)) {
+            // Rendering now would drop that cluster's pods from the rules until its first
+            // list arrives: wait for it (at most `cache::SYNC_GRACE`).
+            tracing::debug!(
+                policy = name,
+                cluster = c,
+                "federation: waiting for remote pods"
+            );
+            waiting = true;
+            continue;
+        }
         let obs: BTreeMap<String, Observation> = fleet
             .iter()
             .map(|c| {
@@ -306,7 +396,7 @@ async fn round(st: &Arc<AppState>, limit: &Arc<Semaphore>, memory: &mut Memory) 
             generation: p.generation,
             fleet: &fleet,
             observed: &obs,
-            remote_pods: &no_pods,
+            remote_pods: &remote.pods,
             now: &now,
         }) {
             Ok(plan) => plan,
@@ -335,7 +425,7 @@ async fn round(st: &Arc<AppState>, limit: &Arc<Semaphore>, memory: &mut Memory) 
         record::write(st, name, previous.as_ref(), status);
     }
     let acted = !work.is_empty();
-    for (policy, cluster, res) in execute_all(st, work, limit).await {
+    for (policy, cluster, res) in execute_all(st, caches, work, limit).await {
         let Some(policy) = policy else {
             if let Err(e) = res {
                 tracing::warn!(cluster, "federation: removing orphaned objects: {e}");
@@ -354,5 +444,11 @@ async fn round(st: &Arc<AppState>, limit: &Arc<Semaphore>, memory: &mut Memory) 
     }
     // Forget errors of policies that no longer exist.
     memory.apply_errors.retain(|(p, _), _| known.contains(p));
-    acted
+    if acted {
+        DEBOUNCE
+    } else if waiting {
+        PENDING_RETRY
+    } else {
+        RESYNC
+    }
 }

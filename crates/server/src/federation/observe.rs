@@ -1,4 +1,6 @@
-//! Reading what a cluster holds of the kinds a FederatedPolicy may place.
+//! Reading what a cluster holds of the kinds a FederatedPolicy may place, directly
+//! (the reconciler's rounds read the watches' caches, `cache.rs`, and come here only for
+//! names the watches cannot see; removing a cluster lists once).
 
 use cattery_api::federation::{OWNER_LABEL, ResourceKind};
 use serde_json::Value;
@@ -38,6 +40,28 @@ pub(crate) async fn objects(
                 .is_some()
                 || cattery_api::federation::ObjectKey::of(o).is_some_and(|k| placed.contains(&k))
         }));
+    }
+    Ok(out)
+}
+
+/// The objects at `keys` (absent ones, 404, are left out, and so are kinds the cluster
+/// does not serve): what a cluster holds at names a policy places but where the watch of
+/// owner-labelled objects saw nothing, so an object someone else created there is a
+/// conflict the planner sees, never one we overwrite.
+pub(crate) async fn at_names(
+    client: &ClusterClient,
+    keys: &[cattery_api::federation::ObjectKey],
+) -> Result<Vec<Value>, ClientError> {
+    let mut out = Vec::new();
+    for k in keys {
+        match client
+            .get_value(&dynamic(k.kind), k.namespace.as_deref(), &k.name)
+            .await
+        {
+            Ok(o) => out.push(o),
+            Err(e) if e.code() == Some(404) => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(out)
 }

@@ -52,7 +52,7 @@ impl<'a> Leaving<'a> {
                 .await
                 .map_err(|e| e.to_string())?;
             let actions = orphans(&BTreeSet::new(), &objects);
-            execute::run(&client, &actions).await?;
+            execute::run(&client, &actions, &mut |_| {}).await?;
             Ok::<_, String>(actions.len())
         };
         match tokio::time::timeout(CLUSTER_TIMEOUT, work).await {
