@@ -309,15 +309,6 @@ pub enum PeerRef<'a> {
     External(IpAddr),
 }
 
-impl PeerRef<'_> {
-    fn ip(&self) -> IpAddr {
-        match self {
-            PeerRef::Pod(p) => p.ip,
-            PeerRef::External(ip) => *ip,
-        }
-    }
-}
-
 /// Allowed or denied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
