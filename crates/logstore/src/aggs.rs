@@ -65,6 +65,8 @@ fn rewrite_level(ts: &TypeSchema, aggs: &Value, at: &str) -> Result<Value, LogSt
             let at = format!("{at}.{kind}");
             let v = if kind == "aggs" || kind == "aggregations" {
                 rewrite_level(ts, params, &at)?
+            } else if kind == "composite" {
+                rewrite_composite(ts, params, &at)?
             } else {
                 let mut params = params.clone();
                 if let Some(field) = params.get_mut("field") {
@@ -84,6 +86,36 @@ fn rewrite_level(ts: &TypeSchema, aggs: &Value, at: &str) -> Result<Value, LogSt
         out.insert(name.clone(), Value::Object(new_body));
     }
     Ok(Value::Object(out))
+}
+
+/// A composite aggregation names its fields inside `sources: [{NAME: {terms: {field}}}]`.
+fn rewrite_composite(ts: &TypeSchema, params: &Value, at: &str) -> Result<Value, LogStoreError> {
+    let mut params = params.clone();
+    if let Some(sources) = params.get_mut("sources").and_then(Value::as_array_mut) {
+        for (i, source) in sources.iter_mut().enumerate() {
+            let Some(named) = source.as_object_mut() else {
+                continue;
+            };
+            for (name, by_kind) in named.iter_mut() {
+                let Some(by_kind) = by_kind.as_object_mut() else {
+                    continue;
+                };
+                for (kind, body) in by_kind.iter_mut() {
+                    let at = format!("{at}.sources[{i}].{name}.{kind}.field");
+                    if let Some(field) = body.get_mut("field") {
+                        let fname = field
+                            .as_str()
+                            .ok_or_else(|| LogStoreError::bad(&at, "must be a field name"))?;
+                        let spec = ts
+                            .lookup(fname)
+                            .ok_or_else(|| ts.unknown_field(&at, fname))?;
+                        *field = Value::String(spec.tname.clone());
+                    }
+                }
+            }
+        }
+    }
+    Ok(params)
 }
 
 /// Rejects aggregations tantivy would silently answer with nothing (a date histogram of a
@@ -132,6 +164,22 @@ pub(crate) fn user_message(ts: &TypeSchema, message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn composite_sources_use_calico_names() {
+        let ts = crate::schema_of(crate::LogType::Flows);
+        let v = serde_json::json!({"g": {"composite": {"size": 10, "sources": [
+            {"l": {"terms": {"field": "source_labels.labels", "missing_bucket": true}}},
+            {"p": {"terms": {"field": "dest_port"}}}]}}});
+        translate(&ts, &v).unwrap();
+        let bad = serde_json::json!({"g": {"composite": {"size": 10, "sources": [
+            {"l": {"terms": {"field": "no_such_field"}}}]}}});
+        let e = translate(&ts, &bad).unwrap_err().to_string();
+        assert!(
+            e.contains("aggs.g.composite.sources[0].l.terms.field"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn nested_aggregations_count_towards_the_limit() {

@@ -4,7 +4,15 @@
 //!
 //! One evaluator for the whole project: the simulator's traffic generator uses it to
 //! decide what its flow logs report as allowed or denied, and the hub's policy preview
-//! is to use it to replay stored flows against a proposed policy, so both agree.
+//! replays stored flows against a proposed policy with it, so both agree.
+//!
+//! Recorded flows do not always say everything a verdict may depend on: Felix aggregates
+//! allowed flows by pod prefix and writes `null` addresses, and records never carry the
+//! destination's named container ports. [`Evaluator::flow_ingress`] and
+//! [`Evaluator::flow_egress`] take such partial ends and answer [`Outcome::Unknown`]
+//! (naming what was [`Missing`]) exactly when the verdict depends on the missing part:
+//! rule matching is three-valued, a rule that surely matches allows, and a flow no rule
+//! surely matches but some rule might is unknown, never guessed.
 //!
 //! Semantics (the Kubernetes API reference for NetworkPolicy, as Calico enforces it):
 //!
@@ -79,6 +87,17 @@ impl Proto {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
             Proto::Sctp => "sctp",
+        }
+    }
+
+    /// From Felix's `proto` (`tcp`, `udp`, `sctp`, case-insensitive); other protocols
+    /// (`icmp`, numbers) have no NetworkPolicy port semantics here.
+    pub fn from_felix(s: &str) -> Option<Proto> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" | "6" => Some(Proto::Tcp),
+            "udp" | "17" => Some(Proto::Udp),
+            "sctp" | "132" => Some(Proto::Sctp),
+            _ => None,
         }
     }
 
@@ -290,15 +309,6 @@ pub enum PeerRef<'a> {
     External(IpAddr),
 }
 
-impl PeerRef<'_> {
-    fn ip(&self) -> IpAddr {
-        match self {
-            PeerRef::Pod(p) => p.ip,
-            PeerRef::External(ip) => *ip,
-        }
-    }
-}
-
 /// Allowed or denied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -477,12 +487,116 @@ impl Evaluator {
         proto: Proto,
         port: u16,
     ) -> Verdict {
+        let peer = match peer {
+            PeerRef::Pod(p) => Peer {
+                pod: Some((p.namespace, p.labels)),
+                ip: Some(p.ip),
+            },
+            PeerRef::External(ip) => Peer {
+                pod: None,
+                ip: Some(ip),
+            },
+        };
+        let subject = Subject {
+            namespace: subject.namespace,
+            labels: subject.labels,
+        };
+        match self.decide(dir, subject, peer, Some(named_ports), proto, port) {
+            Outcome::Decided(v) => v,
+            // Every input is known, so nothing can be unknown; fail closed regardless.
+            Outcome::Unknown { policy, .. } => Verdict {
+                action: Action::Deny,
+                decider: Decider::Policy {
+                    namespace: policy.0,
+                    name: policy.1,
+                    rule: -1,
+                },
+            },
+        }
+    }
+
+    /// Decides the ingress half of a recorded flow at pod `dst`: like [`Evaluator::ingress`],
+    /// but any part of the flow the record does not carry (an address Felix aggregated
+    /// away, the destination's named ports) may be unknown, and when the verdict depends on
+    /// it the answer is [`Outcome::Unknown`] rather than a guess.
+    pub fn flow_ingress(
+        &self,
+        dst: FlowPod<'_>,
+        src: FlowEnd<'_>,
+        proto: Proto,
+        port: u16,
+    ) -> Outcome {
+        self.decide(
+            Direction::Ingress,
+            Subject {
+                namespace: dst.namespace,
+                labels: dst.labels,
+            },
+            src.peer(),
+            dst.named_ports,
+            proto,
+            port,
+        )
+    }
+
+    /// Decides the egress half of a recorded flow from pod `src` (see
+    /// [`Evaluator::flow_ingress`]); named ports are looked up in `dst_ports`, the
+    /// destination pod's container ports when known.
+    pub fn flow_egress(
+        &self,
+        src: FlowPod<'_>,
+        dst: FlowEnd<'_>,
+        dst_ports: Option<&[(String, u16, Proto)]>,
+        proto: Proto,
+        port: u16,
+    ) -> Outcome {
+        self.decide(
+            Direction::Egress,
+            Subject {
+                namespace: src.namespace,
+                labels: src.labels,
+            },
+            dst.peer(),
+            dst_ports,
+            proto,
+            port,
+        )
+    }
+
+    /// Whether any policy has an `ipBlock` peer (so addresses matter to some verdict).
+    pub fn uses_ip_blocks(&self) -> bool {
+        self.policies.iter().any(|p| {
+            let rules = p.spec.ingress.iter().chain(p.spec.egress.iter()).flatten();
+            rules
+                .flat_map(|r| r.from.iter().chain(r.to.iter()).flatten())
+                .any(|peer| peer.ip_block.is_some())
+        })
+    }
+
+    /// The policies evaluated, in Calico's order.
+    pub fn policies(&self) -> &[NetworkPolicy] {
+        &self.policies
+    }
+
+    /// The core: three-valued rule matching (a rule may be undecidable when the input
+    /// lacks an address or the named ports), allow on the first rule that surely
+    /// matches, unknown when none surely matches but one might.
+    fn decide(
+        &self,
+        dir: Direction,
+        subject: Subject<'_>,
+        peer: Peer<'_>,
+        named_ports: Option<&[(String, u16, Proto)]>,
+        proto: Proto,
+        port: u16,
+    ) -> Outcome {
         let selecting = self.policies.iter().filter(|p| {
             p.namespace == subject.namespace
                 && p.has_type(dir)
                 && p.spec.pod_selector.matches(subject.labels)
         });
         let mut last = None;
+        let mut unknown: Option<(Missing, &NetworkPolicy)> = None;
         for p in selecting {
             let rules = match dir {
                 Direction::Ingress => p.spec.ingress.as_deref(),
@@ -495,81 +609,224 @@ impl Evaluator {
                     Direction::Egress => rule.to.as_deref(),
                 }
                 .unwrap_or_default();
-                let peer_ok = peers.is_empty()
-                    || peers
+                let peer_ok = if peers.is_empty() {
+                    Ok(true)
+                } else {
+                    any(peers
                         .iter()
-                        .any(|pp| self.peer_matches(pp, &p.namespace, &peer));
+                        .map(|pp| self.peer_matches(pp, &p.namespace, &peer)))
+                };
                 let ports = rule.ports.as_deref().unwrap_or_default();
-                let port_ok = ports.is_empty()
-                    || ports
+                let port_ok = if ports.is_empty() {
+                    Ok(true)
+                } else {
+                    any(ports
                         .iter()
-                        .any(|pp| port_matches(pp, named_ports, proto, port));
-                if peer_ok && port_ok {
-                    return Verdict {
-                        action: Action::Allow,
-                        decider: Decider::Policy {
-                            namespace: p.namespace.clone(),
-                            name: p.name.clone(),
-                            rule: i as i64,
-                        },
-                    };
+                        .map(|pp| port_matches(pp, named_ports, proto, port)))
+                };
+                match both(peer_ok, port_ok) {
+                    Ok(true) => {
+                        return Outcome::Decided(Verdict {
+                            action: Action::Allow,
+                            decider: Decider::Policy {
+                                namespace: p.namespace.clone(),
+                                name: p.name.clone(),
+                                rule: i as i64,
+                            },
+                        });
+                    }
+                    Ok(false) => {}
+                    Err(m) => {
+                        unknown.get_or_insert((m, p));
+                    }
                 }
             }
             last = Some(p);
         }
+        if let Some((missing, p)) = unknown {
+            return Outcome::Unknown {
+                missing,
+                policy: (p.namespace.clone(), p.name.clone()),
+            };
+        }
         match last {
-            None => Verdict {
+            None => Outcome::Decided(Verdict {
                 action: Action::Allow,
                 decider: Decider::Profile {
                     namespace: subject.namespace.to_string(),
                 },
-            },
-            Some(p) => Verdict {
+            }),
+            Some(p) => Outcome::Decided(Verdict {
                 action: Action::Deny,
                 decider: Decider::Policy {
                     namespace: p.namespace.clone(),
                     name: p.name.clone(),
                     rule: -1,
                 },
-            },
+            }),
         }
     }
 
-    fn peer_matches(&self, peer: &PolicyPeer, policy_ns: &str, other: &PeerRef<'_>) -> bool {
+    fn peer_matches(&self, peer: &PolicyPeer, policy_ns: &str, other: &Peer<'_>) -> Tri {
         if let Some(block) = &peer.ip_block {
-            let ip = other.ip();
-            return cidr_contains(&block.cidr, ip)
-                && !block.except.iter().any(|e| cidr_contains(e, ip));
+            let ip = other.ip.ok_or(Missing::PeerAddress)?;
+            return Ok(cidr_contains(&block.cidr, ip)
+                && !block.except.iter().any(|e| cidr_contains(e, ip)));
         }
-        let PeerRef::Pod(pod) = other else {
+        let Some((pod_ns, pod_labels)) = other.pod else {
             // Pod and namespace selectors only ever select pods.
-            return false;
+            return Ok(false);
         };
         let ns_ok = match &peer.namespace_selector {
-            None => pod.namespace == policy_ns,
+            None => pod_ns == policy_ns,
             Some(sel) => {
                 let empty = Labels::new();
-                sel.matches(self.namespaces.get(pod.namespace).unwrap_or(&empty))
+                sel.matches(self.namespaces.get(pod_ns).unwrap_or(&empty))
             }
         };
         let pod_ok = match &peer.pod_selector {
             None => peer.namespace_selector.is_some(),
-            Some(sel) => sel.matches(pod.labels),
+            Some(sel) => sel.matches(pod_labels),
         };
-        ns_ok && pod_ok
+        Ok(ns_ok && pod_ok)
+    }
+}
+
+/// A pod end of a recorded flow: its namespace and labels (flow logs carry both), and its
+/// named container ports when the caller knows them.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowPod<'a> {
+    /// Namespace.
+    pub namespace: &'a str,
+    /// Labels.
+    pub labels: &'a Labels,
+    /// Address, when the record has it (Felix writes `null` for aggregated flows).
+    pub ip: Option<IpAddr>,
+    /// Named container ports `(name, port, protocol)`; `None` when unknown.
+    pub named_ports: Option<&'a [(String, u16, Proto)]>,
+}
+
+/// The other end of a recorded flow.
+#[derive(Debug, Clone, Copy)]
+pub enum FlowEnd<'a> {
+    /// A pod of the cluster.
+    Pod(FlowPod<'a>),
+    /// Anything that is not a pod of the cluster (a network, a host, a network set),
+    /// with its address when the record has it.
+    External(Option<IpAddr>),
+}
+
+impl FlowEnd<'_> {
+    fn peer(&self) -> Peer<'_> {
+        match self {
+            FlowEnd::Pod(p) => Peer {
+                pod: Some((p.namespace, p.labels)),
+                ip: p.ip,
+            },
+            FlowEnd::External(ip) => Peer { pod: None, ip: *ip },
+        }
+    }
+}
+
+/// What an input lacked that a verdict depended on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Missing {
+    /// The other end's address (an `ipBlock` peer had to be tested against it).
+    PeerAddress,
+    /// The destination pod's named container port of this name.
+    NamedPort(String),
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Missing::PeerAddress => f.write_str(
+                "an ipBlock peer must be tested against the other end's address, which the flow record does not carry (aggregated)",
+            ),
+            Missing::NamedPort(n) => write!(
+                f,
+                "a rule names the port {n:?}, and the destination pod's container ports are not known"
+            ),
+        }
+    }
+}
+
+/// A verdict, or why there is none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Decided.
+    Decided(Verdict),
+    /// The verdict depends on something the input did not say.
+    Unknown {
+        /// What was missing.
+        missing: Missing,
+        /// The policy (namespace, name) with the undecidable rule.
+        policy: (String, String),
+    },
+}
+
+impl Outcome {
+    /// The action, when decided.
+    pub fn action(&self) -> Option<Action> {
+        match self {
+            Outcome::Decided(v) => Some(v.action),
+            Outcome::Unknown { .. } => None,
+        }
+    }
+}
+
+/// The subject of an evaluation: the pod whose policies are evaluated.
+#[derive(Clone, Copy)]
+struct Subject<'a> {
+    namespace: &'a str,
+    labels: &'a Labels,
+}
+
+/// The other end, as far as it is known.
+#[derive(Clone, Copy)]
+struct Peer<'a> {
+    /// Namespace and labels when it is a pod of the cluster.
+    pod: Option<(&'a str, &'a Labels)>,
+    ip: Option<IpAddr>,
+}
+
+/// Three-valued truth: `Err` = cannot tell, and why.
+type Tri = Result<bool, Missing>;
+
+/// True if any is true; otherwise unknown if any is unknown; otherwise false.
+fn any(items: impl Iterator<Item = Tri>) -> Tri {
+    let mut unknown = None;
+    for t in items {
+        match t {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            Err(m) => {
+                unknown.get_or_insert(m);
+            }
+        }
+    }
+    unknown.map_or(Ok(false), Err)
+}
+
+/// False if either is false; otherwise unknown if either is unknown; otherwise true.
+fn both(a: Tri, b: Tri) -> Tri {
+    match (a, b) {
+        (Ok(false), _) | (_, Ok(false)) => Ok(false),
+        (Err(m), _) | (_, Err(m)) => Err(m),
+        (Ok(true), Ok(true)) => Ok(true),
     }
 }
 
 fn port_matches(
     p: &PolicyPort,
-    named_ports: &[(String, u16, Proto)],
+    named_ports: Option<&[(String, u16, Proto)]>,
     proto: Proto,
     port: u16,
-) -> bool {
+) -> Tri {
     if Proto::from_k8s(p.protocol.as_deref()) != Some(proto) {
-        return false;
+        return Ok(false);
     }
-    match &p.port {
+    Ok(match &p.port {
         None => true,
         Some(IntOrString::Int(n)) => {
             let end = p.end_port.unwrap_or(*n);
@@ -578,10 +835,11 @@ fn port_matches(
         Some(IntOrString::Str(s)) => match s.parse::<i64>() {
             Ok(n) => n == i64::from(port),
             Err(_) => named_ports
+                .ok_or_else(|| Missing::NamedPort(s.clone()))?
                 .iter()
                 .any(|(name, n, pr)| name == s && *n == port && *pr == proto),
         },
-    }
+    })
 }
 
 #[cfg(test)]
@@ -860,5 +1118,164 @@ mod tests {
             )
             .is_none()
         );
+    }
+}
+
+#[cfg(test)]
+mod flow_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn ev(specs: &[(&str, &str, Value)]) -> Evaluator {
+        let policies = specs
+            .iter()
+            .map(|(ns, name, spec)| {
+                NetworkPolicy::from_object(
+                    &json!({"metadata": {"namespace": ns, "name": name}, "spec": spec}),
+                )
+                .unwrap()
+            })
+            .collect();
+        let ns = [("shop".to_string(), labels(&[("team", "shop")]))]
+            .into_iter()
+            .collect();
+        Evaluator::new(policies, ns)
+    }
+
+    #[test]
+    fn a_missing_address_matters_only_when_an_ip_block_decides() {
+        let cart = labels(&[("app", "cart")]);
+        let front = labels(&[("app", "frontend")]);
+        let dst = FlowPod {
+            namespace: "shop",
+            labels: &cart,
+            ip: None,
+            named_ports: None,
+        };
+        let src = FlowEnd::Pod(FlowPod {
+            namespace: "shop",
+            labels: &front,
+            ip: None,
+            named_ports: None,
+        });
+        // A pod selector decides without addresses.
+        let e = ev(&[(
+            "shop",
+            "cart",
+            json!({"podSelector": {"matchLabels": {"app": "cart"}},
+                   "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "frontend"}}}]}]}),
+        )]);
+        assert_eq!(
+            e.flow_ingress(dst, src, Proto::Tcp, 80).action(),
+            Some(Action::Allow)
+        );
+        assert!(!e.uses_ip_blocks());
+        // An ipBlock cannot be decided without the address...
+        let e = ev(&[(
+            "shop",
+            "cart",
+            json!({"podSelector": {"matchLabels": {"app": "cart"}},
+                   "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}]}),
+        )]);
+        assert!(e.uses_ip_blocks());
+        let out = e.flow_ingress(dst, src, Proto::Tcp, 80);
+        assert_eq!(
+            out,
+            Outcome::Unknown {
+                missing: Missing::PeerAddress,
+                policy: ("shop".into(), "cart".into())
+            }
+        );
+        // ...unless the port already rules it out, or the address is there.
+        let e2 = ev(&[(
+            "shop",
+            "cart",
+            json!({"podSelector": {"matchLabels": {"app": "cart"}},
+                   "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 443}]}]}),
+        )]);
+        assert_eq!(
+            e2.flow_ingress(dst, src, Proto::Tcp, 80).action(),
+            Some(Action::Deny)
+        );
+        let with_ip = FlowEnd::External(Some("10.1.2.3".parse().unwrap()));
+        assert_eq!(
+            e.flow_ingress(dst, with_ip, Proto::Tcp, 80).action(),
+            Some(Action::Allow)
+        );
+        let outside = FlowEnd::External(Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(
+            e.flow_ingress(dst, outside, Proto::Tcp, 80).action(),
+            Some(Action::Deny)
+        );
+        // A rule that surely matches wins over an undecidable one.
+        let e3 = ev(&[(
+            "shop",
+            "cart",
+            json!({"podSelector": {}, "ingress": [
+                {"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]},
+                {"from": [{"namespaceSelector": {"matchLabels": {"team": "shop"}}}]}]}),
+        )]);
+        assert_eq!(
+            e3.flow_ingress(dst, src, Proto::Tcp, 80).action(),
+            Some(Action::Allow)
+        );
+    }
+
+    #[test]
+    fn named_ports_are_unknown_without_the_pods_ports() {
+        let db = labels(&[("app", "db")]);
+        let api = labels(&[("app", "api")]);
+        let e = ev(&[(
+            "shop",
+            "db",
+            json!({"podSelector": {"matchLabels": {"app": "db"}},
+                   "ingress": [{"ports": [{"port": "postgres"}]}]}),
+        )]);
+        let src = FlowEnd::Pod(FlowPod {
+            namespace: "shop",
+            labels: &api,
+            ip: None,
+            named_ports: None,
+        });
+        let mut dst = FlowPod {
+            namespace: "shop",
+            labels: &db,
+            ip: None,
+            named_ports: None,
+        };
+        assert!(matches!(
+            e.flow_ingress(dst, src, Proto::Tcp, 5432),
+            Outcome::Unknown {
+                missing: Missing::NamedPort(_),
+                ..
+            }
+        ));
+        // UDP never matches a TCP port, named or not.
+        assert_eq!(
+            e.flow_ingress(dst, src, Proto::Udp, 5432).action(),
+            Some(Action::Deny)
+        );
+        let ports = [("postgres".to_string(), 5432, Proto::Tcp)];
+        dst.named_ports = Some(&ports);
+        assert_eq!(
+            e.flow_ingress(dst, src, Proto::Tcp, 5432).action(),
+            Some(Action::Allow)
+        );
+        assert_eq!(
+            e.flow_ingress(dst, src, Proto::Tcp, 5433).action(),
+            Some(Action::Deny)
+        );
+        // Egress of an unselected pod: the profile allows.
+        let out = e.flow_egress(dst, src, None, Proto::Tcp, 1);
+        assert_eq!(out.action(), Some(Action::Allow));
+        assert_eq!(Proto::from_felix("TCP"), Some(Proto::Tcp));
+        assert_eq!(Proto::from_felix("icmp"), None);
     }
 }
