@@ -21,6 +21,7 @@ mod api;
 mod assets;
 mod ctx;
 mod error;
+mod flow_count;
 mod fmt;
 mod layout;
 mod pages;

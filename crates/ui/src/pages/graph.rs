@@ -195,13 +195,16 @@ fn num(v: &Value) -> u64 {
     v["value"].as_f64().unwrap_or(0.0).max(0.0) as u64
 }
 
-/// The leaf aggregations: per action, sums of bytes and flows.
+/// The leaf aggregations: per reporter and destination type (so each connection is
+/// counted once, [`crate::flow_count`]) and action, sums of bytes and flows.
 fn leaf() -> Value {
-    json!({"a": {"terms": {"field": "action", "size": 4}, "aggs": {
-        "bi": {"sum": {"field": "bytes_in"}},
-        "bo": {"sum": {"field": "bytes_out"}},
-        "f": {"sum": {"field": "num_flows"}},
-    }}})
+    crate::flow_count::split(
+        json!({"a": {"terms": {"field": "action", "size": 4}, "aggs": {
+            "bi": {"sum": {"field": "bytes_in"}},
+            "bo": {"sum": {"field": "bytes_out"}},
+            "f": {"sum": {"field": "num_flows"}},
+        }}}),
+    )
 }
 
 /// Nests `levels` (name, field) as terms aggregations around [`leaf`].
@@ -213,9 +216,11 @@ fn nest(levels: &[(&str, &str)]) -> Value {
     inner
 }
 
-/// Walks the nested answer of [`nest`] into rows.
+/// Walks the nested answer of [`nest`] into rows, one per path and action, counting only
+/// the records that stand for their connection ([`crate::flow_count`]).
 fn rows(aggs: &Value, levels: &[&str]) -> Vec<Row> {
-    fn walk(v: &Value, levels: &[&str], path: &mut Vec<String>, out: &mut Vec<Row>) {
+    type Key = (Vec<String>, String);
+    fn walk(v: &Value, levels: &[&str], path: &mut Vec<String>, out: &mut BTreeMap<Key, Totals>) {
         match levels.split_first() {
             Some((name, rest)) => {
                 for b in buckets(&v[*name]) {
@@ -224,38 +229,42 @@ fn rows(aggs: &Value, levels: &[&str]) -> Vec<Row> {
                     path.pop();
                 }
             }
-            None => {
-                for a in buckets(&v["a"]) {
-                    let action = key(a);
-                    let records = a["doc_count"].as_u64().unwrap_or(0);
-                    let t = Totals {
-                        records,
-                        flows: num(&a["f"]),
-                        bytes: num(&a["bi"]) + num(&a["bo"]),
-                        denied: if action == "deny" { records } else { 0 },
-                    };
-                    let p = &path[..];
-                    let (cluster, sn, sa, dn, da) = if p.len() == 5 {
-                        (&p[0], &p[1], Some(p[2].clone()), &p[3], Some(p[4].clone()))
-                    } else {
-                        (&p[0], &p[1], None, &p[2], None)
-                    };
-                    out.push(Row {
-                        cluster: cluster.clone(),
-                        sn: sn.clone(),
-                        sa,
-                        dn: dn.clone(),
-                        da,
-                        action,
-                        t,
-                    });
-                }
-            }
+            None => crate::flow_count::leaves(v, "a", |action, a| {
+                let records = a["doc_count"].as_u64().unwrap_or(0);
+                let t = Totals {
+                    records,
+                    flows: num(&a["f"]),
+                    bytes: num(&a["bi"]) + num(&a["bo"]),
+                    denied: if action == "deny" { records } else { 0 },
+                };
+                out.entry((path.clone(), action.to_string()))
+                    .or_default()
+                    .add(&t);
+            }),
         }
     }
-    let mut out = vec![];
-    walk(aggs, levels, &mut vec![], &mut out);
-    out
+    let mut merged = BTreeMap::new();
+    walk(aggs, levels, &mut vec![], &mut merged);
+    merged
+        .into_iter()
+        .filter(|((p, _), _)| p.len() == 3 || p.len() == 5)
+        .map(|((p, action), t)| {
+            let (cluster, sn, sa, dn, da) = if p.len() == 5 {
+                (&p[0], &p[1], Some(p[2].clone()), &p[3], Some(p[4].clone()))
+            } else {
+                (&p[0], &p[1], None, &p[2], None)
+            };
+            Row {
+                cluster: cluster.clone(),
+                sn: sn.clone(),
+                sa,
+                dn: dn.clone(),
+                da,
+                action,
+                t,
+            }
+        })
+        .collect()
 }
 
 /// A node of the drawn graph.
@@ -882,23 +891,55 @@ mod tests {
     }
 
     #[test]
-    fn rows_walk_nested_terms() {
+    fn rows_walk_nested_terms_and_count_each_connection_once() {
+        let leaf = |rp: &str, dt: &str, a: &str, n: u64| {
+            json!({"key": rp, "dt": {"buckets": [{"key": dt, "a": {"buckets": [
+                {"key": a, "doc_count": n, "bi": {"value": 10.0 * n as f64}, "bo": {"value": 5.0 * n as f64}, "f": {"value": n as f64}}]}}]}})
+        };
+        // shop -> payments: 4 allowed connections seen at both ends, 3 denied at the
+        // destination (allowed out by the source), 1 denied at the source.
         let v = json!({"c": {"buckets": [{"key": "east", "s": {"buckets": [{"key": "shop",
-            "d": {"buckets": [{"key": "payments", "a": {"buckets": [
-                {"key": "deny", "doc_count": 3, "bi": {"value": 10.0}, "bo": {"value": 5.0}, "f": {"value": 3.0}}]}}]}}]}}]}});
+        "d": {"buckets": [{"key": "payments", "rp": {"buckets": [
+            {"key": "src", "dt": {"buckets": [
+                {"key": "wep", "a": {"buckets": [
+                    {"key": "allow", "doc_count": 7, "bi": {"value": 70.0}, "bo": {"value": 35.0}, "f": {"value": 7.0}},
+                    {"key": "deny", "doc_count": 1, "bi": {"value": 0.0}, "bo": {"value": 60.0}, "f": {"value": 1.0}}]}}]}},
+            {"key": "dst", "dt": {"buckets": [
+                {"key": "wep", "a": {"buckets": [
+                    {"key": "allow", "doc_count": 4, "bi": {"value": 40.0}, "bo": {"value": 20.0}, "f": {"value": 4.0}},
+                    {"key": "deny", "doc_count": 3, "bi": {"value": 180.0}, "bo": {"value": 0.0}, "f": {"value": 3.0}}]}}]}},
+        ]}}]}}]}}]}});
         let r = rows(&v, &["c", "s", "d"]);
+        let base = row("east", "shop", None, "payments", None, "allow", 0);
         assert_eq!(
             r,
-            vec![Row {
-                t: Totals {
-                    records: 3,
-                    flows: 3,
-                    bytes: 15,
-                    denied: 3
+            vec![
+                Row {
+                    t: Totals {
+                        records: 4,
+                        flows: 4,
+                        bytes: 60,
+                        denied: 0
+                    },
+                    ..base.clone()
                 },
-                ..row("east", "shop", None, "payments", None, "deny", 0)
-            }]
+                Row {
+                    action: "deny".into(),
+                    t: Totals {
+                        records: 4,
+                        flows: 4,
+                        bytes: 240,
+                        denied: 4
+                    },
+                    ..base
+                },
+            ],
+            "the source's allowed records of pod-to-pod traffic are not counted again"
         );
+        // Traffic to the internet is reported by the source only, and counts.
+        let v = json!({"c": {"buckets": [{"key": "east", "s": {"buckets": [{"key": "shop",
+            "d": {"buckets": [{"key": "-", "rp": {"buckets": [leaf("src", "net", "allow", 2)]}}]}}]}}]}});
+        assert_eq!(rows(&v, &["c", "s", "d"])[0].t.records, 2);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Overview of the selection: clusters connected and disconnected, flows and denied flows
 //! over the time range (an SVG chart drawn here), the top denied source → destination
-//! pairs, and when each cluster's logs last arrived. All from the API's aggregations.
+//! pairs, and when each cluster's logs last arrived. All from the API's aggregations, each
+//! connection counted once although both of its ends report it ([`crate::flow_count`]).
 
 use axum::response::Response;
 use maud::{Markup, html};
@@ -36,7 +37,7 @@ async fn render(ctx: &Ctx) -> Result<Page, UiError> {
         "aggs": {
             "over_time": {
                 "date_histogram": {"field": "end_time", "fixed_interval": format!("{interval_s}s")},
-                "aggs": {"action": {"terms": {"field": "action", "size": 2}}}
+                "aggs": crate::flow_count::split(json!({"action": {"terms": {"field": "action", "size": 4}}}))
             }
         }
     });
@@ -44,6 +45,7 @@ async fn render(ctx: &Ctx) -> Result<Page, UiError> {
         .api
         .post("/apis/logs.cattery.dev/v1/flows/search", &body)
         .await;
+    // Denied records need no deduplication: a connection has at most one (crate::flow_count).
     let denied_pairs: Result<Value, UiError> = ctx
         .api
         .post(
@@ -62,27 +64,30 @@ async fn render(ctx: &Ctx) -> Result<Page, UiError> {
         .await;
     let flows_section: Markup = match &flows {
         Ok(v) => {
-            let total = v["hits"]["total"]["value"].as_u64().unwrap_or(0);
+            let stored = v["hits"]["total"]["value"].as_u64().unwrap_or(0);
+            // Each connection once, although both ends report it (crate::flow_count).
             let series: Vec<(i64, u64, u64)> = buckets(&v["aggregations"]["over_time"])
                 .iter()
                 .map(|b| {
-                    let denied = buckets(&b["action"])
-                        .iter()
-                        .filter(|a| a["key"] == "deny")
-                        .map(|a| a["doc_count"].as_u64().unwrap_or(0))
-                        .sum();
-                    (
-                        b["key"].as_f64().unwrap_or(0.0) as i64,
-                        b["doc_count"].as_u64().unwrap_or(0),
-                        denied,
-                    )
+                    let (mut all, mut denied) = (0, 0);
+                    crate::flow_count::leaves(b, "action", |action, a| {
+                        let n = a["doc_count"].as_u64().unwrap_or(0);
+                        all += n;
+                        if action == "deny" {
+                            denied += n;
+                        }
+                    });
+                    (b["key"].as_f64().unwrap_or(0.0) as i64, all, denied)
                 })
                 .collect();
+            let total: u64 = series.iter().map(|s| s.1).sum();
             let denied: u64 = series.iter().map(|s| s.2).sum();
             html! {
                 div.grid.four {
-                    div.card { p.stat { (count(total)) } p.stat-label { "flow records" } }
-                    div.card { p.stat.bad-text { (count(denied)) } p.stat-label { "denied" } }
+                    div.card { p.stat #stat-flows { (count(total)) } p.stat-label { "flows" }
+                        p.muted title="Both ends of a connection between two workloads report it; it is counted once, at the end that decided it." {
+                            span #stat-stored { (count(stored)) } " records stored" } }
+                    div.card { p.stat.bad-text #stat-denied { (count(denied)) } p.stat-label { "denied flows" } }
                     div.card { p.stat.ok-text { (up) } p.stat-label { "clusters connected" } }
                     div.card { p.stat.bad-text { (clusters.len() - up) } p.stat-label { "clusters disconnected" } }
                 }
@@ -91,7 +96,7 @@ async fn render(ctx: &Ctx) -> Result<Page, UiError> {
                         h2 { "Flows and denied flows" }
                         div.legend { span { span.sw.flows {} "all flows" } span { span.sw.denied {} "denied" } }
                     }
-                    @if total == 0 { (super::empty("No flows in this range.")) } @else { (chart(&series, from, to)) }
+                    @if stored == 0 { (super::empty("No flows in this range.")) } @else { (chart(&series, from, to)) }
                 }
             }
         }
