@@ -37,8 +37,8 @@ pub(crate) struct Target {
     pub(crate) watch_prefix: bool,
 }
 
-/// Parses a resource URL (None for anything else).
-pub(crate) fn parse_path(path: &str) -> Option<Target> {
+/// Parses a resource URL of a type `store` serves (None for anything else).
+pub(crate) fn parse_path(store: &crate::objects::Store, path: &str) -> Option<Target> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, version, mut rest) = match segs.as_slice() {
         ["api", v, rest @ ..] => ("", *v, rest),
@@ -51,7 +51,9 @@ pub(crate) fn parse_path(path: &str) -> Option<Target> {
     }
     let namespaced_path = rest.len() >= 3
         && rest[0] == "namespaces"
-        && resources::find(group, version, rest[2]).is_some_and(|r| r.namespaced);
+        && store
+            .find_type(group, version, rest[2])
+            .is_some_and(|r| r.namespaced);
     let (namespace, rest) = if namespaced_path {
         (Some(rest[1].to_string()), &rest[2..])
     } else {
@@ -63,7 +65,7 @@ pub(crate) fn parse_path(path: &str) -> Option<Target> {
         [p, n, s] => (*p, Some(n.to_string()), Some(s.to_string())),
         _ => return None,
     };
-    let res = resources::find(group, version, plural)?;
+    let res = store.find_type(group, version, plural)?;
     // A namespaced object must be addressed through its namespace.
     if res.namespaced && namespace.is_none() && name.is_some() {
         return None;
@@ -139,7 +141,7 @@ fn accept(headers: &HeaderMap) -> Option<&str> {
 
 async fn dispatch(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    let target = parse_path(parts.uri.path()).ok_or(ApiError::NoRoute)?;
+    let target = parse_path(&st.store, parts.uri.path()).ok_or(ApiError::NoRoute)?;
     let q = Query::parse(parts.uri.query());
     let dry = dry_run(&q)?;
     match &target.sub {
@@ -209,6 +211,15 @@ async fn dispatch(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError
         }
         (&Method::PATCH, Some(name)) => {
             let kind = patch_kind(&parts.headers)?;
+            if kind == PatchKind::Strategic && target.res.custom {
+                // As kube-apiserver: custom resources have no patch strategies.
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "strategic merge patch is not supported for custom resources ({}); \
+                     accepted media types: application/json-patch+json, application/merge-patch+json, \
+                     application/apply-patch+yaml",
+                    target.res.plural
+                )));
+            }
             let body = read_body(body, &parts.headers).await?;
             let patch: Value = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::BadRequest(format!("the patch is not valid JSON: {e}")))?;
@@ -706,10 +717,13 @@ pub(crate) fn validate(
                 "Required value: name or generateName is required".into(),
             );
         }
-    } else if let Some(e) = name_error(&name, matches!(res.kind, "Namespace" | "Service")) {
+    } else if let Some(e) = name_error(
+        &name,
+        !res.custom && matches!(res.kind, "Namespace" | "Service"),
+    ) {
         return invalid("metadata.name", e);
     }
-    if res.kind == "Pod" {
+    if !res.custom && res.kind == "Pod" {
         let containers = obj.pointer("/spec/containers").and_then(Value::as_array);
         match containers {
             Some(cs) if !cs.is_empty() => {
@@ -741,6 +755,8 @@ mod tests {
 
     #[test]
     fn paths() {
+        let store = crate::objects::Store::new("t", "10.244.0.0/16".parse().unwrap());
+        let parse_path = |p: &str| parse_path(&store, p);
         let t = parse_path("/api/v1/namespaces/shop/pods/web").unwrap();
         assert_eq!(
             (t.res.plural, t.namespace.as_deref(), t.name.as_deref()),

@@ -239,12 +239,13 @@ pub fn is_audited(path: &str) -> bool {
 }
 
 /// kube-apiserver's verb and object reference for a request.
-pub fn verb_and_object(
+pub(crate) fn verb_and_object(
+    store: &crate::objects::Store,
     method: &Method,
     path: &str,
     query: Option<&str>,
 ) -> (String, Option<ObjectRef>) {
-    let Some(t) = crate::api::parse_path(path) else {
+    let Some(t) = crate::api::parse_path(store, path) else {
         return (method.as_str().to_ascii_lowercase(), None);
     };
     let watch = t.watch_prefix || crate::api::Query::parse(query).flag("watch");
@@ -437,7 +438,8 @@ pub(crate) async fn audit_requests(
     }
     let received = micro_time(time::OffsetDateTime::now_utc());
     let headers = req.headers();
-    let (verb, object_ref) = verb_and_object(req.method(), req.uri().path(), req.uri().query());
+    let (verb, object_ref) =
+        verb_and_object(&st.store, req.method(), req.uri().path(), req.uri().query());
     let peer = req.extensions().get::<PeerAddr>().map(|p| p.0);
     let event = Event {
         level: "Metadata".into(),
@@ -702,6 +704,9 @@ mod tests {
 
     #[test]
     fn verbs_and_object_refs_like_kube_apiserver() {
+        let store = crate::objects::Store::new("t", "10.244.0.0/16".parse().unwrap());
+        let verb_and_object =
+            |m: &Method, p: &str, q: Option<&str>| verb_and_object(&store, m, p, q);
         let cases = [
             ("GET", "/api/v1/namespaces/shop/pods", None, "list"),
             ("GET", "/api/v1/namespaces/shop/pods/a", None, "get"),

@@ -1,6 +1,8 @@
 //! `/version`, API discovery and the minimal OpenAPI v3 kubectl needs. The documents are
 //! built by `cattery_store::http::discovery` (shared with the hub); this module adds the
-//! simulator's subresources (`/status`, `pods/exec`) and categories.
+//! simulator's subresources (`/status`, `pods/exec`) and categories. The types are the
+//! store's: the built-in ones and those of the CustomResourceDefinitions applied
+//! ([`crate::crd`]), so a CRD appears here as soon as it is stored.
 //!
 //! Discovery is the legacy (unaggregated) form: `/api`, `/api/v1`, `/apis`,
 //! `/apis/<group>`, `/apis/<group>/<version>`; clients that ask for the
@@ -17,13 +19,17 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use axum::Json;
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use cattery_store::http::discovery::{self as d, ApiResource};
 use serde_json::{Value, json};
 
-use crate::resources::{RESOURCES, has_status_subresource};
+use crate::AppState;
+use crate::objects::Store;
+use crate::resources::{ResourceType, has_status_subresource};
 use crate::status::ApiError;
 
 /// The Kubernetes version the simulator claims to be.
@@ -56,8 +62,8 @@ pub async fn version() -> Json<Value> {
 }
 
 /// The served types as `cattery_store::http::discovery` describes them.
-fn api_resources() -> Vec<ApiResource> {
-    RESOURCES
+fn api_resources(types: &[&'static ResourceType]) -> Vec<ApiResource> {
+    types
         .iter()
         .map(|r| ApiResource {
             group: r.group,
@@ -74,8 +80,8 @@ fn api_resources() -> Vec<ApiResource> {
 
 /// Group versions served, in discovery order: `("", "v1")` first.
 #[cfg(test)]
-fn group_versions() -> Vec<(&'static str, &'static str)> {
-    d::group_versions(&api_resources())
+fn group_versions(store: &Store) -> Vec<(&'static str, &'static str)> {
+    d::group_versions(&api_resources(&store.types()))
 }
 
 /// `GET /api`.
@@ -88,28 +94,32 @@ pub async fn api_versions() -> Json<Value> {
 }
 
 /// `GET /apis`.
-pub async fn api_groups() -> Json<Value> {
-    Json(d::api_group_list(&api_resources()))
+pub async fn api_groups(State(st): State<Arc<AppState>>) -> Json<Value> {
+    Json(d::api_group_list(&api_resources(&st.store.types())))
 }
 
 /// `GET /apis/{group}`.
-pub async fn api_group_handler(Path(group): Path<String>) -> Response {
-    match d::api_group(&api_resources(), &group) {
+pub async fn api_group_handler(
+    State(st): State<Arc<AppState>>,
+    Path(group): Path<String>,
+) -> Response {
+    match d::api_group(&api_resources(&st.store.types()), &group) {
         Some(g) => Json(g).into_response(),
         None => ApiError::NoRoute.into_response(),
     }
 }
 
-fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let mut list = d::resource_list(&api_resources(), group, version)?;
+fn resource_list(store: &Store, group: &str, version: &str) -> Option<Value> {
+    let types = store.types();
+    let mut list = d::resource_list(&api_resources(&types), group, version)?;
     let mut resources = Vec::new();
     for mut entry in list["resources"].as_array().cloned().unwrap_or_default() {
-        let r = RESOURCES
+        let r = types
             .iter()
             .find(|r| r.group == group && r.version == version && entry["name"] == r.plural)
-            .expect("listed from RESOURCES");
-        if matches!(r.kind, "Pod" | "Service") {
-            entry["categories"] = json!(["all"]);
+            .expect("listed from the served types");
+        if !r.categories.is_empty() {
+            entry["categories"] = json!(r.categories);
         }
         resources.push(entry);
         if has_status_subresource(r) {
@@ -118,7 +128,7 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}),
             );
         }
-        if r.kind == "Pod" {
+        if !r.custom && r.kind == "Pod" {
             resources.push(
                 json!({"name": "pods/exec", "singularName": "", "namespaced": true,
                 "kind": "PodExecOptions", "verbs": ["create", "get"]}),
@@ -130,31 +140,33 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
 }
 
 /// `GET /api/{version}`.
-pub async fn core_resources(Path(version): Path<String>) -> Response {
-    resource_list("", &version).map_or_else(
+pub async fn core_resources(
+    State(st): State<Arc<AppState>>,
+    Path(version): Path<String>,
+) -> Response {
+    resource_list(&st.store, "", &version).map_or_else(
         || ApiError::NoRoute.into_response(),
         |v| Json(v).into_response(),
     )
 }
 
 /// `GET /apis/{group}/{version}`.
-pub async fn group_resources(Path((group, version)): Path<(String, String)>) -> Response {
-    resource_list(&group, &version).map_or_else(
+pub async fn group_resources(
+    State(st): State<Arc<AppState>>,
+    Path((group, version)): Path<(String, String)>,
+) -> Response {
+    resource_list(&st.store, &group, &version).map_or_else(
         || ApiError::NoRoute.into_response(),
         |v| Json(v).into_response(),
     )
 }
 
-fn openapi_doc(group: &str, version: &str) -> Option<Value> {
+fn openapi_doc(types: &[&'static ResourceType], group: &str, version: &str) -> Option<Value> {
     let mut paths = BTreeMap::new();
-    for r in RESOURCES
-        .iter()
+    for ar in api_resources(types)
+        .into_iter()
         .filter(|r| r.group == group && r.version == version)
     {
-        let ar = api_resources()
-            .into_iter()
-            .find(|a| a.group == r.group && a.version == r.version && a.plural == r.plural)
-            .expect("listed from RESOURCES");
         paths.insert(
             d::object_path(&ar),
             json!({"patch": d::patch_operation(&ar)}),
@@ -172,16 +184,20 @@ fn openapi_doc(group: &str, version: &str) -> Option<Value> {
 }
 
 /// `GET /openapi/v3`: the index of group-version documents.
-pub async fn openapi_v3_index() -> Json<Value> {
-    Json(d::openapi_index(&api_resources(), openapi_doc))
+pub async fn openapi_v3_index(State(st): State<Arc<AppState>>) -> Json<Value> {
+    let types = st.store.types();
+    Json(d::openapi_index(&api_resources(&types), |g, v| {
+        openapi_doc(&types, g, v)
+    }))
 }
 
 /// `GET /openapi/v3/api/{version}` and `/openapi/v3/apis/{group}/{version}`.
-pub async fn openapi_v3_doc(Path(rest): Path<String>) -> Response {
+pub async fn openapi_v3_doc(State(st): State<Arc<AppState>>, Path(rest): Path<String>) -> Response {
+    let types = st.store.types();
     let parts: Vec<&str> = rest.split('/').collect();
     let doc = match parts.as_slice() {
-        ["api", v] => openapi_doc("", v),
-        ["apis", g, v] => openapi_doc(g, v),
+        ["api", v] => openapi_doc(&types, "", v),
+        ["apis", g, v] => openapi_doc(&types, g, v),
         _ => None,
     };
     doc.map_or_else(
@@ -196,7 +212,8 @@ mod tests {
 
     #[test]
     fn core_discovery_lists_pods_with_short_names_and_exec() {
-        let list = resource_list("", "v1").unwrap();
+        let store = Store::new("t", "10.244.0.0/16".parse().unwrap());
+        let list = resource_list(&store, "", "v1").unwrap();
         let pods = list["resources"]
             .as_array()
             .unwrap()
@@ -219,13 +236,14 @@ mod tests {
             .find(|r| r["name"] == "namespaces")
             .unwrap();
         assert_eq!(ns["namespaced"], false);
-        assert!(resource_list("", "v2").is_none());
+        assert!(resource_list(&store, "", "v2").is_none());
     }
 
     #[test]
     fn openapi_declares_field_validation_for_every_kind() {
-        for (g, v) in group_versions() {
-            let doc = openapi_doc(g, v).unwrap();
+        let store = Store::new("t", "10.244.0.0/16".parse().unwrap());
+        for (g, v) in group_versions(&store) {
+            let doc = openapi_doc(&store.types(), g, v).unwrap();
             for (_, item) in doc["paths"].as_object().unwrap() {
                 let params = item["patch"]["parameters"].as_array().unwrap();
                 assert!(

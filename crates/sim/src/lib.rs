@@ -14,6 +14,10 @@
 //!   deletecollection and watch, with Kubernetes resourceVersion and watch
 //!   semantics (the `cattery-store` crate, with the simulator's types and server-set
 //!   fields in `objects.rs`; `watch_http.rs`, `api.rs`);
+//! - any CustomResourceDefinition applied to it (`crd.rs`): its storage version is served
+//!   like the built-in types (discovery, OpenAPI, Table with `additionalPrinterColumns`,
+//!   every verb), deleting the CRD deletes its objects; custom resources are not
+//!   validated against the CRD's schema;
 //! - server-side `Table` printing for `kubectl get` (`table.rs`);
 //! - request bodies in JSON, YAML, and Kubernetes protobuf for Namespace, ConfigMap and
 //!   Service (what kubectl's `create` subcommands send, `protobuf.rs`);
@@ -58,13 +62,14 @@
 //! graceful deletion are not implemented (deletes are immediate, a namespace's
 //! contents go with it); a paginated list continues from the current state,
 //! not a snapshot; `pods/log`, events and every type not listed above are
-//! absent (404); nothing is persisted.
+//! absent (404) unless a CRD defines them; nothing is persisted.
 #![forbid(unsafe_code)]
 
 mod api;
 mod apply;
 pub mod audit;
 mod auth;
+mod crd;
 mod debug;
 mod discovery;
 mod exec;

@@ -6,7 +6,8 @@
 //! admission); a deleted namespace takes its contents with it, immediately (there is no
 //! namespace controller and no Terminating phase that lasts); and server-set fields of
 //! namespaces, pods (IP, phase, conditions, node) and services (cluster IP) are filled in
-//! on create.
+//! on create. A CustomResourceDefinition's writes change the types served
+//! ([`crate::crd`]) in the same transaction, and deleting one deletes its objects.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -14,7 +15,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use cattery_store::{StoreError, Tx, WatchStart, Watcher};
 use serde_json::{Value, json};
 
-use crate::resources::{RESOURCES, ResourceType, namespaces};
+use crate::crd::{self, Definition};
+use crate::resources::{RESOURCES, ResourceType, crds, namespaces};
 use crate::status::ApiError;
 
 pub use cattery_store::{EventType, Obj, Page};
@@ -45,6 +47,8 @@ impl From<ApiError> for Abort {
 pub struct Store {
     cluster: String,
     objects: cattery_store::Store<&'static ResourceType>,
+    /// Types served for the stored CRDs; changed only inside a store transaction.
+    crds: crd::Registry,
     pod_cidr: ipnet::IpNet,
     pod_ips_allocated: AtomicU64,
     ips_allocated: AtomicU32,
@@ -61,6 +65,7 @@ impl Store {
         Store {
             cluster: cluster.to_string(),
             objects: cattery_store::Store::with_history_limit(history_limit),
+            crds: crd::Registry::default(),
             pod_cidr,
             pod_ips_allocated: AtomicU64::new(0),
             ips_allocated: AtomicU32::new(0),
@@ -93,6 +98,22 @@ impl Store {
     /// The CIDR pod IPs come from.
     pub fn pod_cidr(&self) -> ipnet::IpNet {
         self.pod_cidr
+    }
+
+    /// The served type at `group`/`version`/`plural`: built in, or for a stored CRD.
+    pub(crate) fn find_type(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<&'static ResourceType> {
+        crate::resources::find(group, version, plural)
+            .or_else(|| self.crds.find(group, version, plural))
+    }
+
+    /// Every served type: the built-in ones in their order, then the CRDs' by CRD name.
+    pub(crate) fn types(&self) -> Vec<&'static ResourceType> {
+        RESOURCES.iter().chain(self.crds.all()).collect()
     }
 
     /// The current resourceVersion.
@@ -145,7 +166,28 @@ impl Store {
                     name: ns.into(),
                 });
             }
-            Ok(tx.create_with(res, ns, obj, |obj| self.set_defaults(res, obj))?)
+            let def = (res == crds())
+                .then(|| {
+                    let d = Definition::parse(&obj)?;
+                    d.check_names(obj["metadata"]["name"].as_str().unwrap_or(""), &self.crds)?;
+                    Ok::<_, ApiError>(d)
+                })
+                .transpose()?;
+            let created = tx.create_with(res, ns, obj, |obj| {
+                self.set_defaults(res, obj);
+                if let Some(d) = &def {
+                    obj["status"] = d.status();
+                }
+            })?;
+            if let Some(d) = def
+                && !dry_run
+            {
+                self.crds.set(
+                    created["metadata"]["name"].as_str().unwrap_or(""),
+                    d.served_type(),
+                );
+            }
+            Ok(created)
         })
     }
 
@@ -177,9 +219,7 @@ impl Store {
         status_only: bool,
         dry_run: bool,
     ) -> Result<Obj, ApiError> {
-        self.write(dry_run, |tx| {
-            Ok(tx.modify(res, ns, name, status_only, |_| Ok::<_, StoreError>(obj))?)
-        })
+        self.modify(res, ns, name, status_only, dry_run, |_| Ok(obj))
     }
 
     /// Read-modify-write under the store lock (PATCH): `f` computes the new object from
@@ -193,7 +233,23 @@ impl Store {
         dry_run: bool,
         f: impl FnOnce(&Obj) -> Result<Value, ApiError>,
     ) -> Result<Obj, ApiError> {
-        self.write(dry_run, |tx| tx.modify(res, ns, name, status_only, f))
+        self.write(dry_run, |tx| {
+            let is_crd = res == crds() && !status_only;
+            let updated = tx.modify(res, ns, name, status_only, |current| {
+                let new = f(current)?;
+                if is_crd {
+                    let d = Definition::parse(&new)?;
+                    d.check_update(&Definition::parse(current)?, name)?;
+                    d.check_names(name, &self.crds)?;
+                }
+                Ok::<_, ApiError>(new)
+            })?;
+            if is_crd && !dry_run {
+                self.crds
+                    .set(name, Definition::parse(&updated)?.served_type());
+            }
+            Ok(updated)
+        })
     }
 
     /// Deletes an object and returns its last state. Deleting a namespace deletes
@@ -212,8 +268,22 @@ impl Store {
                     name: name.into(),
                 });
             }
+            if res == crds()
+                && let Some(served) = self.crds.get(name)
+            {
+                for obj in tx.objects(served, None) {
+                    let (o_ns, o_name) = (
+                        obj["metadata"]["namespace"].as_str(),
+                        obj["metadata"]["name"].as_str().unwrap_or_default(),
+                    );
+                    tx.delete_with(served, o_ns, o_name, |_| {})?;
+                }
+                if !dry_run {
+                    self.crds.set(name, None);
+                }
+            }
             if res == namespaces() {
-                for child_res in RESOURCES.iter().filter(|r| r.namespaced) {
+                for child_res in self.types().into_iter().filter(|r| r.namespaced) {
                     for child in tx.objects(child_res, Some(name)) {
                         let child_name = child["metadata"]["name"].as_str().unwrap_or_default();
                         tx.delete_with(child_res, Some(name), child_name, |_| {})?;
@@ -232,6 +302,9 @@ impl Store {
     fn set_defaults(&self, res: &'static ResourceType, obj: &mut Value) {
         let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
         let now = cattery_store::now_rfc3339();
+        if res.custom {
+            return;
+        }
         match res.kind {
             "Namespace" => {
                 obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);

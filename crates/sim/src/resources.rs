@@ -1,7 +1,9 @@
-//! The table of resource types the simulator serves.
+//! The table of resource types the simulator serves built in.
 //!
 //! Everything else (routing, discovery, OpenAPI, server-side Table printing,
-//! the store) is generic over [`RESOURCES`], so adding a type is one entry.
+//! the store) is generic over [`ResourceType`]s: the built-in ones are [`RESOURCES`], and
+//! the CustomResourceDefinitions applied to a simulator add their own at run time
+//! ([`crate::crd`]), so adding a built-in type is one entry.
 
 use serde_json::{Value, json};
 
@@ -38,6 +40,31 @@ pub struct ResourceType {
     pub short_names: &'static [&'static str],
     /// Extra `kubectl get` columns.
     pub columns: &'static [Column],
+    /// Extra `kubectl get` columns of a custom resource (its CRD's
+    /// `additionalPrinterColumns`), computed from a JSONPath instead of a function.
+    pub printer_columns: &'static [PrinterColumn],
+    /// Discovery categories (`kubectl get all` is category `all`).
+    pub categories: &'static [&'static str],
+    /// Whether `status` is a subresource (and server-owned in ordinary writes).
+    pub status_subresource: bool,
+    /// Whether the type is served for a CustomResourceDefinition (JSON only, no
+    /// strategic merge patch), not built in.
+    pub custom: bool,
+}
+
+/// A `kubectl get` column of a custom resource: a CRD's `additionalPrinterColumns` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrinterColumn {
+    /// Header.
+    pub name: &'static str,
+    /// OpenAPI type of the cell (`string`, `integer`, `number`, `boolean`, `date`).
+    pub ty: &'static str,
+    /// 0 = always shown, 1 and more = only with `-o wide`.
+    pub priority: u8,
+    /// Where the cell's value is, as a JSON pointer converted from the column's
+    /// `jsonPath` (`.spec.order` is `/spec/order`); None when the path uses what the
+    /// simulator does not evaluate (filters, wildcards), so the cell stays empty.
+    pub pointer: Option<&'static str>,
 }
 
 impl ResourceType {
@@ -87,7 +114,7 @@ impl cattery_store::Kind for &'static ResourceType {
         self.namespaced
     }
     fn has_status_subresource(&self) -> bool {
-        has_status_subresource(self)
+        self.status_subresource
     }
     fn api_version(&self) -> String {
         ResourceType::api_version(self)
@@ -110,6 +137,10 @@ pub static RESOURCES: &[ResourceType] = &[
             priority: 0,
             cell: ns_status,
         }],
+        printer_columns: &[],
+        categories: &[],
+        status_subresource: true,
+        custom: false,
     },
     ResourceType {
         group: "",
@@ -151,6 +182,10 @@ pub static RESOURCES: &[ResourceType] = &[
                 cell: pod_node,
             },
         ],
+        printer_columns: &[],
+        categories: &["all"],
+        status_subresource: true,
+        custom: false,
     },
     ResourceType {
         group: "",
@@ -192,6 +227,10 @@ pub static RESOURCES: &[ResourceType] = &[
                 cell: svc_selector,
             },
         ],
+        printer_columns: &[],
+        categories: &["all"],
+        status_subresource: true,
+        custom: false,
     },
     ResourceType {
         group: "",
@@ -207,6 +246,10 @@ pub static RESOURCES: &[ResourceType] = &[
             priority: 0,
             cell: cm_data,
         }],
+        printer_columns: &[],
+        categories: &[],
+        status_subresource: false,
+        custom: false,
     },
     ResourceType {
         group: "networking.k8s.io",
@@ -222,6 +265,10 @@ pub static RESOURCES: &[ResourceType] = &[
             priority: 0,
             cell: netpol_selector,
         }],
+        printer_columns: &[],
+        categories: &[],
+        status_subresource: false,
+        custom: false,
     },
     ResourceType {
         group: "cattery.dev",
@@ -232,6 +279,24 @@ pub static RESOURCES: &[ResourceType] = &[
         namespaced: false,
         short_names: &[],
         columns: &[],
+        printer_columns: &[],
+        categories: &[],
+        status_subresource: true,
+        custom: false,
+    },
+    ResourceType {
+        group: "apiextensions.k8s.io",
+        version: "v1",
+        plural: "customresourcedefinitions",
+        singular: "customresourcedefinition",
+        kind: "CustomResourceDefinition",
+        namespaced: false,
+        short_names: &["crd", "crds"],
+        columns: &[],
+        printer_columns: &[],
+        categories: &["api-extensions"],
+        status_subresource: true,
+        custom: false,
     },
 ];
 
@@ -245,15 +310,20 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
 
 /// Whether the type has a `/status` subresource (and a server-owned status).
 pub fn has_status_subresource(res: &ResourceType) -> bool {
-    matches!(
-        res.kind,
-        "Pod" | "Service" | "Namespace" | "ManagementClusterConnection"
-    )
+    res.status_subresource
 }
 
 /// The `namespaces` type (namespaced objects must live in one).
 pub fn namespaces() -> &'static ResourceType {
     &RESOURCES[0]
+}
+
+/// The `customresourcedefinitions` type (its objects add served types, [`crate::crd`]).
+pub fn crds() -> &'static ResourceType {
+    RESOURCES
+        .last()
+        .filter(|r| r.kind == "CustomResourceDefinition")
+        .expect("the CRD type is the last built-in type")
 }
 
 fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {

@@ -40,7 +40,10 @@ async fn discovery_version_and_health() {
         .iter()
         .map(|g| g["name"].clone())
         .collect();
-    assert_eq!(groups, ["networking.k8s.io", "cattery.dev"]);
+    assert_eq!(
+        groups,
+        ["networking.k8s.io", "cattery.dev", "apiextensions.k8s.io"]
+    );
     let (_, v) = sim.http_json("GET", "/apis/cattery.dev/v1", JSON, "").await;
     assert_eq!(v["resources"][0]["kind"], "ManagementClusterConnection");
     assert_eq!(v["resources"][0]["namespaced"], false);
