@@ -49,7 +49,15 @@ fn sim_with_cidr(dir: &std::path::Path, name: &str, cidr: &str) -> Sim {
 /// curl against a simulator's own API.
 fn sim_call(sim: &Sim, method: &str, path: &str) -> (u16, Value) {
     let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-X", method, "-w", "\n%{http_code}"])
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-X",
+            method,
+            "-w",
+            "\n%{http_code}",
+        ])
         .arg(format!("{}{path}", sim.url))
         .output()
         .unwrap();
@@ -114,7 +122,15 @@ fn pod_file(dir: &std::path::Path, name: &str, app: &str) -> String {
 fn pod_cidr_of(kc: &std::path::Path, name: &str) -> String {
     let ip = kubectl_ok(
         kc,
-        &["get", "pod", name, "-n", "shop", "-o", "jsonpath={.status.podIP}"],
+        &[
+            "get",
+            "pod",
+            name,
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.status.podIP}",
+        ],
     );
     let ip: std::net::Ipv4Addr = ip.trim().parse().expect("an IPv4 pod address");
     assert_eq!(ip.octets()[..2], [10, 42], "from B's pod CIDR: {ip}");
@@ -197,14 +213,30 @@ fn remote_peer_follows_pods_of_another_cluster() {
     // Relabelled so it no longer matches: its address goes.
     kubectl_ok(
         &kc_b,
-        &["label", "pod", "client-1", "-n", "shop", "app=former", "--overwrite"],
+        &[
+            "label",
+            "pod",
+            "client-1",
+            "-n",
+            "shop",
+            "app=former",
+            "--overwrite",
+        ],
     );
     wait_blocks(&a, &[vec![c2.clone()]], "client-1 relabelled away");
 
     // Relabelled back: admitted again.
     kubectl_ok(
         &kc_b,
-        &["label", "pod", "client-1", "-n", "shop", "app=client", "--overwrite"],
+        &[
+            "label",
+            "pod",
+            "client-1",
+            "-n",
+            "shop",
+            "app=client",
+            "--overwrite",
+        ],
     );
     let both = by_address(&[&c1, &c2]);
     wait_blocks(&a, &[both], "client-1 relabelled back");
@@ -236,7 +268,9 @@ fn remote_peer_follows_pods_of_another_cluster() {
         "DELETE",
     ]);
     assert_eq!(code, 200, "{text}");
-    wait_for("allow-client to be removed", Duration::from_secs(10), || {
-        placed(&a).is_none().then_some(())
-    });
+    wait_for(
+        "allow-client to be removed",
+        Duration::from_secs(10),
+        || placed(&a).is_none().then_some(()),
+    );
 }
