@@ -134,8 +134,7 @@ impl Caches {
             .map(|k| (*k, KindCache::default()))
             .collect();
         inner.clusters.entry(cluster.into()).or_default().objects = Some(Objects { epoch, kinds });
-        drop(inner);
-        self.wake();
+        // No wake: nothing is known yet; the lists wake a round when they are done.
         epoch
     }
 
