@@ -2,7 +2,8 @@
 //! real agents over mTLS tunnels, policies written through the hub's API with curl, and
 //! the clusters read directly. Covers placement by label, relabelling, overrides, drift
 //! repair, Inform, conflicts, an agent stopped and restarted, a user without permission,
-//! and deletion removing exactly what was placed.
+//! Calico kinds placed on a cluster with Calico's CRDs (and Failed on one without), and
+//! deletion removing exactly what was placed.
 
 mod common;
 
@@ -449,6 +450,65 @@ fn federated_policy_end_to_end() {
         "{msg}"
     );
 
+    // The same kinds on a cluster with Calico's CRDs (c1; c2 keeps none): Applied.
+    let crds = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/calico-crds/calico-v3.yaml"
+    );
+    let out = Command::new("kubectl")
+        .args(["--server", &members[0].sim.url, "apply", "-f", crds])
+        .env("HOME", d)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let placed = json!({
+        "apiVersion": "cattery.dev/v1", "kind": "FederatedPolicy",
+        "metadata": {"name": "calico-placed"},
+        "spec": {"placement": {"clusterNames": ["c1"]}, "resources": [
+            {"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkSet",
+             "metadata": {"name": "partners", "labels": {"role": "partner"}},
+             "spec": {"nets": ["198.51.100.0/24"]}},
+            {"apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+             "metadata": {"name": "allow-partners", "namespace": "shop"},
+             "spec": {"order": 100, "selector": "app == 'frontend'",
+                      "ingress": [{"action": "Allow", "source": {"selector": "role == 'partner'"}}]}}]}
+    });
+    let (code, body) = api(
+        &server,
+        &server.token,
+        "POST",
+        FP,
+        "application/json",
+        &placed,
+    );
+    assert_eq!(code, 201, "{body}");
+    wait_states(
+        &server,
+        "calico-placed",
+        &[("c1", "Applied")],
+        Duration::from_secs(10),
+    );
+    let gns = "/apis/projectcalico.org/v3/globalnetworksets/partners";
+    let (code, live) = sim_call(&members[0].sim, "GET", gns, None);
+    assert_eq!(code, 200, "{live}");
+    assert_eq!(live["spec"]["nets"], json!(["198.51.100.0/24"]), "{live}");
+    assert_eq!(
+        live["metadata"]["labels"]["cattery.dev/federated-policy"],
+        "calico-placed"
+    );
+    let (code, live) = sim_call(
+        &members[0].sim,
+        "GET",
+        "/apis/projectcalico.org/v3/namespaces/shop/networkpolicies/allow-partners",
+        None,
+    );
+    assert_eq!(code, 200, "{live}");
+    assert_eq!(live["spec"]["order"], 100, "{live}");
+
     // Inform: nothing is written, the missing object is reported.
     let mut inform = web_policy();
     inform["metadata"]["name"] = json!("audit-only");
@@ -518,7 +578,13 @@ fn federated_policy_end_to_end() {
     );
 
     // Deleting the policy removes exactly what it placed.
-    for p in ["web", "web-copy", "audit-only", "calico-sets"] {
+    for p in [
+        "web",
+        "web-copy",
+        "audit-only",
+        "calico-sets",
+        "calico-placed",
+    ] {
         let (text, code) = server.curl(&[&format!("{FP}/{p}"), "-X", "DELETE"]);
         assert_eq!(code, 200, "{text}");
     }
@@ -533,5 +599,10 @@ fn federated_policy_end_to_end() {
     assert_eq!(
         sim_policies(&members[0].sim),
         vec![("hand-made".into(), "db".into())]
+    );
+    wait_for(
+        "the placed Calico set to be removed",
+        Duration::from_secs(10),
+        || (sim_call(&members[0].sim, "GET", gns, None).0 == 404).then_some(()),
     );
 }
