@@ -509,6 +509,44 @@ fn federated_policy_end_to_end() {
     assert_eq!(code, 200, "{live}");
     assert_eq!(live["spec"]["order"], 100, "{live}");
 
+    // Rollout in batches of one over c1 (Calico CRDs), c2 (none), c3 (none): c1 is
+    // Applied, c2's apply fails, and the rollout stops there: c3 stays Pending, untouched.
+    let rollout = json!({
+        "apiVersion": "cattery.dev/v1", "kind": "FederatedPolicy",
+        "metadata": {"name": "calico-rollout"},
+        "spec": {"placement": {"clusterNames": ["c1", "c2", "c3"]},
+                 "rollout": {"batchSize": 1, "maxUnavailable": 0},
+                 "resources": [{"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkSet",
+                    "metadata": {"name": "rollout-set"}, "spec": {"nets": ["192.0.2.0/24"]}}]}
+    });
+    let (code, body) = api(
+        &server,
+        &server.token,
+        "POST",
+        FP,
+        "application/json",
+        &rollout,
+    );
+    assert_eq!(code, 201, "{body}");
+    wait_for("the rollout to halt at c2", Duration::from_secs(15), || {
+        let got = states(&server, "calico-rollout");
+        (got == vec![
+            ("c1".into(), "Applied".into(), "Applied".into()),
+            ("c2".into(), "Failed".into(), "ApplyFailed".into()),
+            ("c3".into(), "Pending".into(), "RolloutHalted".into()),
+        ])
+        .then_some(())
+    });
+    let rs = "/apis/projectcalico.org/v3/globalnetworksets/rollout-set";
+    assert_eq!(sim_call(&members[0].sim, "GET", rs, None).0, 200);
+    assert_eq!(
+        sim_call(&members[2].sim, "GET", rs, None).0,
+        404,
+        "c3 was not reached"
+    );
+    let (text, code) = server.curl(&[&format!("{FP}/calico-rollout"), "-X", "DELETE"]);
+    assert_eq!(code, 200, "{text}");
+
     // Inform: nothing is written, the missing object is reported.
     let mut inform = web_policy();
     inform["metadata"]["name"] = json!("audit-only");
