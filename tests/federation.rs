@@ -509,6 +509,23 @@ fn federated_policy_end_to_end() {
     assert_eq!(code, 200, "{live}");
     assert_eq!(live["spec"]["order"], 100, "{live}");
 
+    // Plain kubectl against the hub: the FederatedPolicy and its per-cluster state.
+    let hub_kc = d.join("kubeconfig-hub");
+    std::fs::write(&hub_kc, server.cli_ok(&["kubeconfig", "--hub"])).unwrap();
+    let names = common::kubectl_ok(&hub_kc, &["get", "federatedpolicies", "-o", "name"]);
+    assert!(
+        names.contains("federatedpolicy.cattery.dev/calico-placed"),
+        "{names}"
+    );
+    let yaml = common::kubectl_ok(
+        &hub_kc,
+        &["get", "federatedpolicy", "calico-placed", "-o", "yaml"],
+    );
+    assert!(
+        yaml.contains("state: Applied") && yaml.contains("name: c1"),
+        "{yaml}"
+    );
+
     // Rollout in batches of one over c1 (Calico CRDs), c2 (none), c3 (none): c1 is
     // Applied, c2's apply fails, and the rollout stops there: c3 stays Pending, untouched.
     let rollout = json!({
