@@ -189,6 +189,8 @@ fn federated_policy_end_to_end() {
         server.wait_connected(name, "True");
         label(&server, name, env);
     }
+    let hub_kc = d.join("kubeconfig-hub");
+    std::fs::write(&hub_kc, server.cli_ok(&["kubeconfig", "--hub"])).unwrap();
     // Someone's own policy in c1, of the same kind: never touched.
     let (code, body) = sim_call(
         &members[0].sim,
@@ -375,7 +377,15 @@ fn federated_policy_end_to_end() {
     );
 
     // Relabelling: c3 joins, c1 leaves (its object is removed; the unowned one stays).
-    label(&server, "c3", "prod");
+    // (c3 with plain kubectl against the hub)
+    let out = common::kubectl_ok(
+        &hub_kc,
+        &["label", "managedcluster", "c3", "env=prod", "--overwrite"],
+    );
+    assert!(
+        out.contains("managedcluster.cattery.dev/c3 labeled"),
+        "{out}"
+    );
     label(&server, "c1", "dev");
     wait_states(
         &server,
@@ -510,8 +520,6 @@ fn federated_policy_end_to_end() {
     assert_eq!(live["spec"]["order"], 100, "{live}");
 
     // Plain kubectl against the hub: the FederatedPolicy and its per-cluster state.
-    let hub_kc = d.join("kubeconfig-hub");
-    std::fs::write(&hub_kc, server.cli_ok(&["kubeconfig", "--hub"])).unwrap();
     let names = common::kubectl_ok(&hub_kc, &["get", "federatedpolicies", "-o", "name"]);
     assert!(
         names.contains("federatedpolicy.cattery.dev/calico-placed"),
