@@ -2,7 +2,8 @@
 //! real agents over mTLS tunnels, policies written through the hub's API with curl, and
 //! the clusters read directly. Covers placement by label, relabelling, overrides, drift
 //! repair, Inform, conflicts, an agent stopped and restarted, a user without permission,
-//! and deletion removing exactly what was placed.
+//! Calico kinds placed on a cluster with Calico's CRDs (and Failed on one without), and
+//! deletion removing exactly what was placed.
 
 mod common;
 
@@ -188,6 +189,8 @@ fn federated_policy_end_to_end() {
         server.wait_connected(name, "True");
         label(&server, name, env);
     }
+    let hub_kc = d.join("kubeconfig-hub");
+    std::fs::write(&hub_kc, server.cli_ok(&["kubeconfig", "--hub"])).unwrap();
     // Someone's own policy in c1, of the same kind: never touched.
     let (code, body) = sim_call(
         &members[0].sim,
@@ -374,7 +377,15 @@ fn federated_policy_end_to_end() {
     );
 
     // Relabelling: c3 joins, c1 leaves (its object is removed; the unowned one stays).
-    label(&server, "c3", "prod");
+    // (c3 with plain kubectl against the hub)
+    let out = common::kubectl_ok(
+        &hub_kc,
+        &["label", "managedcluster", "c3", "env=prod", "--overwrite"],
+    );
+    assert!(
+        out.contains("managedcluster.cattery.dev/c3 labeled"),
+        "{out}"
+    );
     label(&server, "c1", "dev");
     wait_states(
         &server,
@@ -449,6 +460,118 @@ fn federated_policy_end_to_end() {
         "{msg}"
     );
 
+    // The same kinds on a cluster with Calico's CRDs (c1; c2 keeps none): Applied.
+    let crds = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/calico-crds/calico-v3.yaml"
+    );
+    let out = Command::new("kubectl")
+        .args(["--server", &members[0].sim.url, "apply", "-f", crds])
+        .env("HOME", d)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let placed = json!({
+        "apiVersion": "cattery.dev/v1", "kind": "FederatedPolicy",
+        "metadata": {"name": "calico-placed"},
+        "spec": {"placement": {"clusterNames": ["c1"]}, "resources": [
+            {"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkSet",
+             "metadata": {"name": "partners", "labels": {"role": "partner"}},
+             "spec": {"nets": ["198.51.100.0/24"]}},
+            {"apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy",
+             "metadata": {"name": "allow-partners", "namespace": "shop"},
+             "spec": {"order": 100, "selector": "app == 'frontend'",
+                      "ingress": [{"action": "Allow", "source": {"selector": "role == 'partner'"}}]}}]}
+    });
+    let (code, body) = api(
+        &server,
+        &server.token,
+        "POST",
+        FP,
+        "application/json",
+        &placed,
+    );
+    assert_eq!(code, 201, "{body}");
+    wait_states(
+        &server,
+        "calico-placed",
+        &[("c1", "Applied")],
+        Duration::from_secs(10),
+    );
+    let gns = "/apis/projectcalico.org/v3/globalnetworksets/partners";
+    let (code, live) = sim_call(&members[0].sim, "GET", gns, None);
+    assert_eq!(code, 200, "{live}");
+    assert_eq!(live["spec"]["nets"], json!(["198.51.100.0/24"]), "{live}");
+    assert_eq!(
+        live["metadata"]["labels"]["cattery.dev/federated-policy"],
+        "calico-placed"
+    );
+    let (code, live) = sim_call(
+        &members[0].sim,
+        "GET",
+        "/apis/projectcalico.org/v3/namespaces/shop/networkpolicies/allow-partners",
+        None,
+    );
+    assert_eq!(code, 200, "{live}");
+    assert_eq!(live["spec"]["order"], 100, "{live}");
+
+    // Plain kubectl against the hub: the FederatedPolicy and its per-cluster state.
+    let names = common::kubectl_ok(&hub_kc, &["get", "federatedpolicies", "-o", "name"]);
+    assert!(
+        names.contains("federatedpolicy.cattery.dev/calico-placed"),
+        "{names}"
+    );
+    let yaml = common::kubectl_ok(
+        &hub_kc,
+        &["get", "federatedpolicy", "calico-placed", "-o", "yaml"],
+    );
+    assert!(
+        yaml.contains("state: Applied") && yaml.contains("name: c1"),
+        "{yaml}"
+    );
+
+    // Rollout in batches of one over c1 (Calico CRDs), c2 (none), c3 (none): c1 is
+    // Applied, c2's apply fails, and the rollout stops there: c3 stays Pending, untouched.
+    let rollout = json!({
+        "apiVersion": "cattery.dev/v1", "kind": "FederatedPolicy",
+        "metadata": {"name": "calico-rollout"},
+        "spec": {"placement": {"clusterNames": ["c1", "c2", "c3"]},
+                 "rollout": {"batchSize": 1, "maxUnavailable": 0},
+                 "resources": [{"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkSet",
+                    "metadata": {"name": "rollout-set"}, "spec": {"nets": ["192.0.2.0/24"]}}]}
+    });
+    let (code, body) = api(
+        &server,
+        &server.token,
+        "POST",
+        FP,
+        "application/json",
+        &rollout,
+    );
+    assert_eq!(code, 201, "{body}");
+    wait_for("the rollout to halt at c2", Duration::from_secs(15), || {
+        let got = states(&server, "calico-rollout");
+        (got == vec![
+            ("c1".into(), "Applied".into(), "Applied".into()),
+            ("c2".into(), "Failed".into(), "ApplyFailed".into()),
+            ("c3".into(), "Pending".into(), "RolloutHalted".into()),
+        ])
+        .then_some(())
+    });
+    let rs = "/apis/projectcalico.org/v3/globalnetworksets/rollout-set";
+    assert_eq!(sim_call(&members[0].sim, "GET", rs, None).0, 200);
+    assert_eq!(
+        sim_call(&members[2].sim, "GET", rs, None).0,
+        404,
+        "c3 was not reached"
+    );
+    let (text, code) = server.curl(&[&format!("{FP}/calico-rollout"), "-X", "DELETE"]);
+    assert_eq!(code, 200, "{text}");
+
     // Inform: nothing is written, the missing object is reported.
     let mut inform = web_policy();
     inform["metadata"]["name"] = json!("audit-only");
@@ -518,7 +641,13 @@ fn federated_policy_end_to_end() {
     );
 
     // Deleting the policy removes exactly what it placed.
-    for p in ["web", "web-copy", "audit-only", "calico-sets"] {
+    for p in [
+        "web",
+        "web-copy",
+        "audit-only",
+        "calico-sets",
+        "calico-placed",
+    ] {
         let (text, code) = server.curl(&[&format!("{FP}/{p}"), "-X", "DELETE"]);
         assert_eq!(code, 200, "{text}");
     }
@@ -533,5 +662,10 @@ fn federated_policy_end_to_end() {
     assert_eq!(
         sim_policies(&members[0].sim),
         vec![("hand-made".into(), "db".into())]
+    );
+    wait_for(
+        "the placed Calico set to be removed",
+        Duration::from_secs(10),
+        || (sim_call(&members[0].sim, "GET", gns, None).0 == 404).then_some(()),
     );
 }
