@@ -134,6 +134,12 @@ impl FromRequestParts<Arc<Ui>> for Ctx {
         let Some((session_id, session)) = found else {
             return Err(sign_in_redirect(&here));
         };
+        let Some(session) =
+            crate::refresh::ensure(ui, &session_id, session, &parts.headers, &parts.extensions)
+                .await
+        else {
+            return Err(sign_in_redirect(&here));
+        };
         let api = ui.api.caller(
             session.token.clone(),
             &parts.extensions,

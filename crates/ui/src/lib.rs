@@ -25,6 +25,7 @@ mod flow_count;
 mod fmt;
 mod layout;
 mod pages;
+mod refresh;
 mod security;
 mod session;
 mod sso;

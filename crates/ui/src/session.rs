@@ -4,7 +4,9 @@
 //! Sessions are keyed by the SHA-256 of their id, so the table never holds a usable
 //! cookie value and a lookup is a hash-map probe, not a comparison an attacker can time.
 //! A session ends after `idle` without use, `absolute` after sign-in, at sign-out, or when
-//! the API stops accepting its token.
+//! the API stops accepting its token. An SSO session also ends when its ID token expires,
+//! unless the issuer gave a refresh token that still gets a new one
+//! ([`crate::refresh`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,9 +34,32 @@ pub(crate) struct Session {
     pub(crate) csrf: String,
     created: Instant,
     last_seen: Instant,
-    /// When the session's token stops being valid (an SSO sign-in's ID token `exp`).
-    expires: Option<Instant>,
+    /// Set for a sign-in with SSO: the ID token's lifetime and how to renew it.
+    pub(crate) sso: Option<SsoState>,
 }
+
+/// The ID token side of an SSO session (its bearer token is the ID token).
+#[derive(Clone)]
+pub(crate) struct SsoState {
+    /// When the ID token expires: the session ends then unless refreshed.
+    pub(crate) expires: Instant,
+    /// When to ask for a new ID token (ahead of `expires`; later after a failed try).
+    pub(crate) refresh_at: Instant,
+    /// The issuer's refresh token, if it gave one.
+    pub(crate) refresh_token: Option<Arc<str>>,
+    /// Held while refreshing, so that concurrent requests of one session refresh once
+    /// (issuers that rotate refresh tokens refuse the second use of one).
+    pub(crate) lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// How long before an ID token's expiry it is refreshed: a minute, or half its lifetime if
+/// that is shorter.
+fn refresh_lead(lifetime: Duration) -> Duration {
+    (lifetime / 2).min(Duration::from_secs(60))
+}
+
+/// How long to wait before trying a refresh again after one failed.
+pub(crate) const REFRESH_RETRY: Duration = Duration::from_secs(5);
 
 /// The table of live sessions.
 pub(crate) struct Sessions {
@@ -70,25 +95,46 @@ impl Sessions {
         }
     }
 
+    /// Within the idle and absolute limits, and (SSO) its ID token unexpired or renewable.
     fn live(&self, s: &Session, now: Instant) -> bool {
         now.duration_since(s.last_seen) < self.idle
             && now.duration_since(s.created) < self.absolute
-            && s.expires.is_none_or(|e| now < e)
+            && s.sso
+                .as_ref()
+                .is_none_or(|t| now < t.expires || t.refresh_token.is_some())
     }
 
     /// Starts a session; returns the cookie value.
     pub(crate) fn create(&self, token: Arc<str>, user: String, groups: Vec<String>) -> String {
-        self.create_until(token, user, groups, None)
+        self.insert(token, user, groups, None)
     }
 
-    /// Starts a session that also ends at `expires` (when its token does); returns the
-    /// cookie value.
-    pub(crate) fn create_until(
+    /// Starts an SSO session whose bearer token is an ID token expiring at `expires`,
+    /// renewable with `refresh_token`; returns the cookie value.
+    pub(crate) fn create_sso(
+        &self,
+        id_token: Arc<str>,
+        user: String,
+        groups: Vec<String>,
+        expires: Instant,
+        refresh_token: Option<Arc<str>>,
+    ) -> String {
+        let now = Instant::now();
+        let sso = SsoState {
+            expires,
+            refresh_at: expires - refresh_lead(expires.saturating_duration_since(now)),
+            refresh_token,
+            lock: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        self.insert(id_token, user, groups, Some(sso))
+    }
+
+    fn insert(
         &self,
         token: Arc<str>,
         user: String,
         groups: Vec<String>,
-        expires: Option<Instant>,
+        sso: Option<SsoState>,
     ) -> String {
         let id = random_hex();
         let now = Instant::now();
@@ -112,10 +158,42 @@ impl Sessions {
                 csrf: random_hex(),
                 created: now,
                 last_seen: now,
-                expires,
+                sso,
             },
         );
         id
+    }
+
+    /// A refresh got a new ID token: it becomes the session's bearer token until
+    /// `expires`; a new refresh token (issuers may rotate them) replaces the old one.
+    pub(crate) fn refreshed(
+        &self,
+        id: &str,
+        id_token: Arc<str>,
+        expires: Instant,
+        refresh_token: Option<Arc<str>>,
+    ) {
+        let now = Instant::now();
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = map.get_mut(&key(id))
+            && let Some(t) = s.sso.as_mut()
+        {
+            s.token = id_token;
+            t.expires = expires;
+            t.refresh_at = expires - refresh_lead(expires.saturating_duration_since(now));
+            if refresh_token.is_some() {
+                t.refresh_token = refresh_token;
+            }
+        }
+    }
+
+    /// A refresh failed: try again in [`REFRESH_RETRY`]; the session ends when its ID token
+    /// expires unless a later try succeeds.
+    pub(crate) fn refresh_failed(&self, id: &str) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = map.get_mut(&key(id)).and_then(|s| s.sso.as_mut()) {
+            t.refresh_at = Instant::now() + REFRESH_RETRY;
+        }
     }
 
     /// The live session of cookie value `id` (marking it used), if any.
@@ -200,13 +278,61 @@ mod tests {
     fn a_session_ends_when_its_token_expires() {
         let s = Sessions::new(Duration::from_secs(60), Duration::from_secs(60), 10);
         let exp = Instant::now() + Duration::from_millis(150);
-        let id = s.create_until("t".into(), "oidc:alice".into(), vec![], Some(exp));
+        let id = s.create_sso("t".into(), "oidc:alice".into(), vec![], exp, None);
         assert!(s.get(&id).is_some());
         std::thread::sleep(Duration::from_millis(200));
         assert!(!s.alive(&id));
         assert!(
             s.get(&id).is_none(),
             "ended at the token's expiry, though used"
+        );
+    }
+
+    #[test]
+    fn a_refresh_token_keeps_the_session_until_it_fails() {
+        let s = Sessions::new(Duration::from_secs(60), Duration::from_secs(60), 10);
+        let now = Instant::now();
+        let exp = now + Duration::from_secs(10);
+        let id = s.create_sso("t1".into(), "oidc:a".into(), vec![], exp, Some("r1".into()));
+        let t = s.get(&id).unwrap().sso.unwrap();
+        // Half the (about 10 s) lifetime ahead; the session measured it a moment later.
+        let lead = exp.duration_since(t.refresh_at);
+        assert!(
+            lead <= Duration::from_secs(5) && lead > Duration::from_millis(4900),
+            "half the lifetime ahead: {lead:?}"
+        );
+        // Refreshed: a new bearer token and expiry; a missing new refresh token keeps the old.
+        let exp2 = now + Duration::from_secs(3600);
+        s.refreshed(&id, "t2".into(), exp2, None);
+        let got = s.get(&id).unwrap();
+        let t = got.sso.unwrap();
+        assert_eq!(&*got.token, "t2");
+        assert_eq!(t.refresh_token.as_deref(), Some("r1"));
+        assert_eq!(
+            t.refresh_at,
+            exp2 - Duration::from_secs(60),
+            "a minute ahead"
+        );
+        s.refreshed(&id, "t3".into(), exp2, Some("r2".into()));
+        assert_eq!(
+            s.get(&id).unwrap().sso.unwrap().refresh_token.as_deref(),
+            Some("r2")
+        );
+        // An expired ID token with a refresh token: still there, to be refreshed.
+        let id = s.create_sso(
+            "t".into(),
+            "oidc:b".into(),
+            vec![],
+            Instant::now() + Duration::from_millis(50),
+            Some("r".into()),
+        );
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(s.get(&id).is_some(), "kept for a refresh");
+        s.refresh_failed(&id);
+        let t = s.get(&id).unwrap().sso.unwrap();
+        assert!(
+            t.refresh_at > Instant::now() + REFRESH_RETRY / 2,
+            "tried again later"
         );
     }
 

@@ -43,13 +43,16 @@ pub struct SsoStart {
     pub pending: SsoPending,
 }
 
-/// A finished sign-in: the verified ID token (the session's bearer token from now on) and
-/// when it expires.
+/// A finished sign-in or refresh: the verified ID token (the session's bearer token from
+/// now on), when it expires, and the refresh token that may renew it.
 pub struct SsoLogin {
-    /// The ID token, verified like a bearer OIDC token plus its `nonce`.
+    /// The ID token, verified like a bearer OIDC token (plus the sign-in's `nonce`).
     pub id_token: String,
-    /// Its `exp`; the session ends then.
+    /// Its `exp`: the session ends then unless a refresh gets a new ID token.
     pub expires_at: SystemTime,
+    /// The refresh token the issuer gave, if any (kept on the server, never sent to the
+    /// browser or logged). Without one the session ends at `expires_at`.
+    pub refresh_token: Option<String>,
 }
 
 /// A boxed future, so the trait stays object-safe.
@@ -65,6 +68,17 @@ pub trait SsoProvider: Send + Sync + 'static {
     /// the ID token (signature, issuer, audience, expiry and the attempt's nonce). The error
     /// is a sentence for the person (never containing a token).
     fn finish<'a>(&'a self, pending: &'a SsoPending, code: &'a str) -> SsoFuture<'a>;
+    /// Redeems a refresh token at the token endpoint for a new ID token, verified like the
+    /// first (signature, issuer, audience, expiry). When the answer carries no new refresh
+    /// token the old one stays valid (`refresh_token` is then `None` and the UI keeps the
+    /// old one). An answer without an ID token is an error: the ID token is the session's
+    /// bearer token. The error is a sentence for the person (never containing a token).
+    fn refresh<'a>(&'a self, refresh_token: &'a str) -> SsoFuture<'a>;
+    /// Where to send the browser at sign-out to end the session at the issuer too (OpenID
+    /// Connect RP-initiated logout: the discovery document's `end_session_endpoint` with
+    /// `id_token_hint`, `client_id` and `post_logout_redirect_uri`), or `None` when the
+    /// issuer advertises no such endpoint.
+    fn logout_url(&self, id_token_hint: &str) -> Option<String>;
 }
 
 struct Entry {

@@ -420,6 +420,23 @@ impl OidcAuthenticator {
         Ok((identity, exp))
     }
 
+    /// Verifies an ID token the token endpoint returned for a refresh token: exactly as
+    /// [`Self::authenticate`] does a bearer token (OpenID Connect recommends such tokens
+    /// carry no `nonce`, so none is checked; the UI checks that it names the same person).
+    /// Returns the identity and the token's `exp` (seconds since the Unix epoch).
+    pub async fn verify_refreshed_id_token(
+        &self,
+        token: &str,
+    ) -> Result<(Identity, u64), OidcError> {
+        let claims = self.verified_claims(token).await?;
+        let identity = self.identity(&claims)?;
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| OidcError::MissingClaim("exp".into()))?;
+        Ok((identity, exp))
+    }
+
     /// The configuration this authenticator was built with.
     pub(super) fn config(&self) -> &OidcConfig {
         &self.cfg

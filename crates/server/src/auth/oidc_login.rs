@@ -24,8 +24,8 @@ use oauth2::basic::{
 };
 use oauth2::{
     AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope,
-    StandardRevocableToken, StandardTokenResponse, TokenUrl,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope,
+    StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
 };
 
 use super::oidc::{
@@ -35,6 +35,9 @@ use super::oidc::{
 
 /// The path of the UI's callback; [`BrowserSignIn::redirect_url`] must end with it.
 pub const CALLBACK_PATH: &str = "/ui/sign-in/sso/callback";
+/// Where the issuer sends the browser back after signing out there (RP-initiated logout):
+/// the server's URL (from [`BrowserSignIn::redirect_url`]) followed by this path.
+pub const POST_LOGOUT_PATH: &str = "/ui/sign-in";
 
 /// How browser sign-in is configured (`cattery server --oidc-redirect-url ...`).
 #[derive(Clone, Debug)]
@@ -72,6 +75,11 @@ type OauthClient = oauth2::Client<
 
 type TokenClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+/// One call to the token endpoint, as `oauth2` awaits it.
+type CallFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, CallError>> + Send>,
+>;
+
 /// A failed call to the token endpoint.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -83,6 +91,8 @@ pub struct OidcLogin {
     oauth: OauthClient,
     http: TokenClient,
     scopes: Vec<String>,
+    /// The issuer's `end_session_endpoint` and the `post_logout_redirect_uri`, when it has one.
+    logout: Option<(oauth2::url::Url, String)>,
 }
 
 impl std::fmt::Debug for OidcLogin {
@@ -146,25 +156,50 @@ impl OidcLogin {
         tracing::info!(
             "OIDC: browser sign-in at {authz}, redirect URI {redirect} (register it at the issuer)"
         );
+        let logout = match &meta.end_session_endpoint {
+            None => None,
+            Some(end) => match parse_url(end)
+                .and_then(|_| oauth2::url::Url::parse(end).map_err(|e| e.to_string()))
+            {
+                Ok(url) => {
+                    let back = format!(
+                        "{}{POST_LOGOUT_PATH}",
+                        redirect.strip_suffix(CALLBACK_PATH).unwrap_or(redirect)
+                    );
+                    tracing::info!(
+                        "OIDC: sign-out also signs out at {end}, which sends the browser back \
+                         to {back} (register it at the issuer as a post-logout redirect URI)"
+                    );
+                    Some((url, back))
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "OIDC: the issuer's end_session_endpoint {} is not used: {e}; \
+                         sign-out ends only Cattery's session",
+                        echo(end)
+                    );
+                    None
+                }
+            },
+        };
         Ok(Some(OidcLogin {
             auth,
             oauth,
             http,
             scopes: browser.extra_scopes,
+            logout,
         }))
     }
 
-    async fn redeem(
-        &self,
-        pending: &cattery_ui::SsoPending,
-        code: &str,
-    ) -> Result<cattery_ui::SsoLogin, String> {
+    /// The function `oauth2` sends its token requests with: the issuer client, bounded in
+    /// answer size and time.
+    fn caller(&self) -> impl Fn(oauth2::HttpRequest) -> CallFuture + use<> {
         let client = self.http.clone();
         // Each call owns a handle on the client (a borrowed one makes the future's `Send`
         // depend on a lifetime the compiler cannot name).
-        let call = move |req: oauth2::HttpRequest| {
+        move |req: oauth2::HttpRequest| -> CallFuture {
             let http = client.clone();
-            async move {
+            Box::pin(async move {
                 let (parts, body) = req.into_parts();
                 let req = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
                 let answer = async {
@@ -190,31 +225,23 @@ impl OidcLogin {
                             FETCH_TIMEOUT.as_secs()
                         ))
                     })?
-            }
-        };
+            })
+        }
+    }
+
+    async fn redeem(
+        &self,
+        pending: &cattery_ui::SsoPending,
+        code: &str,
+    ) -> Result<cattery_ui::SsoLogin, String> {
+        let call = self.caller();
         let answer = self
             .oauth
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
             .request_async(&call)
             .await
-            .map_err(|e| match e {
-                RequestTokenError::ServerResponse(r) => {
-                    let detail = r
-                        .error_description()
-                        .map(|d| format!(": {}", echo(d)))
-                        .unwrap_or_default();
-                    format!(
-                        "the identity provider refused the authorization code ({}){detail}",
-                        echo(r.error().as_ref())
-                    )
-                }
-                RequestTokenError::Request(e) => e.to_string(),
-                RequestTokenError::Parse(e, _) => {
-                    format!("the token endpoint's answer is not a token response: {e}")
-                }
-                RequestTokenError::Other(e) => format!("the token endpoint: {}", echo(&e)),
-            })?;
+            .map_err(|e| token_error("the authorization code", e))?;
         let id_token = answer.extra_fields().id_token.clone().ok_or(
             "the token endpoint's answer has no id_token (is `openid` a scope of this client?)",
         )?;
@@ -223,12 +250,74 @@ impl OidcLogin {
             .verify_id_token(&id_token, &pending.nonce)
             .await
             .map_err(|e| format!("the ID token was refused: {e}"))?;
-        tracing::info!(user = identity.user, "OIDC: browser sign-in");
+        tracing::info!(
+            user = identity.user,
+            refresh_token = answer.refresh_token().is_some(),
+            "OIDC: browser sign-in"
+        );
         Ok(cattery_ui::SsoLogin {
             id_token,
             expires_at: SystemTime::UNIX_EPOCH + Duration::from_secs(exp),
+            refresh_token: answer.refresh_token().map(|t| t.secret().clone()),
         })
     }
+
+    async fn renew(&self, refresh_token: &str) -> Result<cattery_ui::SsoLogin, String> {
+        let call = self.caller();
+        let answer = self
+            .oauth
+            .exchange_refresh_token(&RefreshToken::new(refresh_token.to_string()))
+            .request_async(&call)
+            .await
+            .map_err(|e| token_error("the refresh token", e))?;
+        let id_token = answer
+            .extra_fields()
+            .id_token
+            .clone()
+            .ok_or("the token endpoint's answer to a refresh has no id_token")?;
+        let (identity, exp) = self
+            .auth
+            .verify_refreshed_id_token(&id_token)
+            .await
+            .map_err(|e| format!("the refreshed ID token was refused: {e}"))?;
+        tracing::info!(user = identity.user, "OIDC: refreshed a browser sign-in");
+        Ok(cattery_ui::SsoLogin {
+            id_token,
+            expires_at: SystemTime::UNIX_EPOCH + Duration::from_secs(exp),
+            refresh_token: answer.refresh_token().map(|t| t.secret().clone()),
+        })
+    }
+}
+
+/// A failed token request as a sentence (`what`: what was presented).
+fn token_error(what: &str, e: RequestTokenError<CallError, BasicErrorResponse>) -> String {
+    match e {
+        RequestTokenError::ServerResponse(r) => {
+            let detail = r
+                .error_description()
+                .map(|d| format!(": {}", echo(d)))
+                .unwrap_or_default();
+            format!(
+                "the identity provider refused {what} ({}){detail}",
+                echo(r.error().as_ref())
+            )
+        }
+        RequestTokenError::Request(e) => e.to_string(),
+        RequestTokenError::Parse(e, _) => {
+            format!("the token endpoint's answer is not a token response: {e}")
+        }
+        RequestTokenError::Other(e) => format!("the token endpoint: {}", echo(&e)),
+    }
+}
+
+/// `end` with the RP-initiated logout parameters.
+fn logout_url(end: &oauth2::url::Url, back: &str, client_id: &str, id_token_hint: &str) -> String {
+    let mut url = end.clone();
+    url.query_pairs_mut()
+        .append_pair("id_token_hint", id_token_hint)
+        .append_pair("client_id", client_id)
+        .append_pair("post_logout_redirect_uri", back);
+    url.to_string()
 }
 
 impl cattery_ui::SsoProvider for OidcLogin {
@@ -261,5 +350,45 @@ impl cattery_ui::SsoProvider for OidcLogin {
         code: &'a str,
     ) -> cattery_ui::SsoFuture<'a> {
         Box::pin(self.redeem(pending, code))
+    }
+
+    fn refresh<'a>(&'a self, refresh_token: &'a str) -> cattery_ui::SsoFuture<'a> {
+        Box::pin(self.renew(refresh_token))
+    }
+
+    fn logout_url(&self, id_token_hint: &str) -> Option<String> {
+        let (end, back) = self.logout.as_ref()?;
+        Some(logout_url(
+            end,
+            back,
+            self.oauth.client_id().as_str(),
+            id_token_hint,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rp_initiated_logout_names_the_token_the_client_and_the_way_back() {
+        let end = oauth2::url::Url::parse("https://idp.example/logout?tenant=a").unwrap();
+        let u = oauth2::url::Url::parse(&logout_url(
+            &end,
+            "https://cattery.example:9443/ui/sign-in",
+            "cattery-ui",
+            "h.p.s",
+        ))
+        .unwrap();
+        let q: std::collections::HashMap<_, _> = u.query_pairs().into_owned().collect();
+        assert_eq!(u.path(), "/logout");
+        assert_eq!(q["tenant"], "a", "the endpoint's own query is kept");
+        assert_eq!(q["id_token_hint"], "h.p.s");
+        assert_eq!(q["client_id"], "cattery-ui");
+        assert_eq!(
+            q["post_logout_redirect_uri"],
+            "https://cattery.example:9443/ui/sign-in"
+        );
     }
 }

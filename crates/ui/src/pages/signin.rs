@@ -173,7 +173,7 @@ pub(crate) async fn submit(
 
 /// Who `token` belongs to, asked of the API (`SelfSubjectReview`) through its door: user
 /// name and groups, or the message and status of the sign-in page explaining the refusal.
-async fn who(
+pub(crate) async fn who(
     ui: &Ui,
     token: &str,
     headers: &http::HeaderMap,
@@ -356,13 +356,15 @@ pub(crate) async fn sso_callback(
             http::StatusCode::UNAUTHORIZED,
         );
     }
-    let id = ui.sessions.create_until(
+    let renewable = login.refresh_token.is_some();
+    let id = ui.sessions.create_sso(
         login.id_token.into(),
         user.clone(),
         groups,
-        Some(Instant::now() + remaining),
+        Instant::now() + remaining,
+        login.refresh_token.map(Into::into),
     );
-    tracing::info!(user, "signed in to the UI with SSO");
+    tracing::info!(user, renewable, "signed in to the UI with SSO");
     // Not a redirect: the browser arrived here from the issuer (a cross-site navigation),
     // and browsers withhold `SameSite=Strict` cookies on every hop of such a redirect
     // chain. A page of our own that moves on by itself makes the next request same-site.
@@ -385,7 +387,12 @@ pub(crate) async fn sso_callback(
     };
     let mut res = body.into_response();
     let h = res.headers_mut();
-    let age = remaining.min(ui.config.session_absolute);
+    // Without a refresh token the session cannot outlive its ID token; neither can the cookie.
+    let age = if renewable {
+        ui.config.session_absolute
+    } else {
+        remaining.min(ui.config.session_absolute)
+    };
     if let Ok(v) = set_cookie(session::COOKIE, &id, Some(age)).parse() {
         h.append(http::header::SET_COOKIE, v);
     }
@@ -395,7 +402,10 @@ pub(crate) async fn sso_callback(
     res
 }
 
-/// `POST /ui/sign-out`: ends the session on the server and clears the cookie.
+/// `POST /ui/sign-out`: ends the session on the server and clears the cookie. A session
+/// signed in with SSO is then ended at the issuer too when it advertises an
+/// `end_session_endpoint` (RP-initiated logout), which sends the browser back to the
+/// sign-in page.
 pub(crate) async fn sign_out(
     ctx: Ctx,
     headers: http::HeaderMap,
@@ -405,7 +415,37 @@ pub(crate) async fn sign_out(
         return ctx.finish(Err(e)).await;
     }
     ctx.ui.sessions.remove(&ctx.session_id);
-    let mut res = Redirect::to("/ui/sign-in").into_response();
+    tracing::info!(user = ctx.session.user, "signed out of the UI");
+    let at_issuer = ctx
+        .session
+        .sso
+        .as_ref()
+        .and(ctx.ui.config.sso.as_ref())
+        .and_then(|p| p.logout_url(&ctx.session.token));
+    let mut res = match at_issuer {
+        // A page, not a redirect: the Content-Security-Policy's `form-action 'self'` also
+        // covers the redirects that follow a form's submission, so a 303 to the issuer
+        // would be blocked. The page moves on by itself (no script).
+        Some(url) => html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta http-equiv="refresh" content={ "0;url=" (url) };
+                    (crate::layout::head("Signed out"))
+                }
+                body.signin {
+                    main #main {
+                        div.card.signin-card {
+                            h1 { "Signed out" }
+                            p { "Signed out of Cattery. " a #issuer-logout href=(url) { "Sign out at the identity provider too" } "." }
+                        }
+                    }
+                }
+            }
+        }
+        .into_response(),
+        None => Redirect::to("/ui/sign-in").into_response(),
+    };
     if let Ok(v) = set_cookie(session::COOKIE, "", None).parse() {
         res.headers_mut().append(http::header::SET_COOKIE, v);
     }
