@@ -210,6 +210,11 @@ async fn time_page(
     }
     let cpu = cpu_seconds(Some(pid)) - cpu0;
     samples.sort();
+    eprintln!(
+        "    p50 {:.1} ms, p99 {:.1} ms",
+        quantile_ms(&samples, 0.5),
+        quantile_ms(&samples, 0.99)
+    );
     Ok(Timed {
         label: label.into(),
         path: path.into(),
@@ -252,6 +257,11 @@ async fn time_api(
     }
     let cpu = cpu_seconds(Some(pid)) - cpu0;
     samples.sort();
+    eprintln!(
+        "    p50 {:.1} ms, p99 {:.1} ms",
+        quantile_ms(&samples, 0.5),
+        quantile_ms(&samples, 0.99)
+    );
     Ok(Timed {
         label: label.into(),
         path: path.into(),
