@@ -272,6 +272,9 @@ async fn time_api(
     })
 }
 
+/// Vets one answer of a page.
+type Check = Box<dyn Fn(&[u8]) -> anyhow::Result<()>>;
+
 /// Fails unless `body` contains `marker`.
 fn contains(marker: String) -> impl Fn(&[u8]) -> anyhow::Result<()> {
     move |body: &[u8]| {
@@ -447,7 +450,7 @@ async fn measure(args: &UiBenchArgs, dir: &Path) -> anyhow::Result<Measured> {
             Ok(())
         };
         let region = format!("r{:02}", 7 % REGIONS.min(args.clusters));
-        let pages: Vec<(String, String, Box<dyn Fn(&[u8]) -> anyhow::Result<()>>)> = vec![
+        let pages: Vec<(String, String, Check)> = vec![
             (
                 "overview, all clusters, last 24 h".into(),
                 format!("/ui/overview?cluster=all&range={RANGE}"),
