@@ -261,3 +261,92 @@ fn bench_logstore_ingests_and_queries_the_simulators_flows() {
     };
     assert!(matches("free-text search") > 0, "{report}");
 }
+
+#[test]
+fn bench_ui_signs_in_and_times_every_page() {
+    let dir = test_dir();
+    let report = bench(
+        dir.path(),
+        &[
+            "ui",
+            "--clusters",
+            "60",
+            "--flows",
+            "3000",
+            "--flow-clusters",
+            "3",
+            "--connected",
+            "2",
+            "--requests",
+            "2",
+            "--warmup",
+            "1",
+        ],
+    );
+    // Every page and every API call behind them, each with its percentiles.
+    for label in [
+        "overview, all clusters",
+        "clusters, first page",
+        "clusters, filtered",
+        "clusters, sorted by status",
+        "service graph, the page",
+        "service graph, its data",
+        "list of every ManagedCluster",
+        "overview: flows over time",
+        "overview: top denied pairs",
+        "graph: cluster × source ns",
+    ] {
+        let r = rows(&report, label);
+        assert!(!r.is_empty(), "no {label:?} row in:\n{report}");
+        let p50: f64 = r[0][2].replace(',', "").parse().unwrap();
+        assert!(p50 > 0.0, "{label}: {:?}", r[0]);
+    }
+    // The seeding is reported: every flow stored, every cluster registered and connected.
+    assert!(
+        report.contains("Seeded: 3,000 flow records of 3 clusters"),
+        "{report}"
+    );
+    assert!(report.contains("60 ManagedClusters registered"), "{report}");
+    assert!(report.contains("2 with an agent connected"), "{report}");
+    assert!(!report.contains("stopped with an error"), "{report}");
+    assert_eq!(
+        rows(&report, "overview, all clusters, last 24 h: p50").len(),
+        1
+    );
+}
+
+#[test]
+fn bench_federation_times_apply_removal_and_label_changes() {
+    let dir = test_dir();
+    let report = bench(
+        dir.path(),
+        &[
+            "federation",
+            "--clusters",
+            "1,2",
+            "--policies",
+            "2",
+            "--relabels",
+            "1",
+            "--settle",
+            "200ms",
+        ],
+    );
+    // One row per fleet size, with every time measured (p50 / p99 pairs, no "–").
+    for size in ["1", "2"] {
+        let r: Vec<_> = rows(&report, size)
+            .into_iter()
+            .filter(|r| r.len() == 8)
+            .collect();
+        assert_eq!(r.len(), 1, "size {size} in:\n{report}");
+        for cell in &r[0][1..5] {
+            let (p50, p99) = cell.split_once(" / ").unwrap();
+            let (p50, p99): (f64, f64) = (
+                p50.replace(',', "").parse().unwrap(),
+                p99.replace(',', "").parse().unwrap(),
+            );
+            assert!(p50 > 0.0 && p99 >= p50, "size {size}: {:?}", r[0]);
+        }
+    }
+    assert!(!report.contains("stopped with an error"), "{report}");
+}

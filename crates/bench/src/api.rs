@@ -58,6 +58,17 @@ impl ApiClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<Bytes> {
+        self.call_as(method, path, "application/json", body).await
+    }
+
+    /// [`ApiClient::call`] with a body of `content_type` (e.g. a merge patch).
+    pub async fn call_as(
+        &self,
+        method: http::Method,
+        path: &str,
+        content_type: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<Bytes> {
         let url = format!("{}{path}", self.target.server);
         let mut req = http::Request::builder()
             .method(method.clone())
@@ -68,7 +79,7 @@ impl ApiClient {
             )
             .header(http::header::ACCEPT, "application/json");
         if body.is_some() {
-            req = req.header(http::header::CONTENT_TYPE, "application/json");
+            req = req.header(http::header::CONTENT_TYPE, content_type);
         }
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
@@ -94,6 +105,33 @@ impl ApiClient {
                 String::from_utf8_lossy(&bytes)
             ),
         }
+    }
+
+    /// Starts a GET whose answer is a stream (a watch) and returns its body once the
+    /// server answered 200; the body is read as it arrives.
+    pub async fn open(&self, path: &str) -> anyhow::Result<hyper::body::Incoming> {
+        let url = format!("{}{path}", self.target.server);
+        let req = http::Request::get(&url)
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.target.token),
+            )
+            .header(http::header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::new()))
+            .with_context(|| format!("invalid URL {url:?}"))?;
+        let res = tokio::time::timeout(CALL_TIMEOUT, self.client.request(req))
+            .await
+            .with_context(|| format!("GET {url}: no answer within {CALL_TIMEOUT:?}"))?
+            .map_err(|e| anyhow::anyhow!("GET {url}: {}", error_chain(&e)))?;
+        if !res.status().is_success() {
+            let status = res.status();
+            let b = res.into_body().collect().await.map(|c| c.to_bytes());
+            bail!(
+                "GET {url}: {status}: {}",
+                String::from_utf8_lossy(&b.unwrap_or_default())
+            );
+        }
+        Ok(res.into_body())
     }
 
     /// GET and decode JSON.

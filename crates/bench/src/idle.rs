@@ -7,12 +7,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use cattery_agent::{AgentSettings, UpstreamSettings};
-use tokio_util::sync::CancellationToken;
+use anyhow::bail;
 
-use crate::api::ApiClient;
-use crate::clusters::{connected, register};
+use crate::clusters::{Agents, connected, register_all};
 use crate::report::{machine, mib, num, today, verdict};
 use crate::server_proc::{self, ProcStatus, ServerProc, open_fds, proc_status};
 use crate::upstream::{Upstream, UpstreamScheme};
@@ -33,12 +30,6 @@ pub struct IdleBenchArgs {
     #[arg(long)]
     pub keep_dir: bool,
 }
-/// Registrations in flight at once (each signs a certificate on the server).
-const REGISTER_CONCURRENCY: usize = 8;
-/// Agents started per batch, and the pause between batches, so the server's handshake
-/// limiter is not the thing being measured.
-const AGENT_BATCH: usize = 100;
-const AGENT_BATCH_PAUSE: Duration = Duration::from_millis(200);
 /// RSS samples taken per measurement (the median is reported).
 const RSS_SAMPLES: usize = 3;
 
@@ -81,31 +72,8 @@ async fn sample(pid: u32) -> anyhow::Result<ProcStatus> {
     Ok(v[v.len() / 2])
 }
 
-/// Registers clusters `names` (a few at a time) and returns their agents' settings.
-async fn register_all(
-    api: &std::sync::Arc<ApiClient>,
-    names: Vec<String>,
-    upstream: &UpstreamSettings,
-) -> anyhow::Result<Vec<AgentSettings>> {
-    let mut out = Vec::with_capacity(names.len());
-    let mut set = tokio::task::JoinSet::new();
-    for name in names {
-        if set.len() >= REGISTER_CONCURRENCY
-            && let Some(r) = set.join_next().await
-        {
-            out.push(r.context("registration task panicked")??);
-        }
-        let (api, upstream) = (api.clone(), upstream.clone());
-        set.spawn(async move { register(&api, name, upstream).await });
-    }
-    while let Some(r) = set.join_next().await {
-        out.push(r.context("registration task panicked")??);
-    }
-    Ok(out)
-}
-
 /// Fails early, with the fix, if this process may not open enough files for the agents.
-fn check_open_files(max_clusters: usize) -> anyhow::Result<()> {
+pub(crate) fn check_open_files(max_clusters: usize) -> anyhow::Result<()> {
     // Per idle cluster this process holds the tunnel socket, the agent's connection to
     // the simulator and the simulator's end of it; the server inherits the same limit.
     let need = (3 * max_clusters + 256) as u64;
@@ -178,30 +146,18 @@ async fn measure(
         connect_time: Duration::ZERO,
     }];
     let upstream = sim.agent_settings(&server.ca_file);
-    let shutdown = CancellationToken::new();
-    let mut agents = tokio::task::JoinSet::new();
-    let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut agents = Agents::new();
     let mut have = 0usize;
     let result: anyhow::Result<()> = async {
         for &n in &counts {
             eprintln!("  idle clusters: registering {} more …", n - have);
-            let names = (have..n).map(|i| format!("idle-{i:05}")).collect();
-            let settings = register_all(&api, names, &upstream).await?;
+            let names = (have..n)
+                .map(|i| (format!("idle-{i:05}"), Default::default(), upstream.clone()))
+                .collect();
+            let settings = register_all(&api, names).await?;
             eprintln!("  idle clusters: starting {} agents …", settings.len());
             let started = Instant::now();
-            for (i, s) in settings.into_iter().enumerate() {
-                if i > 0 && i % AGENT_BATCH == 0 {
-                    tokio::time::sleep(AGENT_BATCH_PAUSE).await;
-                }
-                let (sd, failures) = (shutdown.clone(), failures.clone());
-                agents.spawn(async move {
-                    let name = s.cluster.clone();
-                    if let Err(e) = cattery_agent::run(s, sd).await {
-                        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        tracing::error!("agent of {name} stopped: {e}");
-                    }
-                });
-            }
+            agents.start(settings).await;
             let limit = Duration::from_secs(60) + Duration::from_millis(60 * n as u64);
             let deadline = started + limit;
             loop {
@@ -231,18 +187,13 @@ async fn measure(
         Ok(())
     }
     .await;
-    shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(15), async {
-        while agents.join_next().await.is_some() {}
-    })
-    .await;
-    agents.abort_all();
+    let agent_failures = agents.stop().await;
     let server_problems = server.problems();
     server.stop();
     result?;
     Ok(IdleResult {
         points,
-        agent_failures: failures.load(std::sync::atomic::Ordering::Relaxed),
+        agent_failures,
         server_problems,
     })
 }

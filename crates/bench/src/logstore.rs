@@ -113,7 +113,7 @@ fn pct(samples: &mut [Duration], p: f64) -> f64 {
     samples[i].as_secs_f64() * 1000.0
 }
 
-fn dir_bytes(p: &std::path::Path) -> u64 {
+pub(crate) fn dir_bytes(p: &std::path::Path) -> u64 {
     // Files can vanish while we walk (tantivy merges delete segments): skip them.
     let mut n = 0;
     let Ok(entries) = std::fs::read_dir(p) else {
@@ -137,25 +137,43 @@ const DAY_START: i64 = 1_795_478_400;
 const MAX_EMPTY_INTERACTIONS: usize = 10_000;
 
 /// Each simulated cluster's traffic, and what the queries pick their values from.
-struct Sources {
+pub(crate) struct Sources {
+    /// The clusters' names, in the order of `traffic`.
+    names: Vec<String>,
     traffic: Vec<Mutex<SeededTraffic>>,
+    /// Records are stamped evenly over `[start_s, start_s + span_s)` (epoch seconds).
+    start_s: i64,
+    span_s: u64,
     /// Namespaces seen in denied flows' sources, and words (service and namespace names)
     /// seen anywhere: the values the queries ask for, so they match real records.
     vocabulary: Mutex<(BTreeSet<String>, BTreeSet<String>, BTreeSet<String>)>,
 }
 
 impl Sources {
+    /// `clusters` clusters named `cluster-000`, … with records over one fixed day.
     fn new(clusters: u64, seed: u64) -> Sources {
+        let names = (0..clusters as usize).map(cluster_name).collect();
+        Sources::named(names, seed, DAY_START, 86_400)
+    }
+
+    /// Clusters `names` (cluster `c` seeded `seed + c`), records stamped evenly over
+    /// `span_s` seconds from `start_s`.
+    pub(crate) fn named(names: Vec<String>, seed: u64, start_s: i64, span_s: u64) -> Sources {
         Sources {
-            traffic: (0..clusters)
-                .map(|c| {
+            traffic: names
+                .iter()
+                .enumerate()
+                .map(|(c, name)| {
                     Mutex::new(SeededTraffic::new(
-                        &cluster_name(c as usize),
-                        seed.wrapping_add(c),
+                        name,
+                        seed.wrapping_add(c as u64),
                         Aggregation::Felix,
                     ))
                 })
                 .collect(),
+            names,
+            start_s,
+            span_s: span_s.max(1),
             vocabulary: Mutex::default(),
         }
     }
@@ -168,7 +186,7 @@ fn cluster_name(c: usize) -> String {
 /// Batch `b` (`n` flows from record number `first` of `records`) as cluster `c` ships it:
 /// (cluster, stream, records), each record as the server's puller hands it to the store.
 #[allow(clippy::too_many_arguments)]
-fn make_batch(
+pub(crate) fn make_batch(
     sources: &Sources,
     c: usize,
     n: usize,
@@ -177,7 +195,7 @@ fn make_batch(
     seq0: u64,
     source_text: bool,
 ) -> (String, String, Vec<IngestRecord>) {
-    let cluster = cluster_name(c);
+    let cluster = sources.names[c].clone();
     let stream = format!("stream-{c:03}");
     let mut traffic = sources.traffic[c].lock().unwrap_or_else(|e| e.into_inner());
     let mut recs = Vec::with_capacity(n);
@@ -185,7 +203,9 @@ fn make_batch(
     let mut empty = 0;
     while recs.len() < n {
         let i = recs.len() as u64;
-        let end_s = DAY_START + ((first + i) * 86_399 / records) as i64;
+        let end_s = sources.start_s
+            + (u128::from(first + i) * u128::from(sources.span_s - 1) / u128::from(records.max(1)))
+                as i64;
         let end_ns = i128::from(end_s) * 1_000_000_000;
         let window = Window {
             start_ns: end_ns - 1_000_000_000,

@@ -11,15 +11,22 @@
 //! - `idle`: the management plane's memory with idle connected clusters;
 //! - `rbac`: the proxy's request rate with RBAC and the audit trail on and off;
 //! - `logstore`: ingest, search and disk use of the log store, fed the flow records the
-//!   simulator's traffic model writes.
+//!   simulator's traffic model writes;
+//! - `ui`: the Manager UI's render time (overview, clusters page, service graph) with
+//!   10,000 clusters and 10 M flows, through a signed-in browser session;
+//! - `federation`: time from creating a FederatedPolicy to `Applied` on every selected
+//!   cluster, and for a label change to add a cluster, with up to 1,000 simulated
+//!   clusters and real agents.
 //!
-//! `tunnel` and `idle` run the management plane as a separate `cattery server` process (the
+//! `tunnel`, `idle`, `ui` and `federation` run the management plane as a separate `cattery server` process (the
 //! real binary, see [`server_proc::cattery_binary`]) so its memory and CPU can be read
 //! from `/proc`; `rbac` hosts its servers in this process, because only this crate's build
 //! of `cattery-server` has the modes it compares.
 
 mod api;
+mod browser;
 mod clusters;
+mod federation;
 mod haproxy;
 mod idle;
 mod load;
@@ -28,6 +35,7 @@ mod rbac;
 mod report;
 mod server_proc;
 mod tunnel;
+mod ui;
 mod upstream;
 
 use clap::{Parser, Subcommand};
@@ -57,6 +65,10 @@ enum Command {
     Rbac(rbac::RbacBenchArgs),
     /// Log store ingest, search and disk use on the simulator's flow records.
     Logstore(logstore::LogstoreBenchArgs),
+    /// Manager UI render time (overview, clusters, service graph) for a big fleet.
+    Ui(ui::UiBenchArgs),
+    /// FederatedPolicy propagation: create → every selected cluster `Applied`.
+    Federation(federation::FederationBenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -74,6 +86,8 @@ fn main() -> std::process::ExitCode {
         Command::Rbac(a) => block_on(rbac::run(a)),
         // Synchronous: it runs and times threads of its own.
         Command::Logstore(a) => logstore::run(a),
+        Command::Ui(a) => block_on(ui::run(a)),
+        Command::Federation(a) => block_on(federation::run(a)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -109,6 +109,15 @@ pub(crate) fn fmt_duration(d: Duration) -> String {
     }
 }
 
+/// Quantile `q` (0..=1, nearest rank) of sorted durations, in milliseconds; NaN if empty.
+pub(crate) fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +128,15 @@ mod tests {
         assert_eq!(num(-1234.0, 0), "-1,234");
         assert_eq!(num(12.0, 0), "12");
         assert_eq!(num(f64::NAN, 0), "–");
+    }
+
+    #[test]
+    fn quantiles() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(quantile_ms(&v, 0.5), 51.0);
+        assert_eq!(quantile_ms(&v, 0.99), 99.0);
+        assert_eq!(quantile_ms(&v, 1.0), 100.0);
+        assert!(quantile_ms(&[], 0.5).is_nan());
     }
 
     #[test]

@@ -77,10 +77,16 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl ServerProc {
-    /// Starts `cattery server` ([`cattery_binary`]) with a fresh data dir under `dir` and
-    /// waits until it answers `/healthz`.
+    /// The data directory [`ServerProc::start`] gives server `name` under `dir` (a bench
+    /// may fill it first, e.g. the log store under `logs/`).
+    pub fn data_dir(dir: &Path, name: &str) -> PathBuf {
+        dir.join(format!("{name}-data"))
+    }
+
+    /// Starts `cattery server` ([`cattery_binary`]) with its data dir under `dir` (fresh
+    /// unless the bench filled it) and waits until it answers `/healthz`.
     pub async fn start(dir: &Path, name: &str) -> anyhow::Result<ServerProc> {
-        let data = dir.join(format!("{name}-data"));
+        let data = Self::data_dir(dir, name);
         std::fs::create_dir_all(&data)?;
         let log_file = dir.join(format!("{name}.log"));
         let (api_port, tunnel_port) = (free_port()?, free_port()?);
