@@ -20,6 +20,7 @@
 
 mod execute;
 mod observe;
+pub(crate) mod preview;
 mod record;
 mod removal;
 
