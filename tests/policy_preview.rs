@@ -213,6 +213,24 @@ fn preview_counts_the_flows_a_policy_would_deny() {
     assert_eq!(got_records, expected_records, "{v}");
     assert_eq!(got_flows, expected_flows, "{v}");
 
+    // The CLI shows the same answer, as JSON and as a table.
+    let file = d.join("cart.json");
+    std::fs::write(&file, deny_cart("cart").to_string()).unwrap();
+    let file = file.to_str().unwrap();
+    let out = server.cli_ok(&[
+        "policy", "preview", "-f", file, "--since", "1h", "-o", "json",
+    ]);
+    let cli: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        cli["status"]["clusters"][0]["flows"]["changed"], expected_records,
+        "{out}"
+    );
+    let table = server.cli_ok(&["policy", "preview", "-f", file]);
+    assert!(
+        table.contains("allowed→denied") && table.contains("shop/cart-closed"),
+        "{table}"
+    );
+
     // Nothing was stored or placed.
     let (text, code) = server.curl(&["/apis/cattery.dev/v1/federatedpolicies/cart"]);
     assert_eq!(code, 404, "{text}");
