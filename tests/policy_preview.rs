@@ -272,4 +272,51 @@ fn preview_counts_the_flows_a_policy_would_deny() {
     );
     assert_eq!(code, 403, "{text}");
     assert!(text.contains("federatedpolicies"), "{text}");
+
+    // A caller who may create federatedpolicies but not read east's flows: east is
+    // reported Forbidden and nothing of it is read.
+    let rbac = d.join("previewer.yaml");
+    std::fs::write(&rbac, PREVIEWER).unwrap();
+    server.cli_ok(&["apply", "-f", rbac.to_str().unwrap()]);
+    let pat = server
+        .cli_ok(&["token", "create", "--user", "pat"])
+        .trim()
+        .to_string();
+    let v = wait_for("pat's preview to be allowed", T, || {
+        let (text, code) = server.curl_as(
+            Some(&pat),
+            &[
+                PREVIEW,
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &deny_cart("cart").to_string(),
+            ],
+        );
+        (code == 200).then(|| serde_json::from_str::<Value>(&text).unwrap())
+    });
+    let east = &v["status"]["clusters"][0];
+    assert_eq!(east["name"], "east", "{v}");
+    assert_eq!(east["state"], "Forbidden", "{v}");
+    assert_eq!(east["flows"]["records"], 0, "{v}");
+    assert_eq!(east["changes"], json!([]), "{v}");
 }
+
+/// `pat` may create FederatedPolicies (so preview them) and nothing else.
+const PREVIEWER: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: policy-author}
+rules:
+- apiGroups: ["cattery.dev"]
+  resources: ["federatedpolicies"]
+  verbs: ["create"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: pat-policy-author}
+subjects: [{kind: User, name: pat, apiGroup: rbac.authorization.k8s.io}]
+roleRef: {kind: ClusterRole, name: policy-author, apiGroup: rbac.authorization.k8s.io}
+"#;
