@@ -24,6 +24,7 @@ use crate::meta::ObjectMeta;
 mod calico;
 mod calico_selector;
 mod kubernetes;
+pub mod preview;
 mod validate;
 
 pub use validate::{

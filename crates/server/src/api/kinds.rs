@@ -193,7 +193,7 @@ fn validate_cluster(obj: &Value) -> Result<(), ApiError> {
 /// The envelope checks every hub kind gets, then the type's own validation
 /// ([`cattery_api::federation::validate_value`]): every template, selector and override,
 /// as a 400 naming the field, so nothing invalid is stored and so nothing is placed.
-fn validate_federated_policy(obj: &Value) -> Result<(), ApiError> {
+pub(crate) fn validate_federated_policy(obj: &Value) -> Result<(), ApiError> {
     check_common(&KINDS[1], obj)?;
     cattery_api::federation::validate_value(obj).map_err(|e| {
         let st = e.status();

@@ -88,6 +88,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/metrics", get(metrics));
     let authenticated = resources::routes(authenticated)
+        // Merged into the generic `{name}` route (which has no POST): a POST there is a
+        // policy preview when the name is `preview`, a 405 otherwise.
+        .route(
+            "/apis/cattery.dev/v1/federatedpolicies/{name}",
+            post(crate::federation::preview::handle),
+        )
         .route("/clusters/{name}/k8s", any(proxy))
         .route("/clusters/{name}/k8s/{*rest}", any(proxy))
         .fallback(not_found)

@@ -26,6 +26,7 @@
 mod cache;
 mod execute;
 mod observe;
+pub(crate) mod preview;
 mod record;
 mod remote_pods;
 mod removal;
