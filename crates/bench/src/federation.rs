@@ -724,17 +724,7 @@ fn render(
             crate::report::mib(p.server_rss_kib),
         );
     }
-    if agent_failures > 0 {
-        let _ = writeln!(o, "\n{agent_failures} agent(s) stopped with an error.");
-    }
-    if !problems.is_empty() {
-        let _ = writeln!(
-            o,
-            "\nServer log: {} WARN/ERROR line(s), e.g. `{}`",
-            problems.len(),
-            problems[0].trim()
-        );
-    }
+    crate::report::failures(&mut o, agent_failures, problems);
     let _ = writeln!(
         o,
         "\n### Targets (issue 16)\n\n| Target | Measured | |\n|---|--:|---|"

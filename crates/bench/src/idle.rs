@@ -263,17 +263,7 @@ fn render(i: &IdleResult) -> String {
             }
         }
     }
-    if i.agent_failures > 0 {
-        let _ = writeln!(o, "\n{} agent(s) stopped with an error.", i.agent_failures);
-    }
-    if !i.server_problems.is_empty() {
-        let _ = writeln!(
-            o,
-            "\nServer log: {} WARN/ERROR line(s), e.g. `{}`",
-            i.server_problems.len(),
-            i.server_problems[0].trim()
-        );
-    }
+    crate::report::failures(&mut o, i.agent_failures, &i.server_problems);
     let _ = writeln!(o, "\n### Targets\n\n| Target | Measured | |\n|---|--:|---|");
     for (t, m, v) in targets {
         let _ = writeln!(o, "| {t} | {m} | {v} |");

@@ -118,6 +118,23 @@ pub(crate) fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e3
 }
 
+/// Appends what went wrong around a run (agents that stopped with an error, the server's
+/// WARN/ERROR lines) to a report, so a number measured next to failures says so.
+pub(crate) fn failures(o: &mut String, agent_failures: usize, server_problems: &[String]) {
+    use std::fmt::Write as _;
+    if agent_failures > 0 {
+        let _ = writeln!(o, "\n{agent_failures} agent(s) stopped with an error.");
+    }
+    if let Some(first) = server_problems.first() {
+        let _ = writeln!(
+            o,
+            "\nServer log: {} WARN/ERROR line(s), e.g. `{}`",
+            server_problems.len(),
+            first.trim()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -590,17 +590,7 @@ fn render(
         "\n### The API calls behind them, alone (admin token, HTTP/1.1)\n"
     );
     table(&mut o, &mut timed.iter().filter(|t| !t.target));
-    if agent_failures > 0 {
-        let _ = writeln!(o, "\n{agent_failures} agent(s) stopped with an error.");
-    }
-    if !problems.is_empty() {
-        let _ = writeln!(
-            o,
-            "\nServer log: {} WARN/ERROR line(s), e.g. `{}`",
-            problems.len(),
-            problems[0].trim()
-        );
-    }
+    crate::report::failures(&mut o, agent_failures, problems);
     let _ = writeln!(
         o,
         "\n### Targets (issue 15)\n\n| Target | Measured p50 | |\n|---|--:|---|"
