@@ -229,7 +229,9 @@ fn federated_policy_end_to_end() {
             .contains("spec.resources[0].spec.ingress[0].ports[0].port"),
         "{body}"
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // Not stored, so the reconciler has nothing to place.
+    let (text, code) = server.curl_as(Some(&server.token), &[&format!("{FP}/web")]);
+    assert_eq!(code, 404, "the invalid policy was not stored: {text}");
     assert_eq!(sim_policies(&members[1].sim), vec![], "nothing was placed");
 
     // Placement by label, within 5 s; the override changes c2's copy only.
