@@ -59,8 +59,17 @@ impl NextQuery {
             };
             match k {
                 "after" => q.after = Some(num()?),
-                "maxRecords" => q.max_records = (num()? as usize).clamp(1, MAX_BATCH_RECORDS),
-                "maxBytes" => q.max_bytes = (num()? as usize).clamp(1024, MAX_BATCH_BYTES),
+                // Saturating: a number too large for usize is simply over the cap.
+                "maxRecords" => {
+                    q.max_records = usize::try_from(num()?)
+                        .unwrap_or(usize::MAX)
+                        .clamp(1, MAX_BATCH_RECORDS)
+                }
+                "maxBytes" => {
+                    q.max_bytes = usize::try_from(num()?)
+                        .unwrap_or(usize::MAX)
+                        .clamp(1024, MAX_BATCH_BYTES)
+                }
                 "waitMs" => q.wait = Duration::from_millis(num()?).min(MAX_WAIT),
                 "refuse"
                     if !v.is_empty()
@@ -98,16 +107,30 @@ pub async fn next_batch(
     if let Some(after) = q.after {
         let s = spool.clone();
         let acked_before = spool.stats().acked_seq;
-        let acked = tokio::task::spawn_blocking(move || s.ack(after))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
-        if let Err(e) = acked {
-            tracing::error!("acknowledging spooled records up to {after}: {e}");
-            return reply(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("ack failed: {e}"),
-            );
+        match tokio::task::spawn_blocking(move || s.ack(after)).await {
+            Ok(Ok(())) => {}
+            // The caller's number is wrong, not the spool: say which parameter.
+            Ok(Err(e @ crate::spool::SpoolError::AckBeyondEnd { .. })) => {
+                tracing::warn!("refused an acknowledgement: {e}");
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    format!("query parameter after={after}: {e}"),
+                );
+            }
+            Ok(Err(e)) => {
+                tracing::error!("acknowledging spooled records up to {after}: {e}");
+                return reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("ack failed: {e}"),
+                );
+            }
+            Err(e) => {
+                tracing::error!("acknowledging spooled records up to {after}: {e}");
+                return reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("ack failed: {e}"),
+                );
+            }
         }
         metrics.shipped(after.saturating_sub(acked_before));
     }
@@ -208,6 +231,20 @@ mod tests {
         assert_eq!(q.after, Some(7));
         assert_eq!(q.max_records, MAX_BATCH_RECORDS);
         assert_eq!(q.wait, MAX_WAIT);
+        // Numbers at the edge of u64 saturate to the caps instead of wrapping.
+        let q = NextQuery::parse(Some(
+            "maxRecords=18446744073709551615&maxBytes=18446744073709551615&waitMs=18446744073709551615",
+        ))
+        .unwrap();
+        assert_eq!(
+            (q.max_records, q.max_bytes, q.wait),
+            (MAX_BATCH_RECORDS, MAX_BATCH_BYTES, MAX_WAIT)
+        );
+        assert!(
+            NextQuery::parse(Some("maxBytes=18446744073709551616"))
+                .unwrap_err()
+                .contains("maxBytes")
+        );
         assert!(
             NextQuery::parse(Some("after=x"))
                 .unwrap_err()

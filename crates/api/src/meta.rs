@@ -137,7 +137,18 @@ impl From<MetaInput> for ObjectMeta {
 /// `metadata` of a list object.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ListMeta {}
+pub struct ListMeta {
+    /// The store's resourceVersion the list was taken at, when the server says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+    /// Token for the next page when `limit` cut the list short (`?continue=`).
+    #[serde(
+        default,
+        rename = "continue",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub continue_token: Option<String>,
+}
 
 /// A Kubernetes-style list: `{"kind": "<Kind>List", "items": [...]}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -147,7 +158,7 @@ pub struct List<T> {
     pub api_version: String,
     /// `<Kind>List`.
     pub kind: String,
-    /// Empty list metadata (kept for shape compatibility).
+    /// resourceVersion and continue token, when the list has them.
     #[serde(default)]
     pub metadata: ListMeta,
     /// The objects.
@@ -160,7 +171,7 @@ impl<T> List<T> {
         List {
             api_version: api_version.to_string(),
             kind: format!("{item_kind}List"),
-            metadata: ListMeta {},
+            metadata: ListMeta::default(),
             items,
         }
     }

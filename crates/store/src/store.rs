@@ -364,6 +364,19 @@ impl<K: Kind> Store<K> {
         limit: Option<usize>,
         continue_token: Option<&str>,
     ) -> Result<Page, StoreError> {
+        self.list_where(filter, limit, continue_token, |_| true)
+    }
+
+    /// [`Store::list`] of the objects `keep` accepts too, with `limit` counting only
+    /// those: a caller allowed to see a few names gets full pages of them (filtering a
+    /// page afterwards would hand out short or empty pages with a continue token).
+    pub fn list_where(
+        &self,
+        filter: &Filter<K>,
+        limit: Option<usize>,
+        continue_token: Option<&str>,
+        keep: impl Fn(&Obj) -> bool,
+    ) -> Result<Page, StoreError> {
         let inner = self.lock();
         let tk = type_key(filter.res);
         let start: Key = match continue_token {
@@ -387,7 +400,7 @@ impl<K: Kind> Store<K> {
             if *t != tk {
                 break;
             }
-            if !filter.matches(filter.res, obj) {
+            if !filter.matches(filter.res, obj) || !keep(obj) {
                 continue;
             }
             if limit.is_some_and(|l| l > 0 && items.len() == l) {
@@ -991,6 +1004,30 @@ pub(crate) mod tests {
         assert_eq!(names, vec!["p2", "p3", "p4"], "other types are not listed");
         assert!(second.continue_token.is_none());
         assert_eq!(s.list(&f, None, Some("zz")).unwrap_err().code(), 400);
+    }
+
+    #[test]
+    fn a_kept_subset_fills_whole_pages() {
+        let s = Store::<T>::in_memory();
+        for i in 0..10 {
+            s.create(T::Widget, Some("a"), obj(&format!("p{i}"), json!({})))
+                .unwrap();
+        }
+        // Only the odd names are kept: the limit counts kept objects, not scanned ones.
+        let odd = |o: &Obj| meta_str(o, "name").unwrap().ends_with(['1', '3', '5', '7', '9']);
+        let f = filter(None, "");
+        let first = s.list_where(&f, Some(2), None, odd).unwrap();
+        let names = |p: &Page| -> Vec<String> {
+            p.items
+                .iter()
+                .map(|o| meta_str(o, "name").unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(names(&first), vec!["p1", "p3"]);
+        let tok = first.continue_token.clone().unwrap();
+        let rest = s.list_where(&f, Some(5), Some(&tok), odd).unwrap();
+        assert_eq!(names(&rest), vec!["p5", "p7", "p9"]);
+        assert!(rest.continue_token.is_none());
     }
 
     #[test]

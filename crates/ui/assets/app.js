@@ -27,12 +27,33 @@
     if (el.matches && el.matches("select[data-autosubmit]") && el.form) el.form.requestSubmit();
   });
 
-  // Type-to-filter for the cluster selector.
+  // Type-to-filter for the cluster selector. A selector that lists only the first
+  // clusters (data-search) asks the server for the matching ones instead.
+  var searchTimer = null, searchSeq = 0;
+  function searchClusters(el, sel) {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(function () {
+      var seq = ++searchSeq;
+      var url = sel.dataset.search + "?q=" + encodeURIComponent(el.value.trim()) +
+        "&current=" + encodeURIComponent(sel.value);
+      fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+        .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.text(); })
+        .then(function (html) {
+          if (seq !== searchSeq) return; // an older answer arriving late
+          sel.innerHTML = html;
+          var n = Array.prototype.filter.call(sel.options, function (o) { return !o.disabled; }).length;
+          announce(n + " options match");
+          sel.dispatchEvent(new Event("cattery:options"));
+        })
+        .catch(function () { announce("Could not search clusters: server unreachable"); });
+    }, 200);
+  }
   document.addEventListener("input", function (e) {
     var el = e.target;
     if (!el.dataset || !el.dataset.filters) return;
     var sel = document.getElementById(el.dataset.filters);
     if (!sel) return;
+    if (sel.dataset.search) { searchClusters(el, sel); return; }
     var q = el.value.trim().toLowerCase(), shown = 0, first = null;
     Array.prototype.forEach.call(sel.options, function (o) {
       var hit = !q || o.textContent.toLowerCase().indexOf(q) >= 0;

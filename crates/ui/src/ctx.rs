@@ -15,6 +15,10 @@ use crate::error::UiError;
 use crate::session::{self, Session};
 use crate::url_state::{ALL, UrlState};
 
+/// Most clusters the banner's selector lists; beyond them, typing in its filter asks the
+/// server ([`crate::pages::cluster_options`]).
+pub(crate) const PICKER_MAX: usize = 100;
+
 /// Which part of the UI a page belongs to (for the navigation's current item).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Nav {
@@ -161,7 +165,8 @@ impl FromRequestParts<Arc<Ui>> for Ctx {
 
 impl Ctx {
     /// The managed clusters this person may list (the API filters them by RBAC); empty
-    /// when they may list none.
+    /// when they may list none. Reads the whole fleet: only for pages that show or count
+    /// all of it (the clusters table, the overview's counts), never for the banner.
     pub(crate) async fn clusters(&self) -> Result<&Vec<ManagedCluster>, UiError> {
         self.clusters
             .get_or_try_init(|| async {
@@ -176,6 +181,26 @@ impl Ctx {
                 }
             })
             .await
+    }
+
+    /// The first [`PICKER_MAX`] clusters by name this person may list, and whether there
+    /// are more: what the banner's selector offers before anyone types a filter. A page
+    /// costs the same at 10 clusters and at 10,000 (the whole list is only read when the
+    /// page itself has already read it).
+    pub(crate) async fn first_clusters(&self) -> Result<(Vec<ManagedCluster>, bool), UiError> {
+        if let Some(all) = self.clusters.get() {
+            let more = all.len() > PICKER_MAX;
+            return Ok((all.iter().take(PICKER_MAX).cloned().collect(), more));
+        }
+        let path = format!("/apis/cattery.dev/v1/managedclusters?limit={PICKER_MAX}");
+        match self.api.get::<List<ManagedCluster>>(&path).await {
+            Ok(l) => {
+                let more = l.metadata.continue_token.is_some();
+                Ok((l.items, more))
+            }
+            Err(UiError::Api(s)) if s.code == 403 => Ok((vec![], false)),
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether this person may read the management plane's own audit trail (so `cluster`
@@ -211,10 +236,9 @@ impl Ctx {
             MANAGEMENT_CLUSTER_NAME => Ok(Selection::Management),
             name => {
                 if let Some(c) = self
-                    .clusters()
-                    .await?
-                    .iter()
-                    .find(|c| c.metadata.name == name)
+                    .clusters
+                    .get()
+                    .and_then(|all| all.iter().find(|c| c.metadata.name == name))
                 {
                     return Ok(Selection::Managed(Box::new(c.clone())));
                 }
@@ -240,8 +264,8 @@ impl Ctx {
 
     /// `all`, unless this person sees exactly one cluster and nothing else.
     async fn default_selection(&self) -> Result<String, UiError> {
-        let clusters = self.clusters().await?;
-        if clusters.len() == 1 && !self.sees_management().await {
+        let (clusters, more) = self.first_clusters().await?;
+        if clusters.len() == 1 && !more && !self.sees_management().await {
             return Ok(clusters[0].metadata.name.clone());
         }
         Ok(ALL.into())

@@ -4,7 +4,8 @@
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::assets::VERSION;
-use crate::ctx::{Ctx, Nav, Page, is_connected};
+use crate::ctx::{Ctx, Nav, Page};
+use crate::pages::picker;
 use crate::url_state::ALL;
 
 /// `<head>` contents shared by every page, the sign-in page included.
@@ -44,9 +45,10 @@ fn nav_items(ctx: &Ctx) -> Vec<(String, &'static str, Nav)> {
 }
 
 /// The cluster selector: a filter box and a `<select>` named "Cluster", in a GET form
-/// that keeps the rest of the URL state.
+/// that keeps the rest of the URL state. Lists at most [`crate::ctx::PICKER_MAX`]
+/// clusters; beyond them the filter box searches on the server ([`picker`]).
 async fn cluster_picker(ctx: &Ctx) -> Markup {
-    let clusters = ctx.clusters().await;
+    let first = ctx.first_clusters().await;
     let management = ctx.sees_management().await;
     let current = match ctx.state.cluster.clone() {
         Some(c) => c,
@@ -55,6 +57,15 @@ async fn cluster_picker(ctx: &Ctx) -> Markup {
             .await
             .map(|s| s.value().to_string())
             .unwrap_or_else(|_| ALL.into()),
+    };
+    let current_known = match &first {
+        Ok((list, more)) => {
+            current == ALL
+                || current == cattery_api::MANAGEMENT_CLUSTER_NAME
+                || list.iter().any(|c| c.metadata.name == current)
+                || (*more && ctx.selection().await.is_ok())
+        }
+        Err(_) => false,
     };
     let s = &ctx.state;
     html! {
@@ -66,26 +77,18 @@ async fn cluster_picker(ctx: &Ctx) -> Markup {
             input #cluster-filter type="search" placeholder="Filter…" autocomplete="off"
                 data-filters="cluster-select" size="8";
             label for="cluster-select" { "Cluster" }
-            @match clusters {
-                Ok(list) => {
-                    select #cluster-select name="cluster" data-autosubmit {
-                        @if list.len() > 1 || management || list.is_empty() {
-                            option value=(ALL) selected[current == ALL] { "All clusters" }
-                        }
-                        @if management {
-                            option value="cluster" selected[current == "cluster"] { "cluster (management plane)" }
-                        }
-                        @for c in list.iter() {
-                            @let up = is_connected(c);
-                            option value=(c.metadata.name) selected[current == c.metadata.name]
-                                data-connected=(up) {
-                                (if up { "● " } else { "○ " }) (c.metadata.name)
-                                (if up { " (connected)" } else { " (disconnected)" })
-                            }
-                        }
-                        @if current != ALL && current != "cluster" && !list.iter().any(|c| c.metadata.name == current) {
-                            option value=(current) selected { (current) " (not available)" }
-                        }
+            @match &first {
+                Ok((list, more)) => {
+                    select #cluster-select name="cluster" data-autosubmit
+                        data-search=[more.then_some(picker::SEARCH_PATH)] {
+                        (picker::options(&picker::Offer {
+                            clusters: list,
+                            more: *more,
+                            all: list.len() > 1 || *more || management || list.is_empty(),
+                            management,
+                            current: &current,
+                            current_known,
+                        }))
                     }
                 }
                 Err(_) => {

@@ -135,6 +135,7 @@ pub fn router(api: Router, config: UiConfig) -> Router {
         .route("/ui/policies", get(pages::policies::page))
         .route("/ui/policies/export", get(pages::policies::export))
         .route("/ui/access", get(pages::access::page))
+        .route(pages::picker::SEARCH_PATH, get(pages::picker::search))
         .route("/ui/{*rest}", get(pages::not_found).post(pages::not_found))
         .layer(axum::middleware::map_response(security::headers))
         .with_state(ui);

@@ -242,13 +242,10 @@ async fn list(
     );
     let page = st
         .resources
-        .list(&filter, p.limit, p.continue_token.as_deref())?;
-    let items: Vec<Value> = page
-        .items
-        .iter()
-        .filter(|o| names.contains(o["metadata"]["name"].as_str().unwrap_or("")))
-        .map(|o| view(&st, d, o))
-        .collect();
+        .list_where(&filter, p.limit, p.continue_token.as_deref(), |o| {
+            names.contains(o["metadata"]["name"].as_str().unwrap_or(""))
+        })?;
+    let items: Vec<Value> = page.items.iter().map(|o| view(&st, d, o)).collect();
     let rv = page.rv.to_string();
     if let Some(inc) = table_inc {
         let t = table(

@@ -36,8 +36,9 @@ async fn render(ctx: &Ctx) -> Result<Page, UiError> {
         .unwrap_or("");
     let mut names: Vec<String> = vec![MANAGEMENT_CLUSTER_NAME.into()];
     names.extend(
-        ctx.clusters()
+        ctx.first_clusters()
             .await?
+            .0
             .iter()
             .take(MAX_ROWS)
             .map(|c| c.metadata.name.clone()),

@@ -13,6 +13,7 @@ pub(crate) mod clusters;
 pub(crate) mod graph;
 pub(crate) mod logs;
 pub(crate) mod overview;
+pub(crate) mod picker;
 pub(crate) mod policies;
 pub(crate) mod signin;
 

@@ -241,7 +241,7 @@ async fn render(ctx: &Ctx) -> Result<Page, UiError> {
     let cluster = match &sel {
         Selection::Managed(c) => c.clone(),
         Selection::All => {
-            let clusters = ctx.clusters().await?;
+            let (clusters, more) = ctx.first_clusters().await?;
             let body = html! {
                 div.notice role="status" {
                     p { "Policies belong to one cluster: choose it in the Cluster selector, or here." }
@@ -249,6 +249,7 @@ async fn render(ctx: &Ctx) -> Result<Page, UiError> {
                     ul { @for c in clusters.iter() {
                         li { a href=({ let mut s = ctx.state.common(); s.cluster = Some(c.metadata.name.clone()); s.link("/ui/policies") }) { (c.metadata.name) } }
                     } }
+                    @if more { p.muted { "More clusters exist: type a name in the Cluster selector’s filter." } }
                 }
             };
             return Ok(Page::new("Policies", Nav::Policies, body));
