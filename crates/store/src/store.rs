@@ -1014,7 +1014,11 @@ pub(crate) mod tests {
                 .unwrap();
         }
         // Only the odd names are kept: the limit counts kept objects, not scanned ones.
-        let odd = |o: &Obj| meta_str(o, "name").unwrap().ends_with(['1', '3', '5', '7', '9']);
+        let odd = |o: &Obj| {
+            meta_str(o, "name")
+                .unwrap()
+                .ends_with(['1', '3', '5', '7', '9'])
+        };
         let f = filter(None, "");
         let first = s.list_where(&f, Some(2), None, odd).unwrap();
         let names = |p: &Page| -> Vec<String> {

@@ -35,7 +35,7 @@
     searchTimer = setTimeout(function () {
       var seq = ++searchSeq;
       var url = sel.dataset.search + "?q=" + encodeURIComponent(el.value.trim()) +
-        "&current=" + encodeURIComponent(sel.value);
+        "&current=" + encodeURIComponent(sel.dataset.current || "");
       fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
         .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.text(); })
         .then(function (html) {

@@ -80,7 +80,8 @@ async fn cluster_picker(ctx: &Ctx) -> Markup {
             @match &first {
                 Ok((list, more)) => {
                     select #cluster-select name="cluster" data-autosubmit
-                        data-search=[more.then_some(picker::SEARCH_PATH)] {
+                        data-search=[more.then_some(picker::SEARCH_PATH)]
+                        data-current=[more.then_some(&current)] {
                         (picker::options(&picker::Offer {
                             clusters: list,
                             more: *more,
