@@ -41,15 +41,7 @@ fn the_cluster_selector_searches_a_large_fleet_on_the_server() {
             "kind": "ManagedCluster",
             "metadata": {"name": format!("c-{i:03}"), "labels": {"env": "test"}},
         });
-        let (res, code) = server.curl(&[
-            "/apis/cattery.dev/v1/managedclusters",
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            &body.to_string(),
-        ]);
+        let (res, code) = server.post_json("/apis/cattery.dev/v1/managedclusters", &body);
         assert_eq!(code, 201, "creating c-{i:03}: {res}");
     }
     let policy = d.join("bob.yaml");

@@ -234,6 +234,19 @@ impl Server {
         self.curl_as(Some(&self.token), args)
     }
 
+    /// POSTs `body` as JSON to `path` with the admin token.
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> (String, u16) {
+        self.curl(&[
+            path,
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &body.to_string(),
+        ])
+    }
+
     pub fn curl_as(&self, token: Option<&str>, args: &[&str]) -> (String, u16) {
         let (path, extra) = args.split_first().unwrap();
         let mut cmd = Command::new("curl");

@@ -1,30 +1,15 @@
 // Browser spec of the banner's cluster selector with a fleet larger than it lists, run by
 // tests/ui_fleet.rs. Prints "ok <step>" per passed step; exits 1 on the first failure.
-import { chromium } from "playwright-core";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { assert, env, signIn as signInAt, withBrowser } from "./harness.mjs";
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`environment variable ${k} is required`);
-  return v;
-};
 const URL_ = env("UI_URL");
 const TOKEN = env("UI_TOKEN");
 const BOB = env("UI_BOB_TOKEN");
 const FLEET = Number(env("UI_FLEET"));
 const SHOTS = env("UI_SCREENSHOTS");
 
-function assert(cond, msg) {
-  if (!cond) throw new Error("assertion failed: " + msg);
-}
-async function signIn(page, token, next) {
-  await page.goto(URL_ + next);
-  await page.getByLabel("Token").fill(token);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.waitForURL((u) => !u.pathname.startsWith("/ui/sign-in"));
-}
+const signIn = (page, token, next) => signInAt(page, URL_, token, next);
 const selector = (page) => page.getByRole("combobox", { name: "Cluster" });
 async function options(page) {
   return selector(page).locator("option").evaluateAll((os) => os.map((o) => ({ value: o.value, disabled: o.disabled })));
@@ -41,22 +26,7 @@ async function optionsUntil(page, ok, what) {
   throw new Error(what + " within 10 s; options: " + JSON.stringify(last.map((o) => o.value)));
 }
 
-const consoleErrors = [];
-const userDataDir = mkdtempSync(join(tmpdir(), "cattery-ui-fleet-chromium-"));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: env("UI_CHROMIUM"),
-  headless: true,
-  ignoreHTTPSErrors: true,
-  viewport: { width: 1440, height: 900 },
-  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic"],
-});
-context.setDefaultTimeout(20000);
-try {
-  const page = context.pages()[0] || (await context.newPage());
-  page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
-  page.on("pageerror", (e) => consoleErrors.push(String(e)));
-
+await withBrowser("fleet", async (context, page) => {
   // --- The first page lists the first 100 clusters by name and says there are more.
   await signIn(page, TOKEN, "/ui/overview");
   let opts = await options(page);
@@ -107,15 +77,4 @@ try {
   assert(list.items.length === 1 && list.items[0].metadata.name === "c-149", "API page of 5 for bob: " + JSON.stringify(list.items.map((i) => i.metadata.name)));
   assert(!list.metadata.continue, "no continue token after the last allowed cluster");
   console.log("ok late user");
-
-  const cspErrors = consoleErrors.filter((e) => /Content Security Policy|Refused to/.test(e));
-  assert(cspErrors.length === 0, "no CSP violations: " + cspErrors.join("\n"));
-} catch (e) {
-  console.log("FAILED: " + (e && e.stack ? e.stack : e));
-  try { await context.pages()[0].screenshot({ path: join(SHOTS, "fleet-failure.png"), fullPage: true }); } catch {}
-  if (consoleErrors.length) console.log("browser console errors:\n" + consoleErrors.join("\n"));
-  process.exitCode = 1;
-} finally {
-  await context.close();
-  rmSync(userDataDir, { recursive: true, force: true });
-}
+});
