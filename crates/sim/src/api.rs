@@ -406,7 +406,7 @@ fn list(
 
 /// Server-side apply (`PATCH` with `application/apply-patch+yaml`): the applied
 /// configuration is created when the object does not exist, and otherwise merged into it
-/// with field ownership, conflicts between managers and `force` (see [`crate::apply`]).
+/// with field ownership, conflicts between managers and `force` (see [`cattery_store::managed_fields`]).
 async fn server_side_apply(
     st: &AppState,
     target: &Target,
