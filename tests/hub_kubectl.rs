@@ -320,3 +320,142 @@ fn stale_updates_conflict_and_old_watches_are_gone() {
     assert_eq!(ev["type"], "MODIFIED", "{body}");
     assert_eq!(ev["object"]["metadata"]["labels"]["team"], "a", "{body}");
 }
+
+/// `kubectl apply` (client-side and `--server-side`) and `kubectl label` against the hub's
+/// field ownership: a field left out of the next apply is removed, a second field manager
+/// changing an owned field is refused with a 409 naming the owner until it forces.
+#[test]
+fn apply_tracks_field_ownership() {
+    let dir = test_dir();
+    let d = dir.path();
+    let server = Server::start(d);
+    let kc = hub_kubeconfig(&server);
+    let policy = |labels: &str, mode: &str| {
+        format!(
+            "apiVersion: cattery.dev/v1\nkind: FederatedPolicy\nmetadata:\n  name: p1\n  labels: {{{labels}}}\nspec:\n  mode: {mode}\n  placement:\n    clusterSelector: {{matchLabels: {{env: prod}}}}\n  resources:\n  - apiVersion: networking.k8s.io/v1\n    kind: NetworkPolicy\n    metadata: {{name: deny-all, namespace: shop}}\n    spec: {{podSelector: {{}}, policyTypes: [Ingress]}}\n"
+        )
+    };
+    let fp = d.join("fp.yaml");
+    let fp_path = fp.to_str().unwrap();
+    let get = || -> serde_json::Value {
+        serde_json::from_str(&kubectl_ok(
+            &kc,
+            &[
+                "get",
+                "federatedpolicy",
+                "p1",
+                "-o",
+                "json",
+                "--show-managed-fields",
+            ],
+        ))
+        .unwrap()
+    };
+    let managers = |v: &serde_json::Value| -> Vec<String> {
+        v["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                format!(
+                    "{}/{}",
+                    e["manager"].as_str().unwrap(),
+                    e["operation"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+
+    // Server-side: create, then re-apply without the label `tier`: it is gone.
+    std::fs::write(&fp, policy("team: a, tier: web", "Inform")).unwrap();
+    let out = kubectl_ok(&kc, &["apply", "--server-side", "-f", fp_path]);
+    assert!(out.contains("serverside-applied"), "{out}");
+    let v = get();
+    assert_eq!(v["metadata"]["labels"]["tier"], "web");
+    assert_eq!(managers(&v), ["kubectl/Apply"], "{v}");
+    let owned = &v["metadata"]["managedFields"][0]["fieldsV1"];
+    assert!(
+        owned["f:metadata"]["f:labels"]["f:tier"].is_object(),
+        "{owned}"
+    );
+    assert!(owned["f:spec"]["f:mode"].is_object(), "{owned}");
+    std::fs::write(&fp, policy("team: a", "Inform")).unwrap();
+    kubectl_ok(&kc, &["apply", "--server-side", "-f", fp_path]);
+    let v = get();
+    assert_eq!(
+        v["metadata"]["labels"],
+        serde_json::json!({"team": "a"}),
+        "{v}"
+    );
+
+    // Another manager changing spec.mode: 409 naming kubectl and the field.
+    std::fs::write(&fp, policy("team: a", "Enforce")).unwrap();
+    let other = [
+        "apply",
+        "--server-side",
+        "--field-manager=rollout",
+        "-f",
+        fp_path,
+    ];
+    let out = kubectl(&kc, &other);
+    assert!(!out.status.success(), "{out:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("conflict") && err.contains("\"kubectl\"") && err.contains(".spec.mode"),
+        "{err}"
+    );
+    assert_eq!(get()["spec"]["mode"], "Inform");
+    // Forced, it takes spec.mode over; kubectl keeps the rest.
+    let mut forced = other.to_vec();
+    forced.push("--force-conflicts");
+    kubectl_ok(&kc, &forced);
+    let v = get();
+    assert_eq!(v["spec"]["mode"], "Enforce");
+    assert_eq!(managers(&v), ["kubectl/Apply", "rollout/Apply"], "{v}");
+    let mf = v["metadata"]["managedFields"].as_array().unwrap();
+    assert!(mf[0]["fieldsV1"]["f:spec"].get("f:mode").is_none(), "{v}");
+    assert!(mf[1]["fieldsV1"]["f:spec"]["f:mode"].is_object(), "{v}");
+    // kubectl re-applying Inform now conflicts with rollout.
+    std::fs::write(&fp, policy("team: a", "Inform")).unwrap();
+    let out = kubectl(&kc, &["apply", "--server-side", "-f", fp_path]);
+    assert!(stderr(&out).contains("\"rollout\""), "{}", stderr(&out));
+
+    // `kubectl delete -f` removes it.
+    let out = kubectl_ok(&kc, &["delete", "-f", fp_path]);
+    assert!(out.contains("deleted"), "{out}");
+    let out = kubectl(&kc, &["get", "federatedpolicy", "p1"]);
+    assert!(stderr(&out).contains("not found"), "{out:?}");
+
+    // Client-side apply: a label dropped from the file is removed on the next apply;
+    // writes record their manager as an Update.
+    let c1 = d.join("c1.yaml");
+    std::fs::write(&c1, format!("{C1}    team: a\n")).unwrap();
+    kubectl_ok(&kc, &["apply", "-f", c1.to_str().unwrap()]);
+    let v = server.cluster_json("c1");
+    assert_eq!(v["metadata"]["labels"]["team"], "a", "{v}");
+    assert_eq!(managers(&v), ["kubectl-client-side-apply/Update"], "{v}");
+    std::fs::write(&c1, C1).unwrap();
+    let out = kubectl_ok(&kc, &["apply", "-f", c1.to_str().unwrap()]);
+    assert!(out.contains("configured"), "{out}");
+    let v = server.cluster_json("c1");
+    assert_eq!(
+        v["metadata"]["labels"],
+        serde_json::json!({"env": "dev"}),
+        "{v}"
+    );
+    // `kubectl label c1 env-` removes the label, and the ownership of it.
+    let out = kubectl_ok(&kc, &["label", "managedcluster", "c1", "env-"]);
+    assert!(out.contains("unlabeled"), "{out}");
+    let v = server.cluster_json("c1");
+    assert!(
+        v["metadata"]
+            .get("labels")
+            .is_none_or(|l| l.get("env").is_none()),
+        "{v}"
+    );
+    assert!(
+        !v["metadata"]["managedFields"].to_string().contains("f:env"),
+        "{v}"
+    );
+    assert!(!server.cli_ok(&["cluster", "list"]).contains("env=dev"));
+}

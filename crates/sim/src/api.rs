@@ -178,7 +178,12 @@ async fn dispatch(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError
             let obj = decode(&parts.headers, body).await?;
             let mut obj = validate(target.res, ns, None, obj, true)?;
             let manager = field_manager(&q, &parts.headers);
-            crate::apply::record_update(None, &mut obj, &manager, &target.res.api_version());
+            cattery_store::managed_fields::record_update(
+                None,
+                &mut obj,
+                &manager,
+                &target.res.api_version(),
+            );
             Ok(json_response(
                 StatusCode::CREATED,
                 &*st.store.create(target.res, ns, obj, dry)?,
@@ -194,7 +199,7 @@ async fn dispatch(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError
                 StatusCode::OK,
                 &*st.store
                     .modify(res, ns, name, status_only, dry, |current| {
-                        crate::apply::record_update(
+                        cattery_store::managed_fields::record_update(
                             Some(current),
                             &mut obj,
                             &manager,
@@ -232,7 +237,7 @@ async fn dispatch(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError
                     let mut obj = (**current).clone();
                     patch::apply(kind, &mut obj, &patch).map_err(ApiError::BadRequest)?;
                     let mut obj = validate(res, ns, Some(name), obj, false)?;
-                    crate::apply::record_update(
+                    cattery_store::managed_fields::record_update(
                         Some(current),
                         &mut obj,
                         &manager,
@@ -401,7 +406,7 @@ fn list(
 
 /// Server-side apply (`PATCH` with `application/apply-patch+yaml`): the applied
 /// configuration is created when the object does not exist, and otherwise merged into it
-/// with field ownership, conflicts between managers and `force` (see [`crate::apply`]).
+/// with field ownership, conflicts between managers and `force` (see [`cattery_store::managed_fields`]).
 async fn server_side_apply(
     st: &AppState,
     target: &Target,
@@ -442,13 +447,25 @@ async fn server_side_apply(
     // A create racing with ours turns into an update on the second pass.
     for _ in 0..2 {
         let updated = st.store.modify(res, ns, name, status_only, dry, |current| {
-            let obj = crate::apply::apply(Some(current), &applied, manager, force, &api_version)?;
+            let obj = cattery_store::managed_fields::apply(
+                Some(current),
+                &applied,
+                manager,
+                force,
+                &api_version,
+            )?;
             validate(res, ns, Some(name), obj, false)
         });
         match updated {
             Ok(obj) => return Ok(json_response(StatusCode::OK, &obj)),
             Err(ApiError::NotFound { kind, .. }) if kind == res.plural && !status_only => {
-                let obj = crate::apply::apply(None, &applied, manager, force, &api_version)?;
+                let obj = cattery_store::managed_fields::apply(
+                    None,
+                    &applied,
+                    manager,
+                    force,
+                    &api_version,
+                )?;
                 let obj = validate(res, ns, Some(name), obj, true)?;
                 match st.store.create(res, ns, obj, dry) {
                     Ok(obj) => return Ok(json_response(StatusCode::CREATED, &obj)),

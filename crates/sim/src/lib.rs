@@ -58,7 +58,7 @@
 //! beyond metadata, names and pod containers (`fieldValidation` is accepted
 //! and ignored); strategic merge patch is approximated (see `patch.rs`), and
 //! server-side apply's field ownership is simplified (lists are atomic, see
-//! `apply.rs`); protobuf for other kinds and in responses, SPDY, finalizers and
+//! `cattery_store::managed_fields`); protobuf for other kinds and in responses, SPDY, finalizers and
 //! graceful deletion are not implemented (deletes are immediate, a namespace's
 //! contents go with it); a paginated list continues from the current state,
 //! not a snapshot; `pods/log`, events and every type not listed above are
@@ -66,7 +66,6 @@
 #![forbid(unsafe_code)]
 
 mod api;
-mod apply;
 pub mod audit;
 mod auth;
 mod crd;

@@ -12,6 +12,9 @@
 //! - [`backend::Backend`] persists committed transactions ([`backend::Memory`] keeps
 //!   nothing, [`backend::Sqlite`] keeps JSON rows and the resourceVersion counter).
 //!
+//! [`managed_fields`] is server-side apply's field ownership (`metadata.managedFields`,
+//! conflicts, `force`, removal of fields a manager stops applying).
+//!
 //! [`http`] holds the kind-independent parts of an HTTP layer (query parsing, watch
 //! framing, Tables, `Status`); the store itself knows no HTTP: errors carry the code and reason an HTTP layer puts into a `Status`
 //! ([`StoreError::code`], [`StoreError::reason`]). See `docs/design/0010-resource-store.md`.
@@ -19,6 +22,7 @@
 
 pub mod backend;
 pub mod http;
+pub mod managed_fields;
 pub mod selector;
 pub mod store;
 pub mod watch;

@@ -1,7 +1,9 @@
 //! Generic handlers for every kind in the descriptor table ([`super::kinds::KINDS`]):
 //! list (label and field selectors, `limit`/`continue`), watch, get, create, update (PUT,
 //! 409 on a stale resourceVersion), patch (merge, strategic merge treated as merge,
-//! JSON patch, server-side apply) and delete, over the hub's [`cattery_store::Store`].
+//! JSON patch, server-side apply with field ownership) and delete, over the hub's
+//! [`cattery_store::Store`]. Every write records its field manager in
+//! `metadata.managedFields` ([`cattery_store::managed_fields`], shared with the simulator).
 //!
 //! The handlers sit behind the same gate as every route (authentication, RBAC, audit
 //! trail). ManagedCluster has effects outside the store, kept in [`super::clusters`]:
@@ -19,6 +21,7 @@ use axum::response::Response;
 use axum::routing::get;
 use cattery_store::http::query::{ListParams, WatchParams, flag};
 use cattery_store::http::table::{IncludeObject, table, wants_table};
+use cattery_store::managed_fields;
 use cattery_store::{Filter, Obj, StoreError};
 use serde_json::{Value, json};
 
@@ -101,6 +104,21 @@ const DELETE_PARAMS: &[&str] = &[
     "pretty",
     "includeObject",
 ];
+
+/// The writer's field manager: `fieldManager`, else the User-Agent's product (`kubectl`),
+/// as kube-apiserver names it.
+fn field_manager(q: &QueryPairs, headers: &http::HeaderMap) -> String {
+    if let Some(m) = q.get("fieldManager").filter(|m| !m.is_empty()) {
+        return m.to_string();
+    }
+    headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split('/').next())
+        .filter(|m| !m.is_empty())
+        .unwrap_or("unknown")
+        .to_string()
+}
 
 fn bad_query(e: cattery_store::http::query::QueryError) -> ApiError {
     ApiError::with_reason(400, "BadRequest", e.0)
@@ -308,8 +326,8 @@ fn parse_object(d: &Descriptor, body: &[u8]) -> Result<Value, ApiError> {
     Ok(v)
 }
 
-/// Creates `obj` (already parsed): validates it, then stores it (ManagedCluster: issues
-/// its certificate first).
+/// Creates `obj` (already parsed, its `managedFields` already computed): validates it,
+/// then stores it (ManagedCluster: issues its certificate first).
 async fn create_object(
     d: &'static Descriptor,
     st: &Arc<AppState>,
@@ -341,7 +359,13 @@ async fn create(
         WRITE_PARAMS
     })?;
     refuse_dry_run(&q)?;
-    let obj = parse_object(d, &body)?;
+    let mut obj = parse_object(d, &body)?;
+    managed_fields::record_update(
+        None,
+        &mut obj,
+        &field_manager(&q, &headers),
+        &d.api_version(),
+    );
     let created = create_object(d, &st, &q, obj).await?;
     Ok(answer(d, &headers, &q, http::StatusCode::CREATED, &created))
 }
@@ -358,10 +382,9 @@ fn keep_server_owned(d: &Descriptor, old: &Value, new: &mut Value) {
             };
         }
         if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-            // Server-set fields a client may echo back; the store sets them again.
-            for f in ["managedFields", "selfLink"] {
-                meta.remove(f);
-            }
+            // A server-set field a client may echo back. `managedFields` are computed by
+            // `managed_fields` from the stored ones, whatever the client sent.
+            meta.remove("selfLink");
         }
     }
 }
@@ -378,6 +401,7 @@ async fn update(
     q.only(WRITE_PARAMS)?;
     refuse_dry_run(&q)?;
     let mut obj = parse_object(d, &body)?;
+    let manager = field_manager(&q, &headers);
     let sent = obj.pointer("/metadata/name").and_then(Value::as_str);
     if sent != Some(name.as_str()) {
         return Err(ApiError::with_reason(
@@ -397,6 +421,7 @@ async fn update(
             // server then keeps its own spec).
             (d.validate)(&obj)?;
             keep_server_owned(d, old, &mut obj);
+            managed_fields::record_update(Some(old), &mut obj, &manager, &d.api_version());
             Ok::<_, ApiError>(obj)
         })?;
     let v = view(&st, d, &stored);
@@ -437,9 +462,28 @@ fn patch_kind(headers: &http::HeaderMap) -> Result<PatchKind, ApiError> {
     }
 }
 
-fn apply_patch(kind: PatchKind, target: &mut Value, patch: &Value) -> Result<(), ApiError> {
+/// The object after `patch`; a server-side apply by `manager` also updates
+/// `managedFields` (a 409 on a conflict unless `force`).
+fn patched(
+    d: &Descriptor,
+    kind: PatchKind,
+    old: &Value,
+    patch: &Value,
+    manager: &str,
+    force: bool,
+) -> Result<Value, ApiError> {
+    let mut target = old.clone();
     match kind {
-        PatchKind::Merge | PatchKind::Apply => {
+        PatchKind::Apply => {
+            return Ok(managed_fields::apply(
+                Some(old),
+                patch,
+                manager,
+                force,
+                &d.api_version(),
+            )?);
+        }
+        PatchKind::Merge => {
             if !patch.is_object() {
                 return Err(ApiError::with_reason(
                     400,
@@ -447,18 +491,18 @@ fn apply_patch(kind: PatchKind, target: &mut Value, patch: &Value) -> Result<(),
                     "a merge patch must be a JSON object",
                 ));
             }
-            json_patch::merge(target, patch);
-            Ok(())
+            json_patch::merge(&mut target, patch);
         }
         PatchKind::Json => {
             let p: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
                 ApiError::with_reason(400, "BadRequest", format!("invalid JSON patch: {e}"))
             })?;
-            json_patch::patch(target, &p).map_err(|e| {
+            json_patch::patch(&mut target, &p).map_err(|e| {
                 ApiError::with_reason(422, "Invalid", format!("applying the JSON patch: {e}"))
-            })
+            })?;
         }
     }
+    Ok(target)
 }
 
 async fn patch(
@@ -480,6 +524,8 @@ async fn patch(
             ApiError::with_reason(400, "BadRequest", format!("the patch is not JSON: {e}"))
         })?,
     };
+    let manager = field_manager(&q, &headers);
+    let force = flag(q.get("force"));
     if kind == PatchKind::Apply {
         if q.get("fieldManager").is_none_or(str::is_empty) {
             return Err(ApiError::with_reason(
@@ -502,7 +548,8 @@ async fn patch(
         }
         match st.resources.get(d.kind, None, &name) {
             Err(StoreError::NotFound { .. }) => {
-                let created = create_object(d, &st, &q, patch).await?;
+                let obj = managed_fields::apply(None, &patch, &manager, force, &d.api_version())?;
+                let created = create_object(d, &st, &q, obj).await?;
                 return Ok(answer(d, &headers, &q, http::StatusCode::CREATED, &created));
             }
             Err(e) => return Err(e.into()),
@@ -512,8 +559,7 @@ async fn patch(
     let stored = st
         .resources
         .modify(d.kind, None, &name, false, |old: &Obj| {
-            let mut obj = (**old).clone();
-            apply_patch(kind, &mut obj, &patch)?;
+            let mut obj = patched(d, kind, old, &patch, &manager, force)?;
             if obj.pointer("/metadata/name").and_then(Value::as_str) != Some(name.as_str()) {
                 return Err(ApiError::with_reason(
                     400,
@@ -528,6 +574,9 @@ async fn patch(
             // server then keeps its own spec).
             (d.validate)(&obj)?;
             keep_server_owned(d, old, &mut obj);
+            if kind != PatchKind::Apply {
+                managed_fields::record_update(Some(old), &mut obj, &manager, &d.api_version());
+            }
             Ok::<_, ApiError>(obj)
         })?;
     let v = view(&st, d, &stored);

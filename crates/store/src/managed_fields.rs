@@ -1,6 +1,7 @@
-//! Server-side apply's field ownership (`metadata.managedFields`), simplified.
+//! Server-side apply's field ownership (`metadata.managedFields`), simplified; shared by
+//! the simulator and the hub so both answer `kubectl apply --server-side` alike.
 //!
-//! What kube-apiserver does, and what the simulator does the same way:
+//! What kube-apiserver does, and what [`apply`] and [`record_update`] do the same way:
 //! - every field an apply sets is owned by its `fieldManager` (an entry of
 //!   `metadata.managedFields` with `operation: Apply` and the owned fields in
 //!   `fieldsType: FieldsV1`: nested `{"f:<key>": {...}}` maps, leaves `{}`);
@@ -22,7 +23,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
-use crate::status::ApiError;
+use crate::StoreError;
 
 /// A field path: keys from the object's root.
 type Path = Vec<String>;
@@ -142,7 +143,7 @@ fn entries(obj: &Value) -> Vec<Entry> {
 }
 
 fn store_entries(obj: &mut Value, list: Vec<Entry>, api_version: &str) {
-    let now = cattery_store::now_rfc3339();
+    let now = crate::now_rfc3339();
     let out: Vec<Value> = list
         .into_iter()
         .filter(|e| !e.fields.is_empty())
@@ -209,14 +210,16 @@ fn merge(obj: &mut Value, applied: &Value) {
 }
 
 /// Computes the object after `manager` applies `applied` to `current` (None: the object
-/// does not exist yet). A conflict with another manager is a 409 unless `force`.
-pub(crate) fn apply(
+/// does not exist yet). A conflict with another manager is a [`StoreError::Conflict`]
+/// (409) naming the manager and the field, unless `force` takes the field over.
+/// `api_version` is recorded in the manager's entry.
+pub fn apply(
     current: Option<&Value>,
     applied: &Value,
     manager: &str,
     force: bool,
     api_version: &str,
-) -> Result<Value, ApiError> {
+) -> Result<Value, StoreError> {
     let mut obj = current.cloned().unwrap_or_else(|| json!({}));
     let mut list = entries(&obj);
     let new_fields = leaves(applied);
@@ -237,7 +240,7 @@ pub(crate) fn apply(
         }
     }
     if !conflicts.is_empty() {
-        return Err(ApiError::Conflict(format!(
+        return Err(StoreError::Conflict(format!(
             "Apply failed with {} conflict{}: {}",
             conflicts.len(),
             if conflicts.len() == 1 { "" } else { "s" },
@@ -284,12 +287,7 @@ pub(crate) fn apply(
 /// `new` become the manager's (`operation: Update`), taken from every other manager.
 /// `new` is changed in place; its incoming `managedFields` are replaced by the stored
 /// ones (clients send them back unchanged or not at all).
-pub(crate) fn record_update(
-    old: Option<&Value>,
-    new: &mut Value,
-    manager: &str,
-    api_version: &str,
-) {
+pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, api_version: &str) {
     let empty = json!({});
     let old = old.unwrap_or(&empty);
     let mut list = entries(old);
