@@ -479,6 +479,16 @@ impl Registry {
         Some(view(e))
     }
 
+    /// One cluster's live status (what reads add to the stored object), without building
+    /// the rest of its object.
+    pub fn status(&self, name: &str) -> Option<ManagedClusterStatus> {
+        let waited = self.started.elapsed();
+        let mut inner = self.lock();
+        let e = inner.clusters.get_mut(name)?;
+        age_condition(e, waited);
+        Some(status_of(e))
+    }
+
     /// All clusters as API objects, by name.
     pub fn list(&self) -> Vec<ManagedCluster> {
         let waited = self.started.elapsed();
@@ -675,7 +685,6 @@ impl Registry {
 
 fn view(e: &Entry) -> ManagedCluster {
     let r = &e.record;
-    let tunnel = e.tunnel.as_ref().map(|(_, t)| t);
     ManagedCluster {
         api_version: API_VERSION.into(),
         kind: "ManagedCluster".into(),
@@ -691,16 +700,21 @@ fn view(e: &Entry) -> ManagedCluster {
             certificate_fingerprint: Some(r.cert_fingerprint.clone()),
             certificate_expires: Some(r.cert_not_after.clone()),
         },
-        status: Some(ManagedClusterStatus {
-            conditions: std::iter::once(e.condition.clone())
-                .chain(e.stream_refused.clone())
-                .collect(),
-            connected_since: tunnel.map(|t| t.connected_since.clone()),
-            remote_address: tunnel.map(|t| t.remote.to_string()),
-            agent_version: tunnel.map(|t| t.agent_version.clone()),
-            kubernetes_version: tunnel.and_then(|t| t.kubernetes_version.clone()),
-            last_logs_received: e.last_logs.clone(),
-        }),
+        status: Some(status_of(e)),
+    }
+}
+
+fn status_of(e: &Entry) -> ManagedClusterStatus {
+    let tunnel = e.tunnel.as_ref().map(|(_, t)| t);
+    ManagedClusterStatus {
+        conditions: std::iter::once(e.condition.clone())
+            .chain(e.stream_refused.clone())
+            .collect(),
+        connected_since: tunnel.map(|t| t.connected_since.clone()),
+        remote_address: tunnel.map(|t| t.remote.to_string()),
+        agent_version: tunnel.map(|t| t.agent_version.clone()),
+        kubernetes_version: tunnel.and_then(|t| t.kubernetes_version.clone()),
+        last_logs_received: e.last_logs.clone(),
     }
 }
 

@@ -110,10 +110,14 @@ pub(crate) fn delete(st: &AppState, name: &str) -> Result<Value, ApiError> {
 /// Adds the registry's live status (connection condition, agent, versions) to a stored
 /// ManagedCluster.
 pub(crate) fn add_status(st: &AppState, obj: &mut Value) {
-    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-    if let Some(c) = st.registry.get(&name) {
-        obj["status"] = serde_json::to_value(c.status).unwrap_or_default();
+    if let Some(status) = live_status(st, obj) {
+        obj["status"] = serde_json::to_value(status).unwrap_or_default();
     }
+}
+
+/// The registry's live status of the stored ManagedCluster `obj`.
+pub(crate) fn live_status(st: &AppState, obj: &Value) -> Option<cattery_api::ManagedClusterStatus> {
+    st.registry.status(obj["metadata"]["name"].as_str()?)
 }
 
 /// Brings the resource store in step with the registry at startup: clusters registered
