@@ -48,6 +48,8 @@ fn kubectl_through_the_management_plane() {
     let (mut watch, mut lines) = watch_configmaps(&kc, "shop", Stdio::null());
     // The first event proves the watch is established before we create anything.
     let configmap = |name: &str| configmap_file(d, name);
+    // The initial list (the seeded `frontend-config`) first, so what follows is events.
+    lines.wait_line("frontend-config", T);
     kubectl_ok(&kc, &["apply", "-f", configmap("first").to_str().unwrap()]);
     lines.wait_line("first", T);
     kubectl_ok(
@@ -922,6 +924,12 @@ fn a_quiet_watch_stays_open_for_minutes() {
         )
     };
     let configmap = |name: &str| configmap_file(d, name);
+    // The watch's initial list (the simulator's seeded `frontend-config`) must be printed
+    // before anything is created: when kubectl was slow to start, the list held `before`
+    // too and printed `frontend-config` after it, which this test took for a line printed
+    // while nothing happened (the failure once in ~10 runs; reproduced with 3 copies
+    // in parallel on the loaded 2-core machine).
+    lines.wait_line("frontend-config", T);
     kubectl_ok(&kc, &["apply", "-f", configmap("before").to_str().unwrap()]);
     lines.wait_line("before", T);
     // Nothing happens for a while; the watch must neither end nor print anything.
