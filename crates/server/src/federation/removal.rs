@@ -180,3 +180,57 @@ impl Drop for Leaving<'_> {
             .remove(&self.name);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_condition_says_what_was_removed_or_may_be_left() {
+        let c = Unplaced::Removed(2).condition();
+        assert_eq!(
+            (c.type_.as_str(), c.status),
+            (CONDITION, ConditionStatus::True)
+        );
+        assert_eq!(c.reason, "Removed");
+        assert_eq!(c.message, "2 federated object(s) removed from the cluster");
+
+        let left = Unplaced::NotRemoved {
+            why: "cluster \"c2\" is not connected".into(),
+            left: vec!["web: networking.k8s.io/v1 NetworkPolicy shop/allow-web".into()],
+        };
+        let c = left.condition();
+        assert_eq!(
+            (c.status, c.reason.as_str()),
+            (ConditionStatus::False, "NotRemoved")
+        );
+        assert!(
+            c.message.contains("(cluster \"c2\" is not connected)"),
+            "{}",
+            c.message
+        );
+        assert!(
+            c.message
+                .contains("may still hold web: networking.k8s.io/v1 NetworkPolicy shop/allow-web"),
+            "{}",
+            c.message
+        );
+        assert!(
+            c.message.contains(cattery_api::federation::OWNER_LABEL),
+            "{}",
+            c.message
+        );
+
+        let none = Unplaced::NotRemoved {
+            why: "timeout".into(),
+            left: vec![],
+        };
+        let c = none.condition();
+        assert_eq!(c.status, ConditionStatus::False);
+        assert!(
+            c.message.contains("no FederatedPolicy had placed anything"),
+            "{}",
+            c.message
+        );
+    }
+}
