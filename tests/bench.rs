@@ -350,3 +350,39 @@ fn bench_federation_times_apply_removal_and_label_changes() {
     }
     assert!(!report.contains("stopped with an error"), "{report}");
 }
+
+#[test]
+fn bench_preview_times_a_policy_over_a_day_of_every_clusters_flows() {
+    let dir = test_dir();
+    let report = bench(
+        dir.path(),
+        &[
+            "preview",
+            "--clusters",
+            "3",
+            "--flows",
+            "3000",
+            "--requests",
+            "2",
+            "--warmup",
+            "1",
+        ],
+    );
+    // One row, every cluster evaluated and every seeded record counted (the bench checks
+    // each answer and fails otherwise), with its percentiles.
+    let r = rows(&report, "preview, 24 h");
+    assert_eq!(r.len(), 1, "{report}");
+    assert_eq!(&r[0][1..3], &["3", "3,000"], "{:?}", r[0]);
+    let changed: u64 = r[0][3].replace(',', "").parse().unwrap();
+    assert!(changed > 0, "{:?}", r[0]);
+    let (p50, p99): (f64, f64) = (
+        r[0][4].replace(',', "").parse().unwrap(),
+        r[0][6].replace(',', "").parse().unwrap(),
+    );
+    assert!(p50 > 0.0 && p99 >= p50, "{:?}", r[0]);
+    assert!(
+        report.contains("Seeded: 3,000 flow records of 3 clusters"),
+        "{report}"
+    );
+    assert!(!report.contains("stopped with an error"), "{report}");
+}

@@ -16,9 +16,10 @@
 //!   10,000 clusters and 10 M flows, through a signed-in browser session;
 //! - `federation`: time from creating a FederatedPolicy to `Applied` on every selected
 //!   cluster, and for a label change to add a cluster, with up to 1,000 simulated
-//!   clusters and real agents.
+//!   clusters and real agents;
+//! - `preview`: time of a FederatedPolicy preview over 24 h of flows of 100 clusters.
 //!
-//! `tunnel`, `idle`, `ui` and `federation` run the management plane as a separate `cattery server` process (the
+//! `tunnel`, `idle`, `ui`, `federation` and `preview` run the management plane as a separate `cattery server` process (the
 //! real binary, see [`server_proc::cattery_binary`]) so its memory and CPU can be read
 //! from `/proc`; `rbac` hosts its servers in this process, because only this crate's build
 //! of `cattery-server` has the modes it compares.
@@ -31,6 +32,7 @@ mod haproxy;
 mod idle;
 mod load;
 mod logstore;
+mod preview;
 mod rbac;
 mod report;
 mod server_proc;
@@ -69,6 +71,8 @@ enum Command {
     Ui(ui::UiBenchArgs),
     /// FederatedPolicy propagation: create → every selected cluster `Applied`.
     Federation(federation::FederationBenchArgs),
+    /// FederatedPolicy preview time over 24 h of flows of a fleet.
+    Preview(preview::PreviewBenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -88,6 +92,7 @@ fn main() -> std::process::ExitCode {
         Command::Logstore(a) => logstore::run(a),
         Command::Ui(a) => block_on(ui::run(a)),
         Command::Federation(a) => block_on(federation::run(a)),
+        Command::Preview(a) => block_on(preview::run(a)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -86,11 +86,11 @@ pub struct UiBenchArgs {
 const RANGE: &str = "24h";
 /// Flows are stamped over this many seconds before seeding began (inside [`RANGE`] for
 /// the hour after).
-const SPAN_S: u64 = 23 * 3600;
+pub(crate) const SPAN_S: u64 = 23 * 3600;
 /// Region labels cycle through this many values (the filtered page asks for one).
 const REGIONS: u64 = 20;
 /// Name of registered cluster `i`.
-fn cluster_name(i: u64) -> String {
+pub(crate) fn cluster_name(i: u64) -> String {
     format!("c-{i:05}")
 }
 
@@ -128,9 +128,37 @@ struct Seeded {
     connect: Duration,
 }
 
+/// What to seed a server's log store with (this bench's and `preview`'s).
+#[derive(Clone, Debug)]
+pub(crate) struct Seeding {
+    /// Flow records in all.
+    pub flows: u64,
+    /// Clusters they come from: registered clusters `0..flow_clusters` ([`cluster_name`]).
+    pub flow_clusters: u64,
+    /// Seed of the simulated traffic.
+    pub seed: u64,
+    /// Records per ingest call.
+    pub batch: u64,
+    /// Ingesting threads.
+    pub writers: u64,
+}
+
+impl From<&UiBenchArgs> for Seeding {
+    fn from(a: &UiBenchArgs) -> Seeding {
+        Seeding {
+            flows: a.flows,
+            flow_clusters: a.flow_clusters,
+            seed: a.seed,
+            batch: a.batch,
+            writers: a.writers,
+        }
+    }
+}
+
 /// Ingests the flows into a store at `dir` (the server's `DATA/logs`), as the server
-/// stores what its pullers hand it.
-fn fill_store(args: &UiBenchArgs, dir: &Path, start_s: i64) -> anyhow::Result<Duration> {
+/// stores what its pullers hand it, stamped evenly over the [`SPAN_S`] seconds after
+/// `start_s`.
+pub(crate) fn fill_store(args: &Seeding, dir: &Path, start_s: i64) -> anyhow::Result<Duration> {
     let names: Vec<String> = (0..args.flow_clusters).map(cluster_name).collect();
     let sources = Sources::named(names, args.seed, start_s, SPAN_S);
     let store = EmbeddedStore::open_with(dir, Retention::default(), StoreOptions::default())
@@ -388,7 +416,7 @@ async fn measure(args: &UiBenchArgs, dir: &Path) -> anyhow::Result<Measured> {
         log_dir.display()
     );
     let ingest = {
-        let (a, d) = (args.clone(), log_dir.clone());
+        let (a, d) = (Seeding::from(args), log_dir.clone());
         tokio::task::spawn_blocking(move || fill_store(&a, &d, start_s))
             .await
             .context("the ingest threads panicked")??

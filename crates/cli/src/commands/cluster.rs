@@ -59,7 +59,9 @@ pub enum ClusterCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
-    /// Remove a cluster: closes its tunnel and revokes its certificate.
+    /// Remove a cluster: takes the objects FederatedPolicies placed there off it (or warns,
+    /// naming them, when the cluster cannot be reached), closes its tunnel and revokes its
+    /// certificate. Its logs stay searchable under its name.
     Remove {
         /// Cluster name.
         name: String,
@@ -230,7 +232,7 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
         }
         ClusterCommand::Remove { name, connect } => {
             let client = ApiClient::new(connect.resolve()?)?;
-            client
+            let bytes = client
                 .call(
                     http::Method::DELETE,
                     &format!("{BASE}/{}", encode(&name)),
@@ -238,6 +240,22 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
                 )
                 .await?;
             eprintln!("cluster {name:?} removed; its tunnel is closed and its certificate revoked");
+            // What became of the objects FederatedPolicies had placed there; the cluster
+            // is removed either way, so a leftover is a warning, not a failure.
+            let last: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let removed = last["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "FederatedObjectsRemoved");
+            if let Some(c) = removed {
+                let message = c["message"].as_str().unwrap_or("");
+                if c["status"] == "True" {
+                    eprintln!("{message}");
+                } else {
+                    eprintln!("warning: {message}");
+                }
+            }
         }
     }
     Ok(())

@@ -638,17 +638,31 @@ async fn delete(
     refuse_dry_run(&q)?;
     let last = if d.kind == HubKind::ManagedCluster {
         // Federated objects come off the cluster while its tunnel is still up.
+        // What could not be taken off is reported in the answer (a condition), the audit
+        // trail and the log, never only logged.
         let leaving = crate::federation::Leaving::start(&st, &name).await;
-        match leaving.unplace().await {
+        let unplaced = leaving.unplace().await;
+        let condition = unplaced.condition();
+        match &unplaced {
             crate::federation::Unplaced::Removed(n) => {
                 tracing::info!(cluster = name, "removed {n} federated objects")
             }
-            crate::federation::Unplaced::NotRemoved(why) => tracing::warn!(
-                cluster = name,
-                "federated objects were not removed from the cluster: {why}"
-            ),
+            crate::federation::Unplaced::NotRemoved { .. } => {
+                tracing::warn!(cluster = name, "{}", condition.message)
+            }
         }
-        super::clusters::delete(&st, &name)?
+        let mut last = super::clusters::delete(&st, &name)?;
+        if !last["status"].is_object() {
+            last["status"] = serde_json::json!({});
+        }
+        let conditions = &mut last["status"]["conditions"];
+        if !conditions.is_array() {
+            *conditions = serde_json::json!([]);
+        }
+        if let (Some(list), Ok(c)) = (conditions.as_array_mut(), serde_json::to_value(&condition)) {
+            list.push(c);
+        }
+        last
     } else {
         let last = st.resources.delete(d.kind, None, &name)?;
         view(&st, d, &last)

@@ -68,6 +68,39 @@ const MAX_PAGES: usize = 2_000;
 const MAX_GROUPS: usize = 10_000;
 /// Label values read per endpoint and group (the labels of one pod).
 const MAX_LABELS: u32 = 256;
+/// Longest a cluster's aggregation waits for room in the log store's search memory budget
+/// (more clusters are previewed at once than the default budget runs aggregations).
+const BUSY_WAIT: Duration = Duration::from_secs(60);
+/// Pause between two tries while the log store is busy.
+const BUSY_RETRY: Duration = Duration::from_millis(50);
+
+/// Runs one flow aggregation, waiting (at most [`BUSY_WAIT`]) while the log store answers
+/// that its search memory budget is taken by other searches: a preview of many clusters
+/// runs [`CONCURRENCY`] of them at a time, which the store's budget need not allow.
+async fn search_when_free(
+    st: &AppState,
+    req: SearchRequest,
+) -> Result<cattery_logstore::SearchResponse, String> {
+    let deadline = tokio::time::Instant::now() + BUSY_WAIT;
+    loop {
+        let (logs, r) = (st.logs.clone(), req.clone());
+        let res = tokio::task::spawn_blocking(move || logs.store.search(LogType::Flows, &r))
+            .await
+            .map_err(|e| format!("the log store's search task failed: {e}"))?;
+        match res {
+            Err(cattery_logstore::LogStoreError::Busy { .. })
+                if tokio::time::Instant::now() + BUSY_RETRY < deadline =>
+            {
+                tokio::time::sleep(BUSY_RETRY).await;
+            }
+            other => {
+                return other
+                    .map_err(|e| format!("the log store refused the flow aggregation: {e}"));
+            }
+        }
+    }
+}
+
 /// Longest window accepted.
 const MAX_SINCE: Duration = Duration::from_secs(400 * 24 * 3600);
 
@@ -593,11 +626,7 @@ impl Replay {
                 aggs: Some(self.aggs(after.as_ref())),
                 ..SearchRequest::default()
             };
-            let logs = st.logs.clone();
-            let res = tokio::task::spawn_blocking(move || logs.store.search(LogType::Flows, &req))
-                .await
-                .map_err(|e| format!("the log store's search task failed: {e}"))?
-                .map_err(|e| format!("the log store refused the flow aggregation: {e}"))?;
+            let res = search_when_free(st, req).await?;
             if page == 0 {
                 self.counts.records = res.hits.total.value;
             }
