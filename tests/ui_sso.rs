@@ -96,6 +96,8 @@ fn sign_in_with_sso_in_a_real_browser() {
             "ok sso bad state",
             "ok sso access denied",
             "ok sso session ends with the id token",
+            "ok sso refresh",
+            "ok sso sign-out at the issuer",
             "ok idle session expiry",
             "ok keyboard cluster selector",
             "ok dark theme",
@@ -125,5 +127,13 @@ fn sign_in_with_sso_in_a_real_browser() {
                 .any(|l| l.contains("selfsubjectreviews"))
                 .then_some(())
         },
+    );
+    // Last, as it stops the server: a page open when the server goes away retries a bounded
+    // number of times, then says the server is unreachable.
+    run_browser_spec(
+        &server,
+        "unreachable.spec.mjs",
+        &[("UI_SERVER_PID", server.proc.child.id().to_string())],
+        &["ok server unreachable", "ok server unreachable graph"],
     );
 }

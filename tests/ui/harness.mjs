@@ -21,6 +21,7 @@ export function assert(cond, msg) {
 /** Signs in with `token` on the sign-in form the UI redirects `next` to. */
 export async function signIn(page, url, token, next) {
   await page.goto(url + next);
+  assert(page.url().includes("/ui/sign-in"), "an unsigned request goes to sign-in: " + page.url());
   await page.getByLabel("Token").fill(token);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.waitForURL((u) => !u.pathname.startsWith("/ui/sign-in"));
@@ -28,10 +29,10 @@ export async function signIn(page, url, token, next) {
 
 /**
  * Runs `body(context, page, consoleErrors)` in a fresh headless chromium profile, with the
- * flags this machine needs; a failure is printed with a screenshot (`<name>-failure.png`)
+ * flags this machine needs (`options` adds launch options: time zone, locale); a failure is printed with a screenshot (`<name>-failure.png`)
  * and sets the exit code. The profile is removed afterwards.
  */
-export async function withBrowser(name, body) {
+export async function withBrowser(name, body, options = {}) {
   const consoleErrors = [];
   const userDataDir = mkdtempSync(join(tmpdir(), `cattery-${name}-chromium-`));
   const context = await chromium.launchPersistentContext(userDataDir, {
@@ -41,6 +42,7 @@ export async function withBrowser(name, body) {
     viewport: { width: 1440, height: 900 },
     args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
       "--disable-sync", "--no-first-run", "--disable-quic"],
+    ...options,
   });
   context.setDefaultTimeout(20000);
   try {

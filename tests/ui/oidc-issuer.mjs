@@ -3,12 +3,17 @@
 // code flow for real: discovery, a JWK set, an authorization endpoint with a login form
 // (Approve / Deny), and a token endpoint that checks the client, the redirect URI, the
 // PKCE code_verifier against the S256 challenge, and that a code is used once. ID tokens
-// are ES256 JWTs signed with a P-256 key generated at start.
+// are ES256 JWTs signed with a P-256 key generated at start. With "Offline access" ticked
+// on the login form the token answer carries a refresh token; the `refresh_token` grant
+// rotates it (the old one is used up). `revocation_endpoint` (RFC 7009) revokes one, and
+// `end_session_endpoint` (RP-initiated logout) checks `id_token_hint`, `client_id` and
+// `post_logout_redirect_uri` and sends the browser back there. `GET /test/state` tells
+// the spec what happened (refresh grants, revocations, logouts; never a token).
 //
 // Usage: node oidc-issuer.mjs CLIENT_ID REDIRECT_URI
 // Prints one line `{"issuer":"http://127.0.0.1:PORT"}` when listening.
 import { createServer } from "node:http";
-import { createHash, generateKeyPairSync, randomBytes, sign } from "node:crypto";
+import { createHash, generateKeyPairSync, randomBytes, sign, verify } from "node:crypto";
 
 const [clientId, redirectUri] = process.argv.slice(2);
 if (!clientId || !redirectUri) {
@@ -19,7 +24,11 @@ const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256
 const kid = randomBytes(8).toString("hex");
 const jwk = { ...publicKey.export({ format: "jwk" }), kid, alg: "ES256", use: "sig" };
 const codes = new Map(); // code -> grant
+const refreshTokens = new Map(); // refresh token -> { grant, state: "active" | "rotated" | "revoked" }
+const events = { refreshGrants: [], revocations: [], logouts: [] };
 let issuer = "";
+// Where Cattery asks to be sent after signing out here: its sign-in page.
+const postLogout = new URL(redirectUri).origin + "/ui/sign-in";
 
 const b64u = (buf) => Buffer.from(buf).toString("base64url");
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -34,6 +43,26 @@ function idToken(grant) {
   const payload = b64u(JSON.stringify(claims));
   const sig = sign("sha256", Buffer.from(`${header}.${payload}`), { key: privateKey, dsaEncoding: "ieee-p1363" });
   return `${header}.${payload}.${b64u(sig)}`;
+}
+
+function newRefreshToken(grant) {
+  const t = b64u(randomBytes(24));
+  refreshTokens.set(t, { grant, state: "active" });
+  return t;
+}
+
+// The claims of one of this issuer's ID tokens, or null when it is not one (bad signature).
+function ownIdToken(jwt) {
+  const [h, p, sig] = String(jwt || "").split(".");
+  if (!h || !p || !sig) return null;
+  const ok = verify("sha256", Buffer.from(`${h}.${p}`), { key: publicKey, dsaEncoding: "ieee-p1363" }, Buffer.from(sig, "base64url"));
+  return ok ? JSON.parse(Buffer.from(p, "base64url").toString()) : null;
+}
+
+function clientOf(req, p) {
+  const basic = (req.headers.authorization || "").match(/^Basic (.+)$/);
+  if (basic) return decodeURIComponent(Buffer.from(basic[1], "base64").toString().split(":")[0]);
+  return p.get("client_id");
 }
 
 function json(res, status, body) {
@@ -76,6 +105,8 @@ const server = createServer(async (req, res) => {
         issuer, authorization_endpoint: `${issuer}/authorize`, token_endpoint: `${issuer}/token`,
         jwks_uri: `${issuer}/jwks`, response_types_supported: ["code"], subject_types_supported: ["public"],
         id_token_signing_alg_values_supported: ["ES256"], code_challenge_methods_supported: ["S256"],
+        grant_types_supported: ["authorization_code", "refresh_token"],
+        end_session_endpoint: `${issuer}/logout`, revocation_endpoint: `${issuer}/revoke`,
       });
     }
     if (req.method === "GET" && url.pathname === "/jwks") return json(res, 200, { keys: [jwk] });
@@ -94,6 +125,7 @@ const server = createServer(async (req, res) => {
 <label>Username <input name="username" value="carol"></label>
 <label>Groups <input name="groups" value="sso-admins"></label>
 <label>Lifetime <input name="lifetime" value="3600"></label>
+<label><input type="checkbox" name="offline" value="1"> Offline access</label>
 <button name="decision" value="approve">Approve</button>
 <button name="decision" value="deny">Deny</button></form></body></html>`);
     }
@@ -114,17 +146,32 @@ const server = createServer(async (req, res) => {
         challenge: p.get("code_challenge"), nonce: p.get("nonce"), user: p.get("username"),
         groups: (p.get("groups") || "").split(",").filter(Boolean),
         lifetime: Math.max(1, parseInt(p.get("lifetime") || "3600", 10)), used: false, created: Date.now(),
+        offline: p.get("offline") === "1",
       });
       return redirect(res, { code, state: p.get("state") });
     }
     if (req.method === "POST" && url.pathname === "/token") {
       const p = await body(req);
-      let client = p.get("client_id");
-      const basic = (req.headers.authorization || "").match(/^Basic (.+)$/);
-      if (basic) client = decodeURIComponent(Buffer.from(basic[1], "base64").toString().split(":")[0]);
+      const client = clientOf(req, p);
       const fail = (error, error_description) => json(res, 400, { error, error_description });
-      if (p.get("grant_type") !== "authorization_code") return fail("unsupported_grant_type", "only authorization_code");
+      const grantType = p.get("grant_type");
+      if (grantType !== "authorization_code" && grantType !== "refresh_token") {
+        return fail("unsupported_grant_type", "only authorization_code and refresh_token");
+      }
       if (client !== clientId) return fail("invalid_client", `unknown client ${client}`);
+      if (grantType === "refresh_token") {
+        const rt = refreshTokens.get(p.get("refresh_token") || "");
+        if (!rt) return fail("invalid_grant", "unknown refresh token");
+        if (rt.state !== "active") return fail("invalid_grant", `the refresh token was ${rt.state}`);
+        rt.state = "rotated";
+        // A refreshed ID token carries no nonce (OpenID Connect Core 12.2).
+        const grant = { ...rt.grant, nonce: undefined };
+        events.refreshGrants.push({ user: grant.user, at: Date.now() });
+        return json(res, 200, {
+          access_token: b64u(randomBytes(24)), token_type: "Bearer", expires_in: grant.lifetime,
+          id_token: idToken(grant), refresh_token: newRefreshToken(grant),
+        });
+      }
       const grant = codes.get(p.get("code") || "");
       if (!grant) return fail("invalid_grant", "unknown authorization code");
       if (grant.used) return fail("invalid_grant", "the authorization code was already used");
@@ -135,9 +182,42 @@ const server = createServer(async (req, res) => {
       if (!/^[A-Za-z0-9\-._~]{43,128}$/.test(verifier)) return fail("invalid_grant", "code_verifier missing or malformed");
       const challenge = b64u(createHash("sha256").update(verifier).digest());
       if (challenge !== grant.challenge) return fail("invalid_grant", "code_verifier does not match the code_challenge");
-      return json(res, 200, {
+      const answer = {
         access_token: b64u(randomBytes(24)), token_type: "Bearer", expires_in: grant.lifetime, id_token: idToken(grant),
-      });
+      };
+      if (grant.offline) answer.refresh_token = newRefreshToken(grant);
+      return json(res, 200, answer);
+    }
+    // RFC 7009: the answer is 200 whether or not the token was known (section 2.2).
+    if (req.method === "POST" && url.pathname === "/revoke") {
+      const p = await body(req);
+      const client = clientOf(req, p);
+      if (client !== clientId) return json(res, 401, { error: "invalid_client", error_description: `unknown client ${client}` });
+      const rt = refreshTokens.get(p.get("token") || "");
+      events.revocations.push({ user: rt ? rt.grant.user : null, hint: p.get("token_type_hint"), was: rt ? rt.state : "unknown" });
+      if (rt) rt.state = "revoked";
+      res.writeHead(200, { "cache-control": "no-store" });
+      return res.end();
+    }
+    if (req.method === "GET" && url.pathname === "/logout") {
+      const p = url.searchParams;
+      const claims = ownIdToken(p.get("id_token_hint"));
+      const bad = !claims ? "id_token_hint is not an ID token of this issuer"
+        : p.get("client_id") !== clientId ? `unknown client_id ${p.get("client_id")}`
+          : p.get("post_logout_redirect_uri") !== postLogout ? `post_logout_redirect_uri ${p.get("post_logout_redirect_uri")} is not registered`
+            : null;
+      if (bad) {
+        res.writeHead(400, { "content-type": "text/plain" });
+        return res.end(`invalid logout request: ${bad}`);
+      }
+      events.logouts.push({ user: claims.sub });
+      res.writeHead(302, { location: postLogout });
+      return res.end();
+    }
+    if (req.method === "GET" && url.pathname === "/test/state") {
+      const active = {};
+      for (const rt of refreshTokens.values()) if (rt.state === "active") active[rt.grant.user] = (active[rt.grant.user] || 0) + 1;
+      return json(res, 200, { ...events, activeRefreshTokens: active });
     }
     res.writeHead(404, { "content-type": "text/plain" });
     res.end("not found");

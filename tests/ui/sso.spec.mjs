@@ -1,48 +1,21 @@
 // Browser spec of "Sign in with SSO" and of session expiry, run by tests/ui_sso.rs against
 // a real server configured with the test issuer (tests/ui/oidc-issuer.mjs).
 // Prints "ok <step>" per passed step; exits 1 on the first failure.
-import { chromium } from "playwright-core";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { assert, env, withBrowser } from "./harness.mjs";
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`environment variable ${k} is required`);
-  return v;
-};
 const URL_ = env("UI_URL");
 const TOKEN = env("UI_TOKEN");
 const ISSUER = env("UI_ISSUER");
 const SHOTS = env("UI_SCREENSHOTS");
 const IDLE_MS = parseInt(env("UI_IDLE_MS"), 10);
 
-function assert(cond, msg) {
-  if (!cond) throw new Error("assertion failed: " + msg);
-}
 async function shot(page, name) {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-const userDataDir = mkdtempSync(join(tmpdir(), "cattery-ui-sso-chromium-"));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: env("UI_CHROMIUM"),
-  headless: true,
-  ignoreHTTPSErrors: true,
-  viewport: { width: 1440, height: 900 },
-  // Not UTC, so that local time and UTC differ visibly (+05:30, no daylight saving).
-  timezoneId: "Asia/Kolkata",
-  locale: "en-GB",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic"],
-});
-context.setDefaultTimeout(20000);
-const consoleErrors = [];
-try {
-  const page = context.pages()[0] || (await context.newPage());
-  page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
-  page.on("pageerror", (e) => consoleErrors.push(String(e)));
+await withBrowser("ui-sso", async (context, page) => {
   const callbacks = [];
   page.on("request", (r) => { if (r.url().includes("/ui/sign-in/sso/callback")) callbacks.push(r.url()); });
 
@@ -134,6 +107,53 @@ try {
   assert(page.url().includes("next=%2Fui%2Flogs%2Fflows"), "sign-in comes back to the page: " + page.url());
   console.log("ok sso session ends with the id token");
 
+  // --- With a refresh token, the same short-lived ID token is renewed ahead of its expiry
+  // while the person keeps working: never sent to sign in, across several lifetimes.
+  const issuerState = async () => (await fetch(ISSUER + "/test/state")).json();
+  await context.clearCookies();
+  await toIssuer("/ui/overview");
+  await page.getByLabel("Username").fill("dave");
+  await page.getByLabel("Lifetime").fill("4");
+  await page.getByLabel("Offline access").check();
+  await page.getByRole("button", { name: "Approve" }).click();
+  await page.waitForURL((u) => u.pathname === "/ui/overview");
+  const refreshedFrom = Date.now();
+  const grants = async () => (await issuerState()).refreshGrants.filter((g) => g.user === "dave").length;
+  // Until three refreshes happened (a refreshed ID token was itself refreshed, rotating the
+  // refresh token each time), bounded at 30 s; every page in between is served signed in.
+  let pagesServed = 0;
+  while ((await grants()) < 3 && Date.now() - refreshedFrom < 30000) {
+    await sleep(500);
+    await page.goto(URL_ + "/ui/access");
+    assert(!page.url().includes("/ui/sign-in"), `sent to sign in after ${Date.now() - refreshedFrom} ms: ${page.url()}`);
+    pagesServed++;
+  }
+  const elapsed = Date.now() - refreshedFrom;
+  assert((await grants()) >= 3, "the issuer saw three refresh grants: " + JSON.stringify(await issuerState()));
+  assert(elapsed > 4000, `kept signed in past the first ID token's lifetime (${elapsed} ms, ${pagesServed} pages)`);
+  const whoNow = await page.locator("main").innerText();
+  assert(whoNow.includes("oidc:dave"), "still oidc:dave after the refreshes: " + whoNow.slice(0, 200));
+  let st = await issuerState();
+  assert(st.activeRefreshTokens.dave === 1, "one live refresh token (rotated each time): " + JSON.stringify(st.activeRefreshTokens));
+  await shot(page, "sso-refreshed");
+  console.log("ok sso refresh");
+
+  // --- Sign-out revokes the refresh token at the issuer (RFC 7009) and ends the session
+  // there (RP-initiated logout), which sends the browser back to Cattery's sign-in page.
+  const revokedBefore = st.revocations.length;
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.waitForURL((u) => u.href.startsWith(URL_ + "/ui/sign-in"));
+  st = await issuerState();
+  assert(st.logouts.some((l) => l.user === "dave"), "signed out at the issuer: " + JSON.stringify(st.logouts));
+  const rev = st.revocations.slice(revokedBefore);
+  assert(rev.length === 1 && rev[0].user === "dave" && rev[0].was === "active" && rev[0].hint === "refresh_token",
+    "the live refresh token was revoked: " + JSON.stringify(rev));
+  assert(!st.activeRefreshTokens.dave, "no live refresh token left: " + JSON.stringify(st.activeRefreshTokens));
+  await page.goto(URL_ + "/ui/access");
+  assert(page.url().includes("/ui/sign-in?next="), "the session is gone: " + page.url());
+  await shot(page, "sso-signed-out");
+  console.log("ok sso sign-out at the issuer");
+
   // --- An idle session goes back to sign-in, and then to the page asked for.
   await context.clearCookies();
   await page.goto(URL_ + "/ui/overview");
@@ -212,12 +232,8 @@ try {
   assert(stamp.text.includes(local) && !stamp.text.includes(utc), `local time shown: ${stamp.text} (local ${local}, UTC ${utc})`);
   console.log("ok local times");
 
-  const csp = consoleErrors.filter((e) => /Content Security Policy/i.test(e));
-  assert(csp.length === 0, "no CSP violations: " + csp.join("; "));
-} catch (e) {
-  console.log("FAILED: " + (e && e.stack ? e.stack : e));
-  process.exitCode = 1;
-} finally {
-  await context.close();
-  rmSync(userDataDir, { recursive: true, force: true });
-}
+}, {
+  // Not UTC, so that local time and UTC differ visibly (+05:30, no daylight saving).
+  timezoneId: "Asia/Kolkata",
+  locale: "en-GB",
+});

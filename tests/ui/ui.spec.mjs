@@ -1,16 +1,10 @@
 // Browser spec of Cattery's Manager UI, run by tests/ui.rs against real processes.
 // Prints "ok <step>" per passed step; exits 1 on the first failure.
-import { chromium } from "playwright-core";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { assert, env, signIn as signInAt, withBrowser } from "./harness.mjs";
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`environment variable ${k} is required`);
-  return v;
-};
 const URL_ = env("UI_URL");
 const TOKEN = env("UI_TOKEN");
 const ALICE = env("UI_ALICE_TOKEN");
@@ -44,6 +38,46 @@ async function policyHits(page, cluster, name, action) {
 }
 const num = (s) => Number(String(s).replace(/[^0-9]/g, ""));
 
+// Records of log type T in CLUSTER over the last hour matching FILTERS (the API's own
+// count, independent of the page under test).
+async function apiTotal(page, t, cluster, filters = []) {
+  const r = await page.request.post(URL_ + `/apis/logs.cattery.dev/v1/${t}/search`, {
+    headers: { Authorization: "Bearer " + TOKEN, "Content-Type": "application/json" },
+    data: { clusters: [cluster], timeRange: { from: Date.now() - 3600000, to: Date.now() + 1 }, size: 0, filters },
+  });
+  assert(r.ok(), `${t} search: ${r.status()}`);
+  return (await r.json()).hits.total.value;
+}
+const eq = (f, v) => ({ field: f, equals: v });
+// A JSON value with its object keys sorted, to compare records whatever their key order.
+function canon(v) {
+  if (Array.isArray(v)) return v.map(canon);
+  if (v && typeof v === "object") return Object.fromEntries(Object.keys(v).sort().map((k) => [k, canon(v[k])]));
+  return v;
+}
+const same = (a, b) => JSON.stringify(canon(a)) === JSON.stringify(canon(b));
+// Runs F (which reads the page) between two API counts until they agree (west stopped
+// generating, but its last records may still be arriving); bounded.
+async function steady(count, f) {
+  for (let i = 0; i < 30; i++) {
+    const before = await count();
+    const got = await f();
+    const after = await count();
+    if (before === after) return { n: after, got };
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  throw new Error("the API's count did not settle within 30 tries");
+}
+// Polls the page (page.waitForFunction would evaluate a string, which the CSP forbids).
+async function until(page, what, fn, arg, ms = 30000) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await page.evaluate(fn, arg)) return;
+    await page.waitForTimeout(200);
+  }
+  throw new Error(what + " did not happen within " + ms + " ms");
+}
+
 async function graphIds(page) {
   await page.locator('#graph[data-state="ready"]').waitFor();
   return page.evaluate(() => window.catteryGraph.nodes().map((n) => n.id()));
@@ -72,41 +106,19 @@ async function expandedIs(page, id) {
   throw new Error("namespace " + id + " did not expand within 20 s");
 }
 
-function assert(cond, msg) {
-  if (!cond) throw new Error("assertion failed: " + msg);
-}
 async function shot(page, name) {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 }
-const consoleErrors = [];
 
-async function signIn(page, token, next = "/ui/clusters") {
-  await page.goto(URL_ + next);
-  assert(page.url().includes("/ui/sign-in"), "unsigned request goes to sign-in: " + page.url());
-  await page.getByLabel("Token").fill(token);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.waitForURL((u) => !u.pathname.startsWith("/ui/sign-in"));
-}
+const signIn = (page, token, next = "/ui/clusters") => signInAt(page, URL_, token, next);
 
 async function clusterOptions(page) {
   return page.getByRole("combobox", { name: "Cluster" }).locator("option").evaluateAll((os) => os.map((o) => o.value));
 }
 
 let agent = null;
-const userDataDir = mkdtempSync(join(tmpdir(), "cattery-ui-chromium-"));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: env("UI_CHROMIUM"),
-  headless: true,
-  ignoreHTTPSErrors: true,
-  viewport: { width: 1440, height: 900 },
-  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic"],
-});
-context.setDefaultTimeout(20000);
 try {
-  const page = context.pages()[0] || (await context.newPage());
-  page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
-  page.on("pageerror", (e) => consoleErrors.push(String(e)));
+await withBrowser("ui", async (context, page, consoleErrors) => {
 
   // --- Sign-in: a wrong token is refused, the right one returns to the page asked for.
   await page.goto(URL_ + "/ui/logs/flows?range=15m");
@@ -173,6 +185,100 @@ try {
   assert(r.status() === 404 && (await page.getByText("There is no log type").count()) === 1, "unknown log type page");
   await shot(page, "12-unknown-type");
   console.log("ok cluster switch");
+
+  // --- NDJSON export: the downloaded file's lines are JSON and exactly the filtered
+  // table's records (same order, every field), as many as the API counts; row details
+  // show the full record.
+  const westAllowed = [eq("action", "allow")];
+  const { n: westN, got: exported } = await steady(() => apiTotal(page, "flows", "west", westAllowed), async () => {
+    await page.goto(URL_ + "/ui/logs/flows?cluster=west&range=1h&where=" + encodeURIComponent("action=allow"));
+    const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: "Export NDJSON" }).click()]);
+    assert(download.suggestedFilename() === "flows.ndjson", "export file name: " + download.suggestedFilename());
+    const text = readFileSync(await download.path(), "utf8");
+    assert(text.endsWith("\n"), "NDJSON ends with a newline");
+    const lines = text.slice(0, -1).split("\n");
+    const summary = num((await page.locator("p.summary").textContent()).split(" records")[0]);
+    return { records: lines.map((l, i) => { try { return JSON.parse(l); } catch (e) { throw new Error(`line ${i + 1} is not JSON: ${l.slice(0, 200)}`); } }), summary };
+  });
+  assert(westN > 50, "more than one page of west's allowed flows: " + westN);
+  assert(exported.records.length === westN, `the export holds every record: ${exported.records.length}, API ${westN}`);
+  assert(exported.summary === westN, `the page's count: ${exported.summary}, API ${westN}`);
+  assert(exported.records.every((r) => r.cluster === "west" && r.action === "allow"), "the export is filtered like the table");
+  const tableRecords = (await page.locator("#log-rows tr.detail pre").allTextContents()).map((t) => JSON.parse(t));
+  assert(tableRecords.length === 50, "the table's first page: " + tableRecords.length);
+  const mismatch = tableRecords.findIndex((r, i) => !same(r, exported.records[i]));
+  assert(mismatch === -1, `table row ${mismatch} differs from export line ${mismatch}`);
+  // A row's details hold its full record (every field the export has), shown on request.
+  const firstDetail = page.locator("#log-rows tr.detail").first();
+  assert(await firstDetail.isHidden(), "details start hidden");
+  await page.locator("#log-rows").getByRole("button", { name: "Details" }).first().click();
+  assert(await firstDetail.isVisible(), "details shown");
+  const shownRec = JSON.parse(await firstDetail.locator("pre").innerText());
+  assert(same(shownRec, exported.records[0]) && Object.keys(shownRec).length > 10, "the details are the whole record");
+  await shot(page, "11b-flows-details");
+  console.log("ok logs export");
+
+  // --- Live: switched on, a record written afterwards (the hub's audit record of a
+  // kubectl request through it) appears at the top without a reload.
+  await page.goto(URL_ + "/ui/logs/audit?cluster=cluster&range=15m");
+  await page.evaluate(() => { window.__cattery_no_reload = true; });
+  const probe = "live-probe-" + Date.now();
+  const liveResponse = page.waitForResponse((r) => r.url().includes("/ui/logs/audit/live?"));
+  await page.getByRole("button", { name: "Live" }).click();
+  assert((await (await liveResponse).headerValue("content-type")).startsWith("text/event-stream"), "the live stream is open");
+  assert((await page.getByRole("button", { name: "Live: on" }).getAttribute("aria-pressed")) === "true", "the toggle is pressed");
+  const kg = spawnSync("kubectl", ["--kubeconfig", EAST_KUBECONFIG, "get", "configmap", probe, "-n", "default"], { encoding: "utf8" });
+  assert(!kg.error && kg.status !== null, "kubectl ran: " + (kg.error || kg.signal));
+  await until(page, "the probe's audit record in the live table",
+    (p) => { const b = document.getElementById("log-rows"); return b && b.firstElementChild && b.textContent.includes(p); }, probe);
+  const top = await page.evaluate((p) => {
+    const rows = [...document.querySelectorAll("#log-rows tr.rec")];
+    const i = rows.findIndex((r) => r.nextElementSibling && r.nextElementSibling.textContent.includes(p));
+    return { i, fresh: i >= 0 && rows[i].classList.contains("fresh"), rec: i >= 0 ? rows[i].nextElementSibling.textContent : "" };
+  }, probe);
+  assert(top.fresh && top.i <= 20, "the new record is a fresh row at the top: " + JSON.stringify({ i: top.i, fresh: top.fresh }));
+  const liveRec = JSON.parse(top.rec);
+  assert(liveRec.requestURI.includes("/clusters/east/k8s/") && liveRec.requestURI.includes(probe), "the hub's record of the request: " + liveRec.requestURI);
+  assert(await page.evaluate(() => window.__cattery_no_reload === true), "the page was not reloaded");
+  await shot(page, "10b-audit-live");
+  await page.getByRole("button", { name: "Live: on" }).click();
+  assert((await page.getByRole("button", { name: "Live" }).getAttribute("aria-pressed")) === "false", "the toggle is off again");
+  console.log("ok logs live");
+
+  // --- Flow counts: the overview and the graph count each connection once; the API
+  // counts the same by the rule of note 0014 ("Counting flows"): every record except the
+  // source's allowed record of pod-to-pod traffic (whose twin at the destination counts).
+  const twinFilters = [eq("reporter", "src"), eq("action", "allow"), eq("dest_type", "wep")];
+  const westCounts = async () => {
+    const [all, twins, deniedN] = await Promise.all([apiTotal(page, "flows", "west"),
+      apiTotal(page, "flows", "west", twinFilters), apiTotal(page, "flows", "west", [eq("action", "deny")])]);
+    return JSON.stringify({ all, distinct: all - twins, denied: deniedN });
+  };
+  const ov = await steady(westCounts, async () => {
+    await page.goto(URL_ + "/ui/overview?cluster=west&range=1h");
+    return { flows: num(await page.locator("#stat-flows").textContent()), stored: num(await page.locator("#stat-stored").textContent()),
+      denied: num(await page.locator("#stat-denied").textContent()) };
+  });
+  const want = JSON.parse(ov.n);
+  assert(want.distinct < want.all && want.denied > 0, "west has both ends' records and denied ones: " + ov.n);
+  assert(ov.got.flows === want.distinct, `overview flows ${ov.got.flows}, API distinct ${want.distinct}`);
+  assert(ov.got.stored === want.all, `overview records stored ${ov.got.stored}, API ${want.all}`);
+  assert(ov.got.denied === want.denied, `overview denied ${ov.got.denied}, API ${want.denied}`);
+  const gr = await steady(westCounts, async () => {
+    await page.goto(URL_ + "/ui/graph?cluster=west&range=1h");
+    await page.locator('#graph[data-state="ready"]').waitFor();
+    return page.evaluate(() => {
+      let all = 0, denied = 0;
+      window.catteryGraph.edges().forEach((e) => { all += e.data("totals").records; if (e.data("action") === "deny") denied += e.data("totals").records; });
+      const cells = [...document.querySelectorAll("#graph-edges tr")].map((r) => Number(r.children[5].textContent.replace(/[^0-9]/g, "")));
+      return { all, denied, table: cells.reduce((a, b) => a + b, 0) };
+    });
+  });
+  const wantG = JSON.parse(gr.n);
+  assert(gr.got.all === wantG.distinct, `graph edges' flows ${gr.got.all}, API distinct ${wantG.distinct}`);
+  assert(gr.got.table === wantG.distinct, `"Edges as a table" flows ${gr.got.table}, API distinct ${wantG.distinct}`);
+  assert(gr.got.denied === wantG.denied, `graph denied ${gr.got.denied}, API ${wantG.denied}`);
+  console.log("ok flow counts");
 
 
   // --- Service graph: namespaces, expanding to workloads, the denied edge in red,
@@ -273,6 +379,24 @@ try {
   assert((await page.getByRole("button", { name: "Copy" }).count()) === 1, "Copy button");
   assert((await page.getByRole("button", { name: "Download" }).count()) === 1, "Download button");
   await shot(page, "04b-cluster-added");
+  // Copy puts exactly the shown manifest on the clipboard; Download saves it to a file.
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: URL_ });
+  await page.getByRole("button", { name: "Copy" }).click();
+  await page.getByRole("button", { name: "Copied" }).waitFor();
+  const clip = await page.evaluate(() => navigator.clipboard.readText());
+  assert(clip === manifest, `the clipboard holds the manifest (${clip.length} vs ${manifest.length} characters)`);
+  const [saved] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download" }).click()]);
+  assert(/north.*\.ya?ml$/.test(saved.suggestedFilename()), "download name: " + saved.suggestedFilename());
+  assert(readFileSync(await saved.path(), "utf8") === manifest, "the downloaded file is the shown manifest");
+  // Shown once: reloading (the browser resends the form) does not show it again.
+  try { await page.reload(); } catch (e) { /* a resubmission the browser refuses is fine too */ }
+  assert((await page.locator("#manifest").count()) === 0, "no manifest after a reload");
+  // Chromium resends the POST: the API refuses to create north twice, and the page says so.
+  assert(/already exists/.test(await page.locator("main").innerText()), "the resent form is refused: " + page.url());
+  const reloaded = await page.content();
+  assert(!reloaded.includes("privateKey") && !reloaded.includes("BEGIN"), "no key material after a reload");
+  await shot(page, "04c-cluster-added-reloaded");
+  console.log("ok add cluster copy download once");
   // A disconnected cluster's policies page says so (hit counts would still show).
   await page.goto(URL_ + "/ui/policies?cluster=north");
   await page.getByText("Cluster north cannot be reached").waitFor();
@@ -331,13 +455,7 @@ try {
   const cspErrors = consoleErrors.filter((e) => /Content Security Policy|Refused to/.test(e));
   assert(cspErrors.length === 0, "no CSP violations: " + cspErrors.join("\n"));
   console.log("ok no csp violations");
-} catch (e) {
-  console.log("FAILED: " + (e && e.stack ? e.stack : e));
-  try { await context.pages()[0].screenshot({ path: join(SHOTS, "failure.png"), fullPage: true }); } catch {}
-  if (consoleErrors.length) console.log("browser console errors:\n" + consoleErrors.join("\n"));
-  process.exitCode = 1;
+});
 } finally {
   if (agent) agent.kill("SIGKILL");
-  await context.close();
-  rmSync(userDataDir, { recursive: true, force: true });
 }

@@ -8,6 +8,85 @@
     if (s) s.textContent = msg;
   }
 
+  // Server unreachable. Every request a page makes for data (fetch, htmx, the live
+  // streams) that gets no answer is retried a bounded number of times with backoff; after
+  // the last one the page says so once, every live part stops, and nothing retries again
+  // until a reload. 502/503/504 (the server answered that the API failed) count as no
+  // answer for fetch.
+  var RETRY_DELAYS = [500, 1000, 2000];
+  var UNREACHABLE = "Server unreachable \u2014 retrying stopped, reload to try again.";
+  var stopped = false, stoppers = [];
+  function unreachable() {
+    if (stopped) return;
+    stopped = true;
+    stoppers.forEach(function (f) { try { f(); } catch (e) { /* already closed */ } });
+    var main = document.getElementById("main") || document.body;
+    var box = document.createElement("div");
+    box.id = "unreachable";
+    box.className = "notice error";
+    box.setAttribute("role", "alert");
+    main.insertBefore(box, main.firstChild);
+    box.textContent = UNREACHABLE;
+    document.documentElement.dataset.unreachable = "true";
+  }
+  function retrying(attempt, why) {
+    announce("The server did not answer; retrying (" + attempt + "/" + RETRY_DELAYS.length + ")\u2026");
+    document.dispatchEvent(new CustomEvent("cattery:retrying", { detail: { attempt: attempt, of: RETRY_DELAYS.length, why: String(why) } }));
+  }
+  // `fetch` with the retries: resolves with the first answer (after the last retry, also a
+  // 502–504), rejects once the server is declared unreachable.
+  function fetchRetrying(url, opts) {
+    var attempt = 0;
+    return new Promise(function (resolve, reject) {
+      function go() {
+        if (stopped) { reject(new Error("the server is unreachable")); return; }
+        fetch(url, opts).then(function (r) {
+          if ((r.status === 502 || r.status === 503 || r.status === 504) && attempt < RETRY_DELAYS.length) again("HTTP " + r.status);
+          else resolve(r);
+        }, function (e) {
+          if (attempt < RETRY_DELAYS.length) again(e);
+          else { unreachable(); reject(e); }
+        });
+      }
+      function again(why) { var d = RETRY_DELAYS[attempt++]; retrying(attempt, why); setTimeout(go, d); }
+      go();
+    });
+  }
+  // An EventSource reconnects by itself; count the failed reconnects (reset when one
+  // opens) and give up after as many as fetch retries. CLOSED means the server answered
+  // and refused (e.g. the session ended): that is not "unreachable".
+  function watchSource(es, onClosed) {
+    var errors = 0;
+    stoppers.push(function () { es.close(); });
+    es.addEventListener("open", function () { errors = 0; });
+    es.addEventListener("error", function () {
+      if (es.readyState === EventSource.CLOSED) { onClosed(); return; }
+      errors++;
+      if (errors > RETRY_DELAYS.length) { es.close(); unreachable(); }
+      else retrying(errors, "the live stream was cut");
+    });
+  }
+  // htmx: a request that got no answer is sent again from the same element (its target,
+  // select, include and push-url apply as before).
+  var htmxTries = new WeakMap();
+  document.addEventListener("htmx:sendError", function (e) {
+    var d = e.detail, elt = d.elt, cfg = d.requestConfig;
+    if (!elt || !cfg || !window.htmx) return;
+    var n = htmxTries.get(elt) || 0;
+    if (stopped) return;
+    if (n >= RETRY_DELAYS.length) { htmxTries.delete(elt); unreachable(); return; }
+    htmxTries.set(elt, n + 1);
+    retrying(n + 1, "no answer");
+    setTimeout(function () {
+      if (!stopped) window.htmx.ajax(cfg.verb, cfg.path, { source: elt, target: d.target });
+    }, RETRY_DELAYS[n]);
+  });
+  document.addEventListener("htmx:afterRequest", function (e) {
+    if (e.detail && e.detail.successful && e.detail.elt) htmxTries.delete(e.detail.elt);
+  });
+  document.addEventListener("htmx:beforeRequest", function (e) { if (stopped) e.preventDefault(); });
+  window.cattery = { fetch: fetchRetrying, unreachable: unreachable };
+
   // Times: the markup carries UTC; show local time, keep UTC on hover.
   function localTimes(root) {
     (root || document).querySelectorAll("time[datetime]").forEach(function (t) {
@@ -109,7 +188,7 @@
   function liveClusters() {
     var t = document.querySelector("[data-live]");
     if (clusterSource) { clusterSource.close(); clusterSource = null; }
-    if (!t || !window.EventSource) return;
+    if (!t || !window.EventSource || stopped) return;
     clusterSource = new EventSource(t.dataset.live);
     clusterSource.addEventListener("cluster", function (ev) {
       var c = JSON.parse(ev.data);
@@ -142,7 +221,7 @@
       });
       row.dataset.connected = c.connected ? "true" : "false";
     });
-    clusterSource.onerror = function () { announce("Live updates interrupted; retrying…"); };
+    watchSource(clusterSource, function () { announce("Live updates stopped; reload to resume"); });
   }
 
   // Live log rows.
@@ -155,7 +234,7 @@
       return;
     }
     var body = document.getElementById(b.dataset.liveTarget);
-    if (!body) return;
+    if (!body || stopped) return;
     tail = new EventSource(b.dataset.liveUrl);
     b.setAttribute("aria-pressed", "true");
     b.textContent = "Live: on";
@@ -173,7 +252,7 @@
       while (body.children.length > 1000) body.lastElementChild.remove();
     });
     tail.addEventListener("lagged", function () { announce("The live view fell behind and skipped records"); });
-    tail.onerror = function () { announce("Live view interrupted; retrying…"); };
+    watchSource(tail, function () { announce("Live view stopped; reload to resume"); });
   }
 
   function init(root) { localTimes(root); }

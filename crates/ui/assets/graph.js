@@ -143,23 +143,26 @@
     });
   }
 
-  var tries = 0, tableSeq = 0;
+  var tableSeq = 0;
+  // app.js's shared retries: the summary says which retry it is; after the last one
+  // app.js shows the "server unreachable" state and this fetch rejects.
+  document.addEventListener("cattery:retrying", function (e) {
+    summary.textContent = "The server did not answer; retrying (" + e.detail.attempt + "/" + e.detail.of + ")\u2026";
+  });
   function load() {
     box.dataset.state = "loading";
-    fetch(box.dataset.dataUrl + "&" + query(), { credentials: "same-origin", headers: { Accept: "application/json" } })
+    window.cattery.fetch(box.dataset.dataUrl + "&" + query(), { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) {
         return r.json().then(function (j) { return { ok: r.ok, status: r.status, body: j }; });
       })
       .then(function (r) {
         if (r.body && r.body.signIn) { window.location.href = "/ui/sign-in?next=" + encodeURIComponent(location.pathname + location.search); return; }
         if (!r.ok) { summary.textContent = "The graph cannot be shown: " + (r.body.error || r.status); box.dataset.state = "error"; return; }
-        tries = 0;
         draw(r.body);
       })
       .catch(function (e) {
-        tries++;
-        if (tries <= 3) { summary.textContent = "The server did not answer; retrying (" + tries + "/3)…"; setTimeout(load, 1000 * tries); }
-        else { summary.textContent = "The server is unreachable: " + e; box.dataset.state = "error"; }
+        summary.textContent = "The server is unreachable: " + e;
+        box.dataset.state = "error";
       });
   }
 
@@ -176,7 +179,7 @@
     var mine = ++tableSeq;
     target.dataset.state = "loading";
     // Only the latest request's answer is shown (clicks can outrun the server).
-    fetch(url, { credentials: "same-origin" })
+    window.cattery.fetch(url, { credentials: "same-origin" })
       .then(function (r) { return r.text(); })
       .then(function (t) {
         if (mine !== tableSeq) return;

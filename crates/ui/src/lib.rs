@@ -31,7 +31,7 @@ mod session;
 mod sso;
 mod url_state;
 
-pub use sso::{SsoFuture, SsoLogin, SsoPending, SsoProvider, SsoStart};
+pub use sso::{SsoFuture, SsoLogin, SsoPending, SsoProvider, SsoRevokeFuture, SsoStart};
 
 /// Copies what the API's door needs from the browser's request into the UI's in-process
 /// API request (the client address the failed-authentication limiter and the audit trail

@@ -85,3 +85,30 @@ pub(crate) async fn ensure(
         None
     }
 }
+
+/// At sign-out: revokes the ended session's refresh token at the issuer (RFC 7009) when it
+/// has one and the issuer advertises a `revocation_endpoint`, so that the token, which
+/// outlives Cattery's session, cannot be redeemed afterwards. A failure is logged and does
+/// not keep the person signed in: the session is already deleted on the server.
+pub(crate) async fn revoke_at_sign_out(ui: &Ui, session: &Session) {
+    let Some(refresh_token) = session.sso.as_ref().and_then(|t| t.refresh_token.clone()) else {
+        return;
+    };
+    let Some(provider) = ui.config.sso.clone() else {
+        return;
+    };
+    match provider.revoke(&refresh_token).await {
+        Ok(true) => tracing::info!(
+            user = session.user,
+            "UI: revoked the SSO session's refresh token at the issuer"
+        ),
+        Ok(false) => tracing::info!(
+            user = session.user,
+            "UI: the issuer has no revocation endpoint; the refresh token is not revoked"
+        ),
+        Err(e) => tracing::warn!(
+            user = session.user,
+            "UI: revoking the SSO session's refresh token failed: {e}"
+        ),
+    }
+}

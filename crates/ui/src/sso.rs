@@ -58,6 +58,10 @@ pub struct SsoLogin {
 /// A boxed future, so the trait stays object-safe.
 pub type SsoFuture<'a> = Pin<Box<dyn Future<Output = Result<SsoLogin, String>> + Send + 'a>>;
 
+/// The answer of [`SsoProvider::revoke`]: `Ok(true)` revoked, `Ok(false)` the issuer has no
+/// revocation endpoint, `Err` a sentence saying why revoking failed (never a token).
+pub type SsoRevokeFuture<'a> = Pin<Box<dyn Future<Output = Result<bool, String>> + Send + 'a>>;
+
 /// Browser sign-in at an OpenID Connect issuer. Implemented by the server, which has the
 /// issuer's configuration and the verifier of its tokens.
 pub trait SsoProvider: Send + Sync + 'static {
@@ -79,6 +83,10 @@ pub trait SsoProvider: Send + Sync + 'static {
     /// `id_token_hint`, `client_id` and `post_logout_redirect_uri`), or `None` when the
     /// issuer advertises no such endpoint.
     fn logout_url(&self, id_token_hint: &str) -> Option<String>;
+    /// Revokes a refresh token at the issuer (RFC 7009, the discovery document's
+    /// `revocation_endpoint`) at sign-out, so that the token stops working at the issuer
+    /// and not only in Cattery; `Ok(false)` when the issuer advertises no such endpoint.
+    fn revoke<'a>(&'a self, refresh_token: &'a str) -> SsoRevokeFuture<'a>;
 }
 
 struct Entry {

@@ -267,6 +267,8 @@ pub struct ProviderMetadata {
     pub token_endpoint: Option<String>,
     /// Where browsers are sent to sign out (RP-initiated logout), if the issuer has one.
     pub end_session_endpoint: Option<String>,
+    /// Where a refresh token is revoked at sign-out (RFC 7009), if the issuer has one.
+    pub revocation_endpoint: Option<String>,
 }
 
 /// Verifies bearer JWTs from one OpenID Connect issuer and maps them to identities.

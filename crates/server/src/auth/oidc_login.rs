@@ -93,6 +93,11 @@ pub struct OidcLogin {
     scopes: Vec<String>,
     /// The issuer's `end_session_endpoint` and the `post_logout_redirect_uri`, when it has one.
     logout: Option<(oauth2::url::Url, String)>,
+    /// The issuer's `revocation_endpoint` (RFC 7009), when it has one.
+    revocation: Option<String>,
+    /// The client secret of a confidential client (sent with a revocation as `oauth2` sends
+    /// it with a token request: HTTP Basic).
+    client_secret: Option<String>,
 }
 
 impl std::fmt::Debug for OidcLogin {
@@ -182,18 +187,42 @@ impl OidcLogin {
                 }
             },
         };
+        let revocation = match &meta.revocation_endpoint {
+            None => None,
+            Some(end) => match parse_url(end) {
+                Ok(_) => {
+                    tracing::info!("OIDC: sign-out revokes the session's refresh token at {end}");
+                    Some(end.clone())
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "OIDC: the issuer's revocation_endpoint {} is not used: {e}; \
+                         refresh tokens are not revoked at sign-out",
+                        echo(end)
+                    );
+                    None
+                }
+            },
+        };
         Ok(Some(OidcLogin {
             auth,
             oauth,
             http,
             scopes: browser.extra_scopes,
             logout,
+            revocation,
+            client_secret: browser.client_secret.clone(),
         }))
     }
 
     /// The function `oauth2` sends its token requests with: the issuer client, bounded in
     /// answer size and time.
     fn caller(&self) -> impl Fn(oauth2::HttpRequest) -> CallFuture + use<> {
+        self.caller_for("the token endpoint")
+    }
+
+    /// [`Self::caller`] for any of the issuer's endpoints (`what` names it in errors).
+    fn caller_for(&self, what: &'static str) -> impl Fn(oauth2::HttpRequest) -> CallFuture + use<> {
         let client = self.http.clone();
         // Each call owns a handle on the client (a borrowed one makes the future's `Send`
         // depend on a lifetime the compiler cannot name).
@@ -206,14 +235,12 @@ impl OidcLogin {
                     let res = http
                         .request(req)
                         .await
-                        .map_err(|e| CallError(format!("the token endpoint: {}", chain(&e))))?;
+                        .map_err(|e| CallError(format!("{what}: {}", chain(&e))))?;
                     let (parts, body) = res.into_parts();
                     let body = Limited::new(body, MAX_JWKS_BYTES)
                         .collect()
                         .await
-                        .map_err(|e| {
-                            CallError(format!("reading the token endpoint's answer: {e}"))
-                        })?
+                        .map_err(|e| CallError(format!("reading the answer of {what}: {e}")))?
                         .to_bytes();
                     Ok::<_, CallError>(http::Response::from_parts(parts, body.to_vec()))
                 };
@@ -221,7 +248,7 @@ impl OidcLogin {
                     .await
                     .map_err(|_| {
                         CallError(format!(
-                            "the token endpoint gave no complete answer within {} s",
+                            "{what} gave no complete answer within {} s",
                             FETCH_TIMEOUT.as_secs()
                         ))
                     })?
@@ -287,6 +314,78 @@ impl OidcLogin {
             refresh_token: answer.refresh_token().map(|t| t.secret().clone()),
         })
     }
+}
+
+impl OidcLogin {
+    /// RFC 7009: `POST token=…&token_type_hint=refresh_token` to the revocation endpoint,
+    /// with the client authenticated as for a token request (HTTP Basic with a client
+    /// secret, `client_id` in the form for a public client). By hand rather than with
+    /// `oauth2`'s `revoke_token`, which refuses plain `http://` even on loopback (where
+    /// every other issuer endpoint is allowed it).
+    async fn revoke_refresh_token(&self, refresh_token: &str) -> Result<bool, String> {
+        let Some(url) = &self.revocation else {
+            return Ok(false);
+        };
+        let req = revocation_request(
+            url,
+            self.oauth.client_id().as_str(),
+            self.client_secret.as_deref(),
+            refresh_token,
+        )?;
+        let res = (self.caller_for("the revocation endpoint"))(req)
+            .await
+            .map_err(|e| e.to_string())?;
+        if res.status().is_success() {
+            return Ok(true);
+        }
+        let detail = serde_json::from_slice::<serde_json::Value>(res.body())
+            .ok()
+            .and_then(|v| {
+                let error = v["error"].as_str()?.to_string();
+                Some(match v["error_description"].as_str() {
+                    Some(d) => format!(" ({}: {})", echo(&error), echo(d)),
+                    None => format!(" ({})", echo(&error)),
+                })
+            })
+            .unwrap_or_default();
+        Err(format!(
+            "the revocation endpoint answered {}{detail}",
+            res.status()
+        ))
+    }
+}
+
+/// The RFC 7009 request revoking `refresh_token` at `url`, the client authenticated as
+/// `oauth2` does for a token request: HTTP Basic (both parts form-encoded, RFC 6749 2.3.1)
+/// with a secret, `client_id` in the form without one.
+fn revocation_request(
+    url: &str,
+    client_id: &str,
+    secret: Option<&str>,
+    refresh_token: &str,
+) -> Result<oauth2::HttpRequest, String> {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("token", refresh_token)
+        .append_pair("token_type_hint", "refresh_token");
+    if secret.is_none() {
+        form.append_pair("client_id", client_id);
+    }
+    let mut req = http::Request::post(url)
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .header(http::header::ACCEPT, "application/json");
+    if let Some(secret) = secret {
+        let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let basic = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{}:{}", enc(client_id), enc(secret)),
+        );
+        req = req.header(http::header::AUTHORIZATION, format!("Basic {basic}"));
+    }
+    req.body(form.finish().into_bytes())
+        .map_err(|e| format!("building the revocation request: {e}"))
 }
 
 /// A failed token request as a sentence (`what`: what was presented).
@@ -356,6 +455,10 @@ impl cattery_ui::SsoProvider for OidcLogin {
         Box::pin(self.renew(refresh_token))
     }
 
+    fn revoke<'a>(&'a self, refresh_token: &'a str) -> cattery_ui::SsoRevokeFuture<'a> {
+        Box::pin(self.revoke_refresh_token(refresh_token))
+    }
+
     fn logout_url(&self, id_token_hint: &str) -> Option<String> {
         let (end, back) = self.logout.as_ref()?;
         Some(logout_url(
@@ -370,6 +473,43 @@ impl cattery_ui::SsoProvider for OidcLogin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn revocation_names_the_refresh_token_and_authenticates_the_client() {
+        let form = |r: &oauth2::HttpRequest| -> std::collections::HashMap<String, String> {
+            form_urlencoded::parse(r.body()).into_owned().collect()
+        };
+        // A public client: client_id in the form, no Authorization.
+        let r =
+            revocation_request("https://idp.example/revoke", "cattery-ui", None, "r&t=1").unwrap();
+        assert_eq!(r.method(), http::Method::POST);
+        assert_eq!(r.uri(), "https://idp.example/revoke");
+        assert_eq!(
+            r.headers()[http::header::CONTENT_TYPE],
+            "application/x-www-form-urlencoded"
+        );
+        assert!(r.headers().get(http::header::AUTHORIZATION).is_none());
+        let f = form(&r);
+        assert_eq!(f["token"], "r&t=1");
+        assert_eq!(f["token_type_hint"], "refresh_token");
+        assert_eq!(f["client_id"], "cattery-ui");
+        // A confidential client: HTTP Basic of the form-encoded id and secret, not in the form.
+        let r = revocation_request(
+            "https://idp.example/revoke",
+            "cattery ui",
+            Some("s:é"),
+            "rt",
+        )
+        .unwrap();
+        let basic = r.headers()[http::header::AUTHORIZATION].to_str().unwrap();
+        let decoded = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            basic.strip_prefix("Basic ").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(String::from_utf8(decoded).unwrap(), "cattery+ui:s%3A%C3%A9");
+        assert!(!form(&r).contains_key("client_id"));
+    }
 
     #[test]
     fn rp_initiated_logout_names_the_token_the_client_and_the_way_back() {

@@ -403,8 +403,9 @@ pub(crate) async fn sso_callback(
 }
 
 /// `POST /ui/sign-out`: ends the session on the server and clears the cookie. A session
-/// signed in with SSO is then ended at the issuer too when it advertises an
-/// `end_session_endpoint` (RP-initiated logout), which sends the browser back to the
+/// signed in with SSO has its refresh token revoked at the issuer when it advertises a
+/// `revocation_endpoint` (RFC 7009), and is then ended at the issuer too when it advertises
+/// an `end_session_endpoint` (RP-initiated logout), which sends the browser back to the
 /// sign-in page.
 pub(crate) async fn sign_out(
     ctx: Ctx,
@@ -416,6 +417,7 @@ pub(crate) async fn sign_out(
     }
     ctx.ui.sessions.remove(&ctx.session_id);
     tracing::info!(user = ctx.session.user, "signed out of the UI");
+    crate::refresh::revoke_at_sign_out(&ctx.ui, &ctx.session).await;
     let at_issuer = ctx
         .session
         .sso
