@@ -459,3 +459,96 @@ fn apply_tracks_field_ownership() {
     );
     assert!(!server.cli_ok(&["cluster", "list"]).contains("env=dev"));
 }
+
+/// `--field-selector status.connected=…` finds the clusters to look at, matched against
+/// the live connection (not stored); `?limit=` answers carry `remainingItemCount`, so the
+/// UI counts clusters without reading them all; other fields are refused by name.
+#[test]
+fn field_selector_on_the_live_connection_and_counts() {
+    let dir = test_dir();
+    let d = dir.path();
+    let server = Server::start(d);
+    let kc = hub_kubeconfig(&server);
+    for name in ["c-a", "c-c"] {
+        server.add_cluster(name);
+    }
+    let config = server.add_cluster("c-b");
+    let sim = Sim::start(d, "c-b", None);
+    let _agent = start_agent(d, "c-b", &config, &sim.url, &[]);
+    server.wait_connected("c-b", "True");
+
+    let up = kubectl_ok(
+        &kc,
+        &[
+            "get",
+            "mc",
+            "--field-selector",
+            "status.connected=true",
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(up.trim(), "managedcluster.cattery.dev/c-b");
+    let down = kubectl_ok(
+        &kc,
+        &[
+            "get",
+            "mc",
+            "--field-selector",
+            "status.connected!=true",
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(
+        down.lines().collect::<Vec<_>>(),
+        [
+            "managedcluster.cattery.dev/c-a",
+            "managedcluster.cattery.dev/c-c"
+        ]
+    );
+    let by_name = kubectl_ok(
+        &kc,
+        &[
+            "get",
+            "mc",
+            "--field-selector",
+            "metadata.name=c-c,status.connected=false",
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(by_name.trim(), "managedcluster.cattery.dev/c-c");
+    let bad = kubectl(&kc, &["get", "mc", "--field-selector", "spec.mode=x"]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("field label not supported: spec.mode"),
+        "{}",
+        stderr(&bad)
+    );
+
+    let list = |q: &str| -> serde_json::Value {
+        let (body, code) = server.curl(&[&format!("/apis/cattery.dev/v1/managedclusters?{q}")]);
+        assert_eq!(code, 200, "{q}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let first = list("limit=1");
+    assert_eq!(first["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        first["metadata"]["remainingItemCount"], 2,
+        "{}",
+        first["metadata"]
+    );
+    let connected = list("limit=1&fieldSelector=status.connected%3Dtrue");
+    assert_eq!(connected["items"][0]["metadata"]["name"], "c-b");
+    assert!(
+        connected["metadata"].get("continue").is_none(),
+        "{}",
+        connected["metadata"]
+    );
+    let (body, code) = server.curl(&[
+        "/apis/cattery.dev/v1/managedclusters?watch=1&fieldSelector=status.connected%3Dtrue",
+    ]);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("lists only"), "{body}");
+}

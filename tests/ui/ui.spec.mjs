@@ -403,6 +403,18 @@ await withBrowser("ui", async (context, page, consoleErrors) => {
   await page.goto(URL_ + "/ui/clusters?filter=north");
   const row = page.locator('tr[data-cluster="north"]');
   assert((await row.locator('[data-field="status"]').textContent()) !== "Connected", "north starts disconnected");
+  // The overview's counts (the API's, without listing every cluster) against the full
+  // list read here.
+  const overviewCounts = async () => {
+    const l = await (await page.request.get(URL_ + "/apis/cattery.dev/v1/managedclusters", { headers: { Authorization: "Bearer " + TOKEN } })).json();
+    const up = l.items.filter((c) => (c.status?.conditions || []).some((k) => k.type === "ManagedClusterConnected" && k.status === "True")).length;
+    await page.goto(URL_ + "/ui/overview?cluster=all&range=1h");
+    const shown = { up: num(await page.locator("#stat-up").textContent()), down: num(await page.locator("#stat-down").textContent()) };
+    return { shown, want: { up, down: l.items.length - up } };
+  };
+  let oc = await overviewCounts();
+  assert(oc.want.down >= 1 && oc.want.up >= 2 && JSON.stringify(oc.shown) === JSON.stringify(oc.want), "overview cluster counts: " + JSON.stringify(oc));
+  await page.goto(URL_ + "/ui/clusters?filter=north");
   await page.evaluate(() => { window.__cattery_no_reload = true; });
   const cfg = join(WORK, "agent-north-from-ui.yaml");
   writeFileSync(cfg, manifest, { mode: 0o600 });
@@ -412,6 +424,10 @@ await withBrowser("ui", async (context, page, consoleErrors) => {
   await row.locator('[data-field="remote"]', { hasText: "127.0.0.1" }).waitFor({ timeout: 10000 });
   await row.locator('[data-field="agent"]', { hasText: "0." }).waitFor({ timeout: 10000 });
   await shot(page, "03b-clusters-north-connected");
+  const ocAfter = await overviewCounts();
+  assert(ocAfter.shown.up === oc.shown.up + 1 && ocAfter.shown.down === oc.shown.down - 1 &&
+    JSON.stringify(ocAfter.shown) === JSON.stringify(ocAfter.want), "north counted connected: " + JSON.stringify(ocAfter));
+  await page.goto(URL_ + "/ui/clusters?filter=north");
   console.log("ok add cluster live");
 
   // Remove with confirmation.

@@ -144,6 +144,10 @@ pub struct ListMeta {
     /// Token for the next page when `limit` cut the list short (`?continue=`).
     #[serde(default, rename = "continue", skip_serializing_if = "Option::is_none")]
     pub continue_token: Option<String>,
+    /// How many selected objects come after this page, with `continue`: a count without
+    /// reading every object (`?limit=1` and this is the total less one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_item_count: Option<u64>,
 }
 
 /// A Kubernetes-style list: `{"kind": "<Kind>List", "items": [...]}`.

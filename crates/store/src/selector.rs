@@ -551,6 +551,28 @@ impl FieldSelector {
         self
     }
 
+    /// The field paths the terms name, so a server can refuse the ones it cannot select
+    /// on (as kube-apiserver answers "field label not supported").
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(p, _, _)| p.as_str())
+    }
+
+    /// Removes the terms on `path` and returns them as a selector of their own: for a
+    /// field that is not in the stored object (a server fills it in when answering), so it
+    /// is matched against what the server fills in instead.
+    pub fn split_off(&mut self, path: &str) -> FieldSelector {
+        let (on, rest) = std::mem::take(&mut self.0)
+            .into_iter()
+            .partition(|(p, _, _)| p == path);
+        self.0 = rest;
+        FieldSelector(on)
+    }
+
+    /// Whether the selector has no terms (selects everything).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Whether `obj` satisfies every term. Missing fields compare as "".
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(path, equal, want)| {
@@ -709,5 +731,12 @@ mod tests {
                 .and_equals("metadata.name", "p")
                 .matches(&p)
         );
+        let mut both = FieldSelector::parse("metadata.name=p,status.connected!=true").unwrap();
+        let live = both.split_off("status.connected");
+        assert_eq!(both.paths().collect::<Vec<_>>(), vec!["metadata.name"]);
+        assert_eq!(live.paths().collect::<Vec<_>>(), vec!["status.connected"]);
+        assert!(live.matches(&json!({"status": {"connected": "false"}})));
+        assert!(!live.matches(&json!({"status": {"connected": "true"}})));
+        assert!(both.split_off("spec.x").is_empty());
     }
 }

@@ -225,6 +225,9 @@ pub struct Page {
     pub rv: u64,
     /// Token for the next page, if `limit` cut the list short.
     pub continue_token: Option<String>,
+    /// How many selected objects come after this page (Kubernetes' `remainingItemCount`):
+    /// what a count needs without reading every object (0 when the page is the last).
+    pub remaining: usize,
 }
 
 type Key = (String, String, String);
@@ -396,11 +399,17 @@ impl<K: Kind> Store<K> {
         };
         let mut items: Vec<Obj> = Vec::new();
         let mut continue_token = None;
+        let mut remaining = 0;
         for ((t, _, _), obj) in inner.objects.range(start..) {
             if *t != tk {
                 break;
             }
             if !filter.matches(filter.res, obj) || !keep(obj) {
+                continue;
+            }
+            // Past a full page only counted, never copied.
+            if continue_token.is_some() {
+                remaining += 1;
                 continue;
             }
             if limit.is_some_and(|l| l > 0 && items.len() == l) {
@@ -410,7 +419,8 @@ impl<K: Kind> Store<K> {
                     meta_str(last, "namespace").unwrap_or(""),
                     meta_str(last, "name").unwrap_or("")
                 )));
-                break;
+                remaining = 1;
+                continue;
             }
             items.push(obj.clone());
         }
@@ -418,6 +428,7 @@ impl<K: Kind> Store<K> {
             items,
             rv: inner.rv,
             continue_token,
+            remaining,
         })
     }
 
@@ -994,6 +1005,10 @@ pub(crate) mod tests {
         let f = filter(None, "");
         let first = s.list(&f, Some(2), None).unwrap();
         assert_eq!(first.items.len(), 2);
+        assert_eq!(
+            first.remaining, 3,
+            "p2..p4 come after, the gadget is not counted"
+        );
         let tok = first.continue_token.unwrap();
         let second = s.list(&f, Some(10), Some(&tok)).unwrap();
         let names: Vec<_> = second
@@ -1003,6 +1018,7 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(names, vec!["p2", "p3", "p4"], "other types are not listed");
         assert!(second.continue_token.is_none());
+        assert_eq!(second.remaining, 0);
         assert_eq!(s.list(&f, None, Some("zz")).unwrap_err().code(), 400);
     }
 
@@ -1028,6 +1044,10 @@ pub(crate) mod tests {
                 .collect()
         };
         assert_eq!(names(&first), vec!["p1", "p3"]);
+        assert_eq!(
+            first.remaining, 3,
+            "only kept objects are counted as remaining"
+        );
         let tok = first.continue_token.clone().unwrap();
         let rest = s.list_where(&f, Some(5), Some(&tok), odd).unwrap();
         assert_eq!(names(&rest), vec!["p5", "p7", "p9"]);

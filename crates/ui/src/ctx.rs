@@ -101,6 +101,15 @@ pub(crate) fn is_connected(c: &ManagedCluster) -> bool {
         .is_some_and(|c| c.status == cattery_api::ConditionStatus::True)
 }
 
+/// Clusters counted by the API (see [`Ctx::cluster_counts`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ClusterCounts {
+    /// All the clusters this person may list.
+    pub(crate) total: u64,
+    /// Those whose `ManagedClusterConnected` condition is `True`.
+    pub(crate) connected: u64,
+}
+
 /// A signed-in request.
 pub(crate) struct Ctx {
     pub(crate) ui: Arc<Ui>,
@@ -201,6 +210,42 @@ impl Ctx {
             Err(UiError::Api(s)) if s.code == 403 => Ok((vec![], false)),
             Err(e) => Err(e),
         }
+    }
+
+    /// How many clusters this person may list and how many of those are connected, with
+    /// the first `first` of them by name: what the overview shows, counted by the API
+    /// (`remainingItemCount`, `fieldSelector=status.connected=true`) instead of reading
+    /// every cluster.
+    pub(crate) async fn cluster_counts(
+        &self,
+        first: usize,
+    ) -> Result<(Vec<ManagedCluster>, ClusterCounts), UiError> {
+        let base = "/apis/cattery.dev/v1/managedclusters";
+        let listed = |path: String| async move {
+            match self.api.get::<List<ManagedCluster>>(&path).await {
+                Ok(l) => {
+                    let n = l.items.len() as u64 + l.metadata.remaining_item_count.unwrap_or(0);
+                    Ok((l.items, n))
+                }
+                Err(UiError::Api(s)) if s.code == 403 => Ok((vec![], 0)),
+                Err(e) => Err(e),
+            }
+        };
+        let (page, up) = tokio::try_join!(
+            listed(format!("{base}?limit={}", first.max(1))),
+            listed(format!(
+                "{base}?limit=1&fieldSelector=status.connected%3Dtrue"
+            )),
+        )?;
+        let (mut items, total) = page;
+        items.truncate(first);
+        Ok((
+            items,
+            ClusterCounts {
+                total,
+                connected: up.1,
+            },
+        ))
     }
 
     /// Whether this person may read the management plane's own audit trail (so `cluster`

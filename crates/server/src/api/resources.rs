@@ -209,16 +209,51 @@ async fn list(
     // always did); writes refuse them.
     let q = QueryPairs::of(&req);
     let p = ListParams::parse(|k| q.get(k)).map_err(bad_query)?;
+    let mut fields = p.fields.clone();
+    // A cluster's status is not stored: `status.connected` is matched against the live one.
+    let live_fields = match d.kind {
+        HubKind::ManagedCluster => fields.split_off(CONNECTED_FIELD),
+        _ => Default::default(),
+    };
+    if let Some(f) = fields
+        .paths()
+        .find(|f| !["metadata.name", "metadata.namespace"].contains(f))
+    {
+        let also = if d.kind == HubKind::ManagedCluster {
+            format!(", {CONNECTED_FIELD}")
+        } else {
+            String::new()
+        };
+        return Err(ApiError::with_reason(
+            400,
+            "BadRequest",
+            format!(
+                "field label not supported: {f} (fieldSelector for {} takes metadata.name, \
+                 metadata.namespace{also})",
+                d.plural
+            ),
+        ));
+    }
     let filter = Filter {
         res: d.kind,
         namespace: None,
         labels: p.labels.clone(),
-        fields: p.fields.clone(),
+        fields,
     };
     let headers = req.headers();
     let table_inc =
         wants_table(accept(headers)).then(|| IncludeObject::parse(q.get("includeObject")));
     if flag(q.get("watch")) {
+        if !live_fields.is_empty() {
+            return Err(ApiError::with_reason(
+                400,
+                "BadRequest",
+                format!(
+                    "fieldSelector {CONNECTED_FIELD} is for lists only: connecting and \
+                     disconnecting are not watch events"
+                ),
+            ));
+        }
         let w = WatchParams::parse(|k| q.get(k)).map_err(bad_query)?;
         let st2 = st.clone();
         let render = Box::new(move |_, obj: &Obj| {
@@ -261,7 +296,9 @@ async fn list(
     let page = st
         .resources
         .list_where(&filter, p.limit, p.continue_token.as_deref(), |o| {
-            names.contains(o["metadata"]["name"].as_str().unwrap_or(""))
+            let name = o["metadata"]["name"].as_str().unwrap_or("");
+            names.contains(name)
+                && (live_fields.is_empty() || live_fields.matches(&connected_field(&st, name)))
         })?;
     let rv = page.rv.to_string();
     if let Some(inc) = table_inc {
@@ -278,6 +315,7 @@ async fn list(
     let mut meta = json!({"resourceVersion": rv});
     if let Some(c) = &page.continue_token {
         meta["continue"] = json!(c);
+        meta["remainingItemCount"] = json!(page.remaining);
     }
     let list = ListBody {
         api_version: d.api_version(),
@@ -295,6 +333,22 @@ async fn list(
             .collect(),
     };
     Ok(respond(headers, http::StatusCode::OK, &list))
+}
+
+/// The field selector on a cluster's live connection: `true` when its
+/// `ManagedClusterConnected` condition is `True`, `false` otherwise (disconnected, never
+/// connected, or unknown), so `status.connected!=true` lists every cluster to look at.
+const CONNECTED_FIELD: &str = "status.connected";
+
+/// What [`CONNECTED_FIELD`] is matched against for the cluster `name`.
+fn connected_field(st: &AppState, name: &str) -> Value {
+    let up = st
+        .registry
+        .status(name)
+        .as_ref()
+        .and_then(|s| s.connected())
+        .is_some_and(|c| c.status == cattery_api::ConditionStatus::True);
+    json!({"status": {"connected": up.to_string()}})
 }
 
 /// A list answer, serialized straight from the stored objects (a list of 10,000 clusters

@@ -7,9 +7,12 @@ use axum::response::Response;
 use maud::{Markup, html};
 use serde_json::{Value, json};
 
-use crate::ctx::{Ctx, Nav, Page, Selection, is_connected};
+use crate::ctx::{ClusterCounts, Ctx, Nav, Page, Selection, is_connected};
 use crate::error::UiError;
 use crate::fmt::{count, opt_time, rfc3339_ms};
+
+/// How many clusters the "Last logs received" card lists (the first by name).
+const LAST_LOGS_ROWS: usize = 20;
 
 /// `GET /ui/overview`.
 pub(crate) async fn page(ctx: Ctx) -> Response {
@@ -23,11 +26,20 @@ fn buckets(v: &Value) -> Vec<Value> {
 
 async fn render(ctx: &Ctx) -> Result<Page, UiError> {
     let sel = ctx.selection().await?;
-    let clusters: Vec<_> = match &sel {
-        Selection::Managed(c) => vec![(**c).clone()],
-        _ => ctx.clusters().await?.clone(),
+    let (clusters, counts) = match &sel {
+        Selection::Managed(c) => {
+            let up = u64::from(is_connected(c));
+            (
+                vec![(**c).clone()],
+                ClusterCounts {
+                    total: 1,
+                    connected: up,
+                },
+            )
+        }
+        _ => ctx.cluster_counts(LAST_LOGS_ROWS).await?,
     };
-    let up = clusters.iter().filter(|c| is_connected(c)).count();
+    let up = counts.connected;
     let (from, to) = ctx.state.window_ms();
     let interval_s = ((to - from) / 1000 / 48).max(60);
     let body = json!({
@@ -41,27 +53,26 @@ async fn render(ctx: &Ctx) -> Result<Page, UiError> {
             }
         }
     });
-    let flows: Result<Value, UiError> = ctx
+    let flows = ctx
         .api
-        .post("/apis/logs.cattery.dev/v1/flows/search", &body)
-        .await;
+        .post::<Value>("/apis/logs.cattery.dev/v1/flows/search", &body);
     // Denied records need no deduplication: a connection has at most one (crate::flow_count).
-    let denied_pairs: Result<Value, UiError> = ctx
+    let denied_body = json!({
+        "clusters": sel.log_clusters(),
+        "timeRange": {"from": from, "to": to},
+        "filters": [{"field": "action", "equals": "deny"}],
+        "size": 0,
+        "aggs": {"s": {"terms": {"field": "source_namespace", "size": 10},
+            "aggs": {"sa": {"terms": {"field": "source_name_aggr", "size": 10},
+                "aggs": {"d": {"terms": {"field": "dest_namespace", "size": 10},
+                    "aggs": {"da": {"terms": {"field": "dest_name_aggr", "size": 10}}}}}}}}},
+    });
+    let denied_pairs = ctx
         .api
-        .post(
-            "/apis/logs.cattery.dev/v1/flows/search",
-            &json!({
-                "clusters": sel.log_clusters(),
-                "timeRange": {"from": from, "to": to},
-                "filters": [{"field": "action", "equals": "deny"}],
-                "size": 0,
-                "aggs": {"s": {"terms": {"field": "source_namespace", "size": 10},
-                    "aggs": {"sa": {"terms": {"field": "source_name_aggr", "size": 10},
-                        "aggs": {"d": {"terms": {"field": "dest_namespace", "size": 10},
-                            "aggs": {"da": {"terms": {"field": "dest_name_aggr", "size": 10}}}}}}}}},
-            }),
-        )
-        .await;
+        .post::<Value>("/apis/logs.cattery.dev/v1/flows/search", &denied_body);
+    // The two aggregations run side by side (each is a pass over the window's records).
+    let (flows, denied_pairs): (Result<Value, UiError>, Result<Value, UiError>) =
+        tokio::join!(flows, denied_pairs);
     let flows_section: Markup = match &flows {
         Ok(v) => {
             let stored = v["hits"]["total"]["value"].as_u64().unwrap_or(0);
@@ -88,8 +99,8 @@ async fn render(ctx: &Ctx) -> Result<Page, UiError> {
                         p.muted title="Both ends of a connection between two workloads report it; it is counted once, at the end that decided it." {
                             span #stat-stored { (count(stored)) } " records stored" } }
                     div.card { p.stat.bad-text #stat-denied { (count(denied)) } p.stat-label { "denied flows" } }
-                    div.card { p.stat.ok-text { (up) } p.stat-label { "clusters connected" } }
-                    div.card { p.stat.bad-text { (clusters.len() - up) } p.stat-label { "clusters disconnected" } }
+                    div.card { p.stat.ok-text #stat-up { (up) } p.stat-label { "clusters connected" } }
+                    div.card { p.stat.bad-text #stat-down { (counts.total - up) } p.stat-label { "clusters disconnected" } }
                 }
                 section.card {
                     div.manifest-head {
@@ -160,7 +171,7 @@ async fn render(ctx: &Ctx) -> Result<Page, UiError> {
                     table.data {
                         caption.sr-only { "Last logs per cluster" }
                         thead { tr { th scope="col" { "Cluster" } th scope="col" { "Status" } th scope="col" { "Last logs" } } }
-                        tbody { @for c in clusters.iter().take(20) { tr {
+                        tbody { @for c in &clusters { tr {
                             th scope="row" { (c.metadata.name) }
                             td { @if is_connected(c) { span.badge.ok { "Connected" } } @else { span.badge.bad { "Disconnected" } } }
                             td { (opt_time(c.status.as_ref().and_then(|s| s.last_logs_received.as_deref()))) }
