@@ -501,6 +501,13 @@ fn remote_peer_survives_disconnects_and_expired_watches() {
         );
         assert_eq!(st["clusters"][0]["state"], "Applied", "{st}");
     }
+    let table = server.cli_ok(&["policy", "status", "clients"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("b ") && l.contains("Unreachable") && l.contains("last seen")),
+        "{table}"
+    );
     assert_eq!(
         placed(&a).map(|o| ingress_blocks(&o)),
         Some(vec![both.clone()]),
