@@ -101,7 +101,7 @@ pub(crate) struct RemoteView {
 
 /// What the hub knows of a remote cluster's pods, for the policies' status.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Seen {
+pub(crate) enum Known {
     /// Its pods are being watched through a tunnel that is up.
     Watched,
     /// Its tunnel closed at `since` (RFC 3339): the pods are rendered as last seen until
@@ -348,18 +348,18 @@ impl Caches {
     }
 
     /// What is known of `cluster`'s pods as of `now`.
-    pub(crate) fn seen(&self, cluster: &str, now: Instant) -> Seen {
+    pub(crate) fn seen(&self, cluster: &str, now: Instant) -> Known {
         let inner = self.lock();
         let Some(p) = inner.clusters.get(cluster).and_then(|c| c.pods.as_ref()) else {
-            return Seen::Never;
+            return Known::Never;
         };
         match (&p.disconnected_since, &p.disconnected_at) {
-            (Some(t), Some(at)) if p.ever_synced => Seen::LastSeen {
+            (Some(t), Some(at)) if p.ever_synced => Known::LastSeen {
                 since: at.clone(),
                 stale: now.saturating_duration_since(*t) >= STALE_PODS,
             },
-            (Some(_), _) => Seen::Never,
-            (None, _) => Seen::Watched,
+            (Some(_), _) => Known::Never,
+            (None, _) => Known::Watched,
         }
     }
 
@@ -477,7 +477,7 @@ mod tests {
     fn remote_pods_follow_events_and_age_out_after_a_disconnect() {
         let c = Caches::default();
         let b: BTreeSet<String> = ["b".to_string()].into();
-        assert_eq!(c.seen("b", Instant::now()), Seen::Never);
+        assert_eq!(c.seen("b", Instant::now()), Known::Never);
         let epoch = c.start_pods("b");
         assert_eq!(
             c.remote(&b, Instant::now()).pending,
@@ -529,7 +529,7 @@ mod tests {
 
         // Disconnected: kept as last known, the old tasks can no longer write, and after
         // STALE_PODS the addresses are gone.
-        assert_eq!(c.seen("b", Instant::now()), Seen::Watched);
+        assert_eq!(c.seen("b", Instant::now()), Known::Watched);
         c.pods_disconnected("b");
         c.pods_change(
             "b",
@@ -538,7 +538,7 @@ mod tests {
             Change::Upsert(pod("p4", "client", "10.2.0.5")),
         );
         assert_eq!(ips(&c.remote(&b, Instant::now()), "b"), vec!["10.2.0.4"]);
-        let Seen::LastSeen { since, stale } = c.seen("b", Instant::now()) else {
+        let Known::LastSeen { since, stale } = c.seen("b", Instant::now()) else {
             panic!("last seen after a disconnect");
         };
         assert!(!stale && since.ends_with('Z'), "{since}");
@@ -546,12 +546,12 @@ mod tests {
         assert!(view.pods.is_empty() && view.pending.is_empty(), "{view:?}");
         assert_eq!(
             c.seen("b", Instant::now() + STALE_PODS),
-            Seen::LastSeen { since, stale: true }
+            Known::LastSeen { since, stale: true }
         );
 
         // Reconnected: last known again until the new list replaces it.
         let epoch2 = c.start_pods("b");
-        assert_eq!(c.seen("b", Instant::now()), Seen::Watched);
+        assert_eq!(c.seen("b", Instant::now()), Known::Watched);
         assert_eq!(ips(&c.remote(&b, Instant::now()), "b"), vec!["10.2.0.4"]);
         c.pods_change(
             "b",

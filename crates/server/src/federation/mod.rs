@@ -51,7 +51,7 @@ use tokio_util::sync::CancellationToken;
 use crate::AppState;
 use crate::api::kinds::HubKind;
 use crate::cluster_client::ClusterClient;
-use cache::{Caches, STALE_PODS, Seen, Written};
+use cache::{Caches, Known, STALE_PODS, Written};
 use watchers::Watchers;
 
 pub use removal::{Leaving, Unplaced};
@@ -325,21 +325,21 @@ fn remote_status(
                 )
             } else {
                 match caches.seen(name, pods_now) {
-                    Seen::LastSeen { since, stale: false } => (
+                    Known::LastSeen { since, stale: false } => (
                         RemoteClusterState::Unreachable,
                         format!(
                             "not connected since {since}: the rules naming it keep its pods as last seen, for at most {stale} after that"
                         ),
                         Some(since),
                     ),
-                    Seen::LastSeen { since, stale: true } => (
+                    Known::LastSeen { since, stale: true } => (
                         RemoteClusterState::Unreachable,
                         format!(
                             "not connected since {since}: its pods last seen were dropped {stale} after that, and the rules naming it match nothing until it reconnects"
                         ),
                         Some(since),
                     ),
-                    Seen::Never | Seen::Watched => (
+                    Known::Never | Known::Watched => (
                         RemoteClusterState::Unreachable,
                         "not connected, and its pods were not listed since the hub started: the rules naming it match nothing until it connects".to_string(),
                         None,
