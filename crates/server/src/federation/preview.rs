@@ -128,10 +128,13 @@ pub(crate) async fn handle(
             ),
         ));
     }
-    let since_text = since_param(req.uri().query())?;
-    let since = parse_since(&since_text)?;
+    let query = req.uri().query().map(str::to_string);
     let who = identity(&req);
+    // The body is read before the query is judged: a 400 sent while the client is still
+    // sending would close the connection under it (curl then sees a reset, not the 400).
     let body = read_body(req, MAX_RESOURCE_BODY).await?;
+    let since_text = since_param(query.as_deref())?;
+    let since = parse_since(&since_text)?;
     let value = cattery_api::wire::parse(&body)?;
     crate::api::kinds::validate_federated_policy(&value)?;
     let policy = cattery_api::federation::validate_value(&value).map_err(|e| {
