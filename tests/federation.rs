@@ -405,7 +405,14 @@ fn federated_policy_end_to_end() {
     );
 
     // Two policies placing the same name in one cluster: the second is Failed/Conflict,
-    // and the first's object is unchanged.
+    // and the first's object is unchanged (the same object, not rewritten: same
+    // resourceVersion, still owned by the first).
+    let (code, first) = sim_call(&members[1].sim, "GET", &format!("{NP}/allow-web"), None);
+    assert_eq!(code, 200, "{first}");
+    assert_eq!(
+        first["metadata"]["labels"]["cattery.dev/federated-policy"], "web",
+        "{first}"
+    );
     let mut copy = web_policy();
     copy["metadata"]["name"] = json!("web-copy");
     copy["spec"]["placement"] = json!({"clusterNames": ["c2"]});
@@ -430,6 +437,26 @@ fn federated_policy_end_to_end() {
     assert_eq!(
         sim_policies(&members[1].sim),
         vec![("allow-web".into(), "web-c2".into())]
+    );
+    let conflict = status(&server, "web-copy")["clusters"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        conflict.contains("allow-web") && conflict.contains("web"),
+        "the conflict names the object and its owner: {conflict}"
+    );
+    let (code, after) = sim_call(&members[1].sim, "GET", &format!("{NP}/allow-web"), None);
+    assert_eq!(code, 200, "{after}");
+    assert_eq!(after, first, "the first policy's object was not touched");
+    let web = status(&server, "web");
+    assert!(
+        web["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "c2" && c["state"] == "Applied"),
+        "{web}"
     );
 
     // A cluster where the apply fails (no Calico in the simulator): Failed, with the

@@ -63,8 +63,15 @@ fn has_label(rec: &Value, side: &str, kv: &str) -> bool {
 }
 
 /// Registers `name`, labels it `env=prod`, starts a simulator producing exactly `limit`
-/// log records and an agent shipping them; returns once every flow is stored.
-fn cluster(server: &Server, d: &std::path::Path, name: &str, limit: u32) -> (Proc, Proc) {
+/// log records (traffic drawn with `seed`) and an agent shipping them; returns once every
+/// flow is stored.
+fn cluster(
+    server: &Server,
+    d: &std::path::Path,
+    name: &str,
+    limit: u32,
+    seed: u64,
+) -> (Proc, Proc) {
     let cfg = server.add_cluster(name);
     let sim_port = free_port();
     let sim_url = format!("http://127.0.0.1:{sim_port}");
@@ -91,6 +98,7 @@ fn cluster(server: &Server, d: &std::path::Path, name: &str, limit: u32) -> (Pro
     );
     let listen = format!("127.0.0.1:{sim_port}");
     let limit_s = limit.to_string();
+    let seed_s = seed.to_string();
     let sim = Proc::spawn(
         d,
         &format!("sim-{name}"),
@@ -109,7 +117,7 @@ fn cluster(server: &Server, d: &std::path::Path, name: &str, limit: u32) -> (Pro
             "--log-limit",
             &limit_s,
             "--log-seed",
-            "7",
+            &seed_s,
         ],
         &[],
     );
@@ -180,7 +188,7 @@ fn preview_counts_the_flows_a_policy_would_deny() {
     let dir = test_dir();
     let d = dir.path();
     let server = Server::start(d);
-    let (_agent, _sim) = cluster(&server, d, "east", 1_500);
+    let (_agent, _sim) = cluster(&server, d, "east", 1_500, 7);
 
     // The test's own rule, on the stored records: every allowed flow reported by a cart
     // pod of the shop (ingress) becomes denied; nothing else changes (the policy only
@@ -365,6 +373,147 @@ fn preview_counts_the_flows_a_policy_would_deny() {
     assert_eq!(east["state"], "Forbidden", "{v}");
     assert_eq!(east["flows"]["records"], 0, "{v}");
     assert_eq!(east["changes"], json!([]), "{v}");
+}
+
+/// The test's own rule for a policy that isolates the shop's `app` pods for ingress and
+/// allows nothing: every allowed record reported by such a pod (ingress) becomes denied,
+/// nothing else changes. `(records, flows)`.
+fn isolated_shop_ingress(flows: &[Value], app: &str) -> (u64, u64) {
+    let hit: Vec<&Value> = flows
+        .iter()
+        .filter(|r| {
+            r["reporter"] == "dst"
+                && r["action"] == "allow"
+                && r["dest_namespace"] == "shop"
+                && r["dest_type"] == "wep"
+                && has_label(r, "dest", &format!("app={app}"))
+        })
+        .collect();
+    let flows = hit
+        .iter()
+        .map(|r| r["num_flows"].as_u64().unwrap_or(0))
+        .sum();
+    (hit.len() as u64, flows)
+}
+
+/// A preview over a placement of three clusters: two connected ones with different
+/// stored traffic (one of them with an override that isolates another app), and one
+/// whose agent is stopped. Each connected cluster's counts equal the ones computed here
+/// from its own stored flows; the stopped one is `Unreachable`, not an empty success;
+/// the Calico kind of the policy is named as not evaluated on every evaluated cluster.
+#[test]
+fn preview_reports_each_cluster_of_the_placement() {
+    let dir = test_dir();
+    let d = dir.path();
+    let server = Server::start(d);
+    let (_east_agent, _east_sim) = cluster(&server, d, "east", 1_200, 7);
+    let (_west_agent, _west_sim) = cluster(&server, d, "west", 700, 23);
+    let (mut north_agent, _north_sim) = cluster(&server, d, "north", 300, 5);
+    north_agent.kill();
+    server.wait_connected("north", "False");
+
+    let east_flows = stored_flows(&server, "east");
+    let west_flows = stored_flows(&server, "west");
+    let north_flows = stored_flows(&server, "north");
+    assert_ne!(
+        east_flows.len(),
+        west_flows.len(),
+        "the two clusters had different traffic"
+    );
+    assert!(!north_flows.is_empty(), "north's flows are stored");
+    // east gets the template (cart isolated); west's override isolates checkout instead.
+    let east_want = isolated_shop_ingress(&east_flows, "cart");
+    let west_want = isolated_shop_ingress(&west_flows, "checkout");
+    assert!(
+        east_want.0 > 0 && west_want.0 > 0,
+        "{east_want:?} {west_want:?}"
+    );
+
+    let mut policy = deny_cart("fleet");
+    policy["spec"]["overrides"] = json!([{
+        "clusterNames": ["west"],
+        "resource": {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                     "name": "cart-closed"},
+        "patch": {"spec": {"podSelector": {"matchLabels": {"app": "checkout"}}}}
+    }]);
+    policy["spec"]["resources"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+            "apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+            "metadata": {"name": "legacy-closed"},
+            "spec": {"order": 10, "selector": "app == 'legacy'",
+                     "ingress": [{"action": "Deny"}]}
+        }));
+    let (code, v) = post(&server, &format!("{PREVIEW}?since=1h"), &policy);
+    assert_eq!(code, 200, "{v}");
+    let clusters = v["status"]["clusters"].as_array().unwrap();
+    let names: Vec<&str> = clusters
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["east", "north", "west"], "{v}");
+
+    for (c, stored, (records, flows), app) in [
+        (&clusters[0], &east_flows, east_want, "cart"),
+        (&clusters[2], &west_flows, west_want, "checkout"),
+    ] {
+        let name = &c["name"];
+        assert_eq!(c["state"], "Evaluated", "{name}: {c}");
+        assert_eq!(c["flows"]["records"], stored.len() as u64, "{name}: {c}");
+        assert_eq!(c["flows"]["changed"], records, "{name}: {c}");
+        assert_eq!(c["flows"]["recordedMismatch"], 0, "{name}: {c}");
+        assert_eq!(c["flows"]["undetermined"], 0, "{name}: {c}");
+        let changes = c["changes"].as_array().unwrap();
+        assert!(
+            changes.iter().all(|ch| ch["change"] == "AllowedToDenied"
+                && ch["direction"] == "Ingress"
+                && ch["destination"]["namespace"] == "shop"
+                && ch["destination"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(app))
+                && ch["detail"] == "shop/cart-closed"),
+            "{name}: {c}"
+        );
+        let got_records: u64 = changes.iter().map(|c| c["records"].as_u64().unwrap()).sum();
+        let got_flows: u64 = changes.iter().map(|c| c["flows"].as_u64().unwrap()).sum();
+        assert_eq!((got_records, got_flows), (records, flows), "{name}: {c}");
+        // The Calico kind is named, not silently skipped.
+        let calico: Vec<&Value> = c["notEvaluated"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["kind"] == "GlobalNetworkPolicy")
+            .collect();
+        assert_eq!(calico.len(), 1, "{name}: {c}");
+        assert_eq!(calico[0]["name"], "legacy-closed", "{name}: {c}");
+        assert_eq!(
+            calico[0]["apiVersion"], "projectcalico.org/v3",
+            "{name}: {c}"
+        );
+        assert_eq!(calico[0]["origin"], "policy", "{name}: {c}");
+        assert!(
+            calico[0]["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("not evaluated"),
+            "{name}: {c}"
+        );
+    }
+
+    // north has stored flows, but its policies in force cannot be read: Unreachable,
+    // with why, and no counts that could pass for "nothing changes".
+    let north = &clusters[1];
+    assert_eq!(north["state"], "Unreachable", "{north}");
+    assert!(
+        north["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not connected"),
+        "{north}"
+    );
+    assert_eq!(north["flows"]["records"], 0, "{north}");
+    assert_eq!(north["changes"], json!([]), "{north}");
 }
 
 /// `pat` may create FederatedPolicies (so preview them) and nothing else.

@@ -247,6 +247,46 @@ pub struct FederatedPolicyStatus {
     /// How many clusters are in each state.
     #[serde(default)]
     pub counts: Counts,
+    /// The clusters whose pods the policy's remote peers name, and whether the hub sees
+    /// them now: a rule rendered from pods the hub can no longer see says so here instead
+    /// of looking current.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_clusters: Vec<RemoteClusterStatus>,
+}
+
+/// One cluster a remote peer selects, as the hub sees its pods.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RemoteClusterStatus {
+    /// ManagedCluster name.
+    pub name: String,
+    /// Whether its pods are watched now.
+    pub state: RemoteClusterState,
+    /// What the rules naming it are rendered from (last seen pods, or none).
+    #[serde(default)]
+    pub message: String,
+    /// When `state` last changed (RFC 3339); for `Unreachable`, when its tunnel closed
+    /// as far as the hub saw it.
+    #[serde(default)]
+    pub last_transition_time: String,
+}
+
+/// Whether the hub sees a remote peer cluster's pods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum RemoteClusterState {
+    /// Connected: its pods are watched and the rules follow them.
+    Connected,
+    /// Not connected: the rules keep its pods as last seen for a while, then narrow.
+    Unreachable,
+}
+
+impl std::fmt::Display for RemoteClusterState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RemoteClusterState::Connected => "Connected",
+            RemoteClusterState::Unreachable => "Unreachable",
+        })
+    }
 }
 
 /// One cluster's result.

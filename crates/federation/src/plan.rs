@@ -208,6 +208,7 @@ pub fn plan(input: &Input<'_>) -> Result<Plan, PlanError> {
             observed_generation: input.generation,
             counts: Counts::of(&statuses),
             clusters: statuses,
+            remote_clusters: Vec::new(),
         },
         clusters,
     })

@@ -7,6 +7,10 @@
 //!   kept as a SHA-256 of its value, never stored or logged itself;
 //! - `GET /_sim/logstats`: counts of generated traffic-log records and audit
 //!   events (see [`logstats`]);
+//! - `POST /_sim/compact`: drops the watch history, as an etcd compaction does, and ends
+//!   every open watch with an ERROR event carrying `410 Expired` (as kube-apiserver does
+//!   to a watcher whose history is gone): clients must list again, which is what tests
+//!   of a reflector's relist need;
 //! - `GET /_sim/bytes?size=N`: N bytes of a fixed pattern, streamed in
 //!   [`BYTES_CHUNK`]-sized chunks without holding N bytes in memory (for
 //!   throughput benchmarks such as `cattery-bench tunnel`); N is at most
@@ -151,6 +155,13 @@ pub async fn logstats(State(st): State<Arc<AppState>>) -> Json<Value> {
     let mut v = st.traffic_stats.to_json(st.traffic.as_ref());
     v["audit"] = st.audit_stats.to_json(st.audit.is_some());
     Json(v)
+}
+
+/// `POST /_sim/compact`: `{"compactedAt": RV}`.
+pub async fn compact(State(st): State<Arc<AppState>>) -> Json<Value> {
+    let rv = st.store.compact();
+    st.compacted.send_replace(rv);
+    Json(json!({"compactedAt": rv}))
 }
 
 /// `GET /_sim/requests`.

@@ -242,6 +242,9 @@ pub(crate) struct AppState {
     pub(crate) requests: debug::RequestLog,
     /// Cancelled on shutdown: ends watches and exec sessions.
     pub(crate) shutdown: CancellationToken,
+    /// The resourceVersion of the last `/_sim/compact`: open watches end with a
+    /// `410 Expired` when it changes.
+    pub(crate) compacted: tokio::sync::watch::Sender<u64>,
     /// Traffic-log generator settings, when `--logs-dir` is set.
     pub(crate) traffic: Option<traffic::TrafficConfig>,
     /// Counters of generated traffic logs.
@@ -382,6 +385,7 @@ impl SimServer {
             token: self.token,
             requests: debug::RequestLog::default(),
             shutdown: shutdown.child_token(),
+            compacted: tokio::sync::watch::Sender::new(0),
             traffic: self.traffic.clone(),
             traffic_stats: Arc::default(),
             audit: auditor,
@@ -508,6 +512,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/_sim/requests", get(debug::requests))
         .route("/_sim/bytes", get(debug::bytes))
         .route("/_sim/logstats", get(debug::logstats))
+        .route("/_sim/compact", axum::routing::post(debug::compact))
         .fallback(api::handle)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

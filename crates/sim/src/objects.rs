@@ -72,6 +72,12 @@ impl Store {
         }
     }
 
+    /// Drops the watch history (see [`cattery_store::Store::compact`]); returns the
+    /// resourceVersion compacted at.
+    pub fn compact(&self) -> u64 {
+        self.objects.compact()
+    }
+
     /// The next pod IP: the CIDR's addresses in order from the second one (the first
     /// after the network address is the node's gateway, as CNIs keep it), never reused.
     /// None when the CIDR is exhausted: the pod then stays `Pending` without an IP, as

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::response::Response;
+use futures_util::StreamExt;
 use http::{StatusCode, header};
 use serde_json::Value;
 
@@ -49,6 +50,10 @@ pub fn serve(
         None => (**obj).clone(),
     });
     let stop = st.shutdown.clone();
+    // A compaction (`/_sim/compact`) ends the stream with a 410 Expired ERROR event.
+    let mut compactions = st.compacted.subscribe();
+    let mut compacted = compactions.clone();
+    compacted.mark_unchanged();
     let body = cattery_store::http::watch::stream(
         st,
         start_watch,
@@ -56,8 +61,28 @@ pub fn serve(
         &params,
         render,
         status,
-        async move { stop.cancelled().await },
+        async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                _ = compactions.changed() => {}
+            }
+        },
     );
+    let expired = futures_util::stream::once(async move {
+        compacted.has_changed().unwrap_or(false).then(|| {
+            let rv = *compacted.borrow();
+            let e = ApiError::Expired {
+                requested: rv.saturating_sub(1),
+                oldest: rv,
+            };
+            Ok::<_, std::convert::Infallible>(cattery_store::http::watch::line(
+                "ERROR",
+                &e.to_status(),
+            ))
+        })
+    })
+    .filter_map(std::future::ready);
+    let body = body.chain(expired);
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")

@@ -513,3 +513,47 @@ async fn server_side_apply_creates_merges_and_keeps_concurrency() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn compaction_expires_open_watches_and_old_resource_versions() {
+    let sim = Sim::start().await;
+    let (_, list) = sim.http_json("GET", PODS, JSON, "").await;
+    let list_rv = rv(&list);
+    let mut watch = sim
+        .stream(&format!("{PODS}?watch=true&resourceVersion={list_rv}"))
+        .await;
+    let (code, _) = sim.http_json("POST", PODS, JSON, pod("c1")).await;
+    assert_eq!(code, 201);
+    assert_eq!(watch.next().await.unwrap()["type"], "ADDED");
+
+    let (code, body) = sim.http_json("POST", "/_sim/compact", JSON, "").await;
+    assert_eq!(code, 200, "{body}");
+    let at = body["compactedAt"].as_u64().unwrap();
+    assert!(at > list_rv, "{body}");
+    // The open watch ends with a 410 Expired ERROR event, as kube-apiserver's does.
+    let ev = watch.next().await.unwrap();
+    assert_eq!(ev["type"], "ERROR", "{ev}");
+    assert_eq!(ev["object"]["code"], 410, "{ev}");
+    assert_eq!(ev["object"]["reason"], "Expired", "{ev}");
+    assert!(watch.next().await.is_none(), "the stream ended");
+
+    // A watch from before the compaction is expired; one from it sees later writes.
+    let mut old = sim
+        .stream(&format!("{PODS}?watch=true&resourceVersion={list_rv}"))
+        .await;
+    let ev = old.next().await.unwrap();
+    assert_eq!(
+        (ev["type"].clone(), ev["object"]["code"].clone()),
+        ("ERROR".into(), 410.into()),
+        "{ev}"
+    );
+    let mut fresh = sim
+        .stream(&format!("{PODS}?watch=true&resourceVersion={at}"))
+        .await;
+    let (code, _) = sim.http_json("POST", PODS, JSON, pod("c2")).await;
+    assert_eq!(code, 201);
+    let ev = fresh.next().await.unwrap();
+    assert_eq!(ev["type"], "ADDED", "{ev}");
+    assert_eq!(ev["object"]["metadata"]["name"], "c2");
+    sim.shutdown().await;
+}

@@ -448,6 +448,16 @@ impl<K: Kind> Store<K> {
             .ok_or_else(|| not_found(res, name))
     }
 
+    /// Drops the whole watch history, as an etcd compaction at the current revision does:
+    /// a watch or a resume from any earlier resourceVersion is then [`StoreError::Expired`]
+    /// (410 Gone) and its client must list again. Returns the resourceVersion compacted at.
+    pub fn compact(&self) -> u64 {
+        let mut inner = self.lock();
+        inner.history.clear();
+        inner.evicted_upto = inner.rv;
+        inner.rv
+    }
+
     /// Events with a resourceVersion greater than `after`, or [`StoreError::Expired`] if
     /// some of them have already been dropped from the history.
     pub fn events_after(&self, after: u64) -> Result<Vec<Event<K>>, StoreError> {
@@ -961,6 +971,17 @@ pub(crate) mod tests {
         assert_eq!(evs.len(), 3);
         assert!(evs.windows(2).all(|w| w[0].rv < w[1].rv));
         assert_eq!(s.events_after(s.current_rv()).unwrap().len(), 0);
+
+        // Compacted: nothing before the current resourceVersion can be resumed from;
+        // from it on, later writes are served as usual.
+        let before = s.current_rv() - 1;
+        assert_eq!(s.compact(), s.current_rv());
+        assert_eq!(s.events_after(before).unwrap_err().code(), 410);
+        let at = s.current_rv();
+        assert_eq!(s.events_after(at).unwrap().len(), 0);
+        s.create(T::Widget, Some("a"), obj("late", json!({})))
+            .unwrap();
+        assert_eq!(s.events_after(at).unwrap().len(), 1);
     }
 
     #[test]

@@ -157,6 +157,22 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
                 ],
                 &rows,
             );
+            if !status.remote_clusters.is_empty() {
+                println!();
+                let rows: Vec<Vec<String>> = status
+                    .remote_clusters
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.name.clone(),
+                            r.state.to_string(),
+                            r.last_transition_time.clone(),
+                            r.message.clone(),
+                        ]
+                    })
+                    .collect();
+                print_table(&["REMOTE CLUSTER", "STATE", "SINCE", "MESSAGE"], &rows);
+            }
             Ok(())
         }
     }

@@ -330,7 +330,7 @@ fn states_per_situation() {
         p.status = prev.map(|c| FederatedPolicyStatus {
             observed_generation: 2,
             clusters: vec![c],
-            counts: Default::default(),
+            ..Default::default()
         });
         let fleet = [cluster("c1", &[("env", "prod")], connected)];
         let observed = BTreeMap::from([(

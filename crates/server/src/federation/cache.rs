@@ -55,6 +55,8 @@ struct Pods {
     ever_synced: bool,
     /// Set while the cluster's tunnel is down.
     disconnected_since: Option<Instant>,
+    /// The same moment as wall-clock time (RFC 3339), for the policies' status.
+    disconnected_at: Option<String>,
     pods: BTreeMap<(String, String), PodEntry>,
     namespaces: BTreeMap<String, BTreeMap<String, String>>,
 }
@@ -95,6 +97,18 @@ pub(crate) struct RemoteView {
     pub pods: BTreeMap<String, Vec<RemotePod>>,
     /// Clusters whose first list is still running: a policy needing them waits.
     pub pending: BTreeSet<String>,
+}
+
+/// What the hub knows of a remote cluster's pods, for the policies' status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Known {
+    /// Its pods are being watched through a tunnel that is up.
+    Watched,
+    /// Its tunnel closed at `since` (RFC 3339): the pods are rendered as last seen until
+    /// [`STALE_PODS`] after that, then dropped (`stale`).
+    LastSeen { since: String, stale: bool },
+    /// Its pods were never listed since the hub started: peers naming it match nothing.
+    Never,
 }
 
 /// The caches of every cluster.
@@ -247,6 +261,7 @@ impl Caches {
                 p.pods_listed = false;
                 p.namespaces_listed = false;
                 p.disconnected_since = None;
+                p.disconnected_at = None;
             }
             None => {
                 c.pods = Some(Pods {
@@ -256,6 +271,7 @@ impl Caches {
                     namespaces_listed: false,
                     ever_synced: false,
                     disconnected_since: None,
+                    disconnected_at: None,
                     pods: BTreeMap::new(),
                     namespaces: BTreeMap::new(),
                 })
@@ -276,6 +292,8 @@ impl Caches {
         {
             p.epoch = epoch;
             p.disconnected_since.get_or_insert_with(Instant::now);
+            p.disconnected_at
+                .get_or_insert_with(cattery_store::now_rfc3339);
         }
         drop(inner);
         self.wake();
@@ -326,6 +344,22 @@ impl Caches {
         drop(inner);
         if changed {
             self.wake();
+        }
+    }
+
+    /// What is known of `cluster`'s pods as of `now`.
+    pub(crate) fn seen(&self, cluster: &str, now: Instant) -> Known {
+        let inner = self.lock();
+        let Some(p) = inner.clusters.get(cluster).and_then(|c| c.pods.as_ref()) else {
+            return Known::Never;
+        };
+        match (&p.disconnected_since, &p.disconnected_at) {
+            (Some(t), Some(at)) if p.ever_synced => Known::LastSeen {
+                since: at.clone(),
+                stale: now.saturating_duration_since(*t) >= STALE_PODS,
+            },
+            (Some(_), _) => Known::Never,
+            (None, _) => Known::Watched,
         }
     }
 
@@ -443,6 +477,7 @@ mod tests {
     fn remote_pods_follow_events_and_age_out_after_a_disconnect() {
         let c = Caches::default();
         let b: BTreeSet<String> = ["b".to_string()].into();
+        assert_eq!(c.seen("b", Instant::now()), Known::Never);
         let epoch = c.start_pods("b");
         assert_eq!(
             c.remote(&b, Instant::now()).pending,
@@ -494,6 +529,7 @@ mod tests {
 
         // Disconnected: kept as last known, the old tasks can no longer write, and after
         // STALE_PODS the addresses are gone.
+        assert_eq!(c.seen("b", Instant::now()), Known::Watched);
         c.pods_disconnected("b");
         c.pods_change(
             "b",
@@ -502,11 +538,20 @@ mod tests {
             Change::Upsert(pod("p4", "client", "10.2.0.5")),
         );
         assert_eq!(ips(&c.remote(&b, Instant::now()), "b"), vec!["10.2.0.4"]);
+        let Known::LastSeen { since, stale } = c.seen("b", Instant::now()) else {
+            panic!("last seen after a disconnect");
+        };
+        assert!(!stale && since.ends_with('Z'), "{since}");
         let view = c.remote(&b, Instant::now() + STALE_PODS);
         assert!(view.pods.is_empty() && view.pending.is_empty(), "{view:?}");
+        assert_eq!(
+            c.seen("b", Instant::now() + STALE_PODS),
+            Known::LastSeen { since, stale: true }
+        );
 
         // Reconnected: last known again until the new list replaces it.
         let epoch2 = c.start_pods("b");
+        assert_eq!(c.seen("b", Instant::now()), Known::Watched);
         assert_eq!(ips(&c.remote(&b, Instant::now()), "b"), vec!["10.2.0.4"]);
         c.pods_change(
             "b",

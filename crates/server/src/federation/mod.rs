@@ -37,7 +37,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cattery_api::federation::{FederatedPolicy, ObjectKey};
+use cattery_api::federation::{
+    FederatedPolicy, FederatedPolicyStatus, ObjectKey, RemoteClusterState, RemoteClusterStatus,
+};
 use cattery_federation::fleet::Selection;
 use cattery_federation::{Action, Cluster, Input, Observation};
 use cattery_store::Filter;
@@ -49,7 +51,7 @@ use tokio_util::sync::CancellationToken;
 use crate::AppState;
 use crate::api::kinds::HubKind;
 use crate::cluster_client::ClusterClient;
-use cache::{Caches, Written};
+use cache::{Caches, Known, STALE_PODS, Written};
 use watchers::Watchers;
 
 pub use removal::{Leaving, Unplaced};
@@ -298,6 +300,69 @@ fn remote_clusters(policy: &FederatedPolicy, fleet: &[Cluster]) -> BTreeSet<Stri
         .collect()
 }
 
+/// The policy's `status.remoteClusters`: each cluster its remote peers select (`needs`)
+/// and whether the hub sees its pods. A disconnected one is `Unreachable` with what its
+/// rules are rendered from, so a rule kept from pods last seen never looks current. The
+/// transition time is kept from `previous` while the state stays.
+fn remote_status(
+    needs: &BTreeSet<String>,
+    fleet: &[Cluster],
+    caches: &Caches,
+    previous: Option<&FederatedPolicyStatus>,
+    now: &str,
+    pods_now: tokio::time::Instant,
+) -> Vec<RemoteClusterStatus> {
+    let stale = humantime::format_duration(STALE_PODS);
+    needs
+        .iter()
+        .map(|name| {
+            let connected = fleet.iter().any(|c| &c.name == name && c.connected);
+            let (state, message, since) = if connected {
+                (
+                    RemoteClusterState::Connected,
+                    "its pods are watched: the rules naming it follow them".to_string(),
+                    None,
+                )
+            } else {
+                match caches.seen(name, pods_now) {
+                    Known::LastSeen { since, stale: false } => (
+                        RemoteClusterState::Unreachable,
+                        format!(
+                            "not connected since {since}: the rules naming it keep its pods as last seen, for at most {stale} after that"
+                        ),
+                        Some(since),
+                    ),
+                    Known::LastSeen { since, stale: true } => (
+                        RemoteClusterState::Unreachable,
+                        format!(
+                            "not connected since {since}: its pods last seen were dropped {stale} after that, and the rules naming it match nothing until it reconnects"
+                        ),
+                        Some(since),
+                    ),
+                    Known::Never | Known::Watched => (
+                        RemoteClusterState::Unreachable,
+                        "not connected, and its pods were not listed since the hub started: the rules naming it match nothing until it connects".to_string(),
+                        None,
+                    ),
+                }
+            };
+            let last_transition_time = previous
+                .into_iter()
+                .flat_map(|s| &s.remote_clusters)
+                .find(|r| &r.name == name && r.state == state)
+                .map(|r| r.last_transition_time.clone())
+                .or(since)
+                .unwrap_or_else(|| now.to_string());
+            RemoteClusterStatus {
+                name: name.clone(),
+                state,
+                message,
+                last_transition_time,
+            }
+        })
+        .collect()
+}
+
 /// One round; returns how long to wait for the next one at most (short after acting,
 /// to observe the result).
 async fn round(
@@ -318,7 +383,8 @@ async fn round(
         .collect();
     let wanted: BTreeSet<String> = needs.iter().flatten().cloned().collect();
     watchers.want_pods(&wanted);
-    let remote = caches.remote(&wanted, tokio::time::Instant::now());
+    let pods_now = tokio::time::Instant::now();
+    let remote = caches.remote(&wanted, pods_now);
 
     let placements: Vec<(Option<Selection>, Vec<ObjectKey>)> = policies
         .iter()
@@ -417,7 +483,16 @@ async fn round(
                     .push((Some(name.clone()), c.actions));
             }
         }
-        statuses.push((name.clone(), p.policy.status.clone(), plan.status));
+        let mut status = plan.status;
+        status.remote_clusters = remote_status(
+            needs,
+            &fleet,
+            caches,
+            p.policy.status.as_ref(),
+            &now,
+            pods_now,
+        );
+        statuses.push((name.clone(), p.policy.status.clone(), status));
     }
 
     // The status says what was planned (`Pending` while actions are in flight); the next

@@ -128,10 +128,13 @@ pub(crate) async fn handle(
             ),
         ));
     }
-    let since_text = since_param(req.uri().query())?;
-    let since = parse_since(&since_text)?;
+    let query = req.uri().query().map(str::to_string);
     let who = identity(&req);
+    // The body is read before the query is judged: a 400 sent while the client is still
+    // sending would close the connection under it (curl then sees a reset, not the 400).
     let body = read_body(req, MAX_RESOURCE_BODY).await?;
+    let since_text = since_param(query.as_deref())?;
+    let since = parse_since(&since_text)?;
     let value = cattery_api::wire::parse(&body)?;
     crate::api::kinds::validate_federated_policy(&value)?;
     let policy = cattery_api::federation::validate_value(&value).map_err(|e| {
@@ -391,9 +394,10 @@ async fn preview_cluster(
 ) -> ClusterPreview {
     let name = &cluster.name;
     let failed = |m: String| empty(name, PreviewState::Failed, m);
-    // The policy as the reconciler would render it for this cluster. Remote pods are not
-    // watched by the hub yet, so remote-peer rules render as the reconciler renders them
-    // today: without addresses (dropped, fail-closed).
+    // The policy as the reconciler would render it for this cluster, except for remote
+    // peers: the preview does not read the remote clusters' pods (the reconciler's
+    // watches are its own), so remote-peer rules render without addresses (dropped,
+    // fail-closed), and the message says so.
     let peers = remote_peers(policy);
     let remote = match RemoteIndex::new(&peers, fleet, &BTreeMap::new()) {
         Ok(r) => r,
@@ -432,7 +436,7 @@ async fn preview_cluster(
     let mut messages = Vec::new();
     if !peers.is_empty() {
         messages.push(
-            "remote peers (cattery.dev/remotePeers) were rendered without remote pods, as the reconciler renders them today: rules left with no peer are dropped".to_string(),
+            "remote peers (cattery.dev/remotePeers) were rendered without remote pods (the preview does not read them; the placed policy admits their current addresses): rules left with no peer are dropped, so flows from remote pods may show as denied".to_string(),
         );
     }
     let owner = policy.metadata.name.as_str();
