@@ -1,8 +1,9 @@
 //! Smoke tests of `cattery-bench` (crates/bench): with tiny sizes, every measurement of
 //! `tunnel` (with its haproxy baseline when haproxy is installed), `idle`, `rbac` and
-//! `logstore` runs end to end (real `cattery server` process, agent, simulator, TLS,
-//! haproxy) and is reported without errors. They check that the benches work, not how fast
-//! anything is — the numbers belong in docs/benchmarks.md, not in assertions.
+//! `logstore` (with its ClickHouse peer when clickhouse-server is installed) runs end to end
+//! (real `cattery server` process, agent, simulator, TLS, haproxy, ClickHouse) and is
+//! reported without errors. They check that the benches work, not how fast anything is —
+//! the numbers belong in docs/benchmarks.md, not in assertions.
 //!
 //! `tunnel` and `idle` start the `cattery` binary found next to `cattery-bench` (both are
 //! built into the same target directory by `cargo nextest run --workspace`).
@@ -260,6 +261,58 @@ fn bench_logstore_ingests_and_queries_the_simulators_flows() {
         n.parse().unwrap()
     };
     assert!(matches("free-text search") > 0, "{report}");
+    if clickhouse_ran(&report) {
+        // The peer got the same records and gave the same answers, and every measure has
+        // both engines' number and their ratio.
+        assert!(
+            report.contains("Answers: the peer's answers equal the store's"),
+            "{report}"
+        );
+        for measure in [
+            "ingest flows/s",
+            "engine CPU µs per flow (until the last call returned)",
+            "bytes on disk per flow",
+            "filtered search",
+            "top-10 terms",
+            "overview: flows over 24 h",
+            "graph: cluster → source ns",
+        ] {
+            let r = rows(&report, measure);
+            assert!(!r.is_empty(), "no {measure:?} row in:\n{report}");
+            for row in &r {
+                assert_eq!(row.len(), 4, "{row:?}");
+                for cell in &row[1..3] {
+                    let v: f64 = cell.replace(',', "").parse().unwrap_or(-1.0);
+                    assert!(v > 0.0, "{measure}: {row:?}");
+                }
+                assert!(row[3].ends_with('×'), "{measure}: {row:?}");
+            }
+        }
+        assert!(!report.contains("ClickHouse log:"), "{report}");
+    }
+}
+
+/// Whether the ClickHouse peer of `logstore` ran; as [`haproxy_ran`], a missing
+/// clickhouse-server is said loudly and fails under CI.
+fn clickhouse_ran(report: &str) -> bool {
+    if !report.contains("Peer: none") {
+        return true;
+    }
+    assert!(
+        report.contains("not found"),
+        "the peer was left out for another reason than a missing clickhouse-server:\n{report}"
+    );
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set but clickhouse-server is not installed, so the ClickHouse peer was not \
+         tested (install it: apt-get install -y clickhouse-server):\n{report}"
+    );
+    eprintln!(
+        "NOT TESTED: clickhouse-server is not installed, so the ClickHouse peer of \
+         `cattery-bench logstore` was not run (apt-get install -y clickhouse-server); under \
+         CI this is a failure"
+    );
+    false
 }
 
 #[test]

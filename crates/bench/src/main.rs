@@ -26,6 +26,7 @@
 
 mod api;
 mod browser;
+mod clickhouse;
 mod clusters;
 mod federation;
 mod haproxy;

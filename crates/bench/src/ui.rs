@@ -319,7 +319,12 @@ fn contains(marker: String) -> impl Fn(&[u8]) -> anyhow::Result<()> {
 /// these change): for all clusters, over the last [`RANGE`].
 fn page_searches() -> Vec<(&'static str, Value)> {
     let to = time::OffsetDateTime::now_utc().unix_timestamp() * 1000 + 1;
-    let from = to - 24 * 3_600_000;
+    page_searches_between(to - 24 * 3_600_000, to)
+}
+
+/// [`page_searches`] over `[from, to)` (epoch milliseconds) instead of the last 24 h:
+/// `logstore` asks its store and its ClickHouse peer these on its fixed day of records.
+pub(crate) fn page_searches_between(from: i64, to: i64) -> Vec<(&'static str, Value)> {
     let interval_s = ((to - from) / 1000 / 48).max(60);
     let leaf = json!({"a": {"terms": {"field": "action", "size": 4}, "aggs": {
         "bi": {"sum": {"field": "bytes_in"}},
