@@ -460,6 +460,339 @@ fn apply_tracks_field_ownership() {
     assert!(!server.cli_ok(&["cluster", "list"]).contains("env=dev"));
 }
 
+const READER: &str = "apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: fleet-reader
+rules:
+- apiGroups: [cattery.dev]
+  resources: [managedclusters]
+  verbs: [get, list, watch]
+- apiGroups: [cattery.dev]
+  resources: [federatedpolicies]
+  verbs: [get, list]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: alice-reads
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: fleet-reader
+subjects:
+- kind: User
+  name: alice
+";
+
+/// The rules of ClusterRole `name`, as the hub stores them.
+fn rules_of(kc: &std::path::Path, name: &str) -> Vec<serde_json::Value> {
+    let v: serde_json::Value =
+        serde_json::from_str(&kubectl_ok(kc, &["get", "clusterrole", name, "-o", "json"])).unwrap();
+    v["rules"].as_array().cloned().unwrap_or_default()
+}
+
+fn write(d: &std::path::Path, name: &str, body: &str) -> String {
+    let p = d.join(name);
+    std::fs::write(&p, body).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn kubectl_manages_rbac_objects_and_they_take_effect() {
+    let dir = test_dir();
+    let d = dir.path();
+    let server = Server::start(d);
+    let kc = hub_kubeconfig(&server);
+    let alice = server
+        .cli_ok(&["token", "create", "--user", "alice"])
+        .trim()
+        .to_string();
+    let as_alice = |args: &[&str]| {
+        let mut full = vec!["--token", alice.as_str()];
+        full.extend_from_slice(args);
+        kubectl(&kc, &full)
+    };
+    let out = as_alice(&["get", "mc"]);
+    assert!(stderr(&out).contains("Forbidden"), "{}", stderr(&out));
+
+    // A watch of the bindings sees the built-ins, then the one kubectl applies.
+    let mut watch = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .args(["get", "clusterrolebindings", "-w"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = LineReader::new(watch.stdout.take().unwrap());
+    lines.wait_line("cattery-admin", T);
+
+    // Client-side apply creates both; the binding grants on alice's next request.
+    let reader = write(d, "reader.yaml", READER);
+    let out = kubectl_ok(&kc, &["apply", "-f", &reader]);
+    assert!(
+        out.contains("clusterrole.rbac.authorization.k8s.io/fleet-reader created")
+            && out.contains("clusterrolebinding.rbac.authorization.k8s.io/alice-reads created"),
+        "{out}"
+    );
+    let line = lines.wait_line("alice-reads", T);
+    assert!(line.contains("ClusterRole/fleet-reader"), "{line}");
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let out = as_alice(&["get", "mc"]);
+    assert!(
+        out.status.success() && stderr(&out).contains("No resources found"),
+        "{out:?}"
+    );
+
+    // Tables: kubectl's columns, built-ins listed with the stored objects.
+    let roles = kubectl_ok(&kc, &["get", "clusterroles"]);
+    let header = roles.lines().next().unwrap();
+    assert!(
+        header.starts_with("NAME") && header.contains("CREATED AT") && !header.contains("AGE"),
+        "{roles}"
+    );
+    assert!(
+        roles.lines().any(|l| l.starts_with("fleet-reader ")),
+        "{roles}"
+    );
+    assert!(
+        roles.lines().any(|l| l.starts_with("cattery-admin ")),
+        "{roles}"
+    );
+    let wide = kubectl_ok(&kc, &["get", "clusterrolebindings", "-o", "wide"]);
+    let header = wide.lines().next().unwrap();
+    for col in ["ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"] {
+        assert!(header.contains(col), "{wide}");
+    }
+    let row = wide
+        .lines()
+        .find(|l| l.starts_with("alice-reads "))
+        .unwrap_or_else(|| panic!("{wide}"));
+    assert!(
+        row.contains("ClusterRole/fleet-reader") && row.contains("alice"),
+        "{row}"
+    );
+
+    // Re-applying with a rule removed removes it: `rules` is atomic (client-side apply
+    // sends a strategic merge patch).
+    assert_eq!(rules_of(&kc, "fleet-reader").len(), 2);
+    let one_rule = READER.replace(
+        "- apiGroups: [cattery.dev]\n  resources: [federatedpolicies]\n  verbs: [get, list]\n",
+        "",
+    );
+    let reader = write(d, "reader.yaml", &one_rule);
+    let out = kubectl_ok(&kc, &["apply", "-f", &reader]);
+    assert!(
+        out.contains("clusterrole.rbac.authorization.k8s.io/fleet-reader configured"),
+        "{out}"
+    );
+    let rules = rules_of(&kc, "fleet-reader");
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(rules[0]["resources"][0], "managedclusters");
+    let out = as_alice(&["get", "federatedpolicies"]);
+    assert!(stderr(&out).contains("Forbidden"), "{}", stderr(&out));
+
+    // The same with server-side apply.
+    let ssa = |rules: &str| {
+        format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: ssa-role\nrules:\n{rules}"
+        )
+    };
+    let two = "- apiGroups: [cattery.dev]\n  resources: [managedclusters]\n  verbs: [get]\n- apiGroups: [cattery.dev]\n  resources: [tokens]\n  verbs: [list]\n";
+    let f = write(d, "ssa.yaml", &ssa(two));
+    let out = kubectl_ok(&kc, &["apply", "--server-side", "-f", &f]);
+    assert!(out.contains("serverside-applied"), "{out}");
+    assert_eq!(rules_of(&kc, "ssa-role").len(), 2);
+    let f = write(
+        d,
+        "ssa.yaml",
+        &ssa("- apiGroups: [cattery.dev]\n  resources: [tokens]\n  verbs: [list]\n"),
+    );
+    kubectl_ok(&kc, &["apply", "--server-side", "-f", &f]);
+    let rules = rules_of(&kc, "ssa-role");
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(rules[0]["resources"][0], "tokens");
+
+    // A Role and RoleBinding in a namespace.
+    let ns_objects = "apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: shop-reader
+  namespace: shop
+rules:
+- apiGroups: [cattery.dev]
+  resources: [managedclusters]
+  verbs: [get]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: bob-reads-shop
+  namespace: shop
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: shop-reader
+subjects:
+- kind: User
+  name: bob
+";
+    let f_ns = write(d, "ns.yaml", ns_objects);
+    let out = kubectl_ok(&kc, &["apply", "-f", &f_ns]);
+    assert!(
+        out.contains("role.rbac.authorization.k8s.io/shop-reader created")
+            && out.contains("rolebinding.rbac.authorization.k8s.io/bob-reads-shop created"),
+        "{out}"
+    );
+    let roles = kubectl_ok(&kc, &["get", "roles", "-n", "shop"]);
+    assert!(
+        roles.lines().any(|l| l.starts_with("shop-reader ")),
+        "{roles}"
+    );
+    let none = kubectl(&kc, &["get", "roles", "-n", "other"]);
+    assert!(stderr(&none).contains("No resources found"), "{none:?}");
+    let all = kubectl_ok(&kc, &["get", "rolebindings", "-A", "-o", "wide"]);
+    let row = all
+        .lines()
+        .find(|l| l.starts_with("shop ") && l.contains("bob-reads-shop"))
+        .unwrap_or_else(|| panic!("{all}"));
+    assert!(
+        row.contains("Role/shop-reader") && row.contains("bob"),
+        "{row}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&kubectl_ok(
+        &kc,
+        &["get", "role", "shop-reader", "-n", "shop", "-o", "json"],
+    ))
+    .unwrap();
+    assert_eq!(v["metadata"]["namespace"], "shop");
+    let out = kubectl_ok(&kc, &["delete", "-f", &f_ns]);
+    assert!(out.contains("deleted"), "{out}");
+    let none = kubectl(&kc, &["get", "roles", "-n", "shop"]);
+    assert!(stderr(&none).contains("No resources found"), "{none:?}");
+
+    // Alice may write bindings but holds neither `bind` nor the admin role's permissions:
+    // a binding to cattery-admin is refused, naming what is missing.
+    let writer = "apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: binding-writer
+rules:
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [clusterrolebindings]
+  verbs: [get, list, create, patch, update]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: alice-writes-bindings
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: binding-writer
+subjects:
+- kind: User
+  name: alice
+";
+    kubectl_ok(&kc, &["apply", "-f", &write(d, "writer.yaml", writer)]);
+    let escalate = "apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: alice-is-admin
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: cattery-admin
+subjects:
+- kind: User
+  name: alice
+";
+    let f = write(d, "escalate.yaml", escalate);
+    for extra in [&[][..], &["--server-side"][..]] {
+        let mut args = vec!["apply", "-f", f.as_str()];
+        args.extend_from_slice(extra);
+        let out = as_alice(&args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains("Forbidden")
+                && err.contains("ClusterRole \"cattery-admin\"")
+                && err.contains("`bind`"),
+            "{err}"
+        );
+    }
+    let out = kubectl(&kc, &["get", "clusterrolebinding", "alice-is-admin"]);
+    assert!(stderr(&out).contains("NotFound") || stderr(&out).contains("not found"));
+
+    // Built-ins cannot be changed or deleted.
+    let out = kubectl(
+        &kc,
+        &[
+            "label",
+            "clusterrole",
+            "cattery-viewer",
+            "x=y",
+            "--overwrite",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("is built in"), "{}", stderr(&out));
+    let out = kubectl(&kc, &["delete", "clusterrolebinding", "cattery-admin"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("is built in"), "{}", stderr(&out));
+
+    // A stale PUT is a 409.
+    let (body, code) =
+        server.curl(&["/apis/rbac.authorization.k8s.io/v1/clusterroles/fleet-reader"]);
+    assert_eq!(code, 200, "{body}");
+    let mut role: serde_json::Value = serde_json::from_str(&body).unwrap();
+    role["metadata"]["labels"] = serde_json::json!({"team": "a"});
+    let put = |role: &serde_json::Value| {
+        server.curl(&[
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles/fleet-reader",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &role.to_string(),
+        ])
+    };
+    let (body, code) = put(&role);
+    assert_eq!(code, 200, "{body}");
+    role["metadata"]["labels"] = serde_json::json!({"team": "b"});
+    let (body, code) = put(&role);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("Conflict"), "{body}");
+
+    // Deleting the binding with kubectl revokes on alice's next request.
+    let out = kubectl_ok(&kc, &["delete", "-f", &reader]);
+    assert!(
+        out.contains("clusterrolebinding.rbac.authorization.k8s.io \"alice-reads\" deleted"),
+        "{out}"
+    );
+    let out = as_alice(&["get", "mc"]);
+    assert!(stderr(&out).contains("Forbidden"), "{}", stderr(&out));
+
+    // Tokens: listed and watched through the same path, never with a secret or its hash.
+    let (body, code) = server.curl(&["/apis/cattery.dev/v1/tokens"]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"user\":\"alice\""), "{body}");
+    assert!(
+        !body.contains("secretHash") && !body.contains(&alice) && !body.contains(&server.token),
+        "{body}"
+    );
+    let (body, code) = server.curl(&["/apis/cattery.dev/v1/tokens?watch=1&timeoutSeconds=1"]);
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("\"type\":\"ADDED\"") && body.contains("alice"),
+        "{body}"
+    );
+    assert!(!body.contains("secretHash"), "{body}");
+}
+
 /// `--field-selector status.connected=…` finds the clusters to look at, matched against
 /// the live connection (not stored); `?limit=` answers carry `remainingItemCount`, so the
 /// UI counts clusters without reading them all; other fields are refused by name.

@@ -1065,3 +1065,112 @@ fn rbac_objects_and_reviews_refuse_unknown_fields() {
     assert_eq!(code, 400, "{body}");
     assert!(body.contains(r#"label \"team\""#), "{body}");
 }
+
+/// A data directory of an older version (tokens and RBAC objects in their own tables of
+/// `state.db`) keeps its tokens, roles and bindings: they are moved into the resource
+/// store at start, once, and served from there; tokens stay hashed.
+#[test]
+fn tokens_and_rbac_objects_of_an_older_data_dir_are_moved_and_served() {
+    let dir = test_dir();
+    let d = dir.path();
+    let mut server = Server::start(d);
+    server.proc.kill();
+    let legacy_token = "cat_an-old-token-of-an-older-version";
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "legacy-views", "uid": "legacy-uid-1",
+            "creationTimestamp": "2026-01-02T03:04:05Z"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+            "name": "cattery-viewer"},
+        "subjects": [{"kind": "User", "name": "old-user"}]});
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "legacy-role", "namespace": "shop"},
+        "rules": [{"apiGroups": ["cattery.dev"], "resources": ["managedclusters"], "verbs": ["get"]}]});
+    {
+        let db = rusqlite::Connection::open(server.data.join("state.db")).unwrap();
+        db.execute(
+            "INSERT INTO tokens (id, user, groups, sha256, created_at, description, revoked_at) \
+             VALUES ('legacy01', 'old-user', '[\"old-group\"]', ?1, '2026-01-01T00:00:00Z', 'from v0', NULL), \
+                    ('legacy02', 'gone-user', '[]', ?2, '2026-01-01T00:00:00Z', NULL, '2026-01-05T00:00:00Z')",
+            [sha256_hex(legacy_token), sha256_hex("cat_revoked-long-ago")],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO rbac_objects (kind, namespace, name, body) VALUES \
+             ('ClusterRoleBinding', '', 'legacy-views', ?1), ('Role', 'shop', 'legacy-role', ?2)",
+            [binding.to_string(), role.to_string()],
+        )
+        .unwrap();
+    }
+    server.restart("server-2");
+
+    // The old token authenticates, as its user and group, and the old binding applies.
+    let (body, code) = server.curl_as(
+        Some(legacy_token),
+        &[
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#,
+        ],
+    );
+    assert_eq!(code, 201, "{body}");
+    assert!(
+        body.contains("old-user") && body.contains("old-group"),
+        "{body}"
+    );
+    let (body, code) = server.curl_as(
+        Some(legacy_token),
+        &["/apis/cattery.dev/v1/managedclusters"],
+    );
+    assert_eq!(code, 200, "{body}");
+    let (body, code) = server.curl_as(Some("cat_revoked-long-ago"), &["/version"]);
+    assert_eq!(code, 401, "{body}");
+    assert!(
+        body.contains("token legacy02 was revoked at 2026-01-05T00:00:00Z"),
+        "{body}"
+    );
+
+    // Served by the generic handlers, with their times and uid kept, never a hash.
+    let (body, code) = server.curl(&["/apis/cattery.dev/v1/tokens/legacy01"]);
+    assert_eq!(code, 200, "{body}");
+    let t: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(t["metadata"]["creationTimestamp"], "2026-01-01T00:00:00Z");
+    assert_eq!(t["spec"]["description"], "from v0");
+    assert!(!body.contains(&sha256_hex(legacy_token)), "{body}");
+    let (body, code) =
+        server.curl(&["/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/legacy-views"]);
+    assert_eq!(code, 200, "{body}");
+    let b: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(b["metadata"]["uid"], "legacy-uid-1");
+    assert_eq!(b["metadata"]["creationTimestamp"], "2026-01-02T03:04:05Z");
+    assert!(b["metadata"]["resourceVersion"].is_string(), "{b}");
+    let (body, code) =
+        server.curl(&["/apis/rbac.authorization.k8s.io/v1/namespaces/shop/roles/legacy-role"]);
+    assert_eq!(code, 200, "{body}");
+    let list = server.cli_ok(&["token", "list"]);
+    assert!(
+        list.contains("legacy01") && list.contains("legacy02"),
+        "{list}"
+    );
+
+    // Moved once: the old tables are empty, and a third start serves the same objects.
+    {
+        let db = rusqlite::Connection::open(server.data.join("state.db")).unwrap();
+        for table in ["tokens", "rbac_objects"] {
+            let n: i64 = db
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 0, "{table}");
+        }
+    }
+    server.proc.kill();
+    server.restart("server-3");
+    let (body, code) = server.curl_as(
+        Some(legacy_token),
+        &["/apis/cattery.dev/v1/managedclusters"],
+    );
+    assert_eq!(code, 200, "{body}");
+}

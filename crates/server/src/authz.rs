@@ -1,232 +1,141 @@
-//! The RBAC policy in force: built-in roles plus the stored RBAC objects, compiled into a
-//! [`cattery_rbac::Authorizer`].
+//! The RBAC policy in force: built-in roles plus the RBAC objects in the resource store,
+//! compiled into a [`cattery_rbac::Authorizer`].
 //!
-//! Requests read the current authorizer without locking (an `ArcSwap` load); every RBAC
-//! write rebuilds it from the store and swaps it in, so a change applies to the very next
-//! request. Writes are serialized so two concurrent changes cannot publish a policy that
-//! misses one of them.
+//! Requests read the current authorizer without locking (an `ArcSwap` load). The policy
+//! follows the store ([`crate::follow`]): when a write to one of the four RBAC kinds has
+//! been committed since it was compiled, it is compiled again from the store before the
+//! next request reads it, so a binding applied with kubectl grants access on the user's
+//! next request and deleting it revokes it, whichever handler made the write.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use cattery_rbac::{
-    Authorizer, ClusterRole, ClusterRoleBinding, Policy, Role, RoleBinding, builtin,
-};
-use k8s_openapi::api::rbac::v1::PolicyRule;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use cattery_rbac::{Authorizer, Policy, builtin};
+use cattery_store::Filter;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
 
-use crate::store::{RbacRecord, StateStore, StoreError};
+use crate::api::kinds::HubKind;
+use crate::api::resources::HubStore;
+use crate::follow::Follower;
 
-/// The four RBAC kinds, with what the API and store need to know about each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RbacKind {
-    /// Cluster-wide role.
-    ClusterRole,
-    /// Binds a ClusterRole cluster-wide.
-    ClusterRoleBinding,
-    /// Namespaced role.
-    Role,
-    /// Binds a Role or ClusterRole in one namespace.
-    RoleBinding,
+/// Decodes every stored object of `kind`. An object that does not decode is skipped with
+/// an error log rather than taking the whole policy down; it grants nothing, which is the
+/// safe direction.
+fn decoded<T: DeserializeOwned>(store: &HubStore, kind: HubKind) -> Vec<T> {
+    let (objects, _) = store.snapshot(&Filter::all(kind));
+    objects
+        .iter()
+        .filter_map(|o| match serde_json::from_value((**o).clone()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::error!(
+                    kind = ?kind,
+                    name = o["metadata"]["name"].as_str().unwrap_or(""),
+                    "stored RBAC object does not decode ({e}); it grants nothing"
+                );
+                None
+            }
+        })
+        .collect()
 }
 
-impl RbacKind {
-    /// Every kind.
-    pub const ALL: [RbacKind; 4] = [
-        RbacKind::ClusterRole,
-        RbacKind::ClusterRoleBinding,
-        RbacKind::Role,
-        RbacKind::RoleBinding,
-    ];
-
-    /// `kind` as written in objects.
-    pub fn kind(self) -> &'static str {
-        match self {
-            RbacKind::ClusterRole => "ClusterRole",
-            RbacKind::ClusterRoleBinding => "ClusterRoleBinding",
-            RbacKind::Role => "Role",
-            RbacKind::RoleBinding => "RoleBinding",
-        }
-    }
-
-    /// The resource name in URLs and RBAC rules.
-    pub fn plural(self) -> &'static str {
-        match self {
-            RbacKind::ClusterRole => "clusterroles",
-            RbacKind::ClusterRoleBinding => "clusterrolebindings",
-            RbacKind::Role => "roles",
-            RbacKind::RoleBinding => "rolebindings",
-        }
-    }
-
-    /// Whether objects of this kind live in a namespace.
-    pub fn namespaced(self) -> bool {
-        matches!(self, RbacKind::Role | RbacKind::RoleBinding)
-    }
-
-    /// The kind whose URL resource is `plural`.
-    pub fn from_plural(plural: &str) -> Option<RbacKind> {
-        RbacKind::ALL.into_iter().find(|k| k.plural() == plural)
-    }
-
-    /// The kind called `kind`.
-    pub fn from_kind(kind: &str) -> Option<RbacKind> {
-        RbacKind::ALL.into_iter().find(|k| k.kind() == kind)
-    }
-}
-
-/// One stored RBAC object, decoded.
-#[derive(Clone, Debug)]
-enum Decoded {
-    ClusterRole(ClusterRole),
-    ClusterRoleBinding(ClusterRoleBinding),
-    Role(Role),
-    RoleBinding(RoleBinding),
-}
-
-/// Where a stored object lives: (kind, namespace, name), as in the store.
-type ObjectKey = (String, String, String);
-
-fn key_of(r: &RbacRecord) -> ObjectKey {
-    (r.kind.clone(), r.namespace.clone(), r.name.clone())
-}
-
-/// Decodes a stored record. A record that no longer decodes is skipped with an error log
-/// rather than taking the whole policy down; it grants nothing, which is the safe direction.
-fn decode(r: &RbacRecord) -> Option<Decoded> {
-    let res = match RbacKind::from_kind(&r.kind) {
-        Some(RbacKind::ClusterRole) => serde_json::from_str(&r.body).map(Decoded::ClusterRole),
-        Some(RbacKind::ClusterRoleBinding) => {
-            serde_json::from_str(&r.body).map(Decoded::ClusterRoleBinding)
-        }
-        Some(RbacKind::Role) => serde_json::from_str(&r.body).map(Decoded::Role),
-        Some(RbacKind::RoleBinding) => serde_json::from_str(&r.body).map(Decoded::RoleBinding),
-        None => {
-            tracing::error!(
-                kind = r.kind,
-                name = r.name,
-                "unknown stored RBAC kind; ignored"
-            );
-            return None;
-        }
+/// The stored objects plus the built-ins (appended last: on a name clash the later object
+/// wins, and built-ins must never be shadowed).
+fn compile(store: &HubStore) -> Authorizer {
+    let mut p = Policy {
+        cluster_roles: decoded(store, HubKind::ClusterRole),
+        cluster_role_bindings: decoded(store, HubKind::ClusterRoleBinding),
+        roles: decoded(store, HubKind::Role),
+        role_bindings: decoded(store, HubKind::RoleBinding),
     };
-    match res {
-        Ok(d) => Some(d),
-        Err(e) => {
-            tracing::error!(
-                kind = r.kind,
-                name = r.name,
-                "stored RBAC object does not decode ({e}); it grants nothing"
-            );
-            None
-        }
-    }
-}
-
-/// Builds the policy from decoded objects plus the built-ins (appended last: on a name
-/// clash the later object wins, and built-ins must never be shadowed).
-fn policy_of<'a>(objects: impl IntoIterator<Item = &'a Decoded>) -> Policy {
-    let mut p = Policy::default();
-    for o in objects {
-        match o {
-            Decoded::ClusterRole(o) => p.cluster_roles.push(o.clone()),
-            Decoded::ClusterRoleBinding(o) => p.cluster_role_bindings.push(o.clone()),
-            Decoded::Role(o) => p.roles.push(o.clone()),
-            Decoded::RoleBinding(o) => p.role_bindings.push(o.clone()),
-        }
-    }
     p.extend(builtin::policy());
-    p
+    Authorizer::new(&p)
 }
 
-/// The current authorizer, recompiled on every RBAC change.
-///
-/// The decoded stored objects are kept in memory next to it, so a write costs one store
-/// operation plus one compile (about a millisecond with 1,200 objects), not a reload and
-/// decode of every object: applying a thousand bindings stays linear.
-pub struct Authz {
+/// The current authorizer, recompiled after every committed RBAC change.
+pub(crate) struct Authz {
     current: ArcSwap<Authorizer>,
-    /// The stored objects as of the last write; the lock also serializes writers, so two
-    /// concurrent changes cannot publish a policy that misses one of them.
-    stored: Mutex<BTreeMap<ObjectKey, Decoded>>,
+    follower: Follower,
 }
 
 impl Authz {
-    /// Compiles the stored policy.
-    pub fn load(store: &dyn StateStore) -> Result<Authz, StoreError> {
-        let stored: BTreeMap<ObjectKey, Decoded> = store
-            .rbac_objects()?
-            .iter()
-            .filter_map(|r| Some((key_of(r), decode(r)?)))
-            .collect();
-        Ok(Authz {
-            current: ArcSwap::from_pointee(Authorizer::new(&policy_of(stored.values()))),
-            stored: Mutex::new(stored),
-        })
+    /// Compiles the policy stored in `store`.
+    pub(crate) fn new(store: Arc<HubStore>) -> Authz {
+        let follower = Follower::new(store);
+        Authz {
+            current: ArcSwap::from_pointee(compile(follower.store())),
+            follower,
+        }
     }
 
-    /// The authorizer for this request.
-    pub fn current(&self) -> Arc<Authorizer> {
+    /// The authorizer for this request (recompiled first if an RBAC object changed).
+    pub(crate) fn current(&self) -> Arc<Authorizer> {
+        self.refresh();
         self.current.load_full()
     }
 
-    /// Creates (`replace == false`) or creates-or-replaces an object in the store, then
-    /// publishes the new policy. Returns whether it was created.
-    pub fn put(
-        &self,
-        store: &dyn StateStore,
-        record: &RbacRecord,
-        replace: bool,
-    ) -> Result<bool, StoreError> {
-        let mut stored = self.stored.lock().unwrap_or_else(|p| p.into_inner());
-        let created = store.put_rbac_object(record, replace)?;
-        match decode(record) {
-            Some(d) => stored.insert(key_of(record), d),
-            None => stored.remove(&key_of(record)),
-        };
-        self.publish(&stored);
-        Ok(created)
+    fn refresh(&self) {
+        self.follower.refresh(HubKind::is_rbac, |store| {
+            self.current.store(Arc::new(compile(store)));
+        });
     }
 
-    /// Deletes an object from the store, then publishes the new policy. Returns the
-    /// deleted object.
-    pub fn delete(
-        &self,
-        store: &dyn StateStore,
-        kind: RbacKind,
-        namespace: &str,
-        name: &str,
-    ) -> Result<RbacRecord, StoreError> {
-        let mut stored = self.stored.lock().unwrap_or_else(|p| p.into_inner());
-        let rec = store.delete_rbac_object(kind.kind(), namespace, name)?;
-        stored.remove(&key_of(&rec));
-        self.publish(&stored);
-        Ok(rec)
+    /// Recompiles eagerly after each committed RBAC change until `stop`.
+    pub(crate) async fn follow(&self, stop: CancellationToken) {
+        self.follower.run(stop, || self.refresh()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn can_list_clusters(a: &Authz, user: &str) -> bool {
+        a.current()
+            .authorize(
+                &cattery_rbac::Requester { user, groups: &[] },
+                &cattery_rbac::Request::Resource {
+                    verb: "list",
+                    api_group: cattery_rbac::GROUP_CATTERY,
+                    resource: "managedclusters",
+                    subresource: None,
+                    name: None,
+                    namespace: None,
+                },
+            )
+            .allowed
     }
 
-    /// The rules of the role a binding's `roleRef` points at (`kind` `ClusterRole` or, in
-    /// `namespace`, `Role`), if it exists; built-ins win, as in the compiled policy.
-    pub fn role_rules(&self, kind: &str, namespace: &str, name: &str) -> Option<Vec<PolicyRule>> {
-        let named = |m: &ObjectMeta| m.name.as_deref() == Some(name);
-        if kind == "ClusterRole"
-            && let Some(r) = builtin::cluster_roles()
-                .into_iter()
-                .find(|r| named(&r.metadata))
-        {
-            return Some(r.rules.unwrap_or_default());
-        }
-        let ns = if kind == "Role" { namespace } else { "" };
-        let stored = self.stored.lock().unwrap_or_else(|p| p.into_inner());
-        match stored.get(&(kind.to_string(), ns.to_string(), name.to_string()))? {
-            Decoded::ClusterRole(r) => Some(r.rules.clone().unwrap_or_default()),
-            Decoded::Role(r) => Some(r.rules.clone().unwrap_or_default()),
-            _ => None,
-        }
-    }
-
-    fn publish(&self, stored: &BTreeMap<ObjectKey, Decoded>) {
-        self.current
-            .store(Arc::new(Authorizer::new(&policy_of(stored.values()))));
+    #[test]
+    fn a_stored_binding_grants_on_the_next_read_and_its_deletion_revokes() {
+        let store = Arc::new(HubStore::in_memory());
+        let authz = Authz::new(store.clone());
+        assert!(!can_list_clusters(&authz, "alice"));
+        store
+            .create(
+                HubKind::ClusterRoleBinding,
+                None,
+                json!({"metadata": {"name": "alice-views"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": builtin::VIEWER},
+                    "subjects": [{"kind": "User", "name": "alice"}]}),
+            )
+            .unwrap();
+        assert!(can_list_clusters(&authz, "alice"));
+        // A write of another kind does not lose the policy.
+        store
+            .create(
+                HubKind::FederatedPolicy,
+                None,
+                json!({"metadata": {"name": "p"}, "spec": {}}),
+            )
+            .unwrap();
+        assert!(can_list_clusters(&authz, "alice"));
+        store
+            .delete(HubKind::ClusterRoleBinding, None, "alice-views")
+            .unwrap();
+        assert!(!can_list_clusters(&authz, "alice"));
     }
 }

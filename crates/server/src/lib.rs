@@ -25,10 +25,12 @@ pub(crate) mod authz;
 pub(crate) mod cluster_tasks;
 pub(crate) mod federation;
 pub(crate) mod files;
+pub(crate) mod follow;
 pub(crate) mod handler;
 pub(crate) mod https;
 pub(crate) mod logs;
 pub(crate) mod manifest;
+pub(crate) mod migrate;
 pub(crate) mod pki;
 pub(crate) mod proxy;
 pub(crate) mod registry;
@@ -116,16 +118,15 @@ pub(crate) struct AppState {
     /// What the door checks (read only by the `bench-modes` modes; production enforces).
     #[cfg_attr(not(feature = "bench-modes"), allow(dead_code))]
     pub access_control: AccessControl,
-    /// Persistent state.
-    pub store: Arc<dyn StateStore>,
     /// Signs cluster certificates.
     pub ca: Ca,
     /// `host:port` agents dial.
     pub address: String,
     /// Central logs.
     pub logs: Arc<logs::LogService>,
-    /// Kubernetes-style objects (ManagedCluster, FederatedPolicy), with watch.
-    pub resources: api::resources::HubStore,
+    /// Kubernetes-style objects (ManagedCluster, FederatedPolicy, tokens, RBAC objects),
+    /// with watch.
+    pub resources: Arc<api::resources::HubStore>,
     /// Cancelled when the server stops (ends open watches).
     pub shutdown: CancellationToken,
     /// The FederatedPolicy reconciler's shared state (clusters being removed).
@@ -208,8 +209,7 @@ async fn flush_token_use(state: Arc<AppState>, shutdown: CancellationToken) {
             _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => false,
         };
         let s = state.clone();
-        let res =
-            tokio::task::spawn_blocking(move || s.auth.flush_last_used(s.store.as_ref())).await;
+        let res = tokio::task::spawn_blocking(move || s.auth.flush_last_used()).await;
         if let Ok(Err(e)) = res {
             tracing::warn!("recording tokens' last use: {e}");
         }
@@ -227,13 +227,22 @@ pub async fn start(
     let dir = &cfg.data_dir;
     files::create_private_dir(dir)
         .with_context(|| format!("creating data dir {} (mode 0700)", dir.display()))?;
-    let store: Arc<dyn StateStore> = Arc::new(
-        SqliteStore::open(&dir.join("state.db"))
-            .with_context(|| format!("opening {}", dir.join("state.db").display()))?,
+    let sqlite = SqliteStore::open(&dir.join("state.db"))
+        .with_context(|| format!("opening {}", dir.join("state.db").display()))?;
+    let resources = Arc::new(
+        api::resources::open_store(&dir.join("state.db")).with_context(|| {
+            format!(
+                "opening the resource store in {}",
+                dir.join("state.db").display()
+            )
+        })?,
     );
+    migrate::legacy_rows(&sqlite, &resources)
+        .context("moving tokens and RBAC objects into the resource store")?;
+    let store: Arc<dyn StateStore> = Arc::new(sqlite);
     let ca = Ca::load_or_create(dir).context("loading the CA")?;
-    let auth = TokenAuthenticator::load(store.as_ref())?;
-    let authz = authz::Authz::load(store.as_ref()).context("loading RBAC objects")?;
+    let auth = TokenAuthenticator::new(resources.clone());
+    let authz = authz::Authz::new(resources.clone());
     let oidc = match cfg.oidc.clone() {
         Some(c) => Some(
             OidcAuthenticator::new(c)
@@ -251,17 +260,14 @@ pub async fn start(
         None => None,
     };
     let admin_token = if auth.is_empty() {
-        let (_, token) = auth.create(
-            store.as_ref(),
-            NewToken {
-                identity: Identity {
-                    user: ADMIN_USER.into(),
-                    groups: vec![ADMIN_GROUP.into()],
-                },
-                description: Some("created on first start".into()),
-                ttl: None,
+        let (_, token) = auth.create(NewToken {
+            identity: Identity {
+                user: ADMIN_USER.into(),
+                groups: vec![ADMIN_GROUP.into()],
             },
-        )?;
+            description: Some("created on first start".into()),
+            ttl: None,
+        })?;
         files::write_private(&dir.join("admin.token"), format!("{token}\n").as_bytes())
             .context("writing admin.token")?;
         Some(token)
@@ -320,12 +326,6 @@ pub async fn start(
     };
 
     let registry = Arc::new(Registry::open(store.clone())?);
-    let resources = api::resources::open_store(&dir.join("state.db")).with_context(|| {
-        format!(
-            "opening the resource store in {}",
-            dir.join("state.db").display()
-        )
-    })?;
     api::clusters::reconcile_store(&registry, &resources)
         .context("moving registered clusters into the resource store")?;
     let log_dir = dir.join("logs");
@@ -355,7 +355,6 @@ pub async fn start(
         authz,
         audit: audit.clone(),
         access_control: cfg.access_control,
-        store,
         ca,
         address: address.clone(),
         logs: logs.clone(),
@@ -408,6 +407,14 @@ pub async fn start(
             let _ = audit_task.await;
         }),
         tokio::spawn(federation::run(state.clone(), shutdown.clone())),
+        tokio::spawn({
+            let (st, stop) = (state.clone(), shutdown.clone());
+            async move { st.authz.follow(stop).await }
+        }),
+        tokio::spawn({
+            let (st, stop) = (state.clone(), shutdown.clone());
+            async move { st.auth.follow(stop).await }
+        }),
         tokio::spawn(flush_token_use(state, shutdown.clone())),
     ];
     tracing::info!(%api_addr, %tunnel_addr, address, "management plane started");

@@ -73,7 +73,7 @@ mod debug;
 mod discovery;
 mod exec;
 mod objects;
-mod patch;
+use cattery_store::patch;
 mod protobuf;
 mod resources;
 mod seed;

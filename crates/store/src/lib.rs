@@ -23,6 +23,7 @@
 pub mod backend;
 pub mod http;
 pub mod managed_fields;
+pub mod patch;
 pub mod selector;
 pub mod store;
 pub mod watch;

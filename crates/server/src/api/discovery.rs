@@ -18,12 +18,6 @@ use super::ApiError;
 use super::extract::Path;
 use super::kinds::{HubKind, KINDS};
 
-/// Verbs of the generic handlers (no `deletecollection`).
-const STORE_VERBS: &[&str] = &[
-    "create", "delete", "get", "list", "patch", "update", "watch",
-];
-const RBAC_VERBS: &[&str] = &["create", "delete", "get", "list", "update"];
-
 /// Everything the hub serves, in discovery order.
 pub fn resources() -> Vec<ApiResource> {
     let mut rs: Vec<ApiResource> = KINDS
@@ -36,41 +30,9 @@ pub fn resources() -> Vec<ApiResource> {
             singular: k.singular,
             short_names: k.short_names,
             namespaced: k.namespaced,
-            verbs: STORE_VERBS,
+            verbs: k.verbs,
         })
         .collect();
-    rs.push(ApiResource {
-        group: cattery_rbac::GROUP_CATTERY,
-        version: "v1",
-        kind: "Token",
-        plural: "tokens",
-        singular: "token",
-        short_names: &[],
-        namespaced: false,
-        verbs: &["create", "delete", "get", "list"],
-    });
-    for (kind, plural, singular, namespaced) in [
-        ("ClusterRole", "clusterroles", "clusterrole", false),
-        (
-            "ClusterRoleBinding",
-            "clusterrolebindings",
-            "clusterrolebinding",
-            false,
-        ),
-        ("Role", "roles", "role", true),
-        ("RoleBinding", "rolebindings", "rolebinding", true),
-    ] {
-        rs.push(ApiResource {
-            group: cattery_rbac::GROUP_RBAC,
-            version: "v1",
-            kind,
-            plural,
-            singular,
-            short_names: &[],
-            namespaced,
-            verbs: RBAC_VERBS,
-        });
-    }
     rs.push(ApiResource {
         group: "authorization.k8s.io",
         version: "v1",
@@ -211,7 +173,57 @@ fn schema(kind: HubKind) -> Value {
             json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true,
                 "description": "Per-cluster state and counts."}),
         ),
+        HubKind::Token => envelope(
+            kind,
+            "A bearer token for the management plane; its secret is returned once, by the create call, and only its hash is stored.",
+            json!({"type": "object", "description": "Who the token authenticates as.",
+            "properties": {
+                "user": {"type": "string", "description": "User name."},
+                "groups": {"type": "array", "items": {"type": "string"}, "description": "Groups of that user."},
+                "expirationSeconds": {"type": "integer", "description": "Lifetime on creation; omitted = no expiry."},
+                "description": {"type": "string", "description": "What the token is for."}
+            }}),
+            json!({"type": "object", "description": "Set by the server.",
+            "properties": {
+                "token": {"type": "string", "description": "The secret, only in the create call's answer."},
+                "expirationTimestamp": {"type": "string", "format": "date-time"},
+                "revocationTimestamp": {"type": "string", "format": "date-time"},
+                "lastUsedTimestamp": {"type": "string", "format": "date-time"}
+            }}),
+        ),
+        HubKind::ClusterRole | HubKind::Role => rbac_schema(
+            kind,
+            "A set of permissions (Kubernetes RBAC).",
+            json!({"rules": {"type": "array", "items": {"type": "object",
+                "x-kubernetes-preserve-unknown-fields": true},
+                "description": "PolicyRules: apiGroups, resources, resourceNames, verbs, nonResourceURLs. Atomic: replaced whole by a patch or apply."}}),
+        ),
+        HubKind::ClusterRoleBinding | HubKind::RoleBinding => rbac_schema(
+            kind,
+            "Grants the permissions of a role to subjects (Kubernetes RBAC).",
+            json!({
+                "roleRef": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                    "description": "The role granted: apiGroup, kind (ClusterRole or Role), name. Cannot change."},
+                "subjects": {"type": "array", "items": {"type": "object",
+                    "x-kubernetes-preserve-unknown-fields": true},
+                    "description": "Users, groups and service accounts. Atomic: replaced whole by a patch or apply."}
+            }),
+        ),
     }
+}
+
+/// An RBAC kind's schema: no spec or status, its fields at the top level.
+fn rbac_schema(kind: HubKind, description: &str, fields: Value) -> Value {
+    let mut s = envelope(kind, description, json!({}), json!({}));
+    let props = s["properties"]
+        .as_object_mut()
+        .expect("envelope has properties");
+    props.remove("spec");
+    props.remove("status");
+    if let Some(f) = fields.as_object() {
+        props.extend(f.clone());
+    }
+    s
 }
 
 /// The OpenAPI v3 document of one group version.
@@ -270,8 +282,16 @@ mod tests {
             let doc = openapi_doc(k.group, k.version).unwrap();
             let s = &doc["components"]["schemas"][schema_name(k.group, k.version, k.kind_name)];
             assert_eq!(s["x-kubernetes-group-version-kind"][0]["kind"], k.kind_name);
-            let path = format!("{}/{{name}}", k.collection_path());
-            assert!(doc["paths"][&path]["patch"].is_object(), "{path}");
+            let path = if k.namespaced {
+                format!("{}/{{name}}", k.namespaced_collection_path())
+            } else {
+                format!("{}/{{name}}", k.collection_path())
+            };
+            let patchable = doc["paths"][&path]["patch"].is_object()
+                || doc["paths"].as_object().unwrap().iter().any(|(p, v)| {
+                    p.ends_with(&format!("/{}/{{name}}", k.plural)) && v["patch"].is_object()
+                });
+            assert_eq!(patchable, k.writable(), "{path}");
         }
         assert_eq!(
             schema_name("cattery.dev", "v1", "ManagedCluster"),

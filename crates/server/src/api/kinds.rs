@@ -2,10 +2,11 @@
 //!
 //! Everything the generic handlers ([`super::resources`]), discovery and Table output need
 //! to know about a kind is here: its group, version, names, scope, how an object of it is
-//! validated and which columns `kubectl get` prints (priority 1 = `-o wide` only). Adding a
-//! kind is adding a [`Descriptor`]; kinds with side effects outside the store
-//! (ManagedCluster's certificate and tunnel) say so with [`HubKind`] and are special-cased
-//! by the handlers, nowhere else.
+//! validated, who may write it (an admission hook: RBAC's escalation rules), which objects
+//! are built in, and which columns `kubectl get` prints (priority 1 = `-o wide` only).
+//! Adding a kind is adding a [`Descriptor`]; kinds with side effects outside the store
+//! (ManagedCluster's certificate and tunnel, a Token's secret) say so with [`HubKind`] and
+//! are special-cased by the handlers, nowhere else.
 
 use cattery_api::wire::{check_type, from_value};
 use cattery_api::{ManagedCluster, validate_dns1123_label};
@@ -13,6 +14,8 @@ use cattery_store::http::table::Column;
 use serde_json::{Value, json};
 
 use super::ApiError;
+use crate::AppState;
+use crate::auth::Identity;
 
 /// A kind stored in the hub's resource store ([`cattery_store::Store`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -22,10 +25,44 @@ pub enum HubKind {
     ManagedCluster,
     /// `cattery.dev/v1` FederatedPolicy: one network policy placed on many clusters.
     FederatedPolicy,
+    /// `rbac.authorization.k8s.io/v1` ClusterRole.
+    ClusterRole,
+    /// `rbac.authorization.k8s.io/v1` ClusterRoleBinding.
+    ClusterRoleBinding,
+    /// `rbac.authorization.k8s.io/v1` Role (namespaced).
+    Role,
+    /// `rbac.authorization.k8s.io/v1` RoleBinding (namespaced).
+    RoleBinding,
+    /// `cattery.dev/v1` Token: a bearer token, stored as its hash (the secret is returned
+    /// once, by its own create handler).
+    Token,
+}
+
+impl HubKind {
+    /// Whether the kind is one of the four RBAC kinds (what the compiled policy reads).
+    pub fn is_rbac(self) -> bool {
+        matches!(
+            self,
+            HubKind::ClusterRole
+                | HubKind::ClusterRoleBinding
+                | HubKind::Role
+                | HubKind::RoleBinding
+        )
+    }
 }
 
 /// Checks an object of a kind before it is stored; the error is a 400 naming the field.
 pub type Validate = fn(&Value) -> Result<(), ApiError>;
+
+/// A per-kind check of a write by `who`, run on create, update, patch and apply with the
+/// stored object (if any) and the object about to be stored; refuses with a 403 naming
+/// what is missing (RBAC's escalation and bind rules).
+pub type Admit = fn(&AppState, &Identity, Option<&Value>, &Value) -> Result<(), ApiError>;
+
+/// Verbs of the generic handlers (no `deletecollection`).
+pub const STORE_VERBS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 
 /// What the hub knows about one resource type.
 #[derive(Debug)]
@@ -50,6 +87,21 @@ pub struct Descriptor {
     pub validate: Validate,
     /// Table columns between NAME and AGE.
     pub columns: &'static [Column],
+    /// Whether the Table ends with AGE (kubectl prints CREATED AT for roles instead).
+    pub age_column: bool,
+    /// Who may write an object (beyond RBAC's verb check at the door).
+    pub admit: Option<Admit>,
+    /// Objects built into the hub: listed and readable like stored ones, never changed.
+    pub builtins: fn() -> Vec<Value>,
+    /// A PUT of a missing object creates it (kube-apiserver allows it for RBAC kinds).
+    pub create_on_update: bool,
+    /// Verbs served (discovery; a kind without `update` has no PUT or PATCH route).
+    pub verbs: &'static [&'static str],
+}
+
+/// No built-in objects.
+pub(crate) fn no_builtins() -> Vec<Value> {
+    Vec::new()
 }
 
 impl Descriptor {
@@ -58,9 +110,29 @@ impl Descriptor {
         format!("{}/{}", self.group, self.version)
     }
 
-    /// The collection URL (cluster-scoped kinds; namespaced ones add `namespaces/{ns}`).
+    /// The collection URL (cluster-scoped kinds; for namespaced ones, every namespace's).
     pub fn collection_path(&self) -> String {
         format!("/apis/{}/{}/{}", self.group, self.version, self.plural)
+    }
+
+    /// The collection URL in one namespace (namespaced kinds), with a `{ns}` parameter.
+    pub fn namespaced_collection_path(&self) -> String {
+        format!(
+            "/apis/{}/{}/namespaces/{{ns}}/{}",
+            self.group, self.version, self.plural
+        )
+    }
+
+    /// Whether the generic handlers write this kind (PUT, PATCH).
+    pub fn writable(&self) -> bool {
+        self.verbs.contains(&"update")
+    }
+
+    /// The built-in object called `name`, if there is one.
+    pub fn builtin(&self, name: &str) -> Option<Value> {
+        (self.builtins)()
+            .into_iter()
+            .find(|o| o.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
     }
 }
 
@@ -75,7 +147,7 @@ fn connected(o: &Value) -> Value {
     json!(c.and_then(|c| c["status"].as_str()).unwrap_or("Unknown"))
 }
 
-fn str_at(o: &Value, p: &str) -> Value {
+pub(crate) fn str_at(o: &Value, p: &str) -> Value {
     json!(o.pointer(p).and_then(Value::as_str).unwrap_or(""))
 }
 
@@ -151,7 +223,7 @@ const POLICY_COLUMNS: &[Column] = &[
     },
 ];
 
-fn invalid(kind: &str, field: &str, msg: impl std::fmt::Display) -> ApiError {
+pub(crate) fn invalid(kind: &str, field: &str, msg: impl std::fmt::Display) -> ApiError {
     ApiError::with_reason(400, "Invalid", format!("{kind} {field}: {msg}"))
 }
 
@@ -163,7 +235,7 @@ struct Envelope {
 
 /// Common checks of every hub object: `apiVersion`/`kind`, `metadata` an object with a
 /// DNS-1123 name, valid labels, string annotations, no fields the hub cannot honour.
-fn check_common(d: &Descriptor, obj: &Value) -> Result<(), ApiError> {
+pub(crate) fn check_common(d: &Descriptor, obj: &Value) -> Result<(), ApiError> {
     let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
     check_type(api_version, kind, &[&d.api_version()], d.kind_name)?;
@@ -175,7 +247,7 @@ fn check_common(d: &Descriptor, obj: &Value) -> Result<(), ApiError> {
 }
 
 fn validate_cluster(obj: &Value) -> Result<(), ApiError> {
-    check_common(&KINDS[0], obj)?;
+    check_common(HubKind::ManagedCluster.descriptor(), obj)?;
     let c: ManagedCluster = from_value(obj.clone())?;
     if c.metadata.name == cattery_api::MANAGEMENT_CLUSTER_NAME {
         return Err(invalid(
@@ -194,7 +266,7 @@ fn validate_cluster(obj: &Value) -> Result<(), ApiError> {
 /// ([`cattery_api::federation::validate_value`]): every template, selector and override,
 /// as a 400 naming the field, so nothing invalid is stored and so nothing is placed.
 pub(crate) fn validate_federated_policy(obj: &Value) -> Result<(), ApiError> {
-    check_common(&KINDS[1], obj)?;
+    check_common(HubKind::FederatedPolicy.descriptor(), obj)?;
     cattery_api::federation::validate_value(obj).map_err(|e| {
         let st = e.status();
         ApiError::with_reason(st.code, &st.reason, st.message)
@@ -202,8 +274,7 @@ pub(crate) fn validate_federated_policy(obj: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Every kind the generic handlers serve. Order matters only for the validators above
-/// (`KINDS[i]` is the descriptor of the kind they check).
+/// Every kind the generic handlers serve, in discovery order.
 pub static KINDS: &[Descriptor] = &[
     Descriptor {
         kind: HubKind::ManagedCluster,
@@ -216,6 +287,11 @@ pub static KINDS: &[Descriptor] = &[
         namespaced: false,
         validate: validate_cluster,
         columns: CLUSTER_COLUMNS,
+        age_column: true,
+        admit: None,
+        builtins: no_builtins,
+        create_on_update: false,
+        verbs: STORE_VERBS,
     },
     Descriptor {
         kind: HubKind::FederatedPolicy,
@@ -228,7 +304,17 @@ pub static KINDS: &[Descriptor] = &[
         namespaced: false,
         validate: validate_federated_policy,
         columns: POLICY_COLUMNS,
+        age_column: true,
+        admit: None,
+        builtins: no_builtins,
+        create_on_update: false,
+        verbs: STORE_VERBS,
     },
+    super::tokens::DESCRIPTOR,
+    super::rbac::CLUSTER_ROLE,
+    super::rbac::CLUSTER_ROLE_BINDING,
+    super::rbac::ROLE,
+    super::rbac::ROLE_BINDING,
 ];
 
 impl HubKind {

@@ -24,7 +24,7 @@ pub mod tokens;
 // the resource handlers below can keep importing it from `super`.
 pub(crate) use crate::handler::{
     ApiError, MAX_RESOURCE_BODY, check_metadata, check_stored_metadata, extract, identity,
-    read_body, respond, respond_printed,
+    read_body, respond,
 };
 
 /// All routes. Everything except `/healthz` passes the [`gate`]: authentication,
@@ -51,34 +51,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(crate::logs::api::tail),
         )
         .route(
-            "/apis/cattery.dev/v1/tokens",
-            get(tokens::list).post(tokens::create),
-        )
-        .route(
-            "/apis/cattery.dev/v1/tokens/{id}",
-            get(tokens::get).delete(tokens::revoke),
-        )
-        .route(
-            "/apis/rbac.authorization.k8s.io/v1/{plural}",
-            get(rbac::list_all).post(rbac::create_cluster_scoped),
-        )
-        .route(
-            "/apis/rbac.authorization.k8s.io/v1/{plural}/{name}",
-            get(rbac::get_cluster_scoped)
-                .put(rbac::replace_cluster_scoped)
-                .delete(rbac::delete_cluster_scoped),
-        )
-        .route(
-            "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/{plural}",
-            get(rbac::list_namespaced).post(rbac::create_namespaced),
-        )
-        .route(
-            "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/{plural}/{name}",
-            get(rbac::get_namespaced)
-                .put(rbac::replace_namespaced)
-                .delete(rbac::delete_namespaced),
-        )
-        .route(
             "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
             post(review::access_review),
         )
@@ -94,6 +66,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/apis/cattery.dev/v1/federatedpolicies/{name}",
             post(crate::federation::preview::handle),
         )
+        // Merged into the generic tokens collection (list and watch): creating a token
+        // returns its secret once.
+        .route("/apis/cattery.dev/v1/tokens", post(tokens::create))
         .route("/clusters/{name}/k8s", any(proxy))
         .route("/clusters/{name}/k8s/{*rest}", any(proxy))
         .fallback(not_found)

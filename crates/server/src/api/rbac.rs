@@ -1,284 +1,100 @@
-//! `rbac.authorization.k8s.io/v1` endpoints: ClusterRole, ClusterRoleBinding, Role,
-//! RoleBinding — list, get, create (POST), create-or-replace (PUT, what `cattery apply`
-//! uses) and delete, at the same paths as kube-apiserver.
+//! The four `rbac.authorization.k8s.io/v1` kinds (ClusterRole, ClusterRoleBinding, Role,
+//! RoleBinding) as descriptors of the generic resource handlers: their validation, Table
+//! columns (kubectl's), built-in objects and the admission hook that keeps Kubernetes'
+//! escalation rules.
 //!
-//! Kubernetes' escalation rules apply: a role can only be written by someone who holds
-//! every permission in it (or has `escalate` on that role), and a binding only by someone
-//! who holds the referenced role's permissions (or has `bind` on it). Built-in objects
-//! are listed with the others but cannot be changed.
+//! A role can only be written by someone who holds every permission in it (or has
+//! `escalate` on that role), and a binding only by someone who holds the referenced
+//! role's permissions (or has `bind` on it); a binding's `roleRef` cannot change. The
+//! hook runs on create, update, patch and server-side apply, on the object about to be
+//! stored. Built-in objects (from [`cattery_rbac::builtin`]) are listed with the others
+//! and refused on every write by the generic handlers.
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
-use axum::response::Response;
 use cattery_rbac::{GROUP_RBAC, PolicyRule, Requester, RoleRef, builtin};
-use k8s_openapi::Metadata;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use serde_json::Value;
+use cattery_store::http::table::Column;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 
-use super::extract::Path;
-use super::{ApiError, MAX_RESOURCE_BODY, identity, read_body, respond};
+use super::ApiError;
+use super::kinds::{Descriptor, HubKind, STORE_VERBS, str_at};
 use crate::AppState;
 use crate::auth::Identity;
-use crate::authz::RbacKind;
-use crate::store::RbacRecord;
 
 const API_VERSION: &str = "rbac.authorization.k8s.io/v1";
 
-fn kind_of(plural: &str, namespaced_path: bool) -> Result<RbacKind, ApiError> {
-    let k = RbacKind::from_plural(plural).ok_or_else(|| {
-        ApiError::new(
-            404,
-            format!(
-                "unknown resource {plural:?} in rbac.authorization.k8s.io/v1; use clusterroles, clusterrolebindings, roles or rolebindings"
-            ),
-        )
-    })?;
-    if namespaced_path && !k.namespaced() {
-        return Err(ApiError::new(
-            404,
-            format!("{plural} are cluster-scoped; use /apis/rbac.authorization.k8s.io/v1/{plural}"),
-        ));
-    }
-    Ok(k)
+/// kubectl's CREATED AT: the creation time as written (RFC 3339).
+fn created_at(o: &Value) -> Value {
+    str_at(o, "/metadata/creationTimestamp")
 }
 
-/// Every object of `kind` (built-ins first), optionally in one namespace.
-fn objects(state: &AppState, kind: RbacKind, ns: Option<&str>) -> Result<Vec<Value>, ApiError> {
-    let mut out: Vec<Value> = Vec::new();
-    let builtins = builtin::policy();
-    match kind {
-        RbacKind::ClusterRole => out.extend(
-            builtins
-                .cluster_roles
-                .iter()
-                .filter_map(|o| serde_json::to_value(o).ok()),
-        ),
-        RbacKind::ClusterRoleBinding => out.extend(
-            builtins
-                .cluster_role_bindings
-                .iter()
-                .filter_map(|o| serde_json::to_value(o).ok()),
-        ),
-        _ => {}
-    }
-    for r in state.store.rbac_objects()? {
-        if r.kind == kind.kind() && ns.is_none_or(|ns| ns == r.namespace) {
-            match serde_json::from_str(&r.body) {
-                Ok(v) => out.push(v),
-                Err(e) => tracing::error!(
-                    kind = r.kind,
-                    name = r.name,
-                    "stored object does not decode: {e}"
-                ),
-            }
-        }
-    }
-    Ok(out)
-}
+const ROLE_COLUMNS: &[Column] = &[Column {
+    name: "Created At",
+    ty: "string",
+    priority: 0,
+    cell: created_at,
+}];
 
-fn list_response(req: &Request, kind: RbacKind, items: Vec<Value>) -> Response {
-    super::respond_printed(
-        req.headers(),
-        http::StatusCode::OK,
-        &serde_json::json!({
-            "apiVersion": API_VERSION,
-            "kind": format!("{}List", kind.kind()),
-            "metadata": {},
-            "items": items,
-        }),
-        &[],
-    )
-}
-
-fn name_of(v: &Value) -> &str {
-    v.pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-}
-
-fn find(state: &AppState, kind: RbacKind, ns: &str, name: &str) -> Result<Value, ApiError> {
-    objects(state, kind, kind.namespaced().then_some(ns))?
-        .into_iter()
-        .find(|v| name_of(v) == name)
-        .ok_or_else(|| {
-            let what = if ns.is_empty() {
-                format!("{} {name:?}", kind.plural())
-            } else {
-                format!("{} {ns}/{name:?}", kind.plural())
-            };
-            ApiError::new(404, format!("{what} not found"))
+/// The names of subjects of `kind` (service accounts as `namespace/name`), joined as
+/// kubectl prints them.
+fn subjects(o: &Value, kind: &str) -> Value {
+    let names: Vec<String> = o
+        .get("subjects")
+        .and_then(Value::as_array)
+        .map(|s| {
+            s.iter()
+                .filter(|s| s["kind"] == kind)
+                .map(|s| {
+                    let name = s["name"].as_str().unwrap_or("");
+                    match s["namespace"].as_str() {
+                        Some(ns) if kind == "ServiceAccount" => format!("{ns}/{name}"),
+                        _ => name.to_string(),
+                    }
+                })
+                .collect()
         })
+        .unwrap_or_default();
+    json!(names.join(", "))
 }
 
-/// `GET /apis/rbac.authorization.k8s.io/v1/{plural}` (roles and rolebindings: all namespaces).
-pub async fn list_all(
-    State(state): State<Arc<AppState>>,
-    Path(plural): Path<String>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let kind = kind_of(&plural, false)?;
-    Ok(list_response(&req, kind, objects(&state, kind, None)?))
-}
-
-/// `GET …/namespaces/{ns}/{plural}`.
-pub async fn list_namespaced(
-    State(state): State<Arc<AppState>>,
-    Path((ns, plural)): Path<(String, String)>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let kind = kind_of(&plural, true)?;
-    Ok(list_response(&req, kind, objects(&state, kind, Some(&ns))?))
-}
-
-/// `GET …/{plural}/{name}`.
-pub async fn get_cluster_scoped(
-    State(state): State<Arc<AppState>>,
-    Path((plural, name)): Path<(String, String)>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let kind = kind_of(&plural, false)?;
-    if kind.namespaced() {
-        return Err(namespaced_needed(kind));
-    }
-    let v = find(&state, kind, "", &name)?;
-    Ok(super::respond_printed(
-        req.headers(),
-        http::StatusCode::OK,
-        &v,
-        &[],
+fn role_ref(o: &Value) -> Value {
+    json!(format!(
+        "{}/{}",
+        o.pointer("/roleRef/kind")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+        o.pointer("/roleRef/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     ))
 }
 
-/// `GET …/namespaces/{ns}/{plural}/{name}`.
-pub async fn get_namespaced(
-    State(state): State<Arc<AppState>>,
-    Path((ns, plural, name)): Path<(String, String, String)>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let kind = kind_of(&plural, true)?;
-    let v = find(&state, kind, &ns, &name)?;
-    Ok(super::respond_printed(
-        req.headers(),
-        http::StatusCode::OK,
-        &v,
-        &[],
-    ))
-}
-
-fn namespaced_needed(kind: RbacKind) -> ApiError {
-    ApiError::new(
-        400,
-        format!(
-            "{} are namespaced; use /apis/rbac.authorization.k8s.io/v1/namespaces/NAMESPACE/{}",
-            kind.plural(),
-            kind.plural()
-        ),
-    )
-}
-
-/// `POST …/{plural}`.
-pub async fn create_cluster_scoped(
-    State(state): State<Arc<AppState>>,
-    Path(plural): Path<String>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let kind = kind_of(&plural, false)?;
-    if kind.namespaced() {
-        return Err(namespaced_needed(kind));
-    }
-    write(&state, kind, "", None, req, false).await
-}
-
-/// `POST …/namespaces/{ns}/{plural}`.
-pub async fn create_namespaced(
-    State(state): State<Arc<AppState>>,
-    Path((ns, plural)): Path<(String, String)>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let kind = kind_of(&plural, true)?;
-    write(&state, kind, &ns, None, req, false).await
-}
-
-/// `PUT …/{plural}/{name}`: create or replace.
-pub async fn replace_cluster_scoped(
-    State(state): State<Arc<AppState>>,
-    Path((plural, name)): Path<(String, String)>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let kind = kind_of(&plural, false)?;
-    if kind.namespaced() {
-        return Err(namespaced_needed(kind));
-    }
-    write(&state, kind, "", Some(name), req, true).await
-}
-
-/// `PUT …/namespaces/{ns}/{plural}/{name}`: create or replace.
-pub async fn replace_namespaced(
-    State(state): State<Arc<AppState>>,
-    Path((ns, plural, name)): Path<(String, String, String)>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let kind = kind_of(&plural, true)?;
-    write(&state, kind, &ns, Some(name), req, true).await
-}
-
-/// `DELETE …/{plural}/{name}`.
-pub async fn delete_cluster_scoped(
-    State(state): State<Arc<AppState>>,
-    Path((plural, name)): Path<(String, String)>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let kind = kind_of(&plural, false)?;
-    if kind.namespaced() {
-        return Err(namespaced_needed(kind));
-    }
-    delete(&state, kind, "", &name, req)
-}
-
-/// `DELETE …/namespaces/{ns}/{plural}/{name}`.
-pub async fn delete_namespaced(
-    State(state): State<Arc<AppState>>,
-    Path((ns, plural, name)): Path<(String, String, String)>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let kind = kind_of(&plural, true)?;
-    delete(&state, kind, &ns, &name, req)
-}
-
-fn refuse_builtin(kind: RbacKind, name: &str) -> Result<(), ApiError> {
-    if builtin::is_builtin(kind.kind(), name) {
-        return Err(ApiError::with_reason(
-            409,
-            "Conflict",
-            format!(
-                "{} {name:?} is built in and cannot be changed or deleted; create your own {} instead",
-                kind.kind(),
-                kind.kind()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn delete(
-    state: &AppState,
-    kind: RbacKind,
-    ns: &str,
-    name: &str,
-    req: Request,
-) -> Result<Response, ApiError> {
-    refuse_builtin(kind, name)?;
-    let rec = state.authz.delete(state.store.as_ref(), kind, ns, name)?;
-    tracing::info!(
-        kind = kind.kind(),
-        namespace = ns,
-        name,
-        "RBAC object deleted"
-    );
-    let v: Value = serde_json::from_str(&rec.body).unwrap_or_default();
-    Ok(respond(req.headers(), http::StatusCode::OK, &v))
-}
+/// kubectl's: ROLE, AGE and, with `-o wide`, USERS, GROUPS, SERVICEACCOUNTS.
+const BINDING_COLUMNS: &[Column] = &[
+    Column {
+        name: "Role",
+        ty: "string",
+        priority: 0,
+        cell: role_ref,
+    },
+    Column {
+        name: "Users",
+        ty: "string",
+        priority: 1,
+        cell: |o| subjects(o, "User"),
+    },
+    Column {
+        name: "Groups",
+        ty: "string",
+        priority: 1,
+        cell: |o| subjects(o, "Group"),
+    },
+    Column {
+        name: "ServiceAccounts",
+        ty: "string",
+        priority: 1,
+        cell: |o| subjects(o, "ServiceAccount"),
+    },
+];
 
 fn invalid(msg: impl Into<String>) -> ApiError {
     ApiError::with_reason(400, "Invalid", msg)
@@ -288,89 +104,101 @@ fn forbidden(msg: impl Into<String>) -> ApiError {
     ApiError::with_reason(403, "Forbidden", msg)
 }
 
-/// Fixes up metadata and checks name and namespace against the URL.
-fn prepare_meta(
-    meta: &mut ObjectMeta,
-    kind: RbacKind,
-    ns: &str,
-    path_name: Option<&str>,
-    existing: Option<&Value>,
-) -> Result<String, ApiError> {
-    let name = meta.name.clone().unwrap_or_default();
-    if name.is_empty() {
-        return Err(invalid(format!(
-            "{} metadata.name: must not be empty",
-            kind.kind()
-        )));
-    }
-    if let Some(p) = path_name
-        && p != name
+/// Decodes `obj` as `T` (unknown fields refused, naming them) and runs `validate`.
+fn decode_checked<T: DeserializeOwned>(
+    kind: &str,
+    obj: &Value,
+    validate: fn(&T) -> Result<(), cattery_rbac::ValidationError>,
+) -> Result<T, ApiError> {
+    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let k = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+    cattery_api::wire::check_type(api_version, k, &[API_VERSION], kind)?;
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let mut input = obj.clone();
+    // Server-set metadata the k8s-openapi types know but a client need not send back.
+    if let Some(m) = input
+        .pointer_mut("/metadata")
+        .and_then(Value::as_object_mut)
     {
-        return Err(invalid(format!(
-            "{} metadata.name {name:?} does not match the name in the URL {p:?}",
-            kind.kind()
-        )));
+        m.remove("managedFields");
     }
-    if kind.namespaced() {
-        match meta.namespace.as_deref() {
-            None | Some("") => meta.namespace = Some(ns.to_string()),
-            Some(n) if n != ns => {
-                return Err(invalid(format!(
-                    "{} metadata.namespace {n:?} does not match the namespace in the URL {ns:?}",
-                    kind.kind()
-                )));
-            }
-            _ => {}
-        }
-    } else if meta.namespace.as_deref().is_some_and(|n| !n.is_empty()) {
-        return Err(invalid(format!(
-            "{} metadata.namespace: {} is cluster-scoped; remove the namespace",
-            kind.kind(),
-            kind.kind()
-        )));
-    } else {
-        meta.namespace = None;
-    }
-    let old = |f: &str| {
-        existing
-            .and_then(|v| v.pointer(f))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    meta.uid = Some(old("/metadata/uid").unwrap_or_else(|| crate::auth::random_id(16)));
-    meta.creation_timestamp = Some(match old("/metadata/creationTimestamp") {
-        Some(t) => serde_json::from_value(Value::String(t))
-            .map_err(|e| ApiError::new(500, format!("stored creationTimestamp: {e}")))?,
-        None => Time(
-            k8s_openapi::jiff::Timestamp::from_second(
-                time::OffsetDateTime::now_utc().unix_timestamp(),
-            )
-            .map_err(|e| ApiError::new(500, format!("clock: {e}")))?,
-        ),
-    });
-    meta.resource_version = None;
-    meta.managed_fields = None;
-    Ok(name)
+    let o: T = cattery_api::wire::from_value(input)
+        .map_err(|e| invalid(format!("{kind} {name:?}: {e}")))?;
+    validate(&o).map_err(|e| invalid(e.to_string()))?;
+    Ok(o)
 }
 
-/// The rules the role `role_ref` grants, if it exists (for the bind check).
-fn referenced_rules(
-    state: &AppState,
-    role_ref: &RoleRef,
-    ns: &str,
-) -> Result<Option<Vec<PolicyRule>>, ApiError> {
-    Ok(state.authz.role_rules(&role_ref.kind, ns, &role_ref.name))
+fn validate_cluster_role(obj: &Value) -> Result<(), ApiError> {
+    decode_checked("ClusterRole", obj, cattery_rbac::validate_cluster_role).map(drop)
 }
 
+fn validate_role(obj: &Value) -> Result<(), ApiError> {
+    decode_checked("Role", obj, cattery_rbac::validate_role).map(drop)
+}
+
+fn validate_cluster_role_binding(obj: &Value) -> Result<(), ApiError> {
+    decode_checked(
+        "ClusterRoleBinding",
+        obj,
+        cattery_rbac::validate_cluster_role_binding,
+    )
+    .map(drop)
+}
+
+fn validate_role_binding(obj: &Value) -> Result<(), ApiError> {
+    decode_checked("RoleBinding", obj, cattery_rbac::validate_role_binding).map(drop)
+}
+
+fn to_values<T: serde::Serialize>(objects: Vec<T>) -> Vec<Value> {
+    objects
+        .iter()
+        .filter_map(|o| serde_json::to_value(o).ok())
+        .map(|mut v| {
+            v["apiVersion"] = json!(API_VERSION);
+            v
+        })
+        .collect()
+}
+
+fn builtin_cluster_roles() -> Vec<Value> {
+    let mut v = to_values(builtin::cluster_roles());
+    for o in &mut v {
+        o["kind"] = json!("ClusterRole");
+    }
+    v
+}
+
+fn builtin_cluster_role_bindings() -> Vec<Value> {
+    let mut v = to_values(builtin::policy().cluster_role_bindings);
+    for o in &mut v {
+        o["kind"] = json!("ClusterRoleBinding");
+    }
+    v
+}
+
+fn meta_str<'a>(o: &'a Value, field: &str) -> &'a str {
+    o.pointer(&format!("/metadata/{field}"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn requester(who: &Identity) -> Requester<'_> {
+    Requester {
+        user: &who.user,
+        groups: &who.groups,
+    }
+}
+
+/// Whether `who` may `verb` the RBAC object `plural`/`name` (in `ns`, "" = cluster-wide).
 fn may(state: &AppState, who: &Identity, verb: &str, plural: &str, name: &str, ns: &str) -> bool {
     state
         .authz
         .current()
         .authorize(
-            &Requester {
-                user: &who.user,
-                groups: &who.groups,
-            },
+            &requester(who),
             &cattery_rbac::Request::Resource {
                 verb,
                 api_group: GROUP_RBAC,
@@ -383,193 +211,206 @@ fn may(state: &AppState, who: &Identity, verb: &str, plural: &str, name: &str, n
         .allowed
 }
 
-/// Kubernetes' escalation check for writing a role with `rules`.
-fn check_role_escalation(
+/// Kubernetes' escalation check for writing a role: `escalate` on it, or every rule held.
+fn admit_role(
     state: &AppState,
     who: &Identity,
-    kind: RbacKind,
-    name: &str,
-    ns: &str,
-    rules: &[PolicyRule],
+    _old: Option<&Value>,
+    new: &Value,
 ) -> Result<(), ApiError> {
-    if may(state, who, "escalate", kind.plural(), name, ns) {
-        return Ok(());
-    }
-    state
-        .authz
-        .current()
-        .check_escalation(
-            &Requester {
-                user: &who.user,
-                groups: &who.groups,
-            },
-            rules,
-            (!ns.is_empty()).then_some(ns),
-        )
-        .map_err(|missing| {
-            forbidden(format!(
-                "{} {name:?} would grant permissions you do not have ({missing}); ask someone who has them, or for `escalate` on {}",
-                kind.kind(),
-                kind.plural()
-            ))
-        })
-}
-
-/// Kubernetes' bind check for writing a binding to `role_ref`.
-fn check_bind(
-    state: &AppState,
-    who: &Identity,
-    kind: RbacKind,
-    name: &str,
-    ns: &str,
-    role_ref: &RoleRef,
-) -> Result<(), ApiError> {
-    let ref_plural = if role_ref.kind == "Role" {
+    let kind = new["kind"].as_str().unwrap_or("Role");
+    let plural = if kind == "Role" {
         "roles"
     } else {
         "clusterroles"
     };
-    let ref_ns = if role_ref.kind == "Role" { ns } else { "" };
+    let (name, ns) = (meta_str(new, "name"), meta_str(new, "namespace"));
+    if may(state, who, "escalate", plural, name, ns) {
+        return Ok(());
+    }
+    let rules: Vec<PolicyRule> = serde_json::from_value(new["rules"].clone()).unwrap_or_default();
+    state
+        .authz
+        .current()
+        .check_escalation(&requester(who), &rules, (!ns.is_empty()).then_some(ns))
+        .map_err(|missing| {
+            forbidden(format!(
+                "{kind} {name:?} would grant permissions you do not have ({missing}); ask someone who has them, or for `escalate` on {plural}"
+            ))
+        })
+}
+
+/// Kubernetes' bind check for writing a binding: `bind` on the referenced role, or every
+/// permission it grants held; and `roleRef` never changes.
+fn admit_binding(
+    state: &AppState,
+    who: &Identity,
+    old: Option<&Value>,
+    new: &Value,
+) -> Result<(), ApiError> {
+    let kind = new["kind"].as_str().unwrap_or("RoleBinding");
+    let (name, ns) = (meta_str(new, "name"), meta_str(new, "namespace"));
+    if let Some(old) = old
+        && old.get("roleRef") != new.get("roleRef")
+    {
+        return Err(ApiError::with_reason(
+            422,
+            "Invalid",
+            format!(
+                "{kind} {name:?} roleRef: Invalid value: cannot change roleRef (delete the binding and create a new one)"
+            ),
+        ));
+    }
+    let role_ref: RoleRef = serde_json::from_value(new["roleRef"].clone())
+        .map_err(|e| invalid(format!("{kind} {name:?} roleRef: {e}")))?;
+    let (ref_plural, ref_ns) = if role_ref.kind == "Role" {
+        ("roles", ns)
+    } else {
+        ("clusterroles", "")
+    };
     if may(state, who, "bind", ref_plural, &role_ref.name, ref_ns) {
         return Ok(());
     }
-    let rules = referenced_rules(state, role_ref, ns)?.ok_or_else(|| {
+    let rules = role_rules(state, &role_ref.kind, ns, &role_ref.name).ok_or_else(|| {
         ApiError::new(
             404,
             format!(
-                "{} {name:?} roleRef: {} {:?} not found (create it first)",
-                kind.kind(),
-                role_ref.kind,
-                role_ref.name
+                "{kind} {name:?} roleRef: {} {:?} not found (create it first)",
+                role_ref.kind, role_ref.name
             ),
         )
     })?;
     state
         .authz
         .current()
-        .check_escalation(
-            &Requester {
-                user: &who.user,
-                groups: &who.groups,
-            },
-            &rules,
-            (!ns.is_empty()).then_some(ns),
-        )
+        .check_escalation(&requester(who), &rules, (!ns.is_empty()).then_some(ns))
         .map_err(|missing| {
             forbidden(format!(
-                "{} {name:?} would grant {} {:?}, which has permissions you do not have ({missing}); ask for `bind` on it",
-                kind.kind(),
-                role_ref.kind,
-                role_ref.name
+                "{kind} {name:?} would grant {} {:?}, which has permissions you do not have ({missing}); ask for `bind` on {ref_plural} {:?}",
+                role_ref.kind, role_ref.name, role_ref.name
             ))
         })
 }
 
-fn decode_object(body: &[u8], kind: RbacKind) -> Result<Value, ApiError> {
-    let v: Value = cattery_api::wire::decode(body)?;
-    let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-    let k = v.get("kind").and_then(Value::as_str).unwrap_or("");
-    cattery_api::wire::check_type(api_version, k, &[API_VERSION], kind.kind())?;
-    Ok(v)
-}
-
-/// Where an object is being written: its kind, namespace, the name in the URL (PUT) and
-/// the object it replaces.
-type Target<'a> = (RbacKind, &'a str, Option<&'a str>, Option<&'a Value>);
-
-/// Decodes one RBAC object, fills in its server-owned metadata, validates it and runs the
-/// caller's permission check (`escalate` for roles, `bind` for bindings); returns its name
-/// and the JSON to store.
-fn admit<T>(
-    v: Value,
-    (kind, ns, path_name, existing): Target<'_>,
-    validate: fn(&T) -> Result<(), cattery_rbac::ValidationError>,
-    check: impl FnOnce(&T, &str) -> Result<(), ApiError>,
-) -> Result<(String, Value), ApiError>
-where
-    T: serde::de::DeserializeOwned + serde::Serialize + Metadata<Ty = ObjectMeta>,
-{
-    let claimed = name_of(&v).to_string();
-    let mut o: T = cattery_api::wire::from_value(v)
-        .map_err(|e| invalid(format!("{} {claimed:?}: {e}", kind.kind())))?;
-    let name = prepare_meta(o.metadata_mut(), kind, ns, path_name, existing)?;
-    validate(&o).map_err(|e| invalid(e.to_string()))?;
-    check(&o, &name)?;
-    let stored =
-        serde_json::to_value(&o).map_err(|e| ApiError::new(500, format!("encoding: {e}")))?;
-    Ok((name, stored))
-}
-
-async fn write(
+/// The rules of the role a binding's `roleRef` points at (`ClusterRole`, or `Role` in
+/// `namespace`), if it exists; built-ins first, as in the compiled policy.
+fn role_rules(
     state: &AppState,
-    kind: RbacKind,
-    ns: &str,
-    path_name: Option<String>,
-    req: Request,
-    replace: bool,
-) -> Result<Response, ApiError> {
-    let who = identity(&req);
-    let headers = req.headers().clone();
-    let body = read_body(req, MAX_RESOURCE_BODY).await?;
-    let v = decode_object(&body, kind)?;
-    let claimed = name_of(&v).to_string();
-    refuse_builtin(kind, path_name.as_deref().unwrap_or(&claimed))?;
-    let existing = if replace {
-        find(state, kind, ns, path_name.as_deref().unwrap_or(&claimed)).ok()
-    } else {
-        None
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Option<Vec<PolicyRule>> {
+    let (k, ns) = match kind {
+        "ClusterRole" => (HubKind::ClusterRole, None),
+        "Role" => (HubKind::Role, Some(namespace)),
+        _ => return None,
     };
-    let meta = (kind, ns, path_name.as_deref(), existing.as_ref());
-    let (name, stored) = match kind {
-        RbacKind::ClusterRole => admit(v, meta, cattery_rbac::validate_cluster_role, |o, name| {
-            check_role_escalation(
-                state,
-                &who,
-                kind,
-                name,
-                ns,
-                o.rules.as_deref().unwrap_or(&[]),
-            )
-        })?,
-        RbacKind::Role => admit(v, meta, cattery_rbac::validate_role, |o, name| {
-            check_role_escalation(
-                state,
-                &who,
-                kind,
-                name,
-                ns,
-                o.rules.as_deref().unwrap_or(&[]),
-            )
-        })?,
-        RbacKind::ClusterRoleBinding => admit(
-            v,
-            meta,
-            cattery_rbac::validate_cluster_role_binding,
-            |o, name| check_bind(state, &who, kind, name, ns, &o.role_ref),
-        )?,
-        RbacKind::RoleBinding => admit(v, meta, cattery_rbac::validate_role_binding, |o, name| {
-            check_bind(state, &who, kind, name, ns, &o.role_ref)
-        })?,
+    let obj = match k.descriptor().builtin(name) {
+        Some(b) => b,
+        None => (*state.resources.get(k, ns, name).ok()?).clone(),
     };
-    let record = RbacRecord {
-        kind: kind.kind().into(),
-        namespace: ns.into(),
-        name: name.clone(),
-        body: stored.to_string(),
-    };
-    let created = state.authz.put(state.store.as_ref(), &record, replace)?;
-    tracing::info!(
-        kind = kind.kind(),
-        namespace = ns,
-        name,
-        user = who.user,
-        created,
-        "RBAC object written"
-    );
-    let code = if created {
-        http::StatusCode::CREATED
-    } else {
-        http::StatusCode::OK
-    };
-    Ok(respond(&headers, code, &stored))
+    Some(serde_json::from_value(obj["rules"].clone()).unwrap_or_default())
+}
+
+/// `ClusterRole`.
+pub(crate) const CLUSTER_ROLE: Descriptor = Descriptor {
+    kind: HubKind::ClusterRole,
+    group: GROUP_RBAC,
+    version: "v1",
+    kind_name: "ClusterRole",
+    plural: "clusterroles",
+    singular: "clusterrole",
+    short_names: &[],
+    namespaced: false,
+    validate: validate_cluster_role,
+    columns: ROLE_COLUMNS,
+    age_column: false,
+    admit: Some(admit_role),
+    builtins: builtin_cluster_roles,
+    create_on_update: true,
+    verbs: STORE_VERBS,
+};
+
+/// `ClusterRoleBinding`.
+pub(crate) const CLUSTER_ROLE_BINDING: Descriptor = Descriptor {
+    kind: HubKind::ClusterRoleBinding,
+    group: GROUP_RBAC,
+    version: "v1",
+    kind_name: "ClusterRoleBinding",
+    plural: "clusterrolebindings",
+    singular: "clusterrolebinding",
+    short_names: &[],
+    namespaced: false,
+    validate: validate_cluster_role_binding,
+    columns: BINDING_COLUMNS,
+    age_column: true,
+    admit: Some(admit_binding),
+    builtins: builtin_cluster_role_bindings,
+    create_on_update: true,
+    verbs: STORE_VERBS,
+};
+
+/// `Role` (namespaced).
+pub(crate) const ROLE: Descriptor = Descriptor {
+    kind: HubKind::Role,
+    group: GROUP_RBAC,
+    version: "v1",
+    kind_name: "Role",
+    plural: "roles",
+    singular: "role",
+    short_names: &[],
+    namespaced: true,
+    validate: validate_role,
+    columns: ROLE_COLUMNS,
+    age_column: false,
+    admit: Some(admit_role),
+    builtins: super::kinds::no_builtins,
+    create_on_update: true,
+    verbs: STORE_VERBS,
+};
+
+/// `RoleBinding` (namespaced).
+pub(crate) const ROLE_BINDING: Descriptor = Descriptor {
+    kind: HubKind::RoleBinding,
+    group: GROUP_RBAC,
+    version: "v1",
+    kind_name: "RoleBinding",
+    plural: "rolebindings",
+    singular: "rolebinding",
+    short_names: &[],
+    namespaced: true,
+    validate: validate_role_binding,
+    columns: BINDING_COLUMNS,
+    age_column: true,
+    admit: Some(admit_binding),
+    builtins: super::kinds::no_builtins,
+    create_on_update: true,
+    verbs: STORE_VERBS,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_fields_and_columns_match_kubectl() {
+        let ok = json!({"apiVersion": API_VERSION, "kind": "ClusterRoleBinding",
+            "metadata": {"name": "b"},
+            "roleRef": {"apiGroup": GROUP_RBAC, "kind": "ClusterRole", "name": "r"},
+            "subjects": [{"kind": "User", "name": "alice"}, {"kind": "Group", "name": "g"},
+                {"kind": "ServiceAccount", "name": "sa", "namespace": "ci"}]});
+        validate_cluster_role_binding(&ok).unwrap();
+        let mut bad = ok.clone();
+        bad["roleRef"]["colour"] = json!("red");
+        let e = validate_cluster_role_binding(&bad).unwrap_err();
+        assert_eq!(e.0.code, 400);
+        assert!(e.0.message.contains("colour"), "{}", e.0.message);
+        assert_eq!(role_ref(&ok), json!("ClusterRole/r"));
+        assert_eq!(subjects(&ok, "User"), json!("alice"));
+        assert_eq!(subjects(&ok, "ServiceAccount"), json!("ci/sa"));
+        let builtins = builtin_cluster_roles();
+        assert!(builtins.iter().all(|b| b["kind"] == "ClusterRole"));
+        validate_cluster_role(&builtins[0]).unwrap();
+        assert!(CLUSTER_ROLE.builtin(builtin::ADMIN).is_some());
+    }
 }

@@ -1,9 +1,11 @@
 //! Generic handlers for every kind in the descriptor table ([`super::kinds::KINDS`]):
 //! list (label and field selectors, `limit`/`continue`), watch, get, create, update (PUT,
-//! 409 on a stale resourceVersion), patch (merge, strategic merge treated as merge,
-//! JSON patch, server-side apply with field ownership) and delete, over the hub's
-//! [`cattery_store::Store`]. Every write records its field manager in
-//! `metadata.managedFields` ([`cattery_store::managed_fields`], shared with the simulator).
+//! 409 on a stale resourceVersion), patch (merge, strategic merge, JSON patch, server-side
+//! apply with field ownership) and delete, over the hub's [`cattery_store::Store`], at
+//! cluster-scoped or namespaced paths as the descriptor says. Every write records its
+//! field manager in `metadata.managedFields` ([`cattery_store::managed_fields`], shared
+//! with the simulator) and passes the kind's admission hook (RBAC's escalation rules).
+//! Built-in objects are merged into lists and gets and refused on every write.
 //!
 //! The handlers sit behind the same gate as every route (authentication, RBAC, audit
 //! trail). ManagedCluster has effects outside the store, kept in [`super::clusters`]:
@@ -20,15 +22,16 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::routing::get;
 use cattery_store::http::query::{ListParams, WatchParams, flag};
-use cattery_store::http::table::{IncludeObject, table, wants_table};
+use cattery_store::http::table::{IncludeObject, table_with, wants_table};
 use cattery_store::managed_fields;
 use cattery_store::{Filter, Obj, StoreError};
 use serde_json::{Value, json};
 
 use super::extract::Path;
 use super::kinds::{Descriptor, HubKind, KINDS};
-use super::{ApiError, MAX_RESOURCE_BODY, read_body, respond};
+use super::{ApiError, MAX_RESOURCE_BODY, identity, read_body, respond};
 use crate::AppState;
+use crate::auth::Identity;
 
 /// The hub's resource store.
 pub type HubStore = cattery_store::Store<HubKind>;
@@ -132,50 +135,97 @@ fn start_watch(
     st.resources.watch(f, start)
 }
 
-/// Adds the routes of every kind in [`KINDS`].
+/// Adds the routes of every kind in [`KINDS`]: cluster-scoped kinds at
+/// `/apis/G/V/PLURAL[/NAME]`, namespaced ones at `/apis/G/V/namespaces/NS/PLURAL[/NAME]`
+/// plus the all-namespaces list `/apis/G/V/PLURAL`. Kinds without `update` (tokens) get no
+/// PUT or PATCH, and no generic POST (their create is their own).
 pub fn routes(mut router: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
+    type St = State<Arc<AppState>>;
     for d in KINDS {
         let collection = d.collection_path();
-        router = router
-            .route(
+        if d.namespaced {
+            router = router.route(
                 &collection,
-                get(move |st: State<Arc<AppState>>, req: Request| list(d, st, req))
-                    .post(move |st: State<Arc<AppState>>, req: Request| create(d, st, req)),
-            )
-            .route(
-                &format!("{collection}/{{name}}"),
-                get(
-                    move |st: State<Arc<AppState>>, p: Path<String>, req: Request| {
-                        get_one(d, st, p, req)
-                    },
-                )
-                .put(
-                    move |st: State<Arc<AppState>>, p: Path<String>, req: Request| {
-                        update(d, st, p, req)
-                    },
-                )
-                .patch(
-                    move |st: State<Arc<AppState>>, p: Path<String>, req: Request| {
-                        patch(d, st, p, req)
-                    },
-                )
-                .delete(
-                    move |st: State<Arc<AppState>>, p: Path<String>, req: Request| {
-                        delete(d, st, p, req)
-                    },
-                ),
+                get(move |st: St, req: Request| list(d, st, None, req)),
             );
+            let in_ns = d.namespaced_collection_path();
+            let mut c =
+                get(move |st: St, Path(ns): Path<String>, req: Request| list(d, st, Some(ns), req));
+            let mut item = get(
+                move |st: St, Path((ns, name)): Path<(String, String)>, req: Request| {
+                    get_one(d, st, Some(ns), name, req)
+                },
+            )
+            .delete(
+                move |st: St, Path((ns, name)): Path<(String, String)>, req: Request| {
+                    delete(d, st, Some(ns), name, req)
+                },
+            );
+            if d.writable() {
+                c = c.post(move |st: St, Path(ns): Path<String>, req: Request| {
+                    create(d, st, Some(ns), req)
+                });
+                item = item
+                    .put(
+                        move |st: St, Path((ns, name)): Path<(String, String)>, req: Request| {
+                            update(d, st, Some(ns), name, req)
+                        },
+                    )
+                    .patch(
+                        move |st: St, Path((ns, name)): Path<(String, String)>, req: Request| {
+                            patch(d, st, Some(ns), name, req)
+                        },
+                    );
+            }
+            router = router
+                .route(&in_ns, c)
+                .route(&format!("{in_ns}/{{name}}"), item);
+        } else {
+            let mut c = get(move |st: St, req: Request| list(d, st, None, req));
+            let mut item = get(move |st: St, Path(name): Path<String>, req: Request| {
+                get_one(d, st, None, name, req)
+            })
+            .delete(move |st: St, Path(name): Path<String>, req: Request| {
+                delete(d, st, None, name, req)
+            });
+            if d.writable() {
+                c = c.post(move |st: St, req: Request| create(d, st, None, req));
+                item = item
+                    .put(move |st: St, Path(name): Path<String>, req: Request| {
+                        update(d, st, None, name, req)
+                    })
+                    .patch(move |st: St, Path(name): Path<String>, req: Request| {
+                        patch(d, st, None, name, req)
+                    });
+            }
+            router = router
+                .route(&collection, c)
+                .route(&format!("{collection}/{{name}}"), item);
+        }
     }
     router
 }
 
-/// The object as clients see it: the stored one plus, for clusters, the live status.
+/// The object as clients see it: the stored one plus, for clusters, the live status; a
+/// token without its hash.
 pub(crate) fn view(st: &AppState, d: &Descriptor, obj: &Obj) -> Value {
     let mut v = (**obj).clone();
-    if d.kind == HubKind::ManagedCluster {
-        super::clusters::add_status(st, &mut v);
+    match d.kind {
+        HubKind::ManagedCluster => super::clusters::add_status(st, &mut v),
+        HubKind::Token => super::tokens::view(st, &mut v),
+        _ => {}
     }
     v
+}
+
+fn render_table<'a>(
+    d: &Descriptor,
+    objects: impl IntoIterator<Item = &'a Value>,
+    rv: Option<&str>,
+    continue_token: Option<&str>,
+    inc: IncludeObject,
+) -> Value {
+    table_with(d.columns, objects, rv, continue_token, inc, d.age_column)
 }
 
 /// Answers one object as JSON, YAML or a one-row Table.
@@ -188,7 +238,7 @@ fn answer(
 ) -> Response {
     if wants_table(accept(headers)) {
         let inc = IncludeObject::parse(q.get("includeObject"));
-        let t = table(d.columns, [obj], None, None, inc);
+        let t = render_table(d, [obj], None, None, inc);
         return respond(headers, code, &t);
     }
     respond(headers, code, obj)
@@ -200,9 +250,17 @@ fn accept(headers: &http::HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
+fn requester(who: &Identity) -> cattery_rbac::Requester<'_> {
+    cattery_rbac::Requester {
+        user: &who.user,
+        groups: &who.groups,
+    }
+}
+
 async fn list(
     d: &'static Descriptor,
     State(st): State<Arc<AppState>>,
+    ns: Option<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
     // Reads ignore parameters they do not know, as kube-apiserver's do (and as this hub's
@@ -236,7 +294,7 @@ async fn list(
     }
     let filter = Filter {
         res: d.kind,
-        namespace: None,
+        namespace: ns.clone(),
         labels: p.labels.clone(),
         fields,
     };
@@ -259,7 +317,7 @@ async fn list(
         let render = Box::new(move |_, obj: &Obj| {
             let v = view(&st2, d, obj);
             match table_inc {
-                Some(inc) => table(d.columns, [&v], None, None, inc),
+                Some(inc) => render_table(d, [&v], None, None, inc),
                 None => v,
             }
         });
@@ -281,30 +339,42 @@ async fn list(
             .expect("valid response"));
     }
     // The gate let a list through when some names may be listed; keep only those.
-    let who = super::identity(&req);
+    let who = identity(&req);
     let names = st.authz.current().allowed_names(
-        &cattery_rbac::Requester {
-            user: &who.user,
-            groups: &who.groups,
-        },
+        &requester(&who),
         "list",
         d.group,
         d.plural,
         None,
-        None,
+        ns.as_deref(),
     );
+    let may_see = |o: &Value| names.contains(o["metadata"]["name"].as_str().unwrap_or(""));
     let page = st
         .resources
         .list_where(&filter, p.limit, p.continue_token.as_deref(), |o| {
-            let name = o["metadata"]["name"].as_str().unwrap_or("");
-            names.contains(name)
-                && (live_fields.is_empty() || live_fields.matches(&connected_field(&st, name)))
+            may_see(o)
+                && (live_fields.is_empty()
+                    || live_fields.matches(&connected_field(&st, meta_name(o))))
         })?;
+    // Built-ins come first, on the first page (they are few and never change).
+    let mut objects: Vec<Obj> = Vec::new();
+    if p.continue_token.is_none() {
+        objects.extend(
+            (d.builtins)()
+                .into_iter()
+                .filter(|b| filter.matches(d.kind, b) && may_see(b))
+                .map(Arc::new),
+        );
+    }
+    objects.extend(page.items);
+    if d.kind == HubKind::Token {
+        objects = objects.iter().map(|o| Arc::new(view(&st, d, o))).collect();
+    }
     let rv = page.rv.to_string();
     if let Some(inc) = table_inc {
-        let items: Vec<Value> = page.items.iter().map(|o| view(&st, d, o)).collect();
-        let t = table(
-            d.columns,
+        let items: Vec<Value> = objects.iter().map(|o| view(&st, d, o)).collect();
+        let t = render_table(
+            d,
             items.iter(),
             Some(&rv),
             page.continue_token.as_deref(),
@@ -321,8 +391,7 @@ async fn list(
         api_version: d.api_version(),
         kind: format!("{}List", d.kind_name),
         metadata: meta,
-        items: page
-            .items
+        items: objects
             .iter()
             .map(|o| Listed {
                 status: (d.kind == HubKind::ManagedCluster)
@@ -339,6 +408,10 @@ async fn list(
 /// `ManagedClusterConnected` condition is `True`, `false` otherwise (disconnected, never
 /// connected, or unknown), so `status.connected!=true` lists every cluster to look at.
 const CONNECTED_FIELD: &str = "status.connected";
+
+fn meta_name(o: &Value) -> &str {
+    o["metadata"]["name"].as_str().unwrap_or("")
+}
 
 /// What [`CONNECTED_FIELD`] is matched against for the cluster `name`.
 fn connected_field(st: &AppState, name: &str) -> Value {
@@ -389,12 +462,16 @@ impl serde::Serialize for Listed<'_> {
 async fn get_one(
     d: &'static Descriptor,
     State(st): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    ns: Option<String>,
+    name: String,
     req: Request,
 ) -> Result<Response, ApiError> {
     let q = QueryPairs::of(&req);
-    let obj = st.resources.get(d.kind, None, &name)?;
-    let v = view(&st, d, &obj);
+    let v = match st.resources.get(d.kind, ns.as_deref(), &name) {
+        Ok(obj) => view(&st, d, &obj),
+        Err(e @ StoreError::NotFound { .. }) => d.builtin(&name).ok_or(e)?,
+        Err(e) => return Err(e.into()),
+    };
     Ok(answer(d, req.headers(), &q, http::StatusCode::OK, &v))
 }
 
@@ -411,6 +488,21 @@ fn refuse_dry_run(q: &QueryPairs) -> Result<(), ApiError> {
     }
 }
 
+/// Refuses any write of a built-in object.
+fn refuse_builtin(d: &Descriptor, name: &str) -> Result<(), ApiError> {
+    if d.builtin(name).is_some() {
+        return Err(ApiError::with_reason(
+            409,
+            "Conflict",
+            format!(
+                "{} {name:?} is built in and cannot be changed or deleted; create your own {} instead",
+                d.kind_name, d.kind_name
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Parses a request body (JSON or YAML) into an object.
 fn parse_object(d: &Descriptor, body: &[u8]) -> Result<Value, ApiError> {
     let v = cattery_api::wire::parse(body)?;
@@ -424,31 +516,82 @@ fn parse_object(d: &Descriptor, body: &[u8]) -> Result<Value, ApiError> {
     Ok(v)
 }
 
+/// Puts a namespaced object into the namespace of its URL (a different one is a 400).
+fn place(d: &Descriptor, ns: Option<&str>, obj: &mut Value) -> Result<(), ApiError> {
+    let Some(ns) = ns else {
+        return Ok(());
+    };
+    match obj.pointer("/metadata/namespace").and_then(Value::as_str) {
+        None | Some("") => {
+            if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.insert("namespace".into(), json!(ns));
+            }
+            Ok(())
+        }
+        Some(n) if n != ns => Err(ApiError::with_reason(
+            400,
+            "BadRequest",
+            format!(
+                "{} metadata.namespace: {n:?} does not match the namespace in the URL {ns:?}",
+                d.kind_name
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+fn admit(
+    d: &Descriptor,
+    st: &AppState,
+    who: &Identity,
+    old: Option<&Value>,
+    new: &Value,
+) -> Result<(), ApiError> {
+    match d.admit {
+        Some(check) => check(st, who, old, new),
+        None => Ok(()),
+    }
+}
+
+fn name_in_body(obj: &Value) -> &str {
+    obj.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
 /// Creates `obj` (already parsed, its `managedFields` already computed): validates it,
-/// then stores it (ManagedCluster: issues its certificate first).
+/// runs the kind's admission, then stores it (ManagedCluster: issues its certificate
+/// first).
 async fn create_object(
     d: &'static Descriptor,
     st: &Arc<AppState>,
     q: &QueryPairs,
+    who: &Identity,
+    ns: Option<&str>,
     mut obj: Value,
 ) -> Result<Value, ApiError> {
+    refuse_builtin(d, name_in_body(&obj))?;
     if let Some(m) = obj.as_object_mut() {
         m.remove("status");
     }
+    place(d, ns, &mut obj)?;
     (d.validate)(&obj)?;
+    admit(d, st, who, None, &obj)?;
     if d.kind == HubKind::ManagedCluster {
         return super::clusters::create(st, q, obj);
     }
-    let stored = st.resources.create(d.kind, None, obj)?;
+    let stored = st.resources.create(d.kind, ns, obj)?;
     Ok(view(st, d, &stored))
 }
 
 async fn create(
     d: &'static Descriptor,
     State(st): State<Arc<AppState>>,
+    ns: Option<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let q = QueryPairs::of(&req);
+    let who = identity(&req);
     let headers = req.headers().clone();
     let body = read_body(req, MAX_RESOURCE_BODY).await?;
     q.only(if d.kind == HubKind::ManagedCluster {
@@ -464,7 +607,7 @@ async fn create(
         &field_manager(&q, &headers),
         &d.api_version(),
     );
-    let created = create_object(d, &st, &q, obj).await?;
+    let created = create_object(d, &st, &q, &who, ns.as_deref(), obj).await?;
     Ok(answer(d, &headers, &q, http::StatusCode::CREATED, &created))
 }
 
@@ -487,17 +630,62 @@ fn keep_server_owned(d: &Descriptor, old: &Value, new: &mut Value) {
     }
 }
 
+/// Writes a new version of an existing object: `compute` gives it from the stored one
+/// (validated, server-owned fields kept), the kind's admission runs on it outside the
+/// store's lock (it reads the policy, which reads the store), and it is stored only if
+/// the object did not change meanwhile. When the client pinned no resourceVersion, a
+/// concurrent change is retried on the new version rather than answered 409.
+fn write_existing(
+    d: &'static Descriptor,
+    st: &AppState,
+    who: &Identity,
+    ns: Option<&str>,
+    name: &str,
+    pinned: bool,
+    compute: impl Fn(&Obj) -> Result<Value, ApiError>,
+) -> Result<Obj, ApiError> {
+    const ATTEMPTS: usize = 5;
+    for attempt in 1..=ATTEMPTS {
+        let old = st.resources.get(d.kind, ns, name)?;
+        let mut obj = compute(&old)?;
+        admit(d, st, who, Some(&old), &obj)?;
+        if !pinned && let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.insert(
+                "resourceVersion".into(),
+                old["metadata"]["resourceVersion"].clone(),
+            );
+        }
+        match st
+            .resources
+            .modify(d.kind, ns, name, false, |_: &Obj| Ok::<_, ApiError>(obj))
+        {
+            Err(e) if !pinned && attempt < ATTEMPTS && e.0.code == 409 => continue,
+            r => return r,
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+fn pinned_rv(obj: &Value) -> bool {
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|rv| !rv.is_empty())
+}
+
 async fn update(
     d: &'static Descriptor,
     State(st): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    ns: Option<String>,
+    name: String,
     req: Request,
 ) -> Result<Response, ApiError> {
     let q = QueryPairs::of(&req);
+    let who = identity(&req);
     let headers = req.headers().clone();
     let body = read_body(req, MAX_RESOURCE_BODY).await?;
     q.only(WRITE_PARAMS)?;
     refuse_dry_run(&q)?;
+    refuse_builtin(d, &name)?;
     let mut obj = parse_object(d, &body)?;
     let manager = field_manager(&q, &headers);
     let sent = obj.pointer("/metadata/name").and_then(Value::as_str);
@@ -512,16 +700,27 @@ async fn update(
             ),
         ));
     }
-    let stored = st
-        .resources
-        .modify(d.kind, None, &name, false, |old: &Obj| {
-            // Validate what the client wrote (an unknown spec field is a 400 even where the
-            // server then keeps its own spec).
-            (d.validate)(&obj)?;
-            keep_server_owned(d, old, &mut obj);
-            managed_fields::record_update(Some(old), &mut obj, &manager, &d.api_version());
-            Ok::<_, ApiError>(obj)
-        })?;
+    place(d, ns.as_deref(), &mut obj)?;
+    let ns = ns.as_deref();
+    if d.create_on_update
+        && matches!(
+            st.resources.get(d.kind, ns, &name),
+            Err(StoreError::NotFound { .. })
+        )
+    {
+        managed_fields::record_update(None, &mut obj, &manager, &d.api_version());
+        let created = create_object(d, &st, &q, &who, ns, obj).await?;
+        return Ok(answer(d, &headers, &q, http::StatusCode::CREATED, &created));
+    }
+    let stored = write_existing(d, &st, &who, ns, &name, pinned_rv(&obj), |old| {
+        let mut obj = obj.clone();
+        // Validate what the client wrote (an unknown spec field is a 400 even where the
+        // server then keeps its own spec).
+        (d.validate)(&obj)?;
+        keep_server_owned(d, old, &mut obj);
+        managed_fields::record_update(Some(old), &mut obj, &manager, &d.api_version());
+        Ok(obj)
+    })?;
     let v = view(&st, d, &stored);
     Ok(answer(d, &headers, &q, http::StatusCode::OK, &v))
 }
@@ -529,9 +728,13 @@ async fn update(
 /// A PATCH body's format, from its `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PatchKind {
-    /// RFC 7386; also `strategic-merge-patch+json`: these kinds have no lists with merge
-    /// keys, so a strategic merge patch means what a merge patch means.
+    /// RFC 7386.
     Merge,
+    /// `strategic-merge-patch+json` (what kubectl's client-side apply sends for the RBAC
+    /// kinds): a merge patch that honours kubectl's `$patch`/`$setElementOrder`
+    /// directives. None of the hub's kinds has a list with a merge key (Kubernetes gives
+    /// `rules` and `subjects` none), so lists are replaced whole, as kube-apiserver does.
+    Strategic,
     /// RFC 6902.
     Json,
     /// `application/apply-patch+yaml`: server-side apply.
@@ -545,9 +748,8 @@ fn patch_kind(headers: &http::HeaderMap) -> Result<PatchKind, ApiError> {
         .unwrap_or("");
     let media = ct.split(';').next().unwrap_or("").trim();
     match media {
-        "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
-            Ok(PatchKind::Merge)
-        }
+        "application/merge-patch+json" => Ok(PatchKind::Merge),
+        "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
         "application/json-patch+json" => Ok(PatchKind::Json),
         "application/apply-patch+yaml" | "application/apply-patch+json" => Ok(PatchKind::Apply),
         _ => Err(ApiError::with_reason(
@@ -571,6 +773,7 @@ fn patched(
     force: bool,
 ) -> Result<Value, ApiError> {
     let mut target = old.clone();
+    let bad = |code, e: String| ApiError::with_reason(code, "BadRequest", e);
     match kind {
         PatchKind::Apply => {
             return Ok(managed_fields::apply(
@@ -581,20 +784,20 @@ fn patched(
                 &d.api_version(),
             )?);
         }
-        PatchKind::Merge => {
+        PatchKind::Merge | PatchKind::Strategic => {
             if !patch.is_object() {
-                return Err(ApiError::with_reason(
-                    400,
-                    "BadRequest",
-                    "a merge patch must be a JSON object",
-                ));
+                return Err(bad(400, "a merge patch must be a JSON object".into()));
             }
-            json_patch::merge(&mut target, patch);
+            let k = if kind == PatchKind::Merge {
+                cattery_store::patch::PatchKind::Merge
+            } else {
+                cattery_store::patch::PatchKind::Strategic
+            };
+            cattery_store::patch::apply(k, &mut target, patch).map_err(|e| bad(400, e))?;
         }
         PatchKind::Json => {
-            let p: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
-                ApiError::with_reason(400, "BadRequest", format!("invalid JSON patch: {e}"))
-            })?;
+            let p: json_patch::Patch = serde_json::from_value(patch.clone())
+                .map_err(|e| bad(400, format!("invalid JSON patch: {e}")))?;
             json_patch::patch(&mut target, &p).map_err(|e| {
                 ApiError::with_reason(422, "Invalid", format!("applying the JSON patch: {e}"))
             })?;
@@ -606,17 +809,21 @@ fn patched(
 async fn patch(
     d: &'static Descriptor,
     State(st): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    ns: Option<String>,
+    name: String,
     req: Request,
 ) -> Result<Response, ApiError> {
     let q = QueryPairs::of(&req);
+    let who = identity(&req);
     let headers = req.headers().clone();
     let kind = patch_kind(&headers);
     let body = read_body(req, MAX_RESOURCE_BODY).await?;
     let kind = kind?;
     q.only(PATCH_PARAMS)?;
     refuse_dry_run(&q)?;
-    let patch = match kind {
+    refuse_builtin(d, &name)?;
+    let ns = ns.as_deref();
+    let mut patch = match kind {
         PatchKind::Apply => parse_object(d, &body)?,
         _ => serde_json::from_slice::<Value>(&body).map_err(|e| {
             ApiError::with_reason(400, "BadRequest", format!("the patch is not JSON: {e}"))
@@ -644,39 +851,39 @@ async fn patch(
                 ),
             ));
         }
-        match st.resources.get(d.kind, None, &name) {
+        place(d, ns, &mut patch)?;
+        match st.resources.get(d.kind, ns, &name) {
             Err(StoreError::NotFound { .. }) => {
                 let obj = managed_fields::apply(None, &patch, &manager, force, &d.api_version())?;
-                let created = create_object(d, &st, &q, obj).await?;
+                let created = create_object(d, &st, &q, &who, ns, obj).await?;
                 return Ok(answer(d, &headers, &q, http::StatusCode::CREATED, &created));
             }
             Err(e) => return Err(e.into()),
             Ok(_) => {}
         }
     }
-    let stored = st
-        .resources
-        .modify(d.kind, None, &name, false, |old: &Obj| {
-            let mut obj = patched(d, kind, old, &patch, &manager, force)?;
-            if obj.pointer("/metadata/name").and_then(Value::as_str) != Some(name.as_str()) {
-                return Err(ApiError::with_reason(
-                    400,
-                    "BadRequest",
-                    format!(
-                        "{} metadata.name: a patch cannot rename an object",
-                        d.kind_name
-                    ),
-                ));
-            }
-            // Validate what the client wrote (an unknown spec field is a 400 even where the
-            // server then keeps its own spec).
-            (d.validate)(&obj)?;
-            keep_server_owned(d, old, &mut obj);
-            if kind != PatchKind::Apply {
-                managed_fields::record_update(Some(old), &mut obj, &manager, &d.api_version());
-            }
-            Ok::<_, ApiError>(obj)
-        })?;
+    let pinned = kind != PatchKind::Json && pinned_rv(&patch);
+    let stored = write_existing(d, &st, &who, ns, &name, pinned, |old| {
+        let mut obj = patched(d, kind, old, &patch, &manager, force)?;
+        if obj.pointer("/metadata/name").and_then(Value::as_str) != Some(name.as_str()) {
+            return Err(ApiError::with_reason(
+                400,
+                "BadRequest",
+                format!(
+                    "{} metadata.name: a patch cannot rename an object",
+                    d.kind_name
+                ),
+            ));
+        }
+        // Validate what the client wrote (an unknown spec field is a 400 even where the
+        // server then keeps its own spec).
+        (d.validate)(&obj)?;
+        keep_server_owned(d, old, &mut obj);
+        if kind != PatchKind::Apply {
+            managed_fields::record_update(Some(old), &mut obj, &manager, &d.api_version());
+        }
+        Ok(obj)
+    })?;
     let v = view(&st, d, &stored);
     Ok(answer(d, &headers, &q, http::StatusCode::OK, &v))
 }
@@ -684,42 +891,58 @@ async fn patch(
 async fn delete(
     d: &'static Descriptor,
     State(st): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    ns: Option<String>,
+    name: String,
     req: Request,
 ) -> Result<Response, ApiError> {
     let q = QueryPairs::of(&req);
     q.only(DELETE_PARAMS)?;
     refuse_dry_run(&q)?;
-    let last = if d.kind == HubKind::ManagedCluster {
-        // Federated objects come off the cluster while its tunnel is still up.
-        // What could not be taken off is reported in the answer (a condition), the audit
-        // trail and the log, never only logged.
-        let leaving = crate::federation::Leaving::start(&st, &name).await;
-        let unplaced = leaving.unplace().await;
-        let condition = unplaced.condition();
-        match &unplaced {
-            crate::federation::Unplaced::Removed(n) => {
-                tracing::info!(cluster = name, "removed {n} federated objects")
+    refuse_builtin(d, &name)?;
+    let last = match d.kind {
+        HubKind::ManagedCluster => {
+            // Federated objects come off the cluster while its tunnel is still up.
+            // What could not be taken off is reported in the answer (a condition), the
+            // audit trail and the log, never only logged.
+            let leaving = crate::federation::Leaving::start(&st, &name).await;
+            let unplaced = leaving.unplace().await;
+            let condition = unplaced.condition();
+            match &unplaced {
+                crate::federation::Unplaced::Removed(n) => {
+                    tracing::info!(cluster = name, "removed {n} federated objects")
+                }
+                crate::federation::Unplaced::NotRemoved { .. } => {
+                    tracing::warn!(cluster = name, "{}", condition.message)
+                }
             }
-            crate::federation::Unplaced::NotRemoved { .. } => {
-                tracing::warn!(cluster = name, "{}", condition.message)
+            let mut last = super::clusters::delete(&st, &name)?;
+            if !last["status"].is_object() {
+                last["status"] = serde_json::json!({});
             }
+            let conditions = &mut last["status"]["conditions"];
+            if !conditions.is_array() {
+                *conditions = serde_json::json!([]);
+            }
+            if let (Some(list), Ok(c)) =
+                (conditions.as_array_mut(), serde_json::to_value(&condition))
+            {
+                list.push(c);
+            }
+            last
         }
-        let mut last = super::clusters::delete(&st, &name)?;
-        if !last["status"].is_object() {
-            last["status"] = serde_json::json!({});
+        HubKind::Token => super::tokens::revoke(&st, &name)?,
+        _ => {
+            let last = st.resources.delete(d.kind, ns.as_deref(), &name)?;
+            if d.kind.is_rbac() {
+                tracing::info!(
+                    kind = d.kind_name,
+                    namespace = ns.as_deref().unwrap_or(""),
+                    name,
+                    "RBAC object deleted"
+                );
+            }
+            view(&st, d, &last)
         }
-        let conditions = &mut last["status"]["conditions"];
-        if !conditions.is_array() {
-            *conditions = serde_json::json!([]);
-        }
-        if let (Some(list), Ok(c)) = (conditions.as_array_mut(), serde_json::to_value(&condition)) {
-            list.push(c);
-        }
-        last
-    } else {
-        let last = st.resources.delete(d.kind, None, &name)?;
-        view(&st, d, &last)
     };
     Ok(answer(d, req.headers(), &q, http::StatusCode::OK, &last))
 }

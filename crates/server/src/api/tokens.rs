@@ -1,4 +1,8 @@
-//! `Token` endpoints: create (the secret is returned once), list, get, revoke.
+//! `Token` (`cattery.dev/v1`) on the resource store: its descriptor (list, get, watch and
+//! delete are the generic handlers'), and create, which returns the secret once and stores
+//! only its hash. Deleting a token revokes it: the object stays with its revocation time,
+//! so `token list` shows when it was revoked, and it is refused from the next request on.
+//! No read returns the secret or its hash ([`view`]).
 //!
 //! Creating a token for a user is as powerful as acting as that user, so it needs `create`
 //! on `tokens` (only `cattery-admin` has it built in) and, as Kubernetes asks of
@@ -12,15 +16,15 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use cattery_api::wire::{check_type, decode};
-use cattery_api::{API_VERSION, List, ObjectMeta, Token, TokenSpec, TokenStatus};
+use cattery_api::{API_VERSION, Token, TokenStatus};
+use serde_json::{Value, json};
 
-use super::extract::Path;
 use super::gate::AuthzOutcome;
+use super::kinds::{Descriptor, HubKind};
 use super::{ApiError, MAX_RESOURCE_BODY, check_metadata, identity, read_body, respond};
 use crate::AppState;
 use crate::auth::Identity;
-use crate::auth::tokens::NewToken;
-use crate::store::TokenRecord;
+use crate::auth::tokens::{HASH_FIELD, NewToken};
 
 use cattery_api::token::MAX_EXPIRATION_SECONDS;
 /// Longest user or group name.
@@ -68,29 +72,52 @@ const TOKEN_COLUMNS: &[cattery_store::http::table::Column] = &[
     },
 ];
 
-fn to_token(r: TokenRecord, secret: Option<String>) -> Token {
-    Token {
-        api_version: API_VERSION.into(),
-        kind: "Token".into(),
-        metadata: ObjectMeta {
-            name: r.id,
-            creation_timestamp: Some(r.created_at),
-            ..Default::default()
-        },
-        spec: TokenSpec {
-            user: r.user,
-            groups: r.groups,
-            expiration_seconds: None,
-            description: r.description,
-        },
-        status: TokenStatus {
-            token: secret,
-            expiration_timestamp: r.expires_at,
-            last_used_timestamp: r.last_used_at,
-            revocation_timestamp: r.revoked_at,
-        },
+/// A stored token as clients see it: without its hash, with a last-used time not yet
+/// written to the store.
+pub(crate) fn view(st: &AppState, obj: &mut Value) {
+    if let Some(m) = obj.as_object_mut() {
+        m.remove(HASH_FIELD);
+    }
+    let id = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if let Some(at) = st.auth.pending_last_use(&id) {
+        if !obj["status"].is_object() {
+            obj["status"] = json!({});
+        }
+        obj["status"]["lastUsedTimestamp"] = json!(at);
     }
 }
+
+/// Tokens are written only by [`create`] (and revoked by DELETE); nothing else is stored.
+fn validate(_: &Value) -> Result<(), ApiError> {
+    Err(ApiError::with_reason(
+        405,
+        "MethodNotAllowed",
+        "tokens cannot be changed; create a new one and delete (revoke) the old one",
+    ))
+}
+
+/// `Token`.
+pub(crate) const DESCRIPTOR: Descriptor = Descriptor {
+    kind: HubKind::Token,
+    group: cattery_rbac::GROUP_CATTERY,
+    version: "v1",
+    kind_name: "Token",
+    plural: "tokens",
+    singular: "token",
+    short_names: &[],
+    namespaced: false,
+    validate,
+    columns: TOKEN_COLUMNS,
+    age_column: true,
+    admit: None,
+    builtins: super::kinds::no_builtins,
+    create_on_update: false,
+    verbs: &["create", "delete", "get", "list", "watch"],
+};
 
 fn invalid(msg: String) -> ApiError {
     ApiError::with_reason(400, "Invalid", msg)
@@ -208,75 +235,36 @@ pub async fn create(
     let mut groups = spec.groups;
     groups.dedup();
     check_may_mint(&state, &who, &spec.user, &groups)?;
-    let (record, secret) = state.auth.create(
-        state.store.as_ref(),
-        NewToken {
-            identity: Identity {
-                user: spec.user,
-                groups,
-            },
-            description: spec.description,
-            ttl,
+    let (stored, secret) = state.auth.create(NewToken {
+        identity: Identity {
+            user: spec.user,
+            groups,
         },
-    )?;
-    tracing::info!(id = record.id, user = record.user, "token created");
-    Ok(respond(
-        &headers,
-        http::StatusCode::CREATED,
-        &to_token(record, Some(secret)),
-    ))
+        description: spec.description,
+        ttl,
+    })?;
+    let mut out = (*stored).clone();
+    view(&state, &mut out);
+    out["status"]["token"] = json!(secret);
+    tracing::info!(
+        id = out["metadata"]["name"].as_str().unwrap_or(""),
+        user = out["spec"]["user"].as_str().unwrap_or(""),
+        "token created"
+    );
+    Ok(respond(&headers, http::StatusCode::CREATED, &out))
 }
 
-/// `GET /apis/cattery.dev/v1/tokens` (never includes secrets).
-pub async fn list(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, ApiError> {
-    let items = state
-        .auth
-        .list(state.store.as_ref())?
-        .into_iter()
-        .map(|r| to_token(r, None))
-        .collect();
-    Ok(super::respond_printed(
-        req.headers(),
-        http::StatusCode::OK,
-        &List::new(API_VERSION, "Token", items),
-        TOKEN_COLUMNS,
-    ))
-}
-
-/// `GET /apis/cattery.dev/v1/tokens/{id}`.
-pub async fn get(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let r = state
-        .auth
-        .list(state.store.as_ref())?
-        .into_iter()
-        .find(|r| r.id == id)
-        .ok_or_else(|| ApiError::new(404, format!("tokens {id:?} not found")))?;
-    Ok(super::respond_printed(
-        req.headers(),
-        http::StatusCode::OK,
-        &to_token(r, None),
-        TOKEN_COLUMNS,
-    ))
-}
-
-/// `DELETE /apis/cattery.dev/v1/tokens/{id}`: revokes the token (the record stays, so
-/// `token list` shows when it was revoked).
-pub async fn revoke(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let r = state.auth.revoke(state.store.as_ref(), &id)?;
-    tracing::info!(id, user = r.user, "token revoked");
-    Ok(respond(
-        req.headers(),
-        http::StatusCode::OK,
-        &to_token(r, None),
-    ))
+/// DELETE of a token: revokes it (the object stays, with its revocation time).
+pub(crate) fn revoke(state: &AppState, id: &str) -> Result<Value, ApiError> {
+    let revoked = state.auth.revoke(id)?;
+    let mut out = (*revoked).clone();
+    view(state, &mut out);
+    tracing::info!(
+        id,
+        user = out["spec"]["user"].as_str().unwrap_or(""),
+        "token revoked"
+    );
+    Ok(out)
 }
 
 #[cfg(test)]

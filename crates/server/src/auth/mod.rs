@@ -11,7 +11,8 @@ pub(crate) mod tokens;
 
 use base64::Engine;
 
-pub use tokens::{TokenAuthenticator, TokenError};
+pub(crate) use tokens::TokenAuthenticator;
+pub use tokens::TokenError;
 
 /// Who is making a request.
 #[derive(Clone, Debug, PartialEq, Eq)]

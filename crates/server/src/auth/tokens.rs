@@ -1,26 +1,36 @@
 //! Opaque bearer tokens issued by the management plane.
 //!
-//! A token is `cat_` + 256 random bits, shown once; only its SHA-256 is stored. The hashes
-//! are kept in memory, keyed by hash: looking a token up leaks nothing about the secret
-//! (an attacker would need SHA-256 preimages), and the found hash is compared again in
-//! constant time. Revocation and expiry take effect on the next request, because the
-//! in-memory entry is updated in the same call that writes the store. Last-used times are
-//! collected in memory and written to the store in batches (at most once a minute per
-//! token), so authentication never waits on a database write.
+//! A token is `cat_` + 256 random bits, shown once; only its SHA-256 is stored, in the
+//! `Token` object of the resource store (field [`HASH_FIELD`], which no read returns).
+//! The hashes are kept in memory, keyed by hash: looking a token up leaks nothing about
+//! the secret (an attacker would need SHA-256 preimages), and the found hash is compared
+//! again in constant time. The map follows the store ([`crate::follow`]): a token created,
+//! revoked or deleted is honoured or refused from the next request on, whichever handler
+//! wrote it. Last-used times are collected in memory and written to the store in batches
+//! (at most once a minute per token), so authentication never waits on a database write.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use cattery_store::{Filter, Obj, StoreError};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 
 use super::{Identity, generate_token, random_id};
-use crate::store::{StateStore, StoreError, TokenRecord};
+use crate::api::kinds::HubKind;
+use crate::api::resources::HubStore;
+use crate::follow::Follower;
 
 /// How often a token's last-used time is refreshed at most.
 const LAST_USED_GRANULARITY: Duration = Duration::from_secs(60);
+
+/// The stored Token's field holding the hex SHA-256 of its secret. Never served: every
+/// read goes through [`crate::api::tokens::view`], which removes it.
+pub(crate) const HASH_FIELD: &str = "secretHash";
 
 /// Why a token was refused (the message goes into the 401 and the audit trail; it never
 /// contains the token).
@@ -54,38 +64,71 @@ struct Entry {
     revoked_at: Option<String>,
 }
 
-/// Authenticates opaque bearer tokens against the hashes in the state store.
-pub struct TokenAuthenticator {
-    by_hash: RwLock<HashMap<[u8; 32], Entry>>,
-    /// id → (RFC 3339 time, when it was noted), not yet written to the store.
-    used: Mutex<HashMap<String, (String, Instant)>>,
-    /// id → when it was last noted (so a busy token is noted once a minute).
-    noted: Mutex<HashMap<String, Instant>>,
-}
-
 fn sha256(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-fn parse_time(s: &Option<String>) -> Option<OffsetDateTime> {
-    s.as_deref()
-        .and_then(|s| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
+fn parse_time(s: Option<&str>) -> Option<OffsetDateTime> {
+    s.and_then(|s| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
 }
 
-fn entry(t: &TokenRecord) -> Option<([u8; 32], Entry)> {
-    let hash: [u8; 32] = hex::decode(&t.sha256).ok()?.try_into().ok()?;
+fn str_at<'a>(o: &'a Value, p: &str) -> Option<&'a str> {
+    o.pointer(p).and_then(Value::as_str)
+}
+
+/// The map entry of a stored Token object (None when its hash does not decode).
+fn entry(t: &Value) -> Option<([u8; 32], Entry)> {
+    let hash: [u8; 32] = hex::decode(t.get(HASH_FIELD)?.as_str()?)
+        .ok()?
+        .try_into()
+        .ok()?;
+    let groups = t
+        .pointer("/spec/groups")
+        .and_then(Value::as_array)
+        .map(|g| {
+            g.iter()
+                .filter_map(|g| g.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
     Some((
         hash,
         Entry {
-            id: t.id.clone(),
+            id: str_at(t, "/metadata/name")?.to_string(),
             identity: Identity {
-                user: t.user.clone(),
-                groups: t.groups.clone(),
+                user: str_at(t, "/spec/user")?.to_string(),
+                groups,
             },
-            expires_at: parse_time(&t.expires_at),
-            revoked_at: t.revoked_at.clone(),
+            expires_at: parse_time(str_at(t, "/status/expirationTimestamp")),
+            revoked_at: str_at(t, "/status/revocationTimestamp").map(String::from),
         },
     ))
+}
+
+fn hashes(store: &HubStore) -> HashMap<[u8; 32], Entry> {
+    let (tokens, _) = store.snapshot(&Filter::all(HubKind::Token));
+    tokens.iter().filter_map(|t| entry(t)).collect()
+}
+
+/// The stored form of a token that existed before tokens moved into the resource store
+/// (the migration keeps its id, times and hash).
+pub(crate) fn token_object(
+    id: &str,
+    identity: &Identity,
+    description: Option<&str>,
+    sha256_hex: &str,
+    expires_at: Option<&str>,
+) -> Value {
+    let mut spec = json!({"user": identity.user, "groups": identity.groups});
+    if let Some(d) = description {
+        spec["description"] = json!(d);
+    }
+    let mut status = json!({});
+    if let Some(e) = expires_at {
+        status["expirationTimestamp"] = json!(e);
+    }
+    json!({"apiVersion": cattery_api::API_VERSION, "kind": "Token",
+        "metadata": {"name": id}, "spec": spec, "status": status, HASH_FIELD: sha256_hex})
 }
 
 /// What to create a token for.
@@ -99,80 +142,98 @@ pub struct NewToken {
     pub ttl: Option<Duration>,
 }
 
+/// Authenticates opaque bearer tokens against the hashes in the resource store.
+pub struct TokenAuthenticator {
+    by_hash: RwLock<HashMap<[u8; 32], Entry>>,
+    follower: Follower,
+    /// id → (RFC 3339 time, when it was noted), not yet written to the store.
+    used: Mutex<HashMap<String, (String, Instant)>>,
+    /// id → when it was last noted (so a busy token is noted once a minute).
+    noted: Mutex<HashMap<String, Instant>>,
+}
+
 impl TokenAuthenticator {
-    /// Loads the token hashes from the store.
-    pub fn load(store: &dyn StateStore) -> Result<Self, StoreError> {
-        let by_hash = store.tokens()?.iter().filter_map(entry).collect();
-        Ok(TokenAuthenticator {
-            by_hash: RwLock::new(by_hash),
+    /// Loads the token hashes from the store and follows its changes.
+    pub(crate) fn new(store: Arc<HubStore>) -> Self {
+        let follower = Follower::new(store);
+        TokenAuthenticator {
+            by_hash: RwLock::new(hashes(follower.store())),
+            follower,
             used: Mutex::default(),
             noted: Mutex::default(),
-        })
+        }
+    }
+
+    fn refresh(&self) {
+        self.follower.refresh(
+            |k| k == HubKind::Token,
+            |store| {
+                *self.by_hash.write().unwrap_or_else(|p| p.into_inner()) = hashes(store);
+            },
+        );
+    }
+
+    /// Rebuilds the map eagerly after each committed token change until `stop`.
+    pub(crate) async fn follow(&self, stop: CancellationToken) {
+        self.follower.run(stop, || self.refresh()).await;
     }
 
     /// Whether any token exists (first start creates the admin token when none does).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.refresh();
         self.by_hash
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .is_empty()
     }
 
-    /// Creates a token, stores its hash and returns the record and the token (shown once).
-    pub fn create(
-        &self,
-        store: &dyn StateStore,
-        new: NewToken,
-    ) -> Result<(TokenRecord, String), StoreError> {
+    /// Creates a token, stores its hash and returns the stored object and the token
+    /// (shown once).
+    pub(crate) fn create(&self, new: NewToken) -> Result<(Obj, String), StoreError> {
         let token = generate_token();
-        let hash = sha256(&token);
         let now = OffsetDateTime::now_utc();
-        let record = TokenRecord {
-            id: random_id(8),
-            user: new.identity.user,
-            groups: new.identity.groups,
-            sha256: hex::encode(hash),
-            created_at: cattery_api::rfc3339(now),
-            description: new.description,
-            expires_at: new.ttl.map(|ttl| cattery_api::rfc3339(now + ttl)),
-            revoked_at: None,
-            last_used_at: None,
-        };
-        store.insert_token(&record)?;
-        if let Some((hash, e)) = entry(&record) {
-            self.by_hash
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(hash, e);
-        }
-        Ok((record, token))
+        let expires = new.ttl.map(|ttl| cattery_api::rfc3339(now + ttl));
+        let obj = token_object(
+            &random_id(8),
+            &new.identity,
+            new.description.as_deref(),
+            &hex::encode(sha256(&token)),
+            expires.as_deref(),
+        );
+        let stored = self.follower.store().create(HubKind::Token, None, obj)?;
+        Ok((stored, token))
     }
 
-    /// Revokes token `id`; it is refused from the next request on.
-    pub fn revoke(&self, store: &dyn StateStore, id: &str) -> Result<TokenRecord, StoreError> {
+    /// Revokes token `id`; it is refused from the next request on. The object stays (with
+    /// its revocation time), so `token list` shows when it was revoked.
+    pub(crate) fn revoke(&self, id: &str) -> Result<Obj, StoreError> {
         let at = cattery_api::now_rfc3339();
-        let rec = store.revoke_token(id, &at)?;
-        let mut map = self.by_hash.write().unwrap_or_else(|p| p.into_inner());
-        for e in map.values_mut().filter(|e| e.id == id) {
-            e.revoked_at = rec.revoked_at.clone();
-        }
-        Ok(rec)
+        self.follower
+            .store()
+            .modify(HubKind::Token, None, id, false, |old: &Obj| {
+                let mut t = (**old).clone();
+                if !t["status"].is_object() {
+                    t["status"] = json!({});
+                }
+                if t["status"]["revocationTimestamp"].is_null() {
+                    t["status"]["revocationTimestamp"] = json!(at);
+                }
+                Ok::<_, StoreError>(t)
+            })
     }
 
-    /// Every token (without secrets), with last-used times not yet flushed merged in.
-    pub fn list(&self, store: &dyn StateStore) -> Result<Vec<TokenRecord>, StoreError> {
-        let mut all = store.tokens()?;
-        let used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        for t in &mut all {
-            if let Some((at, _)) = used.get(&t.id) {
-                t.last_used_at = Some(at.clone());
-            }
-        }
-        Ok(all)
+    /// The last-used time of token `id` not yet written to the store, if any.
+    pub(crate) fn pending_last_use(&self, id: &str) -> Option<String> {
+        self.used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .map(|(at, _)| at.clone())
     }
 
     /// The identity and token id of `token`, or why it is refused.
     pub fn authenticate(&self, token: &str) -> Result<(Identity, String), TokenError> {
+        self.refresh();
         let presented = sha256(token);
         let map = self.by_hash.read().unwrap_or_else(|p| p.into_inner());
         let (hash, e) = map.get_key_value(&presented).ok_or(TokenError::Unknown)?;
@@ -217,7 +278,7 @@ impl TokenAuthenticator {
     }
 
     /// Writes pending last-used times to the store (called periodically and at shutdown).
-    pub fn flush_last_used(&self, store: &dyn StateStore) -> Result<(), StoreError> {
+    pub(crate) fn flush_last_used(&self) -> Result<(), StoreError> {
         let pending: Vec<(String, String)> = {
             let used = self.used.lock().unwrap_or_else(|p| p.into_inner());
             used.iter()
@@ -227,7 +288,22 @@ impl TokenAuthenticator {
         if pending.is_empty() {
             return Ok(());
         }
-        store.touch_tokens(&pending)?;
+        self.follower.store().transaction(|tx| {
+            for (id, at) in &pending {
+                if tx.get(HubKind::Token, None, id).is_none() {
+                    continue;
+                }
+                tx.modify(HubKind::Token, None, id, false, |old: &Obj| {
+                    let mut t = (**old).clone();
+                    if !t["status"].is_object() {
+                        t["status"] = json!({});
+                    }
+                    t["status"]["lastUsedTimestamp"] = json!(at);
+                    Ok::<_, StoreError>(t)
+                })?;
+            }
+            Ok::<_, StoreError>(())
+        })?;
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
         for (id, at) in pending {
             if used.get(&id).is_some_and(|(a, _)| *a == at) {
@@ -241,7 +317,6 @@ impl TokenAuthenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::SqliteStore;
 
     fn who() -> Identity {
         Identity {
@@ -258,67 +333,85 @@ mod tests {
         }
     }
 
-    #[test]
-    fn tokens_roundtrip_and_are_stored_hashed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
-        let auth = TokenAuthenticator::load(&store).unwrap();
-        assert!(auth.is_empty());
-        let (rec, token) = auth.create(&store, new(None)).unwrap();
-        assert_eq!(auth.authenticate(&token), Ok((who(), rec.id.clone())));
-        assert_eq!(auth.authenticate("cat_wrong"), Err(TokenError::Unknown));
-        let reloaded = TokenAuthenticator::load(&store).unwrap();
-        assert_eq!(reloaded.authenticate(&token).unwrap().0, who());
-        let stored = store.tokens().unwrap();
-        assert!(!stored[0].sha256.contains(&token) && stored[0].sha256.len() == 64);
+    fn sqlite(dir: &std::path::Path) -> Arc<HubStore> {
+        Arc::new(crate::api::resources::open_store(&dir.join("s.db")).unwrap())
     }
 
     #[test]
-    fn revoked_tokens_are_refused_at_once_and_after_restart() {
+    fn tokens_roundtrip_and_are_stored_hashed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
-        let auth = TokenAuthenticator::load(&store).unwrap();
-        let (rec, token) = auth.create(&store, new(None)).unwrap();
-        auth.revoke(&store, &rec.id).unwrap();
+        let store = sqlite(dir.path());
+        let auth = TokenAuthenticator::new(store.clone());
+        assert!(auth.is_empty());
+        let (obj, token) = auth.create(new(None)).unwrap();
+        let id = obj["metadata"]["name"].as_str().unwrap().to_string();
+        assert_eq!(auth.authenticate(&token), Ok((who(), id.clone())));
+        assert_eq!(auth.authenticate("cat_wrong"), Err(TokenError::Unknown));
+        drop((auth, store));
+        let store = sqlite(dir.path());
+        let reloaded = TokenAuthenticator::new(store.clone());
+        assert_eq!(reloaded.authenticate(&token).unwrap().0, who());
+        let stored = store.get(HubKind::Token, None, &id).unwrap();
+        assert!(!stored.to_string().contains(&token));
+        assert_eq!(stored[HASH_FIELD].as_str().unwrap().len(), 64);
+    }
+
+    #[test]
+    fn revoked_and_deleted_tokens_are_refused_at_once_and_after_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite(dir.path());
+        let auth = TokenAuthenticator::new(store.clone());
+        let (obj, token) = auth.create(new(None)).unwrap();
+        let id = obj["metadata"]["name"].as_str().unwrap().to_string();
+        auth.revoke(&id).unwrap();
         assert!(matches!(
             auth.authenticate(&token),
             Err(TokenError::Revoked { .. })
         ));
-        let reloaded = TokenAuthenticator::load(&store).unwrap();
+        drop((auth, store));
+        let store = sqlite(dir.path());
+        let reloaded = TokenAuthenticator::new(store.clone());
         assert!(matches!(
             reloaded.authenticate(&token),
             Err(TokenError::Revoked { .. })
         ));
+        // A write straight to the store (any handler) is followed too.
+        let (obj, token) = reloaded.create(new(None)).unwrap();
+        assert!(reloaded.authenticate(&token).is_ok());
+        let id = obj["metadata"]["name"].as_str().unwrap();
+        store.delete(HubKind::Token, None, id).unwrap();
+        assert_eq!(reloaded.authenticate(&token), Err(TokenError::Unknown));
     }
 
     #[test]
     fn expired_tokens_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
-        let auth = TokenAuthenticator::load(&store).unwrap();
-        let (_, token) = auth.create(&store, new(Some(Duration::ZERO))).unwrap();
+        let auth = TokenAuthenticator::new(Arc::new(HubStore::in_memory()));
+        let (_, token) = auth.create(new(Some(Duration::ZERO))).unwrap();
         assert!(matches!(
             auth.authenticate(&token),
             Err(TokenError::Expired { .. })
         ));
-        let (_, token) = auth
-            .create(&store, new(Some(Duration::from_secs(3600))))
-            .unwrap();
+        let (_, token) = auth.create(new(Some(Duration::from_secs(3600)))).unwrap();
         assert!(auth.authenticate(&token).is_ok());
     }
 
     #[test]
     fn last_used_is_recorded_and_flushed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
-        let auth = TokenAuthenticator::load(&store).unwrap();
-        let (rec, token) = auth.create(&store, new(None)).unwrap();
-        assert_eq!(auth.list(&store).unwrap()[0].last_used_at, None);
+        let store = Arc::new(HubStore::in_memory());
+        let auth = TokenAuthenticator::new(store.clone());
+        let (obj, token) = auth.create(new(None)).unwrap();
+        let id = obj["metadata"]["name"].as_str().unwrap();
+        assert_eq!(auth.pending_last_use(id), None);
         auth.authenticate(&token).unwrap();
-        assert!(auth.list(&store).unwrap()[0].last_used_at.is_some());
-        auth.flush_last_used(&store).unwrap();
-        let stored = store.tokens().unwrap();
-        assert_eq!(stored[0].id, rec.id);
-        assert!(stored[0].last_used_at.is_some());
+        assert!(auth.pending_last_use(id).is_some());
+        auth.flush_last_used().unwrap();
+        assert_eq!(auth.pending_last_use(id), None);
+        let stored = store.get(HubKind::Token, None, id).unwrap();
+        assert!(
+            stored["status"]["lastUsedTimestamp"].is_string(),
+            "{stored}"
+        );
+        // Still valid after its own object changed.
+        assert!(auth.authenticate(&token).is_ok());
     }
 }

@@ -167,35 +167,3 @@ pub(crate) fn check_stored_metadata(
     m.annotations.clear();
     check_metadata(kind, &m, true)
 }
-
-/// [`respond`], or a `meta.k8s.io/v1` Table with `columns` when the client asks for one
-/// (`kubectl get`): a list's `items` become rows, any other object one row. For the kinds
-/// with their own handlers (tokens, RBAC objects); the descriptor kinds print in
-/// `api::resources`.
-pub(crate) fn respond_printed<T: Serialize>(
-    headers: &http::HeaderMap,
-    code: http::StatusCode,
-    value: &T,
-    columns: &[cattery_store::http::table::Column],
-) -> Response {
-    use cattery_store::http::table::{IncludeObject, table, wants_table};
-    let accept = headers
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok());
-    if !wants_table(accept) {
-        return respond(headers, code, value);
-    }
-    let v = serde_json::to_value(value).unwrap_or_default();
-    let t = match v.get("items").and_then(serde_json::Value::as_array) {
-        Some(items) => table(
-            columns,
-            items.iter(),
-            v.pointer("/metadata/resourceVersion")
-                .and_then(serde_json::Value::as_str),
-            None,
-            IncludeObject::Metadata,
-        ),
-        None => table(columns, [&v], None, None, IncludeObject::Metadata),
-    };
-    respond(headers, code, &t)
-}

@@ -1,4 +1,6 @@
-//! The state store: clusters, certificate fingerprints and tokens.
+//! The state store: clusters and certificate fingerprints (tokens and RBAC objects are
+//! in the resource store; [`TokenRecord`] and [`RbacRecord`] are the rows of the tables
+//! they were kept in before, read once at start by [`crate::migrate`]).
 //!
 //! Behind a trait so a PostgreSQL implementation can serve several server replicas later;
 //! SQLite in the data directory is the embedded default. Calls are synchronous and short
@@ -38,7 +40,7 @@ pub struct CertRecord {
     pub revoked: Option<String>,
 }
 
-/// A bearer token; only its hash is stored.
+/// A bearer token as kept before tokens moved into the resource store; only its hash.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TokenRecord {
     /// Public id (safe to show and log).
@@ -61,7 +63,8 @@ pub struct TokenRecord {
     pub last_used_at: Option<String>,
 }
 
-/// A stored RBAC object (`ClusterRole`, `ClusterRoleBinding`, `Role`, `RoleBinding`).
+/// An RBAC object (`ClusterRole`, `ClusterRoleBinding`, `Role`, `RoleBinding`) as kept
+/// before RBAC objects moved into the resource store.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RbacRecord {
     /// Object kind.
@@ -108,24 +111,4 @@ pub trait StateStore: Send + Sync {
     fn list_clusters(&self) -> Result<Vec<ClusterRecord>, StoreError>;
     /// Every certificate ever issued (for the in-memory fingerprint index).
     fn certificates(&self) -> Result<Vec<CertRecord>, StoreError>;
-    /// Stores a token record.
-    fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
-    /// All tokens, revoked ones included.
-    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
-    /// Marks a token revoked at `at` (idempotent: an already revoked token keeps its time).
-    fn revoke_token(&self, id: &str, at: &str) -> Result<TokenRecord, StoreError>;
-    /// Records last-used times (batched; unknown ids are ignored).
-    fn touch_tokens(&self, used: &[(String, String)]) -> Result<(), StoreError>;
-    /// All stored RBAC objects.
-    fn rbac_objects(&self) -> Result<Vec<RbacRecord>, StoreError>;
-    /// Creates (`replace == false`: fails if it exists) or creates-or-replaces an RBAC object;
-    /// returns whether it was created.
-    fn put_rbac_object(&self, obj: &RbacRecord, replace: bool) -> Result<bool, StoreError>;
-    /// Deletes an RBAC object, returning it.
-    fn delete_rbac_object(
-        &self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-    ) -> Result<RbacRecord, StoreError>;
 }

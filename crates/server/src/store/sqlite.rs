@@ -125,6 +125,36 @@ fn row_to_rbac(r: &rusqlite::Row<'_>) -> rusqlite::Result<RbacRecord> {
 }
 
 impl SqliteStore {
+    /// The rows of the tables tokens and RBAC objects were kept in before they moved into
+    /// the resource store, read once at start by [`crate::migrate`].
+    pub(crate) fn legacy_rows(&self) -> Result<(Vec<TokenRecord>, Vec<RbacRecord>), StoreError> {
+        let conn = self.conn();
+        let tokens = conn
+            .prepare(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
+            ))
+            .and_then(|mut st| st.query_map([], row_to_token)?.collect())
+            .map_err(backend)?;
+        let rbac = conn
+            .prepare("SELECT kind, namespace, name, body FROM rbac_objects ORDER BY kind, namespace, name")
+            .and_then(|mut st| st.query_map([], row_to_rbac)?.collect())
+            .map_err(backend)?;
+        Ok((tokens, rbac))
+    }
+
+    /// Deletes the legacy rows once they are in the resource store, so they move once.
+    pub(crate) fn forget_legacy_rows(&self) -> Result<(), StoreError> {
+        self.conn()
+            .execute_batch("BEGIN IMMEDIATE; DELETE FROM tokens; DELETE FROM rbac_objects; COMMIT;")
+            .map_err(backend)
+    }
+
+    /// Runs `sql` (tests that need rows in the legacy tables).
+    #[cfg(test)]
+    pub(crate) fn insert_legacy_for_test(&self, sql: &str) {
+        self.conn().execute_batch(sql).expect("legacy rows");
+    }
+
     /// Opens (creating if needed) `path`, in WAL mode with full fsync: state writes are rare
     /// and must survive power loss.
     ///
@@ -260,157 +290,6 @@ impl StateStore for SqliteStore {
             .map_err(backend)?;
         rows.collect::<Result<_, _>>().map_err(backend)
     }
-
-    fn insert_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
-        let groups =
-            serde_json::to_string(&t.groups).map_err(|e| StoreError::Backend(e.to_string()))?;
-        self.conn()
-            .execute(
-                &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
-                params![
-                    t.id,
-                    t.user,
-                    groups,
-                    t.sha256,
-                    t.created_at,
-                    t.description,
-                    t.expires_at,
-                    t.revoked_at,
-                    t.last_used_at
-                ],
-            )
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
-            ))
-            .map_err(backend)?;
-        let rows = stmt.query_map([], row_to_token).map_err(backend)?;
-        rows.collect::<Result<_, _>>().map_err(backend)
-    }
-
-    fn revoke_token(&self, id: &str, at: &str) -> Result<TokenRecord, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        tx.execute(
-            "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-            params![id, at],
-        )
-        .map_err(backend)?;
-        let rec = tx
-            .query_row(
-                &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
-                [id],
-                row_to_token,
-            )
-            .optional()
-            .map_err(backend)?
-            .ok_or_else(|| StoreError::NotFound {
-                kind: "Token".into(),
-                name: id.to_string(),
-            })?;
-        tx.commit().map_err(backend)?;
-        Ok(rec)
-    }
-
-    fn touch_tokens(&self, used: &[(String, String)]) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        for (id, at) in used {
-            tx.execute(
-                "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1",
-                params![id, at],
-            )
-            .map_err(backend)?;
-        }
-        tx.commit().map_err(backend)
-    }
-
-    fn rbac_objects(&self) -> Result<Vec<RbacRecord>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT kind, namespace, name, body FROM rbac_objects ORDER BY kind, namespace, name")
-            .map_err(backend)?;
-        let rows = stmt.query_map([], row_to_rbac).map_err(backend)?;
-        rows.collect::<Result<_, _>>().map_err(backend)
-    }
-
-    fn put_rbac_object(&self, o: &RbacRecord, replace: bool) -> Result<bool, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        let exists = tx
-            .query_row(
-                "SELECT 1 FROM rbac_objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-                params![o.kind, o.namespace, o.name],
-                |_| Ok(()),
-            )
-            .optional()
-            .map_err(backend)?
-            .is_some();
-        if exists && !replace {
-            return Err(StoreError::AlreadyExists {
-                kind: o.kind.clone(),
-                name: qualified(&o.namespace, &o.name),
-            });
-        }
-        tx.execute(
-            "INSERT OR REPLACE INTO rbac_objects (kind, namespace, name, body) VALUES (?1, ?2, ?3, ?4)",
-            params![o.kind, o.namespace, o.name, o.body],
-        )
-        .map_err(backend)?;
-        tx.commit().map_err(backend)?;
-        Ok(!exists)
-    }
-
-    fn delete_rbac_object(
-        &self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-    ) -> Result<RbacRecord, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        let rec = tx
-            .query_row(
-                "SELECT kind, namespace, name, body FROM rbac_objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-                params![kind, namespace, name],
-                row_to_rbac,
-            )
-            .optional()
-            .map_err(backend)?
-            .ok_or_else(|| StoreError::NotFound {
-                kind: kind.to_string(),
-                name: qualified(namespace, name),
-            })?;
-        tx.execute(
-            "DELETE FROM rbac_objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-            params![kind, namespace, name],
-        )
-        .map_err(backend)?;
-        tx.commit().map_err(backend)?;
-        Ok(rec)
-    }
-}
-
-fn qualified(namespace: &str, name: &str) -> String {
-    if namespace.is_empty() {
-        name.to_string()
-    } else {
-        format!("{namespace}/{name}")
-    }
 }
 
 #[cfg(test)]
@@ -491,7 +370,7 @@ mod tests {
     }
 
     #[test]
-    fn old_schema_is_migrated_keeping_tokens() {
+    fn old_schema_is_migrated_and_legacy_rows_are_read_then_forgotten() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         {
@@ -504,49 +383,28 @@ mod tests {
             .unwrap();
         }
         let s = SqliteStore::open(&path).unwrap();
-        let t = &s.tokens().unwrap()[0];
+        s.conn()
+            .execute(
+                "INSERT INTO rbac_objects (kind, namespace, name, body) VALUES ('Role', 'ns', 'r', '{}')",
+                [],
+            )
+            .unwrap();
+        let (tokens, rbac) = s.legacy_rows().unwrap();
         assert_eq!(
-            (t.id.as_str(), t.groups.clone()),
+            (tokens[0].id.as_str(), tokens[0].groups.clone()),
             ("t1", vec!["g".to_string()])
         );
-        assert_eq!(t.revoked_at, None);
-        let revoked = s.revoke_token("t1", "2026-02-01T00:00:00Z").unwrap();
-        assert_eq!(revoked.revoked_at.as_deref(), Some("2026-02-01T00:00:00Z"));
-        // Idempotent: the first revocation time stays.
-        let again = s.revoke_token("t1", "2026-03-01T00:00:00Z").unwrap();
-        assert_eq!(again.revoked_at.as_deref(), Some("2026-02-01T00:00:00Z"));
-        assert!(matches!(
-            s.revoke_token("nope", "x"),
-            Err(StoreError::NotFound { .. })
-        ));
+        assert_eq!(tokens[0].revoked_at, None);
+        assert_eq!(
+            (rbac[0].kind.as_str(), rbac[0].namespace.as_str()),
+            ("Role", "ns")
+        );
         drop(s);
-        // Reopening does not re-run the migration.
+        // Reopening does not re-run the schema migration.
         let s = SqliteStore::open(&path).unwrap();
-        assert_eq!(s.tokens().unwrap().len(), 1);
-    }
-
-    #[test]
-    fn rbac_objects_create_replace_delete() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(&dir.path().join("state.db")).unwrap();
-        let o = RbacRecord {
-            kind: "ClusterRole".into(),
-            namespace: String::new(),
-            name: "r".into(),
-            body: "{}".into(),
-        };
-        assert!(s.put_rbac_object(&o, false).unwrap());
-        assert!(matches!(
-            s.put_rbac_object(&o, false),
-            Err(StoreError::AlreadyExists { .. })
-        ));
-        let o2 = RbacRecord {
-            body: "{\"x\":1}".into(),
-            ..o.clone()
-        };
-        assert!(!s.put_rbac_object(&o2, true).unwrap());
-        assert_eq!(s.rbac_objects().unwrap(), vec![o2.clone()]);
-        assert_eq!(s.delete_rbac_object("ClusterRole", "", "r").unwrap(), o2);
-        assert!(s.rbac_objects().unwrap().is_empty());
+        assert_eq!(s.legacy_rows().unwrap().0.len(), 1);
+        s.forget_legacy_rows().unwrap();
+        let (tokens, rbac) = s.legacy_rows().unwrap();
+        assert!(tokens.is_empty() && rbac.is_empty());
     }
 }

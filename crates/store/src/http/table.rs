@@ -113,7 +113,7 @@ pub fn age(obj: &Value) -> String {
     }
 }
 
-fn column_definitions(columns: &[Column]) -> Value {
+fn column_definitions(columns: &[Column], with_age: bool) -> Value {
     let mut cols = vec![
         json!({"name": "Name", "type": "string", "format": "name", "priority": 0,
         "description": "Name must be unique within a namespace."}),
@@ -121,15 +121,19 @@ fn column_definitions(columns: &[Column]) -> Value {
     cols.extend(columns.iter().map(|c| {
         json!({"name": c.name, "type": c.ty, "format": "", "priority": c.priority, "description": ""})
     }));
-    cols.push(json!({"name": "Age", "type": "string", "format": "", "priority": 0,
-        "description": "CreationTimestamp is a timestamp representing the server time when this object was created."}));
+    if with_age {
+        cols.push(json!({"name": "Age", "type": "string", "format": "", "priority": 0,
+            "description": "CreationTimestamp is a timestamp representing the server time when this object was created."}));
+    }
     Value::Array(cols)
 }
 
-fn row(columns: &[Column], obj: &Value, include: IncludeObject) -> Value {
+fn row(columns: &[Column], obj: &Value, include: IncludeObject, with_age: bool) -> Value {
     let mut cells = vec![obj.pointer("/metadata/name").cloned().unwrap_or(json!(""))];
     cells.extend(columns.iter().map(|c| (c.cell)(obj)));
-    cells.push(json!(age(obj)));
+    if with_age {
+        cells.push(json!(age(obj)));
+    }
     let mut row = json!({"cells": cells});
     match include {
         IncludeObject::None => {}
@@ -150,6 +154,19 @@ pub fn table<'a>(
     continue_token: Option<&str>,
     include: IncludeObject,
 ) -> Value {
+    table_with(columns, objects, rv, continue_token, include, true)
+}
+
+/// [`table`] with or without the trailing AGE column: some kinds print their creation time
+/// as a column of their own instead (kubectl's `get clusterroles` shows NAME, CREATED AT).
+pub fn table_with<'a>(
+    columns: &[Column],
+    objects: impl IntoIterator<Item = &'a Value>,
+    rv: Option<&str>,
+    continue_token: Option<&str>,
+    include: IncludeObject,
+    with_age: bool,
+) -> Value {
     let mut meta = json!({});
     if let Some(rv) = rv {
         meta["resourceVersion"] = json!(rv);
@@ -161,8 +178,8 @@ pub fn table<'a>(
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": meta,
-        "columnDefinitions": column_definitions(columns),
-        "rows": objects.into_iter().map(|o| row(columns, o, include)).collect::<Vec<_>>(),
+        "columnDefinitions": column_definitions(columns, with_age),
+        "rows": objects.into_iter().map(|o| row(columns, o, include, with_age)).collect::<Vec<_>>(),
     })
 }
 
